@@ -1,0 +1,1 @@
+"""HTTP routes; `app.create_app` is the one factory."""

@@ -1,0 +1,124 @@
+"""Health, readiness, processing status and non-secret settings."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.exceptions import ValidationException
+from litestar.response import Response
+
+from worker import queue
+from worker.defaults import DEFAULTS, SECRET_SETTINGS
+from worker.models import HealthResponse, ProcessingStatus, ReadinessResponse
+from worker.services import Services
+from worker.settings import SettingsError, load_settings, update_settings
+
+# The consumer must turn its loop at least this often; more stale than this while work is
+# pending means it is wedged.
+HEARTBEAT_STALE_SECONDS = 30.0
+
+
+def health(services: Services) -> HealthResponse:
+    return HealthResponse(status="ok", version=services.version, uptime=round(time.time() - services.started_at, 3),
+                          pid=os.getpid())
+
+
+@get(["/api/health", "/health"], opt={"public": True}, tags=["status"])
+async def health_route(services: Services) -> HealthResponse:
+    """Liveness only: the process answers HTTP."""
+    return health(services)
+
+
+def readiness_reasons(services: Services) -> list[str]:
+    reasons: list[str] = []
+    conn = services.conn
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("UPDATE schema_migrations SET applied_at = applied_at WHERE 0")
+        conn.execute("ROLLBACK")
+    except Exception as exc:
+        reasons.append(f"store not writable: {exc}")
+    runner = services.runner
+    now = time.time()
+    counts = queue.counts(conn) if not reasons else {}
+    if runner.processor is None:
+        reasons.append("no memory agent is running")
+    elif counts.get("pending", 0) or counts.get("processing", 0):
+        if now - runner.heartbeat > HEARTBEAT_STALE_SECONDS:
+            reasons.append(f"queue consumer wedged: no loop turn for {now - runner.heartbeat:.0f}s with work pending")
+    gw = services.gateway_status()
+    if services.settings.provider == "claude":
+        reasons.extend(gw["problems"])
+    for probe in services.extras.get("readiness_probes", []):
+        problem = probe()
+        if problem:
+            reasons.append(problem)
+    return reasons
+
+
+@get("/api/readiness", opt={"public": True}, tags=["status"])
+async def readiness_route(services: Services) -> Response[ReadinessResponse]:
+    reasons = readiness_reasons(services)
+    return Response(ReadinessResponse(ready=not reasons, reasons=reasons), status_code=503 if reasons else 200)
+
+
+def processing_status(services: Services) -> ProcessingStatus:
+    conn = services.conn
+    counts = queue.counts(conn)
+    gw = services.gateway_status()
+    runner = services.runner
+    now = time.time()
+    return ProcessingStatus(
+        queue=counts,
+        failedReasons=queue.failure_reasons(conn),
+        lastError=runner.last_error or queue.last_error(conn),
+        provider=services.settings.provider,
+        authMethod=services.settings.auth_method,
+        model=services.settings.model,
+        baseUrl=gw["baseUrl"],
+        gateway=gw,
+        activeSessions=len(runner.active),
+        isProcessing=bool(runner.active),
+        queueDepth=counts["pending"] + counts["processing"],
+        lastProgressAgo=round(now - runner.last_progress, 3),
+        heartbeatAgo=round(now - runner.heartbeat, 3),
+        vectors=services.extras.get("vector_status", lambda: {})(),
+    )
+
+
+class StatusController(Controller):
+    path = "/api"
+    tags = ["status"]
+
+    @get("/processing-status")
+    async def processing(self, services: Services) -> ProcessingStatus:
+        return processing_status(services)
+
+    @get("/settings")
+    async def get_settings(self, services: Services) -> dict[str, str]:
+        return services.settings.public()
+
+    @post("/settings", status_code=200)
+    async def post_settings(self, data: dict[str, Any], services: Services) -> dict[str, Any]:
+        """Edit non-secret settings in settings.json; they apply at the next worker restart."""
+        changes: dict[str, str] = {}
+        for key, value in data.items():
+            if key not in DEFAULTS:
+                raise ValidationException(f"unknown setting {key}", extra=[{"key": key}])
+            if key in SECRET_SETTINGS:
+                raise ValidationException(f"{key} is a secret; edit it in settings.json by hand",
+                                          extra=[{"key": key}])
+            if not isinstance(value, (str, int, float, bool)):
+                raise ValidationException(f"{key}: expected a string", extra=[{"key": key}])
+            changes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+        merged = {**services.settings.raw, **changes}
+        try:
+            load_settings(services.settings.data_dir, environ={k: v for k, v in merged.items()})
+        except SettingsError as exc:
+            key = str(exc).split(":", 1)[0]
+            raise ValidationException(str(exc), extra=[{"key": key}]) from None
+        update_settings(services.settings.data_dir, changes)
+        return {"saved": sorted(changes), "restartRequired": True}

@@ -1,0 +1,80 @@
+"""The memory agent's isolated environment (SPEC.md section 3), built at every SDK spawn.
+
+The SDK merges `os.environ` under the env we pass, so the worker also removes the blocked names
+from its own environment at start (`scrub_process_environment`): a key exported in the user's
+shell or loaded from a project `.env` can then never reach the agent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from worker.settings import Settings, SettingsError, load_credentials, mask
+
+log = logging.getLogger("claude_mem.env")
+
+BLOCKED = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "CLAUDE_CODE_OAUTH_TOKEN",
+    "CLAUDECODE",
+    "CLAUDE_CODE_EFFORT_LEVEL",
+    "CLAUDE_CODE_ALWAYS_ENABLE_EFFORT",
+)
+ANTHROPIC_KEYS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
+# What the bundled CLI needs from the host to start, and nothing that could carry credentials.
+BASE_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TERM", "TZ", "LANG", "LANGUAGE",
+             "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
+             "https_proxy", "http_proxy", "no_proxy")
+
+
+class GatewayMisconfigured(SettingsError):
+    """Gateway mode without a base URL: refuse rather than fall back to Anthropic's public API."""
+
+
+def scrub_process_environment() -> list[str]:
+    """Remove blocked names from this process's environment; returns the names removed (never values)."""
+    removed = [name for name in BLOCKED if name in os.environ]
+    for name in removed:
+        del os.environ[name]
+    return removed
+
+
+def agent_home(settings: Settings) -> Path:
+    return settings.data_dir / "agent"
+
+
+def build_agent_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The SDK subprocess's environment: a minimal base, markers, and only `.env`'s credentials."""
+    source = os.environ if base is None else base
+    env = {k: v for k, v in source.items() if (k in BASE_KEYS or k.startswith("LC_")) and k not in BLOCKED}
+    env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
+    env["CLAUDE_MEM_INTERNAL"] = "1"
+    creds = load_credentials(settings.env_path)
+    explicit = {k: creds[k] for k in ANTHROPIC_KEYS if creds.get(k)}
+    if settings.auth_method == "gateway" and not explicit.get("ANTHROPIC_BASE_URL"):
+        raise GatewayMisconfigured(
+            f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
+        )
+    if settings.auth_method == "api-key" and not (explicit.get("ANTHROPIC_API_KEY") or explicit.get("ANTHROPIC_AUTH_TOKEN")):
+        raise GatewayMisconfigured(f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}")
+    env.update(explicit)
+    if explicit:
+        # Explicit configuration: no OAuth lookup. A private config dir means the CLI cannot find the
+        # user's Claude login either, so a gateway never falls back to api.anthropic.com.
+        home = agent_home(settings)
+        home.mkdir(parents=True, exist_ok=True)
+        env["CLAUDE_CONFIG_DIR"] = str(home)
+    return env
+
+
+def describe(env: dict[str, str]) -> str:
+    """A log line about an agent env with every credential masked."""
+    parts = []
+    for key in ANTHROPIC_KEYS:
+        if key in env:
+            parts.append(f"{key}={env[key] if key == 'ANTHROPIC_BASE_URL' else mask(env[key])}")
+    return ", ".join(parts) or "no explicit credentials (subscription login)"

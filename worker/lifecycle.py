@@ -1,0 +1,151 @@
+"""`claude-mem worker start|stop|restart|status|logs`: the background worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any
+
+from worker.settings import Settings
+
+
+def _pid(settings: Settings) -> int | None:
+    try:
+        pid = int(settings.pid_path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def api(settings: Settings, path: str, timeout: float = 2.0) -> tuple[int, Any]:
+    req = urllib.request.Request(settings.base_url + path)
+    if settings.worker_token:
+        req.add_header("Authorization", f"Bearer {settings.worker_token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+
+
+def healthy(settings: Settings) -> dict[str, Any] | None:
+    try:
+        status, body = api(settings, "/api/health", timeout=1.0)
+    except (OSError, ValueError):
+        return None
+    return body if status == 200 and isinstance(body, dict) else None
+
+
+def start(settings: Settings, wait: float = 60.0) -> int:
+    running = healthy(settings)
+    if running:
+        print(f"worker already running (pid {running.get('pid')}) at {settings.base_url}")
+        return 0
+    settings.log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(settings.log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
+            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+        )
+    deadline = time.time() + wait
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            print(f"worker exited at start (code {proc.returncode}); last log lines:", file=sys.stderr)
+            print(tail(settings, 15), file=sys.stderr)
+            return 1
+        if healthy(settings):
+            print(f"worker started (pid {proc.pid}) at {settings.base_url}; logs: {settings.log_path}")
+            return 0
+        time.sleep(0.2)
+    print(f"worker did not answer within {wait:.0f}s; see {settings.log_path}", file=sys.stderr)
+    return 1
+
+
+def stop(settings: Settings, timeout: float = 15.0) -> int:
+    pid = _pid(settings)
+    if pid is None:
+        print("worker is not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            print(f"worker stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+    print(f"worker killed after {timeout:.0f}s (pid {pid}); queued events are safe and resume at next start")
+    return 0
+
+
+def status(settings: Settings) -> int:
+    info = healthy(settings)
+    if not info:
+        pid = _pid(settings)
+        print(f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
+        return 1
+    print(f"worker running: pid {info.get('pid')}, {settings.base_url}, uptime {info.get('uptime', 0):.0f}s,"
+          f" version {info.get('version')}")
+    try:
+        code, body = api(settings, "/api/processing-status")
+    except (OSError, ValueError):
+        return 0
+    if code == 200 and isinstance(body, dict):
+        q = body.get("queue", {})
+        print(f"queue: depth {body.get('queueDepth')} (pending {q.get('pending')}, processing {q.get('processing')},"
+              f" failed {q.get('failed')}, done {q.get('done')})")
+        print(f"memory agent: provider {body.get('provider')}, auth {body.get('authMethod')},"
+              f" model {body.get('model')}, base URL {body.get('baseUrl') or '(default)'}")
+        for problem in (body.get("gateway") or {}).get("problems", []):
+            print(f"problem: {problem}")
+        if body.get("lastError"):
+            print(f"last error: {body['lastError']}")
+    return 0
+
+
+def tail(settings: Settings, lines: int = 50) -> str:
+    try:
+        with open(settings.log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 200_000))
+            return b"\n".join(fh.read().splitlines()[-lines:]).decode("utf-8", "replace")
+    except OSError:
+        return f"(no log file at {settings.log_path})"
+
+
+def logs(settings: Settings, follow: bool, lines: int = 50) -> int:
+    print(tail(settings, lines))
+    if not follow:
+        return 0
+    try:
+        with open(settings.log_path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            while True:
+                chunk = fh.readline()
+                if chunk:
+                    sys.stdout.write(chunk.decode("utf-8", "replace"))
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.3)
+    except KeyboardInterrupt:
+        return 0
+    except OSError:
+        return 1

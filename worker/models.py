@@ -1,0 +1,86 @@
+"""Wire shapes of the HTTP API (msgspec Structs), named as claude-mem's hook client names them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class SessionInitRequest(msgspec.Struct, kw_only=True):
+    contentSessionId: str
+    project: str = ""
+    prompt: str = ""
+    platformSource: str = "claude"
+    customTitle: str | None = None
+
+
+class SessionInitResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    sessionDbId: int | None
+    promptNumber: int
+    skipped: bool = False
+    reason: str | None = None
+
+
+class ObservationRequest(msgspec.Struct, kw_only=True):
+    contentSessionId: str
+    tool_name: str
+    tool_input: Any = None
+    tool_response: Any = None
+    cwd: str = ""
+    agentId: str | None = None
+    agentType: str | None = None
+    tool_use_id: str | None = None
+    platformSource: str = "claude"
+
+
+class SummarizeRequest(msgspec.Struct, kw_only=True):
+    contentSessionId: str
+    last_assistant_message: str = ""
+    platformSource: str = "claude"
+
+
+class CompleteRequest(msgspec.Struct, kw_only=True):
+    contentSessionId: str
+    reason: str = ""
+    platformSource: str = "claude"
+
+
+class QueuedResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    status: str
+    reason: str | None = None
+    eventId: int | None = None
+
+
+class HealthResponse(msgspec.Struct, kw_only=True):
+    status: str
+    version: str
+    uptime: float
+    pid: int
+
+
+class ReadinessResponse(msgspec.Struct, kw_only=True):
+    ready: bool
+    reasons: list[str]
+
+
+class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
+    error: str
+    field: str | None = None
+
+
+class ProcessingStatus(msgspec.Struct, kw_only=True):
+    queue: dict[str, int]
+    failedReasons: list[dict[str, Any]]
+    lastError: str | None
+    provider: str
+    authMethod: str
+    model: str
+    baseUrl: str | None
+    gateway: dict[str, Any]
+    activeSessions: int
+    isProcessing: bool
+    queueDepth: int
+    lastProgressAgo: float
+    heartbeatAgo: float
+    vectors: dict[str, Any] = {}

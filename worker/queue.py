@@ -1,0 +1,309 @@
+"""The durable event queue: pending → processing → done | failed, claimed from the store.
+
+Every state lives in SQLite, so a killed worker loses nothing: at start, events a dead owner left
+in `processing` return to `pending`. Sessions are served round-robin, so one chatty session cannot
+starve the rest; agent slots only pace the work, a session waiting for one never fails for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import sqlite3
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import msgspec
+
+from worker.storage import Tx
+
+log = logging.getLogger("claude_mem.queue")
+
+STATES = ("pending", "processing", "done", "failed")
+
+
+class Event(msgspec.Struct, frozen=True):
+    id: int
+    session_id: int
+    kind: str
+    payload: dict[str, Any]
+    attempts: int
+    created_at: float
+
+
+class ProcessingError(Exception):
+    """Raised by a processor; `kind` tells the queue what to do with the events.
+
+    transient: back off and retry (counts an attempt); permanent: fail now (auth, unknown model);
+    paused: keep the events pending without counting an attempt (spent budget, gateway down);
+    unparseable: the reply held nothing usable (counts an attempt, then fails with the reason).
+    """
+
+    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.retry_after = retry_after
+
+
+class Processor(Protocol):
+    async def process(self, session: sqlite3.Row, events: list[Event]) -> None:
+        """Store what the events yield and mark them done, in one transaction (see `complete`)."""
+
+
+def enqueue(conn: sqlite3.Connection, session_id: int, kind: str, payload: dict[str, Any]) -> int:
+    now = time.time()
+    cur = conn.execute(
+        "INSERT INTO pending_events (session_id, kind, payload, state, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'pending', ?, ?)",
+        (session_id, kind, json.dumps(payload, ensure_ascii=False), now, now),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def recover(conn: sqlite3.Connection, owner: str) -> int:
+    """Return events held by any other owner (a dead worker) to pending."""
+    with Tx(conn):
+        cur = conn.execute(
+            "UPDATE pending_events SET state = 'pending', owner = NULL, updated_at = ?"
+            " WHERE state = 'processing' AND (owner IS NULL OR owner != ?)",
+            (time.time(), owner),
+        )
+    return cur.rowcount
+
+
+def ready_sessions(conn: sqlite3.Connection, now: float, exclude: set[int], limit: int = 200) -> list[int]:
+    rows = conn.execute(
+        "SELECT session_id, MIN(id) AS first FROM pending_events"
+        " WHERE state = 'pending' AND next_attempt_at <= ? GROUP BY session_id ORDER BY first LIMIT ?",
+        (now, limit + len(exclude)),
+    ).fetchall()
+    return [r["session_id"] for r in rows if r["session_id"] not in exclude][:limit]
+
+
+def claim(conn: sqlite3.Connection, session_id: int, owner: str, limit: int) -> list[Event]:
+    """Claim the session's oldest ready events, in order, stopping after a summarize request."""
+    now = time.time()
+    with Tx(conn):
+        rows = conn.execute(
+            "SELECT * FROM pending_events WHERE session_id = ? AND state = 'pending' AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
+            (session_id, now, limit),
+        ).fetchall()
+        picked: list[sqlite3.Row] = []
+        for row in rows:
+            picked.append(row)
+            if row["kind"] == "summarize":
+                break
+        if picked:
+            marks = ",".join("?" * len(picked))
+            conn.execute(
+                f"UPDATE pending_events SET state = 'processing', owner = ?, updated_at = ? WHERE id IN ({marks})",
+                (owner, now, *[r["id"] for r in picked]),
+            )
+    return [
+        Event(r["id"], r["session_id"], r["kind"], json.loads(r["payload"]), r["attempts"], r["created_at"])
+        for r in picked
+    ]
+
+
+def complete(conn: sqlite3.Connection, ids: list[int]) -> None:
+    """Mark events done; call inside the transaction that stores their results."""
+    if ids:
+        marks = ",".join("?" * len(ids))
+        conn.execute(
+            f"UPDATE pending_events SET state = 'done', owner = NULL, last_error = NULL, updated_at = ?"
+            f" WHERE id IN ({marks})",
+            (time.time(), *ids),
+        )
+
+
+def backoff_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff with full jitter."""
+    return random.uniform(base / 2, min(cap, base * (2 ** max(0, attempts - 1))))
+
+
+def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingError, max_attempts: int) -> str:
+    """Apply a processing error to claimed events; returns the state they end in."""
+    now = time.time()
+    ids = [e.id for e in events]
+    if not ids:
+        return "pending"
+    marks = ",".join("?" * len(ids))
+    message = err.message[:2000]
+    with Tx(conn):
+        if err.kind == "permanent":
+            conn.execute(
+                f"UPDATE pending_events SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                f" owner = NULL, updated_at = ? WHERE id IN ({marks})",
+                (message, now, *ids),
+            )
+            return "failed"
+        if err.kind == "paused":
+            delay = err.retry_after if err.retry_after is not None else 60.0
+            conn.execute(
+                f"UPDATE pending_events SET state = 'pending', last_error = ?, owner = NULL,"
+                f" next_attempt_at = ?, updated_at = ? WHERE id IN ({marks})",
+                (message, now + delay, now, *ids),
+            )
+            return "pending"
+        attempts = max(e.attempts for e in events) + 1
+        if attempts >= max_attempts:
+            conn.execute(
+                f"UPDATE pending_events SET state = 'failed', attempts = attempts + 1, last_error = ?,"
+                f" owner = NULL, updated_at = ? WHERE id IN ({marks})",
+                (f"{message} (after {attempts} attempts)", now, *ids),
+            )
+            return "failed"
+        delay = err.retry_after if err.retry_after is not None else backoff_delay(attempts)
+        conn.execute(
+            f"UPDATE pending_events SET state = 'pending', attempts = attempts + 1, last_error = ?,"
+            f" owner = NULL, next_attempt_at = ?, updated_at = ? WHERE id IN ({marks})",
+            (message, now + delay, now, *ids),
+        )
+        return "pending"
+
+
+def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    out = dict.fromkeys(STATES, 0)
+    for row in conn.execute("SELECT state, COUNT(*) FROM pending_events GROUP BY state"):
+        out[row[0]] = row[1]
+    return out
+
+
+def failure_reasons(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT last_error AS reason, COUNT(*) AS count FROM pending_events WHERE state = 'failed'"
+        " GROUP BY last_error ORDER BY count DESC LIMIT 50"
+    ).fetchall()
+    return [dict(r) for r in rows]
+
+
+def last_error(conn: sqlite3.Connection) -> str | None:
+    row = conn.execute(
+        "SELECT last_error FROM pending_events WHERE last_error IS NOT NULL AND state != 'done'"
+        " ORDER BY updated_at DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
+
+
+def retry_failed(conn: sqlite3.Connection, reason: str | None = None, content_session_id: str | None = None) -> int:
+    """Put failed events back to pending with a fresh attempt count."""
+    sql = "UPDATE pending_events SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?" \
+          " WHERE state = 'failed'"
+    params: list[Any] = [time.time()]
+    if reason:
+        sql += " AND last_error LIKE ?"
+        params.append(f"%{reason}%")
+    if content_session_id:
+        sql += " AND session_id = (SELECT id FROM sessions WHERE content_session_id = ?)"
+        params.append(content_session_id)
+    with Tx(conn):
+        return conn.execute(sql, params).rowcount
+
+
+class QueueRunner:
+    """The consumer loop: claims ready work per session and hands it to the processor.
+
+    `heartbeat` advances on every loop turn and `last_progress` on every settled batch, so
+    readiness can tell a wedged consumer from an idle one.
+    """
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        processor: Processor | None,
+        max_concurrent: int,
+        max_attempts: int,
+        batch_size: int = 25,
+        poll_interval: float = 0.5,
+        on_error: Callable[[str], Awaitable[None] | None] | None = None,
+    ) -> None:
+        self.conn = conn
+        self.processor = processor
+        self.max_concurrent = max_concurrent
+        self.max_attempts = max_attempts
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.heartbeat = time.time()
+        self.last_progress = time.time()
+        self.last_error: str | None = None
+        self.active: dict[int, asyncio.Task[None]] = {}
+        self._served: dict[int, float] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def start(self) -> None:
+        recovered = recover(self.conn, self.owner)
+        if recovered:
+            log.info("returned %d events left in processing by a previous worker to pending", recovered)
+        if self.processor is not None:
+            self._task = asyncio.create_task(self._loop(), name="queue-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._task:
+            self._task.cancel()
+        for task in list(self.active.values()):
+            task.cancel()
+        await asyncio.gather(*self.active.values(), *( [self._task] if self._task else []), return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self.heartbeat = time.time()
+            try:
+                self._dispatch()
+            except Exception as exc:  # the loop must outlive any one bad turn
+                log.exception("queue loop turn failed")
+                self.last_error = f"queue loop: {exc}"
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            except TimeoutError:
+                pass
+
+    def _dispatch(self) -> None:
+        free = self.max_concurrent - len(self.active)
+        if free <= 0:
+            return
+        candidates = ready_sessions(self.conn, time.time(), set(self.active))
+        candidates.sort(key=lambda sid: self._served.get(sid, 0.0))
+        for session_id in candidates[:free]:
+            self._served[session_id] = time.time()
+            task = asyncio.create_task(self._run_session(session_id), name=f"session-{session_id}")
+            self.active[session_id] = task
+
+    async def _run_session(self, session_id: int) -> None:
+        try:
+            events = claim(self.conn, session_id, self.owner, self.batch_size)
+            if not events:
+                return
+            session = self.conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+            assert self.processor is not None
+            try:
+                await self.processor.process(session, events)
+                self.last_error = None
+            except ProcessingError as err:
+                state = settle_error(self.conn, events, err, self.max_attempts)
+                self.last_error = err.message
+                log.warning("session %s: %d events %s: %s", session_id, len(events), state, err.message)
+            except Exception as exc:  # an unexpected bug: keep the events, retry later
+                log.exception("processor crashed on session %s", session_id)
+                settle_error(self.conn, events, ProcessingError("transient", f"internal error: {exc!r}"),
+                             self.max_attempts)
+                self.last_error = f"internal error: {exc!r}"
+            self.last_progress = time.time()
+        finally:
+            self.active.pop(session_id, None)
+            self._wake.set()

@@ -1,0 +1,305 @@
+"""SQLite store: connection, numbered migrations, and the rows every other part reads.
+
+SQLite is the source of truth; Chroma is derived from it. WAL with synchronous=NORMAL survives a
+killed process (only a power cut can lose the last commits), which is the durability hooks need.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE sessions (
+            id INTEGER PRIMARY KEY,
+            content_session_id TEXT NOT NULL UNIQUE,
+            memory_session_id TEXT NOT NULL UNIQUE,
+            sdk_session_id TEXT,
+            project TEXT NOT NULL DEFAULT '',
+            platform_source TEXT NOT NULL DEFAULT 'claude',
+            custom_title TEXT,
+            status TEXT NOT NULL DEFAULT 'active',
+            prompt_counter INTEGER NOT NULL DEFAULT 0,
+            started_at REAL NOT NULL,
+            completed_at REAL,
+            last_error TEXT
+        );
+        CREATE INDEX sessions_project ON sessions(project, started_at);
+
+        CREATE TABLE user_prompts (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            prompt_number INTEGER NOT NULL,
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            UNIQUE(session_id, prompt_number)
+        );
+
+        CREATE TABLE pending_events (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL DEFAULT 0,
+            last_error TEXT,
+            owner TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        CREATE INDEX pending_events_claim ON pending_events(state, next_attempt_at, session_id, id);
+        CREATE INDEX pending_events_session ON pending_events(session_id, state, id);
+
+        CREATE TABLE observations (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            type TEXT NOT NULL,
+            title TEXT,
+            subtitle TEXT,
+            facts TEXT NOT NULL DEFAULT '[]',
+            narrative TEXT,
+            concepts TEXT NOT NULL DEFAULT '[]',
+            files_read TEXT NOT NULL DEFAULT '[]',
+            files_modified TEXT NOT NULL DEFAULT '[]',
+            prompt_number INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX observations_project ON observations(project, created_at);
+        CREATE INDEX observations_session ON observations(session_id);
+
+        CREATE TABLE session_summaries (
+            id INTEGER PRIMARY KEY,
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            project TEXT NOT NULL,
+            request TEXT,
+            investigated TEXT,
+            learned TEXT,
+            completed TEXT,
+            next_steps TEXT,
+            notes TEXT,
+            prompt_number INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX session_summaries_project ON session_summaries(project, created_at);
+
+        CREATE VIRTUAL TABLE observations_fts USING fts5(
+            title, subtitle, narrative, facts, concepts, files,
+            tokenize='porter unicode61'
+        );
+        CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
+            INSERT INTO observations_fts(rowid, title, subtitle, narrative, facts, concepts, files)
+            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
+                    new.files_read || ' ' || new.files_modified);
+        END;
+        CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
+            DELETE FROM observations_fts WHERE rowid = old.id;
+        END;
+
+        CREATE VIRTUAL TABLE session_summaries_fts USING fts5(
+            request, investigated, learned, completed, next_steps, notes,
+            tokenize='porter unicode61'
+        );
+        CREATE TRIGGER session_summaries_ai AFTER INSERT ON session_summaries BEGIN
+            INSERT INTO session_summaries_fts(rowid, request, investigated, learned, completed, next_steps, notes)
+            VALUES (new.id, new.request, new.investigated, new.learned, new.completed, new.next_steps, new.notes);
+        END;
+        CREATE TRIGGER session_summaries_ad AFTER DELETE ON session_summaries BEGIN
+            DELETE FROM session_summaries_fts WHERE rowid = old.id;
+        END;
+
+        CREATE VIRTUAL TABLE user_prompts_fts USING fts5(
+            text, tokenize='porter unicode61'
+        );
+        CREATE TRIGGER user_prompts_ai AFTER INSERT ON user_prompts BEGIN
+            INSERT INTO user_prompts_fts(rowid, text) VALUES (new.id, new.text);
+        END;
+        CREATE TRIGGER user_prompts_ad AFTER DELETE ON user_prompts BEGIN
+            DELETE FROM user_prompts_fts WHERE rowid = old.id;
+        END;
+        """,
+    ),
+]
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply the migrations not yet applied, each in its own transaction; safe to run at every start."""
+    conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
+    applied = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+    for version, sql in MIGRATIONS:
+        if version in applied:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _split_sql(sql):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return max((v for v, _ in MIGRATIONS), default=0)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, keeping trigger bodies whole."""
+    statements: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                statements.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        statements.append(buf.strip())
+    return statements
+
+
+def open_store(path: Path) -> sqlite3.Connection:
+    conn = connect(path)
+    migrate(conn)
+    return conn
+
+
+class Tx:
+    """`with Tx(conn):` — one IMMEDIATE transaction, committed on success, rolled back on error."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+# --- sessions -----------------------------------------------------------------------------------
+
+
+def get_session(conn: sqlite3.Connection, content_session_id: str) -> sqlite3.Row | None:
+    return conn.execute(
+        "SELECT * FROM sessions WHERE content_session_id = ?", (content_session_id,)
+    ).fetchone()
+
+
+def get_session_by_id(conn: sqlite3.Connection, session_id: int) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
+
+
+def ensure_session(
+    conn: sqlite3.Connection,
+    content_session_id: str,
+    project: str,
+    platform_source: str = "claude",
+    custom_title: str | None = None,
+) -> sqlite3.Row:
+    """Create the session on first sight; later calls fill a missing project but never rename one."""
+    row = get_session(conn, content_session_id)
+    if row is None:
+        conn.execute(
+            "INSERT INTO sessions (content_session_id, memory_session_id, project, platform_source,"
+            " custom_title, started_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (content_session_id, str(uuid.uuid4()), project, platform_source or "claude", custom_title,
+             time.time()),
+        )
+    elif project and not row["project"]:
+        conn.execute("UPDATE sessions SET project = ? WHERE id = ?", (project, row["id"]))
+    elif row["status"] == "completed":
+        conn.execute("UPDATE sessions SET status = 'active', completed_at = NULL WHERE id = ?", (row["id"],))
+    fresh = get_session(conn, content_session_id)
+    assert fresh is not None
+    return fresh
+
+
+def add_prompt(conn: sqlite3.Connection, session_id: int, text: str) -> int:
+    conn.execute("UPDATE sessions SET prompt_counter = prompt_counter + 1 WHERE id = ?", (session_id,))
+    number = conn.execute("SELECT prompt_counter FROM sessions WHERE id = ?", (session_id,)).fetchone()[0]
+    conn.execute(
+        "INSERT INTO user_prompts (session_id, prompt_number, text, created_at) VALUES (?, ?, ?, ?)",
+        (session_id, number, text, time.time()),
+    )
+    return int(number)
+
+
+def complete_session(conn: sqlite3.Connection, session_id: int) -> None:
+    conn.execute(
+        "UPDATE sessions SET status = 'completed', completed_at = ? WHERE id = ?", (time.time(), session_id)
+    )
+
+
+# --- observations and summaries -----------------------------------------------------------------
+
+OBS_JSON_FIELDS = ("facts", "concepts", "files_read", "files_modified")
+
+
+def insert_observation(conn: sqlite3.Connection, session_id: int, project: str, obs: dict[str, Any],
+                       prompt_number: int | None) -> int:
+    cur = conn.execute(
+        "INSERT INTO observations (session_id, project, type, title, subtitle, facts, narrative, concepts,"
+        " files_read, files_modified, prompt_number, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            session_id, project, obs["type"], obs.get("title"), obs.get("subtitle"),
+            json.dumps(obs.get("facts") or []), obs.get("narrative"), json.dumps(obs.get("concepts") or []),
+            json.dumps(obs.get("files_read") or []), json.dumps(obs.get("files_modified") or []),
+            prompt_number, time.time(),
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+SUMMARY_FIELDS = ("request", "investigated", "learned", "completed", "next_steps", "notes")
+
+
+def insert_summary(conn: sqlite3.Connection, session_id: int, project: str, summary: dict[str, Any],
+                   prompt_number: int | None) -> int:
+    cur = conn.execute(
+        "INSERT INTO session_summaries (session_id, project, request, investigated, learned, completed,"
+        " next_steps, notes, prompt_number, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (session_id, project, *(summary.get(f) for f in SUMMARY_FIELDS), prompt_number, time.time()),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def observation_dict(row: sqlite3.Row) -> dict[str, Any]:
+    out = dict(row)
+    for field in OBS_JSON_FIELDS:
+        try:
+            out[field] = json.loads(out.get(field) or "[]")
+        except ValueError:
+            out[field] = []
+    return out
+
+
+def get_observations(conn: sqlite3.Connection, ids: list[int]) -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    marks = ",".join("?" * len(ids))
+    rows = conn.execute(f"SELECT * FROM observations WHERE id IN ({marks}) ORDER BY id", ids).fetchall()
+    return [observation_dict(r) for r in rows]
+
+
+def delete_observation(conn: sqlite3.Connection, obs_id: int) -> bool:
+    cur = conn.execute("DELETE FROM observations WHERE id = ?", (obs_id,))
+    return cur.rowcount > 0
