@@ -1,0 +1,7 @@
+"""Fixtures live in tests/fixtures/, one module per real process the suite starts."""
+
+pytest_plugins = [
+    "tests.fixtures.worker",
+    "tests.fixtures.upstream",
+    "tests.fixtures.chroma",
+]
