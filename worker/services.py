@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +26,18 @@ class Services:
     started_at: float = field(default_factory=time.time)
     version: str = __version__
     extras: dict[str, Any] = field(default_factory=dict)
+
+    def on_stored(self, listener: Callable[[str, list[int]], None]) -> None:
+        """Subscribe to rows committed to the store (vector sync, live feed)."""
+        self.extras.setdefault("stored_listeners", []).append(listener)
+
+    def notify_stored(self, kind: str, ids: list[int]) -> None:
+        """Called after a commit with the kind ("observation", "summary", "prompt") and the new row ids."""
+        for listener in self.extras.get("stored_listeners", []):
+            try:
+                listener(kind, ids)
+            except Exception:  # a listener's failure must never cost the caller its write
+                log.exception("stored-listener failed for %s %s", kind, ids)
 
     def is_excluded(self, project: str, cwd: str = "") -> bool:
         for pattern in self.settings.excluded_projects:
