@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sys
+import time
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -57,7 +58,9 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
     """One HTTP/1.1 request over a plain socket: http.client alone costs more than this whole hook."""
     values = _settings()
     host, port, prefix, tls = _endpoint(values)
-    payload = b"" if body is None else json.dumps(body).encode()
+    # A lone surrogate (a tool output cut mid-character) is valid to Python's json but rejected by the
+    # worker's decoder; sent as UTF-8 with the half character replaced, the event is kept.
+    payload = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8", "replace")
     headers = [f"{method} {prefix}{path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
                "Accept: application/json", f"Content-Length: {len(payload)}"]
     if body is not None:
@@ -66,6 +69,7 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
     if token:
         headers.append(f"Authorization: Bearer {token}")
     raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + payload
+    deadline = time.monotonic() + timeout
     try:
         sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
         if tls:
@@ -73,10 +77,15 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
 
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         with sock:
-            sock.settimeout(timeout)
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
             sock.sendall(raw)
             chunks = []
             while True:
+                # One deadline for the whole answer: a worker trickling bytes cannot stall the session.
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                sock.settimeout(remaining)
                 chunk = sock.recv(65536)
                 if not chunk:
                     break

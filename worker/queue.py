@@ -44,11 +44,13 @@ class ProcessingError(Exception):
     unparseable: the reply held nothing usable (counts an attempt, then fails with the reason).
     """
 
-    def __init__(self, kind: str, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, kind: str, message: str, retry_after: float | None = None,
+                 event_ids: list[int] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.event_ids = event_ids  # the events it concerns, when not the whole batch
 
 
 class Processor(Protocol):
@@ -78,9 +80,13 @@ def recover(conn: sqlite3.Connection, owner: str) -> int:
 
 
 def ready_sessions(conn: sqlite3.Connection, now: float, exclude: set[int], limit: int = 200) -> list[int]:
+    # A session is ready when its OLDEST pending event is due: events of one session are handled in order,
+    # so a paused or backing-off event holds back the later ones instead of being overtaken.
     rows = conn.execute(
-        "SELECT session_id, MIN(id) AS first FROM pending_events"
-        " WHERE state = 'pending' AND next_attempt_at <= ? GROUP BY session_id ORDER BY first LIMIT ?",
+        "SELECT p.session_id, p.id AS first FROM pending_events p"
+        " JOIN (SELECT session_id, MIN(id) AS first FROM pending_events WHERE state = 'pending'"
+        "       GROUP BY session_id) f ON f.first = p.id"
+        " WHERE p.next_attempt_at <= ? ORDER BY p.id LIMIT ?",
         (now, limit + len(exclude)),
     ).fetchall()
     return [r["session_id"] for r in rows if r["session_id"] not in exclude][:limit]
@@ -91,12 +97,13 @@ def claim(conn: sqlite3.Connection, session_id: int, owner: str, limit: int) -> 
     now = time.time()
     with Tx(conn):
         rows = conn.execute(
-            "SELECT * FROM pending_events WHERE session_id = ? AND state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT ?",
-            (session_id, now, limit),
+            "SELECT * FROM pending_events WHERE session_id = ? AND state = 'pending' ORDER BY id LIMIT ?",
+            (session_id, limit),
         ).fetchall()
         picked: list[sqlite3.Row] = []
         for row in rows:
+            if row["next_attempt_at"] > now:
+                break
             picked.append(row)
             if row["kind"] == "summarize":
                 break
@@ -129,7 +136,10 @@ def backoff_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float
 
 
 def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingError, max_attempts: int) -> str:
-    """Apply a processing error to claimed events; returns the state they end in."""
+    """Apply a processing error to claimed events still in processing; returns the state they end in.
+
+    Events the processor already completed stay done.
+    """
     now = time.time()
     ids = [e.id for e in events]
     if not ids:
@@ -140,7 +150,7 @@ def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingE
         if err.kind == "permanent":
             conn.execute(
                 f"UPDATE pending_events SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-                f" owner = NULL, updated_at = ? WHERE id IN ({marks})",
+                f" owner = NULL, updated_at = ? WHERE id IN ({marks}) AND state = 'processing'",
                 (message, now, *ids),
             )
             return "failed"
@@ -148,7 +158,7 @@ def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingE
             delay = err.retry_after if err.retry_after is not None else 60.0
             conn.execute(
                 f"UPDATE pending_events SET state = 'pending', last_error = ?, owner = NULL,"
-                f" next_attempt_at = ?, updated_at = ? WHERE id IN ({marks})",
+                f" next_attempt_at = ?, updated_at = ? WHERE id IN ({marks}) AND state = 'processing'",
                 (message, now + delay, now, *ids),
             )
             return "pending"
@@ -156,14 +166,14 @@ def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingE
         if attempts >= max_attempts:
             conn.execute(
                 f"UPDATE pending_events SET state = 'failed', attempts = attempts + 1, last_error = ?,"
-                f" owner = NULL, updated_at = ? WHERE id IN ({marks})",
+                f" owner = NULL, updated_at = ? WHERE id IN ({marks}) AND state = 'processing'",
                 (f"{message} (after {attempts} attempts)", now, *ids),
             )
             return "failed"
         delay = err.retry_after if err.retry_after is not None else backoff_delay(attempts)
         conn.execute(
             f"UPDATE pending_events SET state = 'pending', attempts = attempts + 1, last_error = ?,"
-            f" owner = NULL, next_attempt_at = ?, updated_at = ? WHERE id IN ({marks})",
+            f" owner = NULL, next_attempt_at = ?, updated_at = ? WHERE id IN ({marks}) AND state = 'processing'",
             (message, now + delay, now, *ids),
         )
         return "pending"
@@ -295,6 +305,8 @@ class QueueRunner:
                 await self.processor.process(session, events)
                 self.last_error = None
             except ProcessingError as err:
+                if err.event_ids is not None:
+                    events = [e for e in events if e.id in set(err.event_ids)]
                 state = settle_error(self.conn, events, err, self.max_attempts)
                 self.last_error = err.message
                 log.warning("session %s: %d events %s: %s", session_id, len(events), state, err.message)

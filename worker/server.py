@@ -78,13 +78,20 @@ def run_foreground(log_to_file: bool = True) -> int:
         pass
     log.info("worker %s listening on %s:%s (data dir %s)", os.getpid(), settings.host, settings.port,
              settings.data_dir)
-    try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=10, lifespan="on")
-    finally:
+
+    def remove_pid_file() -> None:
         try:
             if pid_path.read_text().strip() == str(os.getpid()):
                 pid_path.unlink()
         except OSError:
             pass
+
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so code after `run` never runs on
+    # a signal: the pid file goes in the app's shutdown hook instead.
+    app.on_shutdown.append(remove_pid_file)
+    try:
+        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
+                    timeout_graceful_shutdown=10, lifespan="on")
+    finally:
+        remove_pid_file()
     return 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hmac
-import re
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -12,7 +12,12 @@ from typing import Any
 from litestar import Litestar, Request, Response
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
-from litestar.exceptions import HTTPException, NotAuthorizedException, ValidationException
+from litestar.exceptions import (
+    HTTPException,
+    NotAuthorizedException,
+    SerializationException,
+    ValidationException,
+)
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -39,7 +44,12 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
         message = exc.detail
         if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
             inner = exc.extra[0].get("message")
-            if inner:
+            if field == "data" and exc.extra[0].get("source") == "body":
+                # Litestar's name for the whole body, not a wire field: an empty or non-object body.
+                field = None
+                message = "request body is empty: expected a JSON object" if inner == "'data'" \
+                    else f"request body: {inner}"
+            elif inner:
                 message = f"{field}: {inner}" if field else str(inner)
         missing = re.search(r"required field `([^`]+)`", str(message))
         if missing and field in (None, "data"):
@@ -53,8 +63,8 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
         detail = exc.detail
         if exc.status_code == 413:
             detail = "request body too large"
-        if exc.status_code == 400 and "Malformed" in str(detail):
-            detail = f"malformed JSON body: {exc.extra or detail}" if exc.extra else "malformed JSON body"
+        if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
+            detail = f"malformed JSON body: {detail}"
         return Response({"error": detail}, status_code=exc.status_code, headers=exc.headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response({"error": f"internal error: {type(exc).__name__}"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
