@@ -26,3 +26,8 @@ def test_auth_and_unknown_model_are_permanent() -> None:
     assert classify("whatever", hint="authentication_failed").kind == "permanent"
     err = classify("API Error: 400 Invalid model name passed in model=nope. Call `/v1/models` to view available models")
     assert err.kind == "permanent" and "model not found" in err.message
+
+
+def test_litellm_without_database_refusing_a_virtual_key_is_an_auth_failure() -> None:
+    err = classify("API Error: 400 No connected db.")
+    assert err.kind == "permanent" and "credentials" in err.message

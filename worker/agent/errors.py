@@ -19,6 +19,8 @@ _AUTH = re.compile(r"authentication|unauthori[sz]ed|invalid api key|invalid.{0,1
                    r"|permission denied|forbidden|oauth token", re.I)
 _CONNECTION = re.compile(r"connection (refused|error|reset)|econnrefused|timed? ?out|unable to connect"
                          r"|fetch failed|network|socket hang up|overloaded", re.I)
+# LiteLLM without a database answers a non-master key with 400 "No connected db".
+_NO_DB = re.compile(r"no connected db", re.I)
 _STATUS = re.compile(r"\b(API Error|status|HTTP)[: ]+(\d{3})\b", re.I)
 
 
@@ -33,6 +35,9 @@ def classify(message: str, status: int | None = None, hint: str | None = None) -
     status = status or status_in(text)
     if _BUDGET.search(text) or hint == "billing_error":
         return ProcessingError("paused", f"gateway budget exhausted: {text}", retry_after=BUDGET_PAUSE_SECONDS)
+    if _NO_DB.search(text):
+        return ProcessingError("permanent", "gateway refused the credentials: the token is not LiteLLM's master key"
+                                            f" and the proxy has no database to check virtual keys: {text}")
     if hint == "authentication_failed" or status in (401, 403) or (status is None and _AUTH.search(text)):
         return ProcessingError("permanent", f"gateway refused the credentials ({status or 'auth'}): {text}")
     if _MODEL.search(text) or status == 404:
