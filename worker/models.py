@@ -13,6 +13,7 @@ class SessionInitRequest(msgspec.Struct, kw_only=True):
     prompt: str = ""
     platformSource: str = "claude"
     customTitle: str | None = None
+    cwd: str = ""  # not in claude-mem's client (it excludes client-side); lets path globs exclude a prompt
 
 
 class SessionInitResponse(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -249,6 +249,7 @@ class QueueRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._last_reap = time.time()
 
     def start(self) -> None:
         recovered = recover(self.conn, self.owner)
@@ -283,7 +284,26 @@ class QueueRunner:
             except TimeoutError:
                 pass
 
+    def _reap(self) -> None:
+        """Events this worker holds in processing without a live task for their session go back to pending."""
+        rows = self.conn.execute(
+            "SELECT DISTINCT session_id FROM pending_events WHERE state = 'processing' AND owner = ?", (self.owner,)
+        ).fetchall()
+        orphans = [r[0] for r in rows if r[0] not in self.active]
+        if orphans:
+            marks = ",".join("?" * len(orphans))
+            with Tx(self.conn):
+                self.conn.execute(
+                    f"UPDATE pending_events SET state = 'pending', owner = NULL, updated_at = ?"
+                    f" WHERE state = 'processing' AND owner = ? AND session_id IN ({marks})",
+                    (time.time(), self.owner, *orphans),
+                )
+            log.warning("returned orphaned processing events of sessions %s to pending", orphans)
+
     def _dispatch(self) -> None:
+        if time.time() - self._last_reap > 30:
+            self._last_reap = time.time()
+            self._reap()
         free = self.max_concurrent - len(self.active)
         if free <= 0:
             return

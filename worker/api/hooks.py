@@ -33,7 +33,7 @@ class HookController(Controller):
     @post("/sessions/init", status_code=200)
     async def session_init(self, data: SessionInitRequest, services: Services) -> SessionInitResponse:
         conn = services.conn
-        if services.is_excluded(data.project):
+        if services.is_excluded(data.project, data.cwd):
             return SessionInitResponse(sessionDbId=None, promptNumber=0, skipped=True, reason="excluded")
         prompt = strip_private(data.prompt)
         with storage.Tx(conn):
@@ -44,8 +44,10 @@ class HookController(Controller):
                 return SessionInitResponse(sessionDbId=session["id"], promptNumber=number, skipped=True,
                                            reason="private")
             number = storage.add_prompt(conn, session["id"], prompt)
+            prompt_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number})
         services.runner.wake()
+        services.notify_stored("prompt", [prompt_id])
         return SessionInitResponse(sessionDbId=session["id"], promptNumber=number)
 
     @post("/sessions/observations", status_code=200)
