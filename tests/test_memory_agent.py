@@ -215,3 +215,41 @@ def test_litellm_down_then_back_loses_nothing(start_worker, tmp_path, litellm_pr
     assert queue_counts(w)["failed"] == 0
     assert len(w.query("SELECT * FROM session_summaries")) == 1
     assert os.path.exists(w.db_path)
+
+
+def cli_children(worker_pid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return pids
+
+
+def test_readiness_fails_while_the_consumer_is_wedged_and_recovers(start_worker, tmp_path, litellm_proxy) -> None:
+    import signal
+
+    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_STALL_SECONDS="3")
+    post_session(w, "sess-wedge", [("Read", {"file_path": "/warm.py"})], summarize=False)
+    wait_until(lambda: settled(w), timeout=90)
+    assert w.get("/api/readiness").status_code == 200
+    children = cli_children(w.pid)
+    assert children, "the long-lived agent process should be alive"
+    for pid in children:
+        os.kill(pid, signal.SIGSTOP)  # the agent hangs mid-turn: a wedged consumer
+    try:
+        w.post("/api/sessions/observations", {"contentSessionId": "sess-wedge", "tool_name": "Read",
+                                              "tool_input": {"file_path": "/wedged.py"}, "cwd": "/work/demo"})
+        ready = wait_until(lambda: (r := w.get("/api/readiness")).status_code == 503 and r, timeout=30)
+        assert any("stalled" in reason for reason in ready.json()["reasons"])
+        assert w.get("/api/health").status_code == 200  # liveness stays green: it is readiness that tells
+    finally:
+        for pid in children:
+            os.kill(pid, signal.SIGCONT)
+    wait_until(lambda: settled(w), timeout=60)
+    wait_until(lambda: w.get("/api/readiness").status_code == 200, timeout=30)
+    assert any("wedged.py" in (o["title"] or "") for o in w.query("SELECT title FROM observations"))

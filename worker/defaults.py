@@ -27,6 +27,8 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_GEMINI_BASE_URL": "",
     "CLAUDE_MEM_LOG_LEVEL": "INFO",
     "CLAUDE_MEM_MAX_BODY_BYTES": "1048576",
+    # Readiness fails when no queued event settles for this long while work is due (a wedged agent).
+    "CLAUDE_MEM_STALL_SECONDS": "300",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

@@ -84,4 +84,5 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     queueDepth: int
     lastProgressAgo: float
     heartbeatAgo: float
+    stalledFor: float
     vectors: dict[str, Any] = {}

@@ -179,6 +179,16 @@ def settle_error(conn: sqlite3.Connection, events: list[Event], err: ProcessingE
         return "pending"
 
 
+def oldest_due(conn: sqlite3.Connection, now: float) -> float | None:
+    """Since when the oldest claimable or claimed work has been waiting (None when there is none)."""
+    row = conn.execute(
+        "SELECT MIN(CASE WHEN state = 'processing' THEN updated_at ELSE MAX(created_at, next_attempt_at) END)"
+        " FROM pending_events WHERE state = 'processing' OR (state = 'pending' AND next_attempt_at <= ?)",
+        (now,),
+    ).fetchone()
+    return row[0] if row and row[0] is not None else None
+
+
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     out = dict.fromkeys(STATES, 0)
     for row in conn.execute("SELECT state, COUNT(*) FROM pending_events GROUP BY state"):
@@ -283,6 +293,14 @@ class QueueRunner:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
                 pass
+
+    def stalled_for(self) -> float:
+        """Seconds the consumer has gone without progress while work was due; 0 when idle or moving."""
+        now = time.time()
+        due = oldest_due(self.conn, now)
+        if due is None:
+            return 0.0
+        return max(0.0, now - max(self.last_progress, due))
 
     def _reap(self) -> None:
         """Events this worker holds in processing without a live task for their session go back to pending."""

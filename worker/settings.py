@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     gemini_base_url: str
     log_level: str
     max_body_bytes: int
+    stall_seconds: int
     raw: dict[str, str]
 
     @property
@@ -241,6 +242,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         gemini_base_url=raw["CLAUDE_MEM_GEMINI_BASE_URL"].strip(),
         log_level="WARNING" if log_level == "WARN" else log_level,
         max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES", minimum=1024),
+        stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS", minimum=1),
         raw=raw,
     )
 

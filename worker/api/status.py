@@ -47,8 +47,13 @@ def readiness_reasons(services: Services) -> list[str]:
     if runner.processor is None:
         reasons.append("no memory agent is running")
     elif counts.get("pending", 0) or counts.get("processing", 0):
-        if now - runner.heartbeat > HEARTBEAT_STALE_SECONDS:
+        stall_limit = services.settings.stall_seconds
+        if now - runner.heartbeat > min(HEARTBEAT_STALE_SECONDS, stall_limit):
             reasons.append(f"queue consumer wedged: no loop turn for {now - runner.heartbeat:.0f}s with work pending")
+        else:
+            stalled = runner.stalled_for()
+            if stalled > stall_limit:
+                reasons.append(f"queue consumer stalled: no event settled for {stalled:.0f}s while work was due")
     gw = services.gateway_status()
     if services.settings.provider == "claude":
         reasons.extend(gw["problems"])
@@ -85,6 +90,7 @@ def processing_status(services: Services) -> ProcessingStatus:
         queueDepth=counts["pending"] + counts["processing"],
         lastProgressAgo=round(now - runner.last_progress, 3),
         heartbeatAgo=round(now - runner.heartbeat, 3),
+        stalledFor=round(runner.stalled_for(), 3),
         vectors=services.extras.get("vector_status", lambda: {})(),
     )
 
