@@ -62,22 +62,26 @@ def post_session(w: WorkerProcess, sid: str, tools: list[tuple[str, dict[str, An
                                                   "last_assistant_message": "Login page added."}).status_code == 200
 
 
+def cli_children(worker_pid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
+                    pids.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return pids
+
+
 def cli_children_env(worker_pid: int) -> list[dict[str, str]]:
     """Environments of the Claude Code CLI processes the worker spawned (read from /proc)."""
     envs = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for pid in cli_children(worker_pid):
         try:
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid != worker_pid:
-                continue
-            cmd = (entry / "cmdline").read_bytes()
-            if b"claude" not in cmd:
-                continue
-            raw = (entry / "environ").read_bytes()
-        except (OSError, ValueError, IndexError):
+            raw = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
             continue
         envs.append(dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item))
     return envs
@@ -215,19 +219,6 @@ def test_litellm_down_then_back_loses_nothing(start_worker, tmp_path, litellm_pr
     assert queue_counts(w)["failed"] == 0
     assert len(w.query("SELECT * FROM session_summaries")) == 1
     assert os.path.exists(w.db_path)
-
-
-def cli_children(worker_pid: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
-                    pids.append(int(entry.name))
-            except (OSError, ValueError, IndexError):
-                continue
-    return pids
 
 
 def test_readiness_fails_while_the_consumer_is_wedged_and_recovers(start_worker, tmp_path, litellm_proxy) -> None:
