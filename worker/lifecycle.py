@@ -29,8 +29,28 @@ def _pid(settings: Settings) -> int | None:
     return pid
 
 
-def api(settings: Settings, path: str, timeout: float = 2.0) -> tuple[int, Any]:
-    req = urllib.request.Request(settings.base_url + path)
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie: the worker's parent (the `start` command) has exited, so it waits for init
+    to reap it, which some inits do only every few seconds."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def api(settings: Settings, path: str, timeout: float = 2.0, method: str = "GET",
+        body: Any = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(settings.base_url + path, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
     if settings.worker_token:
         req.add_header("Authorization", f"Bearer {settings.worker_token}")
     try:
@@ -84,9 +104,7 @@ def stop(settings: Settings, timeout: float = 15.0) -> int:
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if _exited(pid):
             print(f"worker stopped (pid {pid})")
             return 0
         time.sleep(0.1)

@@ -56,7 +56,8 @@ class LiveAgent:
     sdk_session_id: str | None = None
 
 
-def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, stderr_sink: deque[str]) -> Any:
+def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, stderr_sink: deque[str],
+                system_prompt: str = SYSTEM_PROMPT) -> Any:
     from claude_agent_sdk import ClaudeAgentOptions
 
     workdir = agent_home(settings) / "work"
@@ -68,7 +69,7 @@ def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, std
         mcp_servers={},
         strict_mcp_config=True,
         setting_sources=[],
-        system_prompt=SYSTEM_PROMPT,
+        system_prompt=system_prompt,
         model=settings.model,
         max_turns=1,
         permission_mode="default",
@@ -107,8 +108,10 @@ class ClaudeProvider:
 
     name = "claude"
 
-    def __init__(self, settings: Settings, max_live: int, long_lived: bool = True) -> None:
+    def __init__(self, settings: Settings, max_live: int, long_lived: bool = True,
+                 system_prompt: str = SYSTEM_PROMPT) -> None:
         self.settings = settings
+        self.system_prompt = system_prompt
         self.max_live = max(1, max_live)
         self.long_lived = long_lived
         self.live: dict[str, LiveAgent] = {}
@@ -173,7 +176,7 @@ class ClaudeProvider:
         pending: _Turn | None = None
         self.spawns += 1
         log.info("starting memory agent for %s (model %s, %s)", agent.key[:8], self.settings.model, describe(env))
-        client = ClaudeSDKClient(sdk_options(self.settings, env, agent.sdk_session_id, stderr))
+        client = ClaudeSDKClient(sdk_options(self.settings, env, agent.sdk_session_id, stderr, self.system_prompt))
         try:
             try:
                 await asyncio.wait_for(client.connect(), timeout=CONNECT_TIMEOUT)
@@ -183,7 +186,7 @@ class ClaudeProvider:
                     with contextlib.suppress(Exception):
                         await client.disconnect()
                     agent.sdk_session_id = None
-                    client = ClaudeSDKClient(sdk_options(self.settings, env, None, stderr))
+                    client = ClaudeSDKClient(sdk_options(self.settings, env, None, stderr, self.system_prompt))
                     await asyncio.wait_for(client.connect(), timeout=CONNECT_TIMEOUT)
                 else:
                     raise
@@ -246,7 +249,7 @@ class ClaudeProvider:
         session_id = None
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
-                async for msg in query(prompt=message, options=sdk_options(self.settings, env, resume, stderr)):
+                async for msg in query(prompt=message, options=sdk_options(self.settings, env, resume, stderr, self.system_prompt)):
                     messages.append(msg)
                     if isinstance(msg, AssistantMessage) and not msg.error:
                         texts.extend(b.text for b in msg.content if isinstance(b, TextBlock))
