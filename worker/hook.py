@@ -11,10 +11,14 @@ import os
 import socket
 import sys
 import time
-from typing import Any
-from urllib.parse import quote, urlsplit
 
 from worker.defaults import DEFAULTS
+
+# `typing` and `urllib.parse` cost milliseconds per hook process; annotations are strings here
+# (see the __future__ import), and the URL helpers are imported where they are needed.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 EVENTS = ("session-start", "user-prompt-submit", "post-tool-use", "stop", "session-end")
 TIMEOUT = 5.0
@@ -45,6 +49,8 @@ def _settings() -> dict[str, str]:
 def _endpoint(values: dict[str, str]) -> tuple[str, int, str, bool]:
     url = values.get("CLAUDE_MEM_WORKER_URL", "").strip()
     if url:
+        from urllib.parse import urlsplit
+
         parts = urlsplit(url)
         tls = parts.scheme == "https"
         return parts.hostname or "127.0.0.1", parts.port or (443 if tls else 80), parts.path.rstrip("/"), tls
@@ -160,6 +166,8 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
     session_id = str(data.get("session_id") or "")
     cwd = str(data.get("cwd") or os.getcwd())
     if event == "session-start":
+        from urllib.parse import quote
+
         status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None, CONTEXT_TIMEOUT)
         _check(status, body, event)
         return json.dumps({"hookSpecificOutput": {"hookEventName": "SessionStart",
@@ -168,7 +176,7 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         raise HookFailure(f"{event}: hook input has no session_id")
     if event == "user-prompt-submit":
         body_out: dict[str, Any] = {"contentSessionId": session_id, "project": _project(cwd),
-                                    "prompt": data.get("prompt") or "", "platformSource": "claude"}
+                                    "prompt": data.get("prompt") or "", "platformSource": "claude", "cwd": cwd}
         path = "/api/sessions/init"
     elif event == "post-tool-use":
         body_out = {"contentSessionId": session_id, "tool_name": data.get("tool_name") or "",
