@@ -510,6 +510,14 @@ def test_token_rule(start_worker: StartWorker) -> None:
         assert 200 <= r.status_code < 300, (method, path, r.status_code, r.text)
     for path in ("/api/health", "/health"):
         assert w.client.get(path).status_code == 200
+    # the scheme is case-insensitive (RFC 7235); the token is not
+    assert w.client.get("/api/settings", headers={"Authorization": f"bearer {TOKEN}"}).status_code == 200
+    assert w.client.get("/api/settings", headers={"Authorization": f"bearer {TOKEN.upper()}"}).status_code == 401
+    # readiness stays public for probes, but its reasons (paths, settings) need the token
+    anonymous = w.client.get("/api/readiness")
+    assert anonymous.status_code == 503 and ".env" not in anonymous.text and "token" in anonymous.text
+    detailed = w.client.get("/api/readiness", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert detailed.status_code == 503 and "ANTHROPIC_BASE_URL" in detailed.text
 
 
 def test_non_loopback_bind_without_token_refuses_to_start(tmp_path: Path) -> None:

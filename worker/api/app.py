@@ -70,15 +70,17 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
     return Response({"error": f"internal error: {type(exc).__name__}"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
-    expected = f"Bearer {token}".encode()
+def bearer_ok(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> bool:
+    """The Authorization header carries `token` (scheme case-insensitive, constant-time compare)."""
+    scheme, _, given = (connection.headers.get("authorization") or "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
 
+
+def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-        if handler.opt.get("public"):
+        if handler.opt.get("public") or bearer_ok(connection, token):
             return
-        given = (connection.headers.get("authorization") or "").encode()
-        if not hmac.compare_digest(given, expected):
-            raise NotAuthorizedException("missing or wrong bearer token (CLAUDE_MEM_WORKER_TOKEN)")
+        raise NotAuthorizedException("missing or wrong bearer token (CLAUDE_MEM_WORKER_TOKEN)")
 
     return guard
 

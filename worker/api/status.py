@@ -6,7 +6,7 @@ import os
 import time
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.exceptions import ValidationException
 from litestar.response import Response
 
@@ -65,8 +65,14 @@ def readiness_reasons(services: Services) -> list[str]:
 
 
 @get("/api/readiness", opt={"public": True}, tags=["status"])
-async def readiness_route(services: Services) -> Response[ReadinessResponse]:
+async def readiness_route(services: Services, request: Request[Any, Any, Any]) -> Response[ReadinessResponse]:
+    """Public so probes need no secret; the reasons name files and settings, so they need the token."""
+    from worker.api.app import bearer_ok
+
     reasons = readiness_reasons(services)
+    token = services.settings.worker_token
+    if reasons and token and not bearer_ok(request, token):
+        reasons = [f"{len(reasons)} problem(s); send the worker token for details"]
     return Response(ReadinessResponse(ready=not reasons, reasons=reasons), status_code=503 if reasons else 200)
 
 
