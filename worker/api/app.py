@@ -25,6 +25,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from worker import __version__
 from worker.api.hooks import HookController
 from worker.api.status import StatusController, health_route, readiness_route
+from worker.api.unicode import lone_surrogate_middleware
 from worker.services import Services
 
 log = logging.getLogger("claude_mem.api")
@@ -106,6 +107,7 @@ def create_app(services: Services, extra_routes: list[Any] | None = None) -> Lit
         guards=guards,
         lifespan=[lifespan],
         request_max_body_size=services.settings.max_body_bytes,
+        middleware=[lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes)],
         openapi_config=OpenAPIConfig(title="claude-mem-worker", version=__version__, path="/schema"),
         logging_config=None,
     )
