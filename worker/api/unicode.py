@@ -13,8 +13,10 @@ from typing import Any
 
 import msgspec
 
+# An escaped backslash is consumed first, so `\\\\ud800` (a literal backslash, then text) is left alone.
 _LONE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"(\\\\)"
+    rb"|\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
 )
 
@@ -26,7 +28,7 @@ def repair(body: bytes) -> bytes:
         msgspec.json.decode(body)
         return body
     except msgspec.DecodeError:
-        return _LONE.sub(rb"\\ufffd", body)
+        return _LONE.sub(lambda m: m.group(1) or b"\\ufffd", body)
 
 
 def lone_surrogate_middleware(app: Any, limit: int = 1 << 20) -> Any:
