@@ -45,6 +45,52 @@ def _parser():  # type: ignore[no-untyped-def]
     c.add_argument("--project", required=True)
 
     sub.add_parser("status", help="same as `worker status`")
+    sub.add_parser("mcp", help="run the MCP search server on stdio (Claude Code starts it)")
+
+    co = sub.add_parser("corpus", help="knowledge agent: build corpora of observations and ask them questions")
+    cosub = co.add_subparsers(dest="action", required=True)
+    cc = cosub.add_parser("create", help="create (or replace) a corpus from a filter")
+    cc.add_argument("name")
+    cc.add_argument("--description", default="")
+    cc.add_argument("--project")
+    cc.add_argument("--types", help="comma-separated observation types")
+    cc.add_argument("--concepts", help="comma-separated")
+    cc.add_argument("--files", help="comma-separated paths or parts of paths")
+    cc.add_argument("--query", help="keywords the observations must match")
+    cc.add_argument("--date-start", dest="date_start")
+    cc.add_argument("--date-end", dest="date_end")
+    cc.add_argument("--limit", type=int, default=500)
+    cosub.add_parser("list")
+    for action in ("show", "rebuild", "prime", "delete"):
+        cosub.add_parser(action).add_argument("name")
+    cq = cosub.add_parser("query", help="ask a primed corpus (primes it first if needed)")
+    cq.add_argument("name")
+    cq.add_argument("question", nargs="+")
+
+    from worker.install import add_arguments as install_arguments
+
+    install_arguments(sub.add_parser("install", help="configure the memory agent and register hooks in Claude Code"))
+    un = sub.add_parser("uninstall", help="remove claude-mem's hooks and MCP server from Claude Code")
+    un.add_argument("--claude-settings", metavar="PATH", help="Claude Code settings file")
+    dr = sub.add_parser("doctor", help="check the whole setup; one line per check, with the fix")
+    dr.add_argument("--claude-settings", metavar="PATH", help="Claude Code settings file")
+
+    sy = sub.add_parser("sync", help="bring Chroma up to date with the SQLite store (works with the worker stopped)")
+    sy.add_argument("--rebuild", action="store_true", help="drop the Chroma collection and resend every row")
+
+    se = sub.add_parser("search", help="search memory: keyword, semantic or hybrid")
+    se.add_argument("query", nargs="*", help="words to search for (none: newest items matching the filters)")
+    se.add_argument("--mode", choices=["keyword", "semantic", "hybrid"], default="hybrid")
+    se.add_argument("--project")
+    se.add_argument("--type", help="observations, sessions or prompts (or an observation type)")
+    se.add_argument("--obs-type", dest="obs_type", help="observation types, comma-separated")
+    se.add_argument("--concepts", help="comma-separated")
+    se.add_argument("--files", help="a file path or part of one")
+    se.add_argument("--date-start", dest="date_start", help="ISO date or datetime")
+    se.add_argument("--date-end", dest="date_end", help="ISO date or datetime (a date includes the whole day)")
+    se.add_argument("--limit", type=int, default=20)
+    se.add_argument("--offset", type=int, default=0)
+    se.add_argument("--json", action="store_true", help="print the JSON answer")
     return p
 
 
@@ -52,6 +98,18 @@ def _main(args: list[str]) -> int:
     from worker.settings import SettingsError, data_dir, load_settings
 
     ns = _parser().parse_args(args)
+    if ns.command in ("install", "uninstall"):  # before load_settings: they repair broken settings too
+        from worker import install
+
+        return install.install(ns) if ns.command == "install" else install.uninstall(ns)
+    if ns.command == "doctor":
+        from worker.doctor import main as doctor_main
+
+        return doctor_main(ns)
+    if ns.command == "mcp":
+        from worker.mcp_server import main as mcp_main
+
+        return mcp_main()
     if ns.command == "worker" and ns.action == "start" and ns.foreground:
         from worker.server import run_foreground
 
@@ -84,6 +142,16 @@ def _main(args: list[str]) -> int:
             return lifecycle.logs(settings, ns.follow, ns.lines)
     if ns.command == "queue":
         return _queue(settings, ns)
+    if ns.command == "corpus":
+        return _corpus(settings, ns)
+    if ns.command == "sync":
+        from worker.recall import cli_sync
+
+        return cli_sync(settings, ns.rebuild)
+    if ns.command == "search":
+        from worker.recall import cli_search
+
+        return cli_search(settings, ns)
     if ns.command == "context":
         from worker.context import build_context
         from worker.storage import open_store
@@ -91,6 +159,55 @@ def _main(args: list[str]) -> int:
         print(build_context(open_store(settings.db_path), settings, [ns.project]), end="")
         return 0
     return 2
+
+
+def _corpus(settings, ns) -> int:  # type: ignore[no-untyped-def]
+    """Through the worker's API: priming and questions run on the worker's isolated SDK path."""
+    import json
+    from typing import Any
+
+    from worker.lifecycle import api
+
+    def split(value: str | None) -> list[str]:
+        return [v.strip() for v in (value or "").split(",") if v.strip()]
+
+    name = getattr(ns, "name", "")
+    call: tuple[str, str, dict[str, Any] | None]
+    if ns.action == "create":
+        body = {"name": name, "description": ns.description, "project": ns.project, "types": split(ns.types),
+                "concepts": split(ns.concepts), "files": split(ns.files), "query": ns.query,
+                "date_start": ns.date_start, "date_end": ns.date_end, "limit": ns.limit}
+        call = ("POST", "/api/corpus", body)
+    elif ns.action == "list":
+        call = ("GET", "/api/corpus", None)
+    elif ns.action == "show":
+        call = ("GET", f"/api/corpus/{name}", None)
+    elif ns.action == "delete":
+        call = ("DELETE", f"/api/corpus/{name}", None)
+    elif ns.action == "query":
+        call = ("POST", f"/api/corpus/{name}/query", {"question": " ".join(ns.question)})
+    else:
+        call = ("POST", f"/api/corpus/{name}/{ns.action}", None)
+    try:
+        status, answer = api(settings, call[1], timeout=600, method=call[0], body=call[2])
+    except OSError as exc:
+        print(f"claude-mem: worker unreachable at {settings.base_url}: {exc}", file=sys.stderr)
+        return 1
+    if status >= 400:
+        print(f"claude-mem: {(answer or {}).get('error', status)}", file=sys.stderr)
+        return 1
+    if ns.action == "query":
+        print(answer["answer"])
+    elif ns.action == "show":
+        print(answer.pop("text", ""))
+        print(json.dumps(answer, indent=2), file=sys.stderr)
+    elif ns.action == "list":
+        for c in answer:
+            primed = "primed" if c.get("session_id") else "not primed"
+            print(f"{c['name']:24s} {c['observation_count']:>5} observations  {primed}")
+    else:
+        print(json.dumps(answer, indent=2))
+    return 0
 
 
 def _queue(settings, ns) -> int:  # type: ignore[no-untyped-def]

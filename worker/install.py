@@ -1,0 +1,866 @@
+"""`claude-mem install` and `claude-mem uninstall`.
+
+The installer asks (or takes flags for) the memory agent's provider and credentials in the order the
+LiteLLM gateway guide uses, then writes three places and nothing else:
+
+- `settings.json` in the data dir (non-secret settings, plus the worker token per SPEC.md);
+- `.env` in the data dir, mode 0600 — the only place a credential is ever written;
+- Claude Code's user settings (hooks) and user state file (the MCP server), merged, with a backup.
+
+Every answer is collected first and the files are written at the end, so an interrupted installer
+leaves nothing half done. Uninstall removes exactly the hook entries and the MCP server it added,
+recognised by their command, and keeps the user's memories and credentials.
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import json
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+
+from worker.defaults import DEFAULTS
+from worker.settings import (
+    AUTH_METHODS,
+    PROVIDERS,
+    SettingsError,
+    data_dir,
+    ensure_settings_file,
+    load_settings,
+    mask,
+    read_settings_file,
+    update_settings,
+)
+
+# Claude Code event → (our `claude-mem hook` argument, matcher or None for events without one, timeout s).
+# SessionStart skips `resume` as claude-mem does: a resumed transcript already carries its context.
+HOOK_EVENTS: dict[str, tuple[str, str | None, int]] = {
+    "SessionStart": ("session-start", "startup|clear|compact", 15),
+    "UserPromptSubmit": ("user-prompt-submit", None, 10),
+    "PostToolUse": ("post-tool-use", "*", 10),
+    "Stop": ("stop", None, 10),
+    "SessionEnd": ("session-end", None, 10),
+}
+MCP_NAME = "claude-mem"
+GATEWAY_KINDS = ("litellm", "custom")
+GATEWAY_KIND_KEY = "CLAUDE_MEM_GATEWAY_KIND"  # remembered for re-runs and doctor; not a credential
+DEFAULT_GATEWAY_URL = "http://127.0.0.1:4000"
+
+# Recognises a hook command this installer wrote, from any install location, quoted or not.
+_OUR_HOOK = re.compile(
+    r"""(?:claude-mem|-m['"]?\s+['"]?worker)['"]?\s+['"]?hook['"]?\s+['"]?"""
+    r"""(session-start|user-prompt-submit|post-tool-use|stop|session-end)['"]?\s*$"""
+)
+_ENV_ASSIGNMENT = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=")
+_BARE_VALUE = re.compile(r"^[A-Za-z0-9_\-./:@+=~,%]*$")
+
+
+class InstallError(Exception):
+    """A problem with the answers or files, worth one clear line and exit code 2."""
+
+
+class Cancelled(Exception):
+    """The user left the interactive installer (Ctrl-C / Ctrl-D) before anything was written."""
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+
+def claude_config_dir(environ: dict[str, str] | None = None) -> Path:
+    """Claude Code's config dir: `$CLAUDE_CONFIG_DIR`, else `~/.claude`."""
+    env = os.environ if environ is None else environ
+    configured = env.get("CLAUDE_CONFIG_DIR", "").strip()
+    return Path(configured).expanduser() if configured else Path.home() / ".claude"
+
+
+def claude_settings_path(override: str | None = None, environ: dict[str, str] | None = None) -> Path:
+    """Where Claude Code reads user hooks: `<config dir>/settings.json`."""
+    return Path(override).expanduser() if override else claude_config_dir(environ) / "settings.json"
+
+
+def claude_state_path(environ: dict[str, str] | None = None) -> Path:
+    """Where Claude Code keeps user-scope MCP servers (`claude mcp add -s user` writes here).
+
+    Verified with the bundled CLI: `$CLAUDE_CONFIG_DIR/.claude.json` when that is set, else `~/.claude.json`.
+    """
+    env = os.environ if environ is None else environ
+    configured = env.get("CLAUDE_CONFIG_DIR", "").strip()
+    return Path(configured).expanduser() / ".claude.json" if configured else Path.home() / ".claude.json"
+
+
+def default_data_dir() -> Path:
+    return Path.home() / ".claude-mem"
+
+
+def cli_argv() -> list[str]:
+    """This installation's `claude-mem` by absolute path: a shell shim (pyenv) costs ~70 ms per hook."""
+    script = Path(os.path.abspath(sys.executable)).parent / "claude-mem"  # no resolve(): keep the venv's bin
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    return [os.path.abspath(sys.executable), "-m", "worker"]
+
+
+def _data_dir_env(directory: Path) -> dict[str, str]:
+    """Hooks and the MCP server must find a non-default data dir without the user's shell."""
+    if directory.expanduser().absolute() == default_data_dir().absolute():
+        return {}
+    return {"CLAUDE_MEM_DATA_DIR": str(directory.expanduser().absolute())}
+
+
+def hook_command(event_arg: str, directory: Path) -> str:
+    prefix = "".join(f"{k}={shlex.quote(v)} " for k, v in _data_dir_env(directory).items())
+    return prefix + shlex.join([*cli_argv(), "hook", event_arg])
+
+
+def mcp_entry(directory: Path) -> dict[str, Any]:
+    """The same JSON `claude mcp add -s user claude-mem -- <claude-mem> mcp` writes."""
+    argv = cli_argv()
+    return {"type": "stdio", "command": argv[0], "args": [*argv[1:], "mcp"], "env": _data_dir_env(directory)}
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _write_text_atomic(path: Path, text: str, mode: int) -> None:
+    """Temp file in the same dir, fsync, rename: a crash leaves the old file or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object file, `{}` when absent; refuses to go on (rather than clobber) when it is not valid."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise InstallError(f"{path}: cannot read ({exc.strerror})") from None
+    if not text.strip():
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InstallError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}; fix or move it, "
+                           "then run the installer again") from None
+    if not isinstance(data, dict):
+        raise InstallError(f"{path}: expected a JSON object")
+    return data
+
+
+def backup(path: Path) -> Path | None:
+    """Copy a file we are about to change to `<name>.claude-mem-backup-<timestamp>` beside it."""
+    if not path.exists():
+        return None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    target = path.with_name(f"{path.name}.claude-mem-backup-{stamp}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}.claude-mem-backup-{stamp}-{n}")
+    data = path.read_bytes()
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # it may hold tokens of the user's
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    return target
+
+
+def write_json_file(path: Path, data: dict[str, Any]) -> Path | None:
+    """Back up, then write atomically, keeping the file's mode and writing through a symlink."""
+    real = Path(os.path.realpath(path))
+    saved = backup(real)
+    try:
+        mode = real.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o600 if real.name == ".claude.json" else 0o644
+    _write_text_atomic(real, json.dumps(data, indent=2) + "\n", mode)
+    return saved
+
+
+def _format_env_value(value: str) -> str:
+    if _BARE_VALUE.match(value):
+        return value
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"  # python-dotenv reads single quotes literally, bar these two escapes
+
+
+def update_env_file(path: Path, changes: dict[str, str | None]) -> None:
+    """Set (str) or remove (None) keys in `.env`, keeping every other line, comment and key as it was.
+
+    Written atomically with mode 0600; the data dir is created 0700 when new.
+    """
+    if not changes:
+        return
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        lines = []
+    except OSError as exc:
+        raise InstallError(f"{path}: cannot read ({exc.strerror})") from None
+    pending = dict(changes)
+    out: list[str] = []
+    for line in lines:
+        m = _ENV_ASSIGNMENT.match(line)
+        if m and m.group(1) in changes:
+            key = m.group(1)
+            if key in pending and pending[key] is not None:
+                out.append(f"{key}={_format_env_value(str(pending[key]))}")
+            pending.pop(key, None)  # a later duplicate of the same key is dropped
+            continue
+        out.append(line)
+    for key, value in pending.items():
+        if value is not None:
+            out.append(f"{key}={_format_env_value(value)}")
+    real = Path(os.path.realpath(path))
+    try:
+        _write_text_atomic(real, "\n".join(out) + ("\n" if out else ""), 0o600)
+    except PermissionError:
+        raise InstallError(f"{path}: not writable (a read-only mount?); edit it where it is managed") from None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Every key in `.env` (not only credentials), for defaults and for saying what will change."""
+    try:
+        return {k: (v or "").strip() for k, v in dotenv_values(path).items()}
+    except OSError as exc:
+        raise InstallError(f"{path}: cannot read ({exc.strerror})") from None
+
+
+# ---------------------------------------------------------------------------------------------- Claude Code config
+
+
+def _is_ours(hook: Any) -> bool:
+    return isinstance(hook, dict) and isinstance(hook.get("command"), str) and bool(_OUR_HOOK.search(hook["command"]))
+
+
+def merge_hooks(config: dict[str, Any], directory: Path) -> tuple[dict[str, Any], list[str]]:
+    """Our five hooks merged into Claude Code settings; returns the new object and the events changed.
+
+    Every other key, event and hook is kept in place. An event whose only claude-mem hook already is
+    the wanted one is left untouched, so a second install changes nothing.
+    """
+    new = copy.deepcopy(config)
+    hooks = new.get("hooks")
+    if hooks is None:
+        hooks = new["hooks"] = {}
+    if not isinstance(hooks, dict):
+        raise InstallError("Claude Code settings: \"hooks\" is not an object; fix it by hand first")
+    changed: list[str] = []
+    for event, (arg, matcher, timeout) in HOOK_EVENTS.items():
+        wanted = {"type": "command", "command": hook_command(arg, directory), "timeout": timeout}
+        groups = hooks.get(event)
+        if groups is None:
+            groups = []
+        if not isinstance(groups, list):
+            raise InstallError(f"Claude Code settings: hooks.{event} is not a list; fix it by hand first")
+        ours = [(g, h) for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+                for h in g["hooks"] if _is_ours(h)]
+        if len(ours) == 1 and ours[0][1] == wanted and ours[0][0].get("matcher") == matcher:
+            continue
+        kept: list[Any] = []
+        for g in groups:
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list) and any(_is_ours(h) for h in g["hooks"]):
+                rest = [h for h in g["hooks"] if not _is_ours(h)]
+                if rest:
+                    kept.append({**g, "hooks": rest})
+                continue
+            kept.append(g)
+        group: dict[str, Any] = {"matcher": matcher} if matcher is not None else {}
+        group["hooks"] = [wanted]
+        hooks[event] = [*kept, group]
+        changed.append(event)
+    return new, changed
+
+
+def remove_hooks(config: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """Claude Code settings without our hook entries; empty groups and events we emptied go too."""
+    new = copy.deepcopy(config)
+    hooks = new.get("hooks")
+    if not isinstance(hooks, dict):
+        return new, []
+    removed: list[str] = []
+    for event in list(hooks):
+        groups = hooks[event]
+        if not isinstance(groups, list):
+            continue
+        kept: list[Any] = []
+        found = False
+        for g in groups:
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list) and any(_is_ours(h) for h in g["hooks"]):
+                found = True
+                rest = [h for h in g["hooks"] if not _is_ours(h)]
+                if rest:
+                    kept.append({**g, "hooks": rest})
+                continue
+            kept.append(g)
+        if found:
+            removed.append(event)
+            if kept:
+                hooks[event] = kept
+            else:
+                del hooks[event]
+    if removed and not hooks:
+        del new["hooks"]
+    return new, removed
+
+
+def installed_hooks(config: dict[str, Any]) -> dict[str, str]:
+    """Event → our hook command, as found in Claude Code settings (for doctor)."""
+    found: dict[str, str] = {}
+    hooks = config.get("hooks")
+    if not isinstance(hooks, dict):
+        return found
+    for event in HOOK_EVENTS:
+        for g in hooks.get(event) or []:
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list):
+                for h in g["hooks"]:
+                    if _is_ours(h):
+                        found[event] = h["command"]
+    return found
+
+
+def _is_our_mcp(entry: Any) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    command = str(entry.get("command") or "")
+    args = [str(a) for a in entry.get("args") or []]
+    return args[-1:] == ["mcp"] and (os.path.basename(command) == "claude-mem" or args[:2] == ["-m", "worker"])
+
+
+def merge_mcp(state: dict[str, Any], directory: Path) -> tuple[dict[str, Any], str | None]:
+    """Claude Code state with our MCP server; returns (new, None) when it already was there as wanted."""
+    new = copy.deepcopy(state)
+    servers = new.get("mcpServers")
+    if servers is None:
+        servers = new["mcpServers"] = {}
+    if not isinstance(servers, dict):
+        raise InstallError("Claude Code state: \"mcpServers\" is not an object; fix it by hand first")
+    wanted = mcp_entry(directory)
+    previous = servers.get(MCP_NAME)
+    if previous == wanted:
+        return new, None
+    servers[MCP_NAME] = wanted
+    if previous is not None and not _is_our_mcp(previous):
+        return new, f"replaced an MCP server also named {MCP_NAME!r} (command {previous.get('command')!r})"
+    return new, "added"
+
+
+def remove_mcp(state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    new = copy.deepcopy(state)
+    servers = new.get("mcpServers")
+    if isinstance(servers, dict) and _is_our_mcp(servers.get(MCP_NAME)):
+        del servers[MCP_NAME]
+        return new, True
+    return new, False
+
+
+# ---------------------------------------------------------------------------------------------- answers
+
+
+@dataclass
+class Current:
+    """What is configured now: the defaults a re-run offers."""
+
+    settings: dict[str, str]
+    env: dict[str, str]
+
+    def get(self, key: str) -> str:
+        return self.settings.get(key, DEFAULTS.get(key, ""))
+
+
+@dataclass
+class Plan:
+    """Everything the installer will write, decided before anything is written."""
+
+    settings: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str | None] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_current(directory: Path) -> Current:
+    try:
+        settings = read_settings_file(directory / "settings.json")
+    except SettingsError as exc:
+        raise InstallError(str(exc)) from None
+    return Current(settings=settings, env=read_env_file(directory / ".env"))
+
+
+def validate_url(value: str, what: str) -> str:
+    url = value.strip().rstrip("/")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InstallError(f"{what}: expected an http(s) URL such as {DEFAULT_GATEWAY_URL}, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise InstallError(f"{what}: bad port in {value!r}") from None
+    return url
+
+
+def v1_warning(url: str) -> str | None:
+    if url.rstrip("/").endswith("/v1"):
+        return (f"the gateway URL ends in /v1 ({url}): the Claude Agent SDK appends /v1/messages itself, so the "
+                f"gateway would get /v1/v1/messages; use {url.rstrip('/')[:-3]} instead")
+    return None
+
+
+class Prompter:
+    """Questions on the terminal; secrets through getpass so they are never echoed."""
+
+    def __init__(self, ask: Callable[[str], str] = input, secret: Callable[[str], str] = getpass.getpass) -> None:
+        self._ask = ask
+        self._secret = secret
+
+    def _input(self, prompt: str, hidden: bool = False) -> str:
+        try:
+            return (self._secret if hidden else self._ask)(prompt)
+        except (EOFError, KeyboardInterrupt):
+            print()
+            raise Cancelled from None
+
+    def choose(self, title: str, options: list[tuple[str, str]], default: str) -> str:
+        print(f"\n{title}")
+        for i, (value, label) in enumerate(options, 1):
+            print(f"  {i}) {label}" + ("   (current)" if value == default else ""))
+        names = [v for v, _ in options]
+        index = names.index(default) + 1 if default in names else 1
+        while True:
+            answer = self._input(f"Choose 1-{len(options)} [{index}]: ").strip().lower()
+            if not answer:
+                return names[index - 1]
+            if answer.isdigit() and 1 <= int(answer) <= len(options):
+                return names[int(answer) - 1]
+            if answer in names:
+                return answer
+            print(f"  please answer with a number from 1 to {len(options)}")
+
+    def text(self, prompt: str, default: str = "", validate: Callable[[str], str] | None = None) -> str:
+        while True:
+            answer = self._input(f"{prompt}" + (f" [{default}]" if default else "") + ": ").strip() or default
+            if not answer:
+                print("  a value is required")
+                continue
+            if validate is None:
+                return answer
+            try:
+                return validate(answer)
+            except InstallError as exc:
+                print(f"  {exc}")
+
+    def secret(self, prompt: str, current: str, optional: bool = True) -> str | None:
+        """None keeps the current value; "" removes it (answer `-`)."""
+        hint = f"Enter keeps {mask(current)}, '-' removes it" if current else (
+            "Enter for none" if optional else "required")
+        while True:
+            answer = self._input(f"{prompt} (hidden; {hint}): ", hidden=True).strip()
+            if answer == "-" and optional:
+                return ""
+            if answer:
+                return answer
+            if current or optional:
+                return None
+            print("  a value is required")
+
+    def yes(self, prompt: str, default: bool = True) -> bool:
+        answer = self._input(f"{prompt} [{'Y/n' if default else 'y/N'}]: ").strip().lower()
+        return default if not answer else answer.startswith("y")
+
+
+PROVIDER_OPTIONS = [
+    ("claude", "Claude Agent SDK (recommended; can go through a LiteLLM gateway)"),
+    ("openrouter", "OpenRouter (REST)"),
+    ("gemini", "Gemini (REST)"),
+]
+
+
+def _claude_credentials(plan: Plan, cur: Current, auth: str, url: str | None, token: str | None,
+                        api_key: str | None) -> None:
+    """The `.env` changes of each Claude auth method, saying aloud every key that goes away."""
+    env = cur.env
+    if auth == "gateway":
+        assert url is not None
+        plan.env["ANTHROPIC_BASE_URL"] = url
+        if token is not None:
+            plan.env["ANTHROPIC_AUTH_TOKEN"] = token or None
+        if env.get("ANTHROPIC_API_KEY"):
+            plan.env["ANTHROPIC_API_KEY"] = None
+            plan.notes.append("removing ANTHROPIC_API_KEY from .env: in gateway mode the gateway token "
+                              "(ANTHROPIC_AUTH_TOKEN) authenticates, and a stale Anthropic key must not")
+        warning = v1_warning(url)
+        if warning:
+            plan.warnings.append(warning)
+    elif auth == "api-key":
+        if api_key is not None:
+            plan.env["ANTHROPIC_API_KEY"] = api_key
+        for key in ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN"):
+            if env.get(key):
+                plan.env[key] = None
+                plan.notes.append(f"removing {key} from .env: api-key mode talks to Anthropic directly")
+    else:  # subscription: any explicit Anthropic credential would replace the user's login
+        for key in ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY"):
+            if env.get(key):
+                plan.env[key] = None
+                plan.notes.append(f"removing {key} from .env: subscription mode uses your Claude Code login")
+
+
+def plan_from_flags(ns: Any, cur: Current) -> Plan:
+    """The non-interactive installer: flags given win, anything not given keeps its current value."""
+    plan = Plan()
+    provider = ns.provider or cur.get("CLAUDE_MEM_PROVIDER") or "claude"
+    if provider not in PROVIDERS:
+        raise InstallError(f"--provider: expected one of {', '.join(PROVIDERS)}")
+    plan.settings["CLAUDE_MEM_PROVIDER"] = provider
+    if provider == "claude":
+        auth = ns.auth or ("gateway" if ns.gateway_url else "api-key" if ns.api_key else
+                           cur.get("CLAUDE_MEM_CLAUDE_AUTH_METHOD") or "subscription")
+        if auth not in AUTH_METHODS:
+            raise InstallError(f"--auth: expected one of {', '.join(AUTH_METHODS)}")
+        plan.settings["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] = auth
+        url = None
+        if auth == "gateway":
+            raw_url = ns.gateway_url or cur.env.get("ANTHROPIC_BASE_URL", "")
+            if not raw_url:
+                raise InstallError("--auth gateway needs --gateway-url URL (e.g. http://127.0.0.1:4000)")
+            url = validate_url(raw_url, "--gateway-url")
+            kind = ns.gateway_kind or cur.get(GATEWAY_KIND_KEY) or "litellm"
+            plan.settings[GATEWAY_KIND_KEY] = kind
+        elif ns.gateway_url or ns.gateway_token is not None:
+            plan.warnings.append(f"--gateway-url/--gateway-token ignored with --auth {auth}")
+        if auth == "api-key" and not (ns.api_key or cur.env.get("ANTHROPIC_API_KEY")):
+            raise InstallError("--auth api-key needs --api-key KEY (an Anthropic API key)")
+        _claude_credentials(plan, cur, auth, url, ns.gateway_token if auth == "gateway" else None,
+                            ns.api_key if auth == "api-key" else None)
+        if ns.model is not None:
+            if not ns.model.strip():
+                raise InstallError("--model: must not be empty")
+            plan.settings["CLAUDE_MEM_MODEL"] = ns.model.strip()
+    else:
+        key_name = f"{provider.upper()}_API_KEY"
+        if ns.api_key:
+            plan.env[key_name] = ns.api_key
+        elif not cur.env.get(key_name):
+            raise InstallError(f"--provider {provider} needs --api-key KEY (stored as {key_name} in .env)")
+        if ns.model:
+            plan.settings[f"CLAUDE_MEM_{provider.upper()}_MODEL"] = ns.model.strip()
+    if ns.worker_url is not None:
+        plan.settings["CLAUDE_MEM_WORKER_URL"] = validate_url(ns.worker_url, "--worker-url") if ns.worker_url else ""
+    if ns.worker_token is not None:
+        plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = ns.worker_token
+    return plan
+
+
+def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
+    """The interactive installer, in the gateway guide's order; flags given skip their question."""
+    plan = Plan()
+    provider = ns.provider or ask.choose("Which memory agent provider?", PROVIDER_OPTIONS,
+                                         cur.get("CLAUDE_MEM_PROVIDER") or "claude")
+    plan.settings["CLAUDE_MEM_PROVIDER"] = provider
+    if provider == "claude":
+        current_auth = cur.get("CLAUDE_MEM_CLAUDE_AUTH_METHOD")
+        auth = ns.auth
+        if auth is None:
+            access = ask.choose("How does the memory agent reach Claude?", [
+                ("subscription", "Subscription (your Claude Code login)"),
+                ("keyed", "API key or gateway (Anthropic, LiteLLM, or a compatible proxy)"),
+            ], "subscription" if current_auth == "subscription" else "keyed")
+            if access == "subscription":
+                auth = "subscription"
+            else:
+                auth = ask.choose("How should claude-mem connect?", [
+                    ("api-key", "Anthropic API key"),
+                    ("gateway", "LiteLLM or custom gateway"),
+                ], "gateway" if current_auth == "gateway" or cur.env.get("ANTHROPIC_BASE_URL") else "api-key")
+        plan.settings["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] = auth
+        url: str | None = None
+        token: str | None = None
+        api_key: str | None = None
+        if auth == "gateway":
+            kind = ns.gateway_kind or ask.choose("Which gateway?", [
+                ("litellm", "LiteLLM proxy"), ("custom", "Custom gateway (Anthropic Messages compatible)"),
+            ], cur.get(GATEWAY_KIND_KEY) or "litellm")
+            plan.settings[GATEWAY_KIND_KEY] = kind
+            url = validate_url(ns.gateway_url, "--gateway-url") if ns.gateway_url else None
+            if not url:
+                url = ask.text("Gateway URL", cur.env.get("ANTHROPIC_BASE_URL") or DEFAULT_GATEWAY_URL,
+                               lambda v: validate_url(v, "gateway URL"))
+            if v1_warning(url):
+                print(f"  warning: {v1_warning(url)}")
+                if ask.yes(f"  Use {url[:-3]} instead?"):
+                    url = url[:-3]
+            token = ns.gateway_token
+            if token is None:
+                label = "LiteLLM key (master or virtual key)" if kind == "litellm" else "Gateway token"
+                token = ask.secret(label, cur.env.get("ANTHROPIC_AUTH_TOKEN", ""))
+        elif auth == "api-key":
+            api_key = ns.api_key or ask.secret("Anthropic API key", cur.env.get("ANTHROPIC_API_KEY", ""),
+                                               optional=False)
+        _claude_credentials(plan, cur, auth, url, token, api_key)
+        if plan.notes:
+            for note in plan.notes:
+                print(f"  note: {note}")
+        model_prompt = "Model alias the gateway should receive" if auth == "gateway" else "Model"
+        plan.settings["CLAUDE_MEM_MODEL"] = ns.model or ask.text(model_prompt, cur.get("CLAUDE_MEM_MODEL"))
+    else:
+        key_name = f"{provider.upper()}_API_KEY"
+        key = ns.api_key or ask.secret(f"{provider.capitalize()} API key ({key_name})",
+                                       cur.env.get(key_name, ""), optional=False)
+        if key:
+            plan.env[key_name] = key
+        model_key = f"CLAUDE_MEM_{provider.upper()}_MODEL"
+        plan.settings[model_key] = ns.model or ask.text("Model", cur.get(model_key))
+    if ns.worker_url is not None:
+        plan.settings["CLAUDE_MEM_WORKER_URL"] = validate_url(ns.worker_url, "--worker-url") if ns.worker_url else ""
+        if ns.worker_token is not None:
+            plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = ns.worker_token
+        return plan
+    current_url = cur.get("CLAUDE_MEM_WORKER_URL")
+    where = ask.choose("Where does the worker run?", [
+        ("local", "On this machine (started by claude-mem)"),
+        ("remote", "A remote team worker (URL and worker token)"),
+    ], "remote" if current_url else "local")
+    if where == "local":
+        plan.settings["CLAUDE_MEM_WORKER_URL"] = ""
+    else:
+        plan.settings["CLAUDE_MEM_WORKER_URL"] = ask.text(
+            "Worker URL", current_url or "http://worker.example:37777", lambda v: validate_url(v, "worker URL"))
+        worker_token = ns.worker_token
+        if worker_token is None:
+            worker_token = ask.secret("Worker token", cur.get("CLAUDE_MEM_WORKER_TOKEN"))
+        if worker_token is not None:
+            plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = worker_token
+    return plan
+
+
+# ---------------------------------------------------------------------------------------------- the commands
+
+
+def _say_env(changes: dict[str, str | None]) -> str:
+    parts = []
+    for key, value in changes.items():
+        if value is None:
+            parts.append(f"{key} removed")
+        elif key.endswith("_URL"):
+            parts.append(f"{key}={value}")
+        else:
+            parts.append(f"{key}={mask(value)}")
+    return ", ".join(parts)
+
+
+def _say_settings(s: dict[str, str]) -> str:
+    provider = s.get("CLAUDE_MEM_PROVIDER", "claude")
+    if provider == "claude":
+        return f"provider claude, auth {s.get('CLAUDE_MEM_CLAUDE_AUTH_METHOD')}, model {s.get('CLAUDE_MEM_MODEL')}"
+    return f"provider {provider}, model {s.get(f'CLAUDE_MEM_{provider.upper()}_MODEL')}"
+
+
+def _worker_check(directory: Path) -> str:
+    """One line about the configured worker; never fails the install."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        settings = load_settings(directory)
+    except SettingsError as exc:
+        return f"settings problem: {exc}"
+    req = urllib.request.Request(settings.base_url + "/api/processing-status")
+    if settings.worker_token:
+        req.add_header("Authorization", f"Bearer {settings.worker_token}")
+    try:
+        with urllib.request.urlopen(req, timeout=3) as resp:
+            resp.read()
+        return f"worker at {settings.base_url} answers"
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):
+            return f"worker at {settings.base_url} refused the worker token (HTTP {exc.code})"
+        return f"worker at {settings.base_url} answered HTTP {exc.code}"
+    except (OSError, ValueError) as exc:
+        return f"worker at {settings.base_url} is not reachable ({getattr(exc, 'reason', exc)})"
+
+
+def _start_worker(directory: Path, ns: Any, interactive: bool, ask: Prompter, config_changed: bool) -> None:
+    from worker import lifecycle
+
+    settings = load_settings(directory)
+    running = lifecycle.healthy(settings)
+    if ns.no_start:
+        if running and config_changed:
+            print("worker: running with the old configuration; restart it: claude-mem worker restart")
+        elif not running:
+            print("worker: not running; start it with: claude-mem worker start")
+        return
+    if running:
+        if not config_changed:
+            print(f"worker: running at {settings.base_url}")
+            return
+        if interactive and not ask.yes("Restart the worker now so it reads the new configuration?"):
+            print("worker: restart it later with: claude-mem worker restart")
+            return
+        lifecycle.stop(settings)
+        lifecycle.start(settings)
+        return
+    if interactive:
+        if ask.yes("Start the worker now?"):
+            lifecycle.start(settings)
+        else:
+            print("worker: start it later with: claude-mem worker start")
+    else:
+        print("worker: not running; start it with: claude-mem worker start")
+
+
+def write_config(directory: Path, plan: Plan, cur: Current) -> tuple[dict[str, str | None], bool]:
+    """Write `.env` then settings.json; returns the `.env` changes and whether anything the worker reads changed."""
+    if not directory.exists():
+        directory.mkdir(parents=True, mode=0o700)
+    env_changes = {k: v for k, v in plan.env.items() if cur.env.get(k) != v and not (v is None and k not in cur.env)}
+    update_env_file(directory / ".env", env_changes)
+    env_path = directory / ".env"
+    if env_path.exists() and env_path.stat().st_mode & 0o077:
+        try:
+            env_path.chmod(0o600)  # an older hand-made file: credentials are for this user only
+        except OSError:
+            pass
+    before = read_settings_file(directory / "settings.json")
+    try:
+        ensure_settings_file(directory)
+        update_settings(directory, plan.settings)
+    except OSError as exc:
+        raise InstallError(f"{directory / 'settings.json'}: cannot write ({exc.strerror})") from None
+    after = read_settings_file(directory / "settings.json")
+    changed = bool(env_changes) or any(before.get(k, DEFAULTS.get(k)) != after.get(k, DEFAULTS.get(k))
+                                       for k in set(before) | set(after))
+    return env_changes, changed
+
+
+def install(ns: Any) -> int:
+    """Run the installer; returns the exit code."""
+    directory = data_dir()
+    interactive = not ns.non_interactive
+    if interactive and not sys.stdin.isatty():
+        print("claude-mem install: stdin is not a terminal, so no questions are asked "
+              "(same as --non-interactive)", file=sys.stderr)
+        interactive = False
+    ask = Prompter()
+    try:
+        cur = read_current(directory)
+        if interactive:
+            print(f"claude-mem install — data dir {directory}  (Enter keeps the value in brackets)")
+            plan = plan_interactive(ns, cur, ask)
+        else:
+            plan = plan_from_flags(ns, cur)
+            for note in plan.notes:
+                print(f"note: {note}")
+        for warning in plan.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        settings_path = claude_settings_path(ns.claude_settings)
+        state_path = claude_state_path()
+        claude_settings = read_json_object(settings_path)
+        claude_state = read_json_object(state_path)
+        new_settings, hooks_changed = merge_hooks(claude_settings, directory)
+        new_state, mcp_change = merge_mcp(claude_state, directory)
+
+        # -- everything is decided; write (the credentials first: a read-only .env stops us before the rest)
+        env_changes, config_changed = write_config(directory, plan, cur)
+        s = read_settings_file(directory / "settings.json")
+        print(f"settings: {directory / 'settings.json'} ({_say_settings(s)})")
+        print(f"credentials: {directory / '.env'}"
+              + (f" (mode 0600): {_say_env(env_changes)}" if env_changes else " unchanged"))
+        if hooks_changed:
+            saved = write_json_file(settings_path, new_settings)
+            print(f"Claude Code hooks: {settings_path}: installed {', '.join(hooks_changed)}"
+                  + (f" (backup {saved.name})" if saved else ""))
+        else:
+            print(f"Claude Code hooks: {settings_path}: already installed")
+        if mcp_change:
+            saved = write_json_file(state_path, new_state)
+            print(f"MCP server: {MCP_NAME} in {state_path}: {mcp_change}"
+                  + (f" (backup {saved.name})" if saved else ""))
+        else:
+            print(f"MCP server: {MCP_NAME} in {state_path}: already registered")
+        worker_url = s.get("CLAUDE_MEM_WORKER_URL", "")
+        if worker_url:
+            print(f"worker: remote, {_worker_check(directory)}")
+        else:
+            _start_worker(directory, ns, interactive, ask, config_changed)
+        print("done. Check everything with: claude-mem doctor")
+        return 0
+    except Cancelled:
+        print("claude-mem install: cancelled; nothing was written", file=sys.stderr)
+        return 130
+    except (InstallError, SettingsError) as exc:
+        print(f"claude-mem install: {exc}", file=sys.stderr)
+        return 2
+
+
+def uninstall(ns: Any) -> int:
+    """Remove our hooks and MCP server from Claude Code; memories and credentials stay."""
+    settings_path = claude_settings_path(ns.claude_settings)
+    state_path = claude_state_path()
+    try:
+        new_settings, removed = remove_hooks(read_json_object(settings_path))
+        if removed:
+            saved = write_json_file(settings_path, new_settings)
+            print(f"Claude Code hooks: {settings_path}: removed {', '.join(removed)}"
+                  + (f" (backup {saved.name})" if saved else ""))
+        else:
+            print(f"Claude Code hooks: {settings_path}: none of ours found")
+        new_state, mcp_removed = remove_mcp(read_json_object(state_path))
+        if mcp_removed:
+            saved = write_json_file(state_path, new_state)
+            print(f"MCP server: removed {MCP_NAME} from {state_path}" + (f" (backup {saved.name})" if saved else ""))
+        else:
+            print(f"MCP server: {MCP_NAME} not registered in {state_path}")
+    except InstallError as exc:
+        print(f"claude-mem uninstall: {exc}", file=sys.stderr)
+        return 2
+    directory = data_dir()
+    print(f"kept: memories, settings and credentials in {directory} (delete the directory to remove them)")
+    try:
+        from worker.lifecycle import healthy
+
+        settings = load_settings(directory)
+        if not settings.worker_url and healthy(settings):
+            print("the worker is still running; stop it with: claude-mem worker stop")
+    except SettingsError:
+        pass
+    return 0
+
+
+def add_arguments(parser: Any) -> None:
+    """The installer's flags (SPEC.md section 5 names them; scripts and tests call them)."""
+    parser.add_argument("--non-interactive", action="store_true", help="ask nothing; flags and current values only")
+    parser.add_argument("--provider", choices=PROVIDERS)
+    parser.add_argument("--auth", choices=AUTH_METHODS, help="how the Claude Agent SDK authenticates")
+    parser.add_argument("--gateway-kind", choices=GATEWAY_KINDS)
+    parser.add_argument("--gateway-url", metavar="URL", help="e.g. http://127.0.0.1:4000 (no /v1)")
+    parser.add_argument("--gateway-token", metavar="TOKEN", help="LiteLLM master/virtual key; '' removes it")
+    parser.add_argument("--api-key", metavar="KEY", help="Anthropic, OpenRouter or Gemini key, per --provider")
+    parser.add_argument("--model", metavar="ALIAS", help="model name the memory agent asks for")
+    parser.add_argument("--worker-url", metavar="URL", help="a remote team worker; '' means the local worker")
+    parser.add_argument("--worker-token", metavar="T", help="bearer token of the worker")
+    parser.add_argument("--claude-settings", metavar="PATH",
+                        help="Claude Code settings file (default $CLAUDE_CONFIG_DIR/settings.json or ~/.claude/...)")
+    parser.add_argument("--no-start", action="store_true", help="do not start or restart the local worker")
