@@ -538,8 +538,8 @@ def test_non_loopback_bind_without_token_refuses_to_start(tmp_path: Path) -> Non
 def test_lone_surrogate_escapes_from_a_javascript_client_are_kept_not_refused(api: WorkerProcess) -> None:
     """JSON.stringify writes a tool output cut mid-character as a lone \\udXXX escape: keep the event."""
     s = sid()
-    body = ('{"contentSessionId": "%s", "tool_name": "Read", "tool_response": "cut \\ud83d here \\ud83d\\ude00 ok",'
-            ' "tool_input": {"note": "literal \\\\ud800 stays"}}' % s).encode()
+    body = ('{"contentSessionId": "SID", "tool_name": "Read", "tool_response": "cut \\ud83d here \\ud83d\\ude00 ok",'
+            ' "tool_input": {"note": "literal \\\\ud800 stays"}}').replace("SID", s).encode()
     r = api.post("/api/sessions/observations", content=body)
     assert r.status_code == 200, r.text
     payload = next(p for p in api.pending_payloads("observation") if p["tool_response"].startswith("cut"))

@@ -12,7 +12,8 @@ def test_budget_429_pauses_with_the_gateways_message() -> None:
 
 
 def test_virtual_key_budget_exceeded_pauses() -> None:
-    assert classify('API Error: 400 {"error": {"type": "budget_exceeded", "message": "Budget has been exceeded"}}').kind == "paused"
+    err = classify('API Error: 400 {"error": {"type": "budget_exceeded", "message": "Budget has been exceeded"}}')
+    assert err.kind == "paused"
 
 
 def test_plain_rate_limit_and_5xx_and_refused_are_transient() -> None:

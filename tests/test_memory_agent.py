@@ -52,7 +52,8 @@ def gateway_worker(start_worker: Callable[..., WorkerProcess], tmp_path: Path, p
 
 def post_session(w: WorkerProcess, sid: str, tools: list[tuple[str, dict[str, Any]]], summarize: bool = True,
                  prompt: str = "Add a login page", cwd: str = "/work/demo") -> None:
-    assert w.post("/api/sessions/init", {"contentSessionId": sid, "project": "demo", "prompt": prompt}).status_code == 200
+    init = w.post("/api/sessions/init", {"contentSessionId": sid, "project": "demo", "prompt": prompt})
+    assert init.status_code == 200
     for name, tool_input in tools:
         r = w.post("/api/sessions/observations", {"contentSessionId": sid, "tool_name": name, "tool_input": tool_input,
                                                   "tool_response": {"ok": True}, "cwd": cwd})
@@ -68,7 +69,8 @@ def cli_children(worker_pid: int) -> list[int]:
         if entry.name.isdigit():
             try:
                 stat = (entry / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                if ppid == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
                     pids.append(int(entry.name))
             except (OSError, ValueError, IndexError):
                 continue

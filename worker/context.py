@@ -38,7 +38,8 @@ def build_context(conn: sqlite3.Connection, settings: Settings, projects: list[s
         (*projects, settings.context_observations),
     ).fetchall() if settings.context_observations else []
     if not summaries and not observations:
-        return f"# [{label}] recent context\n\nNo memory for this project yet: nothing is remembered from earlier sessions.\n"
+        return (f"# [{label}] recent context\n\n"
+                "No memory for this project yet: nothing is remembered from earlier sessions.\n")
 
     budget = settings.context_token_budget * CHARS_PER_TOKEN
     header = f"# [{label}] recent context, {_when(time.time())}\n"

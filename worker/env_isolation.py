@@ -59,7 +59,8 @@ def build_agent_env(settings: Settings, base: dict[str, str] | None = None) -> d
         raise GatewayMisconfigured(
             f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
         )
-    if settings.auth_method == "api-key" and not (explicit.get("ANTHROPIC_API_KEY") or explicit.get("ANTHROPIC_AUTH_TOKEN")):
+    has_key = explicit.get("ANTHROPIC_API_KEY") or explicit.get("ANTHROPIC_AUTH_TOKEN")
+    if settings.auth_method == "api-key" and not has_key:
         raise GatewayMisconfigured(f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}")
     env.update(explicit)
     if explicit:

@@ -67,7 +67,8 @@ class Services:
             problems.append(f"api-key mode: ANTHROPIC_API_KEY is missing from {s.env_path}")
         base_url = creds.get("ANTHROPIC_BASE_URL")
         if base_url and base_url.rstrip("/").endswith("/v1"):
-            problems.append(f"ANTHROPIC_BASE_URL ends in /v1 ({base_url}); LiteLLM's Anthropic endpoint wants the bare URL")
+            problems.append(f"ANTHROPIC_BASE_URL ends in /v1 ({base_url});"
+                            " LiteLLM's Anthropic endpoint wants the bare URL")
         token = creds.get("ANTHROPIC_AUTH_TOKEN") or creds.get("ANTHROPIC_API_KEY") or ""
         try:
             env_mtime = os.stat(s.env_path).st_mtime

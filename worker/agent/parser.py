@@ -81,7 +81,8 @@ def _items(block: str, outer: str, inner: str) -> list[str]:
     m = re.search(rf"<{outer}\b[^>]*>(.*?)(?:</{outer}\s*>|\Z)", block, re.DOTALL | re.IGNORECASE)
     if not m:
         return []
-    found = [_text(x) for x in re.findall(rf"<{inner}\b[^>]*>(.*?)</{inner}\s*>", m.group(1), re.DOTALL | re.IGNORECASE)]
+    pattern = rf"<{inner}\b[^>]*>(.*?)</{inner}\s*>"
+    found = [_text(x) for x in re.findall(pattern, m.group(1), re.DOTALL | re.IGNORECASE)]
     if not found and "<" not in m.group(1):
         found = [line.strip(" -*\t") for line in _text(m.group(1)).splitlines()]
     out: list[str] = []

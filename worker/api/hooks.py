@@ -81,7 +81,8 @@ class HookController(Controller):
         conn = services.conn
         session = storage.get_session(conn, data.contentSessionId)
         if session is None:
-            raise NotFoundException(f"unknown session {data.contentSessionId!r}: no prompt or tool event was recorded for it")
+            raise NotFoundException(
+                f"unknown session {data.contentSessionId!r}: no prompt or tool event was recorded for it")
         with storage.Tx(conn):
             event_id = queue.enqueue(
                 conn, session["id"], "summarize",
