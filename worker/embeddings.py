@@ -102,6 +102,8 @@ class Embedder:
             if self.threads:
                 options.intra_op_num_threads = self.threads
             options.log_severity_level = 3
+            # Idle threads that spin burn the CPU the worker shares with Claude Code and Chroma.
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
             session = onnxruntime.InferenceSession(str(mpath), options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer

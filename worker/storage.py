@@ -127,6 +127,64 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        2,
+        """
+        -- Vector sync state (Chroma is derived from SQLite): a row here means the row's documents are
+        -- in Chroma. Rows without one are what the backfill sends.
+        CREATE TABLE vector_sync (
+            kind TEXT NOT NULL,
+            row_id INTEGER NOT NULL,
+            synced_at REAL NOT NULL,
+            PRIMARY KEY (kind, row_id)
+        ) WITHOUT ROWID;
+
+        -- Deleted rows whose documents are still in Chroma; the sync removes them, retrying while
+        -- Chroma is down, so a delete is never lost.
+        CREATE TABLE vector_tombstones (
+            kind TEXT NOT NULL,
+            row_id INTEGER NOT NULL,
+            deleted_at REAL NOT NULL,
+            PRIMARY KEY (kind, row_id)
+        ) WITHOUT ROWID;
+
+        CREATE TRIGGER observations_vector_ad AFTER DELETE ON observations
+        WHEN EXISTS (SELECT 1 FROM vector_sync WHERE kind = 'observation' AND row_id = old.id) BEGIN
+            INSERT OR REPLACE INTO vector_tombstones
+                VALUES ('observation', old.id, (julianday('now') - 2440587.5) * 86400.0);
+            DELETE FROM vector_sync WHERE kind = 'observation' AND row_id = old.id;
+        END;
+        CREATE TRIGGER session_summaries_vector_ad AFTER DELETE ON session_summaries
+        WHEN EXISTS (SELECT 1 FROM vector_sync WHERE kind = 'summary' AND row_id = old.id) BEGIN
+            INSERT OR REPLACE INTO vector_tombstones
+                VALUES ('summary', old.id, (julianday('now') - 2440587.5) * 86400.0);
+            DELETE FROM vector_sync WHERE kind = 'summary' AND row_id = old.id;
+        END;
+        CREATE TRIGGER user_prompts_vector_ad AFTER DELETE ON user_prompts
+        WHEN EXISTS (SELECT 1 FROM vector_sync WHERE kind = 'prompt' AND row_id = old.id) BEGIN
+            INSERT OR REPLACE INTO vector_tombstones
+                VALUES ('prompt', old.id, (julianday('now') - 2440587.5) * 86400.0);
+            DELETE FROM vector_sync WHERE kind = 'prompt' AND row_id = old.id;
+        END;
+        """,
+    ),
+    (
+        3,
+        """
+        -- Knowledge-agent corpora: a named filter over observations, its rendered text, and the SDK
+        -- session it was primed into.
+        CREATE TABLE corpora (
+            name TEXT PRIMARY KEY,
+            spec TEXT NOT NULL,
+            text TEXT NOT NULL,
+            observation_count INTEGER NOT NULL,
+            session_id TEXT,
+            primed_at REAL,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -1,0 +1,172 @@
+"""Recall routes (SPEC.md section 4): search, timeline, observations by id, by file, delete, vector sync.
+
+SQLite is read on the event loop thread (the one connection in Services); Chroma and the
+embedding model run in a worker thread with a timeout, so a slow or dead Chroma costs a search its
+semantic half (the answer says so) and never stalls the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from litestar import Controller, Request, delete, get, post
+from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+
+from worker import search, storage
+from worker.models_search import (
+    BatchRequest,
+    ByFileResponse,
+    DeleteResponse,
+    SearchResponse,
+    SyncResponse,
+    TextContent,
+    TimelineResponse,
+)
+from worker.services import Services
+from worker.vectors import SemanticHit, VectorsUnavailable, VectorSync
+
+log = logging.getLogger("claude_mem.api.search")
+
+SEMANTIC_TIMEOUT_SECONDS = 10.0
+DELETE_TIMEOUT_SECONDS = 10.0
+
+
+def _raw(request: Request[Any, Any, Any]) -> dict[str, str]:
+    params = request.query_params
+    return {key: str(params.get(key) or "") for key in params}
+
+
+def _bad(exc: search.ParamError) -> ValidationException:
+    return ValidationException(exc.message, extra=[{"key": exc.field, "message": exc.message}])
+
+
+def _vectors(services: Services) -> VectorSync | None:
+    found = services.extras.get("vector_sync")
+    return found if isinstance(found, VectorSync) else None
+
+
+async def semantic_hits(services: Services, req: search.SemanticRequest | None
+                        ) -> tuple[list[SemanticHit] | None, str | None]:
+    """Chroma's answer, or None and the reason it is missing."""
+    if req is None:
+        return None, None
+    vsync = _vectors(services)
+    if vsync is None:
+        return None, "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
+    try:
+        hits = await asyncio.wait_for(asyncio.to_thread(vsync.query, req.text, req.n, req.where),
+                                      timeout=SEMANTIC_TIMEOUT_SECONDS)
+    except VectorsUnavailable as exc:
+        return None, f"Chroma unreachable: {exc}"
+    except TimeoutError:
+        return None, f"Chroma did not answer within {SEMANTIC_TIMEOUT_SECONDS:.0f}s"
+    return hits, None
+
+
+class SearchController(Controller):
+    path = "/api"
+    tags = ["search"]
+
+    @get("/search")
+    async def search_route(self, request: Request[Any, Any, Any], services: Services) -> SearchResponse:
+        """Keyword, semantic or hybrid search; filters before ranking; `content` is claude-mem's text."""
+        raw = _raw(request)
+        try:
+            params = search.parse_params(raw)
+        except search.ParamError as exc:
+            raise _bad(exc) from None
+        hits, error = await semantic_hits(services, search.semantic_request(params))
+        return search.search(services.conn, params, hits, error, want_rows=raw.get("format") == "json")
+
+    @get("/search/by-file")
+    async def by_file(self, request: Request[Any, Any, Any], services: Services) -> ByFileResponse:
+        raw = _raw(request)
+        file_path = (raw.get("filePath") or raw.get("files") or raw.get("path") or "").split(",")[0].strip()
+        if not file_path:
+            raise ValidationException("filePath is required", extra=[{"key": "filePath", "message": "required"}])
+        try:
+            limit = search.int_param(raw, "limit", 20, 1, search.MAX_LIMIT)
+        except search.ParamError as exc:
+            raise _bad(exc) from None
+        hits = search.by_file(services.conn, file_path, (raw.get("project") or "").strip() or None, limit)
+        return ByFileResponse(filePath=file_path, totalResults=len(hits), results=hits,
+                              content=[TextContent(text=search.render_by_file(file_path, hits))])
+
+    @get("/timeline")
+    async def timeline_route(self, request: Request[Any, Any, Any], services: Services) -> TimelineResponse:
+        """Items before and after an observation, a summary (S12), a timestamp, or a query's best match."""
+        raw = _raw(request)
+        anchor = (raw.get("anchor") or "").strip() or None
+        query = (raw.get("query") or "").strip() or None
+        project = (raw.get("project") or "").strip() or None
+        try:
+            before = search.int_param(raw, "depth_before", 10, 0, 200)
+            after = search.int_param(raw, "depth_after", 10, 0, 200)
+            hits, error = None, None
+            if query and not anchor:
+                req = search.semantic_request(search.timeline_search_params(query, project))
+                hits, error = await semantic_hits(services, req)
+            return search.timeline(services.conn, anchor, query, before, after, project, hits, error)
+        except search.ParamError as exc:
+            raise _bad(exc) from None
+        except LookupError as exc:
+            raise NotFoundException(str(exc)) from None
+
+    @post("/observations/batch", status_code=200)
+    async def batch(self, data: BatchRequest, services: Services) -> list[dict[str, Any]]:
+        """Full observations by id (claude-mem's get_observations)."""
+        try:
+            ids = search.parse_ids(data.ids)
+            return search.get_observations(services.conn, ids, data.orderBy, data.limit, data.project)
+        except search.ParamError as exc:
+            raise _bad(exc) from None
+
+    @get("/observation/{obs_id:int}")
+    async def get_one(self, obs_id: int, services: Services) -> dict[str, Any]:
+        found = search.get_observation(services.conn, obs_id)
+        if found is None:
+            raise NotFoundException(f"Observation #{obs_id} not found")
+        return found
+
+    @delete("/observation/{obs_id:int}", status_code=200)
+    async def delete_one(self, obs_id: int, services: Services) -> DeleteResponse:
+        """Remove from SQLite and FTS now, and from Chroma now or, if it is down, by the backfill."""
+        conn = services.conn
+        with storage.Tx(conn):
+            deleted = storage.delete_observation(conn, obs_id)
+        if not deleted:
+            raise NotFoundException(f"Observation #{obs_id} not found")
+        vectors_deleted = True
+        vsync = _vectors(services)
+        if vsync is not None:
+            try:
+                vectors_deleted = await asyncio.wait_for(
+                    asyncio.to_thread(vsync.delete_now, "observation", obs_id), timeout=DELETE_TIMEOUT_SECONDS)
+            except TimeoutError:
+                vectors_deleted = False
+            if vectors_deleted:
+                conn.execute("DELETE FROM vector_tombstones WHERE kind = 'observation' AND row_id = ?", (obs_id,))
+        return DeleteResponse(success=True, id=obs_id, kind="observation", vectorsDeleted=vectors_deleted)
+
+    @post("/vectors/sync", status_code=200)
+    async def vectors_sync(self, request: Request[Any, Any, Any], services: Services) -> SyncResponse:
+        """`claude-mem sync` while the worker runs: the worker's own sync, so Chroma has one writer."""
+        body = await request.body()
+        rebuild = False
+        if body.strip():
+            try:
+                data = await request.json()
+            except Exception:
+                raise ValidationException("malformed JSON body") from None
+            rebuild = bool(isinstance(data, dict) and data.get("rebuild"))
+        vsync = _vectors(services)
+        if vsync is None:
+            raise HTTPException(status_code=409, detail="Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)")
+        try:
+            report = await asyncio.to_thread(vsync.sync_now, rebuild)
+        except VectorsUnavailable as exc:
+            raise HTTPException(status_code=503, detail=f"Chroma unreachable: {exc}") from None
+        return SyncResponse(upserted=report.upserted, deleted=report.deleted, documents=report.documents,
+                            seconds=report.seconds, status=vsync.status())

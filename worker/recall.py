@@ -1,0 +1,179 @@
+"""Recall wiring: vector sync in the worker's lifecycle, the search routes, and the `sync`/`search` CLI.
+
+`worker.server.build_app` calls `install(services)`; everything recall adds to the worker is
+registered here so the app factory stays unaware of Chroma.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from worker.services import Services
+from worker.settings import Settings
+from worker.vectors import VectorSync, disabled_status
+
+
+def install(services: Services) -> list[Any]:
+    """Wire vector sync (when Chroma is enabled) and return the route handlers to mount."""
+    from worker.api.search import SearchController
+
+    settings = services.settings
+    if settings.chroma_enabled:
+        vsync = VectorSync(settings)
+        services.extras["vector_sync"] = vsync
+        services.on_stored(vsync.notify)
+
+        async def start() -> None:
+            vsync.start()
+
+        async def stop() -> None:
+            await asyncio.to_thread(vsync.stop)
+
+        services.extras.setdefault("on_start", []).append(start)
+        services.extras.setdefault("on_stop", []).append(stop)
+        services.extras.setdefault("readiness_probes", []).append(vsync.readiness_problem)
+        services.extras["vector_status"] = vsync.status
+    else:
+        services.extras["vector_status"] = disabled_status
+    return [SearchController]
+
+
+# --- CLI ----------------------------------------------------------------------------------------
+
+
+def _request(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None,
+             timeout: float = 30.0) -> tuple[int, Any]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(settings.base_url + path, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    if settings.worker_token:
+        req.add_header("Authorization", f"Bearer {settings.worker_token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+
+
+def _worker_running(settings: Settings) -> bool:
+    from worker.lifecycle import healthy
+
+    return healthy(settings) is not None
+
+
+def _print_report(upserted: dict[str, int], deleted: int, documents: int, seconds: float) -> None:
+    plural = {"observation": "observations", "summary": "summaries", "prompt": "prompts"}
+    sent = ", ".join(f"{n} {kind if n == 1 else plural.get(kind, kind)}" for kind, n in upserted.items())
+    print(f"sent {sent} ({documents} documents), removed {deleted} deleted row(s), in {seconds:.1f}s")
+
+
+def _print_counts(status: dict[str, Any]) -> None:
+    synced, unsynced = status.get("synced") or {}, status.get("unsynced") or {}
+    parts = [f"{kind}: {synced.get(kind, 0)} synced, {unsynced.get(kind, 0)} unsynced" for kind in synced]
+    if parts:
+        print("chroma: " + "; ".join(parts))
+
+
+def cli_sync(settings: Settings, rebuild: bool) -> int:
+    """`claude-mem sync [--rebuild]`: through the running worker (one Chroma writer), else directly."""
+    if not settings.chroma_enabled:
+        print("Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false): nothing to sync; search is keyword only")
+        return 0
+    if _worker_running(settings):
+        print(f"asking the worker at {settings.base_url} to {'rebuild' if rebuild else 'sync'} Chroma…")
+        try:
+            code, body = _request(settings, "POST", "/api/vectors/sync", {"rebuild": rebuild}, timeout=3600)
+        except OSError as exc:
+            print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
+            return 1
+        if code != 200 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else body
+            print(f"claude-mem: sync failed ({code}): {error}", file=sys.stderr)
+            return 1
+        _print_report(body["upserted"], body["deleted"], body["documents"], body["seconds"])
+        _print_counts(body.get("status") or {})
+        return 0
+
+    from worker.vectors import VectorsUnavailable
+
+    vsync = VectorSync(settings)
+    where = settings.chroma_url or str(settings.data_dir / "chroma")
+    print(f"{'rebuilding' if rebuild else 'syncing'} Chroma ({where}) from {settings.db_path}…")
+    last: dict[str, int] = {}
+
+    def progress(kind: str, done: int, total: int) -> None:
+        if done - last.get(kind, 0) >= 500 or done == total:
+            last[kind] = done
+            print(f"  {kind}: {done}/{total}", flush=True)
+
+    try:
+        report = vsync.sync_now(rebuild=rebuild, progress=progress)
+    except VectorsUnavailable as exc:
+        print(f"claude-mem: Chroma unreachable at {where}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        vsync.stop()
+    _print_report(report.upserted, report.deleted, report.documents, report.seconds)
+    _print_counts(vsync.status())
+    return 0
+
+
+def cli_search(settings: Settings, ns: Any) -> int:
+    """`claude-mem search QUERY`: through the worker when it runs, else on the store directly."""
+    raw = {"query": " ".join(ns.query), "mode": ns.mode, "limit": str(ns.limit), "offset": str(ns.offset)}
+    for key, value in (("project", ns.project), ("type", ns.type), ("obs_type", ns.obs_type),
+                       ("concepts", ns.concepts), ("files", ns.files), ("dateStart", ns.date_start),
+                       ("dateEnd", ns.date_end)):
+        if value:
+            raw[key] = value
+    from worker import search
+
+    if _worker_running(settings):
+        from urllib.parse import urlencode
+
+        try:
+            code, body = _request(settings, "GET", "/api/search?" + urlencode(raw))
+        except OSError as exc:
+            print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
+            return 1
+        if code != 200 or not isinstance(body, dict):
+            error = body.get("error") if isinstance(body, dict) else body
+            print(f"claude-mem: search failed ({code}): {error}", file=sys.stderr)
+            return 1 if code >= 500 else 2
+        print(json.dumps(body, indent=2) if ns.json else body["content"][0]["text"])
+        return 0
+
+    import msgspec
+
+    from worker.storage import open_store
+    from worker.vectors import VectorsUnavailable
+
+    try:
+        params = search.parse_params(raw)
+    except search.ParamError as exc:
+        print(f"claude-mem: {exc}", file=sys.stderr)
+        return 2
+    conn = open_store(settings.db_path)
+    hits, error = None, None
+    request = search.semantic_request(params)
+    if request is not None:
+        if not settings.chroma_enabled:
+            error = "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
+        else:
+            vsync = VectorSync(settings)
+            try:
+                hits = vsync.query(request.text, request.n, request.where)
+            except VectorsUnavailable as exc:
+                error = f"Chroma unreachable: {exc}"
+    response = search.search(conn, params, hits, error)
+    print(msgspec.json.format(msgspec.json.encode(response)).decode() if ns.json else response.content[0].text)
+    return 0
+

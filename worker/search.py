@@ -1,0 +1,716 @@
+"""Search over observations, summaries and prompts: keyword (FTS5 bm25), semantic (Chroma), hybrid (RRF).
+
+The functions here are synchronous and take the SQLite connection; the Chroma part is a separate
+step (`semantic_request` → `VectorSync.query`) so the API can run it in a thread and keep SQLite on
+the event loop thread. Filters apply before ranking: in SQL for keyword, as a Chroma `where` plus a
+SQLite post-filter for semantic (concepts and files are not expressible in Chroma metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from worker.models_search import SearchHit, SearchResponse, TextContent, TimelineItem, TimelineResponse
+from worker.vectors import KINDS, SemanticHit
+
+MODES = ("keyword", "semantic", "hybrid")
+CATEGORIES = {"observations": "observation", "sessions": "summary", "summaries": "summary", "prompts": "prompt"}
+RRF_K = 60
+MAX_LIMIT = 100
+MAX_TERMS = 32
+SNIPPET_CHARS = 240
+# Below this cosine similarity a vector neighbour is noise for this model (unrelated sentences score
+# about 0.0 ± 0.1, related ones 0.3 and up); without a floor every search "finds" the whole store.
+MIN_SIMILARITY = 0.1
+KIND_RANK = {"observation": 0, "summary": 1, "prompt": 2}
+
+
+class ParamError(ValueError):
+    """A bad request parameter, named so the API answers `{"error", "field"}`."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(f"{field_name}: {message}")
+        self.field = field_name
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    query: str = ""
+    kinds: tuple[str, ...] = KINDS
+    project: str | None = None
+    obs_types: tuple[str, ...] = ()
+    concepts: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    date_start: float | None = None  # epoch seconds, inclusive
+    date_end: float | None = None  # epoch seconds, inclusive
+    limit: int = 20
+    offset: int = 0
+    mode: str = "hybrid"
+
+    @property
+    def effective_kinds(self) -> tuple[str, ...]:
+        """Type, concept and file filters only exist on observations: with one, only they can match."""
+        if self.obs_types or self.concepts or self.files:
+            return tuple(k for k in self.kinds if k == "observation")
+        return self.kinds
+
+    @property
+    def pool(self) -> int:
+        """How many candidates each ranked list contributes before fusion and paging."""
+        return min(max((self.offset + self.limit) * 3, 50), 1000)
+
+
+# --- parameters ---------------------------------------------------------------------------------
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.strip() for p in (value or "").split(",") if p.strip()))
+
+
+def int_param(raw: Mapping[str, str], name: str, default: int, lo: int, hi: int | None = None) -> int:
+    value = raw.get(name)
+    if value is None or str(value).strip() == "":
+        return default
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        raise ParamError(name, f"expected an integer, got {value!r}") from None
+    if number < lo:
+        raise ParamError(name, f"must be at least {lo}")
+    return min(number, hi) if hi is not None else number
+
+
+def parse_date(value: str, name: str, end: bool = False) -> float:
+    """Epoch seconds from an ISO date or datetime, or an epoch number (milliseconds when that large).
+
+    A bare date is a UTC day (as JavaScript's Date reads it); as an end it includes the whole day.
+    """
+    text = value.strip()
+    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        number = float(text)
+        return number / 1000.0 if abs(number) > 1e11 else number
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            day = datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+            return (day + timedelta(days=1)).timestamp() - 0.001 if end else day.timestamp()
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ParamError(name, f"expected an ISO date or datetime or an epoch number, got {value!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()  # local time, as JavaScript reads a date-time without offset
+    return moment.timestamp()
+
+
+def parse_params(raw: Mapping[str, str]) -> SearchParams:
+    """The query string of GET /api/search (claude-mem's names, and its aliases)."""
+    query = (raw.get("query") or raw.get("q") or "").strip()
+    mode = (raw.get("mode") or "hybrid").strip().lower()
+    if mode not in MODES:
+        raise ParamError("mode", f"expected one of {', '.join(MODES)}, got {mode!r}")
+    obs_types = list(_csv(raw.get("obs_type")))
+    kinds: tuple[str, ...] = KINDS
+    types = _csv(raw.get("type"))
+    if types:
+        if all(t in CATEGORIES for t in types):
+            kinds = tuple(dict.fromkeys(CATEGORIES[t] for t in types))
+        else:
+            # claude-mem's rule: a `type` that is not a category is an observation-type filter.
+            kinds = ("observation",)
+            obs_types.extend(t for t in types if t not in obs_types)
+    start = raw.get("dateStart") or raw.get("date_start") or raw.get("date_from")
+    end = raw.get("dateEnd") or raw.get("date_end") or raw.get("date_to")
+    params = SearchParams(
+        query=query,
+        kinds=kinds,
+        project=(raw.get("project") or "").strip() or None,
+        obs_types=tuple(obs_types),
+        concepts=_csv(raw.get("concepts") or raw.get("concept")),
+        files=_csv(raw.get("files") or raw.get("filePath")),
+        date_start=parse_date(start, "dateStart") if start else None,
+        date_end=parse_date(end, "dateEnd", end=True) if end else None,
+        limit=int_param(raw, "limit", 20, 1, MAX_LIMIT),
+        offset=int_param(raw, "offset", 0, 0),
+        mode=mode,
+    )
+    if params.date_start is not None and params.date_end is not None and params.date_start > params.date_end:
+        raise ParamError("dateStart", "is after dateEnd")
+    return params
+
+
+def fts_query(text: str) -> str | None:
+    """User text as a safe FTS5 query: every word quoted, OR-ed, ranked by bm25.
+
+    Quoting makes operators (AND, NEAR, -, *, :, parentheses, quotes) plain words, so no input can
+    raise an FTS syntax error; OR keeps natural-language queries from needing every word.
+    """
+    terms = list(dict.fromkeys(t.lower() for t in re.findall(r"\w+", text)))[:MAX_TERMS]
+    return " OR ".join(f'"{t}"' for t in terms) if terms else None
+
+
+# --- SQL filters --------------------------------------------------------------------------------
+
+_FILE_MATCH = ("(f.value = ? OR instr(f.value, ?) > 0"
+               " OR substr(?, -length(f.value) - 1) = '/' || f.value)")
+
+
+def _files_clause(alias: str, paths: tuple[str, ...]) -> tuple[str, list[Any]]:
+    """A file filter matching a stored path that contains the given text, or that the given absolute
+    path ends with (stored relative, asked absolute)."""
+    parts, args = [], []
+    for path in paths:
+        parts.append(_FILE_MATCH)
+        args.extend([path, path, path])
+    sql = (f"EXISTS (SELECT 1 FROM (SELECT value FROM json_each(CASE WHEN json_valid({alias}.files_read)"
+           f" THEN {alias}.files_read ELSE '[]' END) UNION ALL SELECT value FROM json_each(CASE WHEN"
+           f" json_valid({alias}.files_modified) THEN {alias}.files_modified ELSE '[]' END)) f"
+           f" WHERE {' OR '.join(parts)})")
+    return sql, args
+
+
+def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
+    """(FROM clause, WHERE clause, args) of a kind's rows that pass the filters; alias `t`."""
+    where: list[str] = []
+    args: list[Any] = []
+    if kind == "prompt":
+        source = "user_prompts t JOIN sessions ss ON ss.id = t.session_id"
+        project_col = "ss.project"
+    else:
+        source = f"{'observations' if kind == 'observation' else 'session_summaries'} t"
+        project_col = "t.project"
+    if params.project:
+        where.append(f"{project_col} = ?")
+        args.append(params.project)
+    if params.date_start is not None:
+        where.append("t.created_at >= ?")
+        args.append(params.date_start)
+    if params.date_end is not None:
+        where.append("t.created_at <= ?")
+        args.append(params.date_end)
+    if kind == "observation":
+        if params.obs_types:
+            where.append(f"t.type IN ({','.join('?' * len(params.obs_types))})")
+            args.extend(params.obs_types)
+        if params.concepts:
+            where.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(t.concepts) THEN t.concepts"
+                         f" ELSE '[]' END) c WHERE c.value IN ({','.join('?' * len(params.concepts))}))")
+            args.extend(params.concepts)
+        if params.files:
+            clause, file_args = _files_clause("t", params.files)
+            where.append(clause)
+            args.extend(file_args)
+    return source, " AND ".join(where) or "1", args
+
+
+FTS = {
+    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0)"),
+    "summary": ("session_summaries_fts", "bm25(session_summaries_fts, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0)"),
+    "prompt": ("user_prompts_fts", "bm25(user_prompts_fts)"),
+}
+
+
+@dataclass
+class Ranked:
+    kind: str
+    id: int
+    score: float
+    snippet: str = ""
+
+
+def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> None:
+    """FTS snippets for the page only: computing them for every match costs more than the ranking."""
+    match = fts_query(query)
+    if not match:
+        return
+    for item in items:
+        table = FTS[item.kind][0]
+        row = conn.execute(f"SELECT snippet({table}, -1, '', '', '…', 24) FROM {table}"
+                           f" WHERE {table} MATCH ? AND rowid = ?", (match, item.id)).fetchone()
+        if row and row[0]:
+            item.snippet = row[0]
+
+
+def keyword_hits(conn: sqlite3.Connection, params: SearchParams, limit: int) -> list[Ranked]:
+    """FTS5 matches that pass the filters, best first; score = -bm25 (higher is better)."""
+    match = fts_query(params.query)
+    if not match:
+        return []
+    hits: list[Ranked] = []
+    for kind in params.effective_kinds:
+        table, rank = FTS[kind]
+        source, where, args = filter_sql(kind, params)
+        rows = conn.execute(
+            f"SELECT t.id AS id, {rank} AS rank"
+            f" FROM {source} JOIN {table} ON {table}.rowid = t.id"
+            f" WHERE {table} MATCH ? AND {where} ORDER BY rank LIMIT ?",
+            (match, *args, limit),
+        ).fetchall()
+        hits.extend(Ranked(kind, r["id"], -float(r["rank"])) for r in rows)
+    hits.sort(key=lambda h: -h.score)
+    return hits[:limit]
+
+
+# --- semantic -----------------------------------------------------------------------------------
+
+
+def chroma_where(params: SearchParams) -> dict[str, Any] | None:
+    conds: list[dict[str, Any]] = []
+    kinds = params.effective_kinds
+    if set(kinds) != set(KINDS):
+        conds.append({"kind": {"$in": list(kinds)}})
+    if params.project:
+        conds.append({"project": params.project})
+    if params.obs_types:
+        conds.append({"type": {"$in": list(params.obs_types)}})
+    if params.date_start is not None:
+        conds.append({"created_at_epoch": {"$gte": int(params.date_start * 1000)}})
+    if params.date_end is not None:
+        conds.append({"created_at_epoch": {"$lte": int(params.date_end * 1000)}})
+    if not conds:
+        return None
+    return conds[0] if len(conds) == 1 else {"$and": conds}
+
+
+@dataclass(frozen=True)
+class SemanticRequest:
+    text: str
+    n: int
+    where: dict[str, Any] | None
+
+
+def semantic_request(params: SearchParams) -> SemanticRequest | None:
+    """What to ask Chroma for this search, or None when the search needs no vectors."""
+    if params.mode == "keyword" or not params.query.strip() or not params.effective_kinds:
+        return None
+    # Summaries own up to six documents each and post-filters drop some: ask for more than a page.
+    return SemanticRequest(params.query, min(params.pool * 2, 2000), chroma_where(params))
+
+
+def semantic_hits(conn: sqlite3.Connection, params: SearchParams, hits: list[SemanticHit]) -> list[Ranked]:
+    """Chroma's answer collapsed to one entry per row and filtered against SQLite (the truth)."""
+    best: dict[tuple[str, int], SemanticHit] = {}
+    for hit in hits:
+        key = (hit.kind, hit.row_id)
+        if key not in best or hit.distance < best[key].distance:
+            best[key] = hit
+    allowed: set[tuple[str, int]] = set()
+    for kind in params.effective_kinds:
+        ids = [rid for (k, rid) in best if k == kind]
+        if not ids:
+            continue
+        source, where, args = filter_sql(kind, params)
+        marks = ",".join("?" * len(ids))
+        rows = conn.execute(f"SELECT t.id FROM {source} WHERE t.id IN ({marks}) AND {where}", (*ids, *args))
+        allowed.update((kind, r[0]) for r in rows)
+    ranked = [Ranked(k, rid, round(1.0 - h.distance, 6), _trim(h.document))
+              for (k, rid), h in best.items() if (k, rid) in allowed and 1.0 - h.distance >= MIN_SIMILARITY]
+    ranked.sort(key=lambda r: -r.score)
+    return ranked[: params.pool]
+
+
+def fuse(lists: list[list[Ranked]], k: int = RRF_K) -> list[tuple[Ranked, float, list[int]]]:
+    """Reciprocal-rank fusion: score = Σ 1/(k + rank), rank from 1 in each list."""
+    scores: dict[tuple[str, int], float] = {}
+    first: dict[tuple[str, int], Ranked] = {}
+    found_in: dict[tuple[str, int], list[int]] = {}
+    for index, ranked in enumerate(lists):
+        for rank, item in enumerate(ranked, start=1):
+            key = (item.kind, item.id)
+            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+            found_in.setdefault(key, []).append(index)
+            if key not in first or (not first[key].snippet and item.snippet):
+                first[key] = item
+    order = sorted(scores, key=lambda key: (-scores[key], key[0], key[1]))
+    return [(first[key], scores[key], found_in[key]) for key in order]
+
+
+# --- rows → results -----------------------------------------------------------------------------
+
+
+def _trim(text: str | None, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+def iso(epoch_seconds: float) -> str:
+    moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _loads(value: str | None) -> list[Any]:
+    try:
+        data = json.loads(value or "[]")
+    except ValueError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def fetch_rows(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, sqlite3.Row]:
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    if kind == "observation":
+        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM observations t"
+               f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    elif kind == "summary":
+        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM session_summaries t"
+               f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    else:
+        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id, s.project FROM user_prompts t"
+               f" JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    return {r["id"]: r for r in conn.execute(sql, ids)}
+
+
+def describe(kind: str, row: sqlite3.Row) -> tuple[str, str | None, str]:
+    """(type, title, fallback snippet) of a row, whatever its kind."""
+    if kind == "observation":
+        facts = " ".join(str(f) for f in _loads(row["facts"]))
+        body = row["narrative"] or row["subtitle"] or facts
+        return row["type"], row["title"] or row["subtitle"], _trim(body)
+    if kind == "summary":
+        body = row["completed"] or row["learned"] or row["investigated"] or row["next_steps"] or row["notes"]
+        return "summary", _trim(row["request"], 120) or "Session summary", _trim(body)
+    return "prompt", _trim(row["text"], 80), _trim(row["text"])
+
+
+def to_hit(kind: str, row: sqlite3.Row, snippet: str, score: float | None, sources: list[str]) -> SearchHit:
+    type_, title, fallback = describe(kind, row)
+    return SearchHit(
+        id=row["id"], kind=kind, project=row["project"] or "", type=type_, title=title,
+        created_at=iso(row["created_at"]), created_at_epoch=int(round(row["created_at"] * 1000)),
+        snippet=snippet or fallback, score=None if score is None else round(score, 6), sources=sources,
+    )
+
+
+def hydrate(conn: sqlite3.Connection, items: list[tuple[Ranked, float | None, list[str]]]) -> list[SearchHit]:
+    by_kind: dict[str, list[int]] = {}
+    for ranked, _, _ in items:
+        by_kind.setdefault(ranked.kind, []).append(ranked.id)
+    rows = {kind: fetch_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    out: list[SearchHit] = []
+    for ranked, score, sources in items:
+        row = rows[ranked.kind].get(ranked.id)
+        if row is not None:  # deleted since it was ranked
+            out.append(to_hit(ranked.kind, row, ranked.snippet, score, sources))
+    return out
+
+
+def observation_json(row: sqlite3.Row) -> dict[str, Any]:
+    """An observation as the API returns it: claude-mem's field names, JSON columns decoded."""
+    out = {k: row[k] for k in row.keys()}
+    for name in ("facts", "concepts", "files_read", "files_modified"):
+        out[name] = _loads(row[name])
+    out["created_at_epoch"] = int(round(row["created_at"] * 1000))
+    out["created_at"] = iso(row["created_at"])
+    return out
+
+
+def row_json(row: sqlite3.Row) -> dict[str, Any]:
+    out = {k: row[k] for k in row.keys()}
+    out["created_at_epoch"] = int(round(row["created_at"] * 1000))
+    out["created_at"] = iso(row["created_at"])
+    return out
+
+
+# --- search -------------------------------------------------------------------------------------
+
+
+def filter_only(conn: sqlite3.Connection, params: SearchParams) -> tuple[list[Ranked], int]:
+    """No query text: the newest rows that pass the filters (claude-mem's filter-only path)."""
+    parts, args, counts = [], [], 0
+    for kind in params.effective_kinds:
+        source, where, a = filter_sql(kind, params)
+        parts.append(f"SELECT '{kind}' AS kind, t.id AS id, t.created_at AS created_at FROM {source} WHERE {where}")
+        args.extend(a)
+        counts += conn.execute(f"SELECT count(*) FROM {source} WHERE {where}", a).fetchone()[0]
+    if not parts:
+        return [], 0
+    rows = conn.execute(
+        f"SELECT kind, id FROM ({' UNION ALL '.join(parts)}) ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        (*args, params.limit, params.offset),
+    ).fetchall()
+    return [Ranked(r["kind"], r["id"], 0.0) for r in rows], counts
+
+
+def search(conn: sqlite3.Connection, params: SearchParams,
+           semantic: list[SemanticHit] | None = None, semantic_error: str | None = None,
+           want_rows: bool = False) -> SearchResponse:
+    """Run a search. `semantic` is Chroma's answer to `semantic_request(params)`; None with
+    `semantic_error` says why there is none (hybrid and semantic then degrade to keyword)."""
+    started = time.perf_counter()
+    needs_vectors = semantic_request(params) is not None
+    degraded = needs_vectors and semantic is None
+    notice = None
+    if degraded:
+        notice = f"semantic search unavailable: {semantic_error or 'Chroma not reachable'}; keyword results only"
+    page: list[tuple[Ranked, float | None, list[str]]]
+    if not params.query:
+        ranked, total = filter_only(conn, params)
+        page = [(r, None, []) for r in ranked]
+        used = "filter"
+    else:
+        use_keyword = params.mode in ("keyword", "hybrid") or degraded
+        use_semantic = needs_vectors and semantic is not None
+        lists: list[list[Ranked]] = []
+        names: list[str] = []
+        if use_keyword:
+            lists.append(keyword_hits(conn, params, params.pool))
+            names.append("keyword")
+        if use_semantic:
+            assert semantic is not None
+            lists.append(semantic_hits(conn, params, semantic))
+            names.append("semantic")
+        if len(lists) == 2:
+            fused = [(r, s, [names[i] for i in found]) for r, s, found in fuse(lists)]
+            used = "hybrid"
+        else:
+            fused = [(r, r.score, names[:1]) for r in (lists[0] if lists else [])]
+            used = names[0] if names else params.mode
+        total = len(fused)
+        page = [(r, s, src) for r, s, src in fused[params.offset: params.offset + params.limit]]
+        add_snippets(conn, params.query, [r for r, _, src in page if "keyword" in src])
+    hits = hydrate(conn, page)
+    response = SearchResponse(
+        query=params.query, mode=params.mode, modeUsed=used, degraded=degraded, notice=notice,
+        totalResults=total, offset=params.offset, limit=params.limit, results=hits, content=[],
+    )
+    response.content = [TextContent(text=render_search(response, time.perf_counter() - started))]
+    if want_rows:
+        rows = {k: fetch_rows(conn, k, [h.id for h in hits if h.kind == k]) for k in KINDS}
+        response.observations = [observation_json(rows["observation"][h.id]) for h in hits
+                                 if h.kind == "observation" and h.id in rows["observation"]]
+        response.sessions = [row_json(rows["summary"][h.id]) for h in hits
+                             if h.kind == "summary" and h.id in rows["summary"]]
+        response.prompts = [row_json(rows["prompt"][h.id]) for h in hits
+                            if h.kind == "prompt" and h.id in rows["prompt"]]
+    return response
+
+
+def ref(kind: str, row_id: int) -> str:
+    """How the text output names an item: #12 observation, S3 summary, P7 prompt (claude-mem's style)."""
+    return {"observation": f"#{row_id}", "summary": f"S{row_id}", "prompt": f"P{row_id}"}[kind]
+
+
+def _when(created_at: str) -> str:
+    return created_at[:16].replace("T", " ")
+
+
+def render_search(response: SearchResponse, seconds: float | None = None) -> str:
+    if not response.results:
+        text = f'No results found matching "{response.query}"' if response.query else "No results found"
+        return text + (f"\n\nNote: {response.notice}" if response.notice else "")
+    head = (f'Found {response.totalResults} result(s) matching "{response.query}"' if response.query
+            else f"{response.totalResults} item(s), newest first")
+    shown = f"showing {response.offset + 1}-{response.offset + len(response.results)}"
+    lines = [f"{head} ({shown}; mode {response.modeUsed})"]
+    if response.notice:
+        lines.append(f"Note: {response.notice}")
+    lines.append("")
+    for hit in response.results:
+        title = hit.title or "(untitled)"
+        lines.append(f"{ref(hit.kind, hit.id)} [{hit.type}] {title} — {hit.project or '-'}, {_when(hit.created_at)}")
+        if hit.snippet and hit.snippet != title:
+            lines.append(f"    {hit.snippet}")
+    lines.append("")
+    lines.append("Fetch full observations with get_observations (POST /api/observations/batch) by their #id.")
+    return "\n".join(lines)
+
+
+# --- timeline -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Anchor:
+    label: str
+    kind: str  # observation | summary | timestamp
+    key: tuple[float, int, int]  # (created_at, kind rank, id): the order items are placed in
+    include: tuple[str, int] | None = None
+
+
+def resolve_anchor(conn: sqlite3.Connection, anchor: str) -> Anchor:
+    """An observation id ("123", "#123"), a summary ("S12", "#S12") or an ISO timestamp."""
+    text = anchor.strip()
+    number = text.lstrip("#")
+    if number.isdigit():
+        row = conn.execute("SELECT id, created_at FROM observations WHERE id = ?", (int(number),)).fetchone()
+        if row is None:
+            raise LookupError(f"Observation #{number} not found")
+        return Anchor(str(row["id"]), "observation", (row["created_at"], 0, row["id"]), ("observation", row["id"]))
+    if re.fullmatch(r"[Ss]\d+", number):
+        sid = int(number[1:])
+        row = conn.execute("SELECT id, created_at FROM session_summaries WHERE id = ?", (sid,)).fetchone()
+        if row is None:
+            raise LookupError(f"Session summary S{sid} not found")
+        return Anchor(f"S{sid}", "summary", (row["created_at"], 1, sid), ("summary", sid))
+    try:
+        moment = parse_date(text, "anchor")
+    except ParamError:
+        raise ParamError("anchor", "expected an observation id, a summary id (S12) or an ISO timestamp") from None
+    return Anchor(text, "timestamp", (moment, -1, -1))
+
+
+def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after: int,
+                   project: str | None) -> list[TimelineItem]:
+    parts, args = [], []
+    for kind in KINDS:
+        source, where, a = filter_sql(kind, SearchParams(project=project))
+        parts.append(f"SELECT '{kind}' AS kind, {KIND_RANK[kind]} AS kr, t.id AS id, t.created_at AS created_at"
+                     f" FROM {source} WHERE {where}")
+        args.extend(a)
+    union = " UNION ALL ".join(parts)
+    key = anchor.key
+    earlier = conn.execute(
+        f"SELECT kind, id FROM ({union}) WHERE (created_at, kr, id) < (?, ?, ?)"
+        f" ORDER BY created_at DESC, kr DESC, id DESC LIMIT ?", (*args, *key, before)).fetchall()
+    later_op = ">" if anchor.include else ">="
+    later = conn.execute(
+        f"SELECT kind, id FROM ({union}) WHERE (created_at, kr, id) {later_op} (?, ?, ?)"
+        f" ORDER BY created_at, kr, id LIMIT ?", (*args, *key, after)).fetchall()
+    order: list[tuple[str, int]] = [(r["kind"], r["id"]) for r in reversed(earlier)]
+    if anchor.include:
+        order.append(anchor.include)
+    order.extend((r["kind"], r["id"]) for r in later)
+    by_kind: dict[str, list[int]] = {}
+    for kind, rid in order:
+        by_kind.setdefault(kind, []).append(rid)
+    rows = {kind: fetch_rows(conn, kind, ids) for kind, ids in by_kind.items()}
+    items: list[TimelineItem] = []
+    for kind, rid in order:
+        row = rows[kind].get(rid)
+        if row is None:
+            continue
+        type_, title, snippet = describe(kind, row)
+        items.append(TimelineItem(
+            id=rid, kind=kind, project=row["project"] or "", type=type_, title=title,
+            created_at=iso(row["created_at"]), created_at_epoch=int(round(row["created_at"] * 1000)),
+            snippet=snippet, isAnchor=anchor.include == (kind, rid),
+        ))
+    return items
+
+
+def timeline(conn: sqlite3.Connection, anchor: str | None, query: str | None, depth_before: int,
+             depth_after: int, project: str | None, semantic: list[SemanticHit] | None = None,
+             semantic_error: str | None = None) -> TimelineResponse:
+    """Items around an anchor, oldest first; with `query` the anchor is the best matching observation.
+
+    Raises ParamError for bad input and LookupError when the anchor or query finds nothing.
+    """
+    notice = None
+    degraded = False
+    if anchor and query:
+        raise ParamError("anchor", "give either anchor or query, not both")
+    if query:
+        found = search(conn, timeline_search_params(query, project), semantic, semantic_error)
+        degraded, notice = found.degraded, found.notice
+        if not found.results:
+            raise LookupError(f'No observations found matching "{query}"')
+        anchor = str(found.results[0].id)
+    if not anchor:
+        raise ParamError("anchor", "give anchor (an observation id, S<summary id> or a timestamp) or query")
+    resolved = resolve_anchor(conn, anchor)
+    items = timeline_items(conn, resolved, depth_before, depth_after, project)
+    response = TimelineResponse(
+        anchor=resolved.label, anchorKind=resolved.kind, query=query, depthBefore=depth_before,
+        depthAfter=depth_after, items=items, content=[], degraded=degraded, notice=notice,
+    )
+    response.content = [TextContent(text=render_timeline(response))]
+    return response
+
+
+def timeline_search_params(query: str, project: str | None) -> SearchParams:
+    return SearchParams(query=query, kinds=("observation",), project=project, limit=1)
+
+
+def render_timeline(response: TimelineResponse) -> str:
+    lines = []
+    if response.query:
+        lines.append(f'# Timeline for query: "{response.query}" (anchor #{response.anchor})')
+    else:
+        lines.append(f"# Timeline around {response.anchor}")
+    lines.append(f"{response.depthBefore} before, {response.depthAfter} after; {len(response.items)} item(s)")
+    if response.notice:
+        lines.append(f"Note: {response.notice}")
+    lines.append("")
+    for item in response.items:
+        marker = "  <- ANCHOR" if item.isAnchor else ""
+        lines.append(f"{_when(item.created_at)} {ref(item.kind, item.id)} [{item.type}]"
+                     f" {item.title or '(untitled)'}{marker}")
+    return "\n".join(lines)
+
+
+# --- by id, by file -----------------------------------------------------------------------------
+
+
+def parse_ids(value: list[int] | str) -> list[int]:
+    if isinstance(value, list):
+        ids = value
+    else:
+        text = value.strip()
+        try:
+            parsed = json.loads(text) if text.startswith("[") else None
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, list):
+            ids = parsed
+        else:
+            try:
+                ids = [int(p) for p in text.split(",") if p.strip()]
+            except ValueError:
+                raise ParamError("ids", "expected a list of observation ids") from None
+    if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ParamError("ids", "expected a list of integer observation ids")
+    if len(ids) > 1000:
+        raise ParamError("ids", "at most 1000 ids per request")
+    return list(dict.fromkeys(ids))
+
+
+def get_observations(conn: sqlite3.Connection, ids: list[int], order_by: str | None = None,
+                     limit: int | None = None, project: str | None = None) -> list[dict[str, Any]]:
+    """Full observations by id; newest first unless order_by is date_asc (claude-mem's default)."""
+    if not ids:
+        return []
+    if order_by not in (None, "date_desc", "date_asc"):
+        raise ParamError("orderBy", "expected date_desc or date_asc")
+    direction = "ASC" if order_by == "date_asc" else "DESC"
+    marks = ",".join("?" * len(ids))
+    sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM observations t"
+           f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    args: list[Any] = list(ids)
+    if project:
+        sql += " AND t.project = ?"
+        args.append(project)
+    sql += f" ORDER BY t.created_at {direction}, t.id {direction}"
+    if limit:
+        sql += " LIMIT ?"
+        args.append(limit)
+    return [observation_json(r) for r in conn.execute(sql, args)]
+
+
+def get_observation(conn: sqlite3.Connection, obs_id: int) -> dict[str, Any] | None:
+    found = get_observations(conn, [obs_id])
+    return found[0] if found else None
+
+
+def by_file(conn: sqlite3.Connection, file_path: str, project: str | None, limit: int) -> list[SearchHit]:
+    """Observations that read or modified a file, newest first."""
+    params = SearchParams(project=project, files=(file_path,), kinds=("observation",), limit=limit)
+    source, where, args = filter_sql("observation", params)
+    rows = conn.execute(f"SELECT t.id FROM {source} WHERE {where} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
+                        (*args, limit)).fetchall()
+    return hydrate(conn, [(Ranked("observation", r[0], 0.0), None, []) for r in rows])
+
+
+def render_by_file(file_path: str, hits: list[SearchHit]) -> str:
+    if not hits:
+        return f'No results found for file "{file_path}"'
+    lines = [f'Found {len(hits)} result(s) for file "{file_path}"', ""]
+    lines.extend(f"{ref(h.kind, h.id)} [{h.type}] {h.title or '(untitled)'} — {_when(h.created_at)}" for h in hits)
+    return "\n".join(lines)
+

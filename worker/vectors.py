@@ -1,0 +1,635 @@
+"""Chroma sync: SQLite rows → documents in one collection, embedded or on a Chroma server.
+
+SQLite stays the truth. `vector_sync` (migration 2) records which rows are in Chroma and
+`vector_tombstones` which deleted rows still are; a background thread with its own SQLite
+connection sends the difference, so a store never waits on Chroma and a write that failed while
+Chroma was down is sent when it returns. Everything here can be rebuilt from SQLite
+(`claude-mem sync --rebuild`).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from worker import storage
+from worker.settings import Settings
+
+if TYPE_CHECKING:
+    from chromadb.api import ClientAPI
+    from chromadb.api.models.Collection import Collection
+
+    from worker.embeddings import Embedder
+
+log = logging.getLogger("claude_mem.vectors")
+
+COLLECTION = "claude_mem"
+KINDS = ("observation", "summary", "prompt")
+TABLES = {"observation": "observations", "summary": "session_summaries", "prompt": "user_prompts"}
+SUMMARY_FIELDS = storage.SUMMARY_FIELDS
+HTTP_TIMEOUT_SECONDS = 30.0
+
+
+class VectorsUnavailable(Exception):
+    """Chroma is disabled, not reachable, or failed: callers fall back to keyword search."""
+
+
+@dataclass
+class Doc:
+    id: str
+    text: str
+    metadata: dict[str, str | int | float | bool]
+
+
+@dataclass
+class SemanticHit:
+    kind: str
+    row_id: int
+    distance: float
+    doc_id: str
+    document: str = ""
+
+    @property
+    def similarity(self) -> float:
+        return 1.0 - self.distance
+
+
+def doc_ids(kind: str, row_id: int) -> list[str]:
+    """Every Chroma id a row can own (used to delete it, whatever fields it had)."""
+    if kind == "observation":
+        return [f"obs-{row_id}"]
+    if kind == "summary":
+        return [f"sum-{row_id}-{f}" for f in SUMMARY_FIELDS]
+    return [f"prompt-{row_id}"]
+
+
+def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
+    head, _, rest = doc_id.partition("-")
+    number = rest.split("-", 1)[0]
+    kind = {"obs": "observation", "sum": "summary", "prompt": "prompt"}.get(head)
+    if kind is None or not number.isdigit():
+        return None
+    return kind, int(number)
+
+
+def _json_list(value: str | None) -> list[str]:
+    try:
+        data = json.loads(value or "[]")
+    except ValueError:
+        return []
+    return [str(x) for x in data if isinstance(x, (str, int, float))] if isinstance(data, list) else []
+
+
+def _epoch_ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _session_key(row: sqlite3.Row) -> str:
+    return row["content_session_id"] or str(row["session_id"])
+
+
+def observation_doc(row: sqlite3.Row) -> Doc:
+    facts = _json_list(row["facts"])
+    parts = [row["title"], row["subtitle"], row["narrative"], "\n".join(facts)]
+    text = "\n".join(p.strip() for p in parts if p and p.strip()) or f"{row['type']} observation"
+    files: list[str] = []
+    for f in _json_list(row["files_modified"]) + _json_list(row["files_read"]):
+        if f not in files:
+            files.append(f)
+    return Doc(
+        id=f"obs-{row['id']}",
+        text=text,
+        metadata={
+            "sqlite_id": int(row["id"]),
+            "kind": "observation",
+            "project": row["project"] or "",
+            "type": row["type"] or "",
+            "session": _session_key(row),
+            "session_db_id": int(row["session_id"]),
+            "created_at_epoch": _epoch_ms(row["created_at"]),
+            "files": ",".join(files),
+            "concepts": ",".join(_json_list(row["concepts"])),
+        },
+    )
+
+
+def summary_docs(row: sqlite3.Row) -> list[Doc]:
+    docs: list[Doc] = []
+    for name in SUMMARY_FIELDS:
+        value = (row[name] or "").strip()
+        if not value:
+            continue
+        docs.append(Doc(
+            id=f"sum-{row['id']}-{name}",
+            text=value,
+            metadata={
+                "sqlite_id": int(row["id"]),
+                "kind": "summary",
+                "field": name,
+                "project": row["project"] or "",
+                "type": "summary",
+                "session": _session_key(row),
+                "session_db_id": int(row["session_id"]),
+                "created_at_epoch": _epoch_ms(row["created_at"]),
+                "files": "",
+                "concepts": "",
+            },
+        ))
+    return docs
+
+
+def prompt_doc(row: sqlite3.Row) -> Doc:
+    return Doc(
+        id=f"prompt-{row['id']}",
+        text=(row["text"] or "").strip() or "(empty prompt)",
+        metadata={
+            "sqlite_id": int(row["id"]),
+            "kind": "prompt",
+            "project": row["project"] or "",
+            "type": "prompt",
+            "session": _session_key(row),
+            "session_db_id": int(row["session_id"]),
+            "created_at_epoch": _epoch_ms(row["created_at"]),
+            "prompt_number": int(row["prompt_number"]),
+            "files": "",
+            "concepts": "",
+        },
+    )
+
+
+def load_docs(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, list[Doc]]:
+    """The documents of the rows that still exist, by row id."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    if kind == "prompt":
+        sql = (f"SELECT p.*, s.content_session_id, s.project FROM user_prompts p JOIN sessions s"
+               f" ON s.id = p.session_id WHERE p.id IN ({marks})")
+    else:
+        sql = (f"SELECT t.*, s.content_session_id FROM {TABLES[kind]} t LEFT JOIN sessions s"
+               f" ON s.id = t.session_id WHERE t.id IN ({marks})")
+    out: dict[int, list[Doc]] = {}
+    for row in conn.execute(sql, ids):
+        if kind == "observation":
+            out[row["id"]] = [observation_doc(row)]
+        elif kind == "summary":
+            out[row["id"]] = summary_docs(row)
+        else:
+            out[row["id"]] = [prompt_doc(row)]
+    return out
+
+
+class ChromaStore:
+    """The `claude_mem` collection, opened lazily and reopened after a failure.
+
+    Embedded (`PersistentClient` under the data dir) unless CLAUDE_MEM_CHROMA_URL names a server.
+    Embeddings are always computed here, by the offline model, so a server needs no model.
+    """
+
+    def __init__(self, settings: Settings, embedder: Embedder | None = None, collection: str = COLLECTION) -> None:
+        self.url = settings.chroma_url
+        self.collection_name = collection
+        self.mode = "http" if self.url else "embedded"
+        self.path = settings.data_dir / "chroma"
+        self._embedder = embedder
+        self._lock = threading.Lock()
+        self._client: ClientAPI | None = None
+        self._collection: Collection | None = None
+
+    @property
+    def location(self) -> str:
+        return self.url if self.mode == "http" else str(self.path)
+
+    def _open_client(self) -> ClientAPI:
+        import chromadb
+        from chromadb.config import Settings as ChromaSettings
+
+        chroma_settings = ChromaSettings(anonymized_telemetry=False)
+        if self.mode == "embedded":
+            self.path.mkdir(parents=True, exist_ok=True)
+            return chromadb.PersistentClient(path=str(self.path), settings=chroma_settings)
+        # chromadb talks through httpx, which logs every request at INFO: a heartbeat every few
+        # seconds would drown the worker's log.
+        httpx_log = logging.getLogger("httpx")
+        if httpx_log.getEffectiveLevel() < logging.WARNING:
+            httpx_log.setLevel(logging.WARNING)
+        parsed = urlparse(self.url if "://" in self.url else f"http://{self.url}")
+        ssl = parsed.scheme == "https"
+        # chromadb's client has no timeout and talks to the server while it is constructed: probe
+        # first, so an unroutable URL fails in seconds instead of hanging the sync thread.
+        import httpx
+
+        base = f"{parsed.scheme or 'http'}://{parsed.netloc}"
+        httpx.get(f"{base}/api/v2/heartbeat", timeout=httpx.Timeout(10.0, connect=5.0)).raise_for_status()
+        client = chromadb.HttpClient(host=parsed.hostname or "localhost", port=parsed.port or (443 if ssl else 8000),
+                                     ssl=ssl, settings=chroma_settings)
+        _bound_http_timeout(client)
+        return client
+
+    def collection(self) -> Collection:
+        with self._lock:
+            if self._collection is None:
+                from worker.embeddings import MiniLMEmbeddingFunction, default_embedder
+
+                client = self._client or self._open_client()
+                self._client = client
+                self._collection = client.get_or_create_collection(
+                    self.collection_name,
+                    embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
+                        self._embedder or default_embedder()),
+                    configuration={"hnsw": {"space": "cosine"}},
+                    metadata={"source": "claude-mem-worker"},
+                )
+            return self._collection
+
+    def reset(self) -> None:
+        """Forget the collection handle (it may name a collection a restarted server no longer has)."""
+        with self._lock:
+            self._collection = None
+
+    def heartbeat(self) -> None:
+        self.collection()
+        assert self._client is not None
+        self._client.heartbeat()
+
+    def upsert(self, docs: list[Doc]) -> None:
+        if docs:
+            self.collection().upsert(ids=[d.id for d in docs], documents=[d.text for d in docs],
+                                     metadatas=[d.metadata for d in docs])  # type: ignore[arg-type]
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self.collection().delete(ids=ids)
+
+    def count(self) -> int:
+        return self.collection().count()
+
+    def drop(self) -> None:
+        """Delete the whole collection (rebuild); the next call recreates it empty."""
+        self.collection()
+        with self._lock:
+            assert self._client is not None
+            try:
+                self._client.delete_collection(self.collection_name)
+            except Exception as exc:  # already gone is fine
+                log.debug("delete_collection: %s", exc)
+            self._collection = None
+
+    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[SemanticHit]:
+        collection = self.collection()
+        if n <= 0:
+            return []
+        result = collection.query(query_texts=[text], n_results=n, where=where,
+                                  include=["distances", "documents"])  # type: ignore[list-item]
+        ids = (result.get("ids") or [[]])[0]
+        distances = (result.get("distances") or [[]])[0]
+        documents = (result.get("documents") or [[]])[0] or [""] * len(ids)
+        hits: list[SemanticHit] = []
+        for doc_id, distance, document in zip(ids, distances, documents, strict=False):
+            parsed = parse_doc_id(doc_id)
+            if parsed:
+                hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
+        return hits
+
+
+def _bound_http_timeout(client: Any) -> None:
+    """chromadb's HTTP client waits forever by default; a hung server must not hang a search."""
+    try:
+        import httpx
+
+        session = client._server._session  # private, hence best effort
+        session.timeout = httpx.Timeout(HTTP_TIMEOUT_SECONDS, connect=5.0)
+    except Exception:
+        log.debug("could not bound the Chroma HTTP timeout", exc_info=True)
+
+
+@dataclass
+class SyncReport:
+    upserted: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    deleted: int = 0
+    documents: int = 0
+    seconds: float = 0.0
+
+
+class VectorSync:
+    """Keeps Chroma up to date with SQLite from a background thread (never the event loop).
+
+    `notify()` is what the memory agent's commits trigger; the loop also retries after a failure
+    every `retry_seconds` and checks reachability every `heartbeat_seconds`, which is how a Chroma
+    that comes back gets the rows stored while it was gone.
+    """
+
+    def __init__(self, settings: Settings, store: ChromaStore | None = None, *, retry_seconds: float = 10.0,
+                 heartbeat_seconds: float = 15.0, full_scan_seconds: float = 300.0, batch_size: int = 64) -> None:
+        self.settings = settings
+        self.store = store or ChromaStore(settings)
+        self.retry_seconds = retry_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.full_scan_seconds = full_scan_seconds
+        self.batch_size = batch_size
+        self._work_lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        # Rows below this id are known synced (per kind); notified ids lower it at the next pass.
+        self._low_water: dict[str, int] = dict.fromkeys(KINDS, 0)
+        self._notified: collections.deque[tuple[str, int]] = collections.deque()
+        self._last_full_scan = 0.0
+        self._checked_collection = False
+        self.reachable: bool | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.last_sync_at: float | None = None
+        self.counts: dict[str, dict[str, int]] = {}
+        self.pending_deletes = 0
+        self._counted_at = 0.0
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="claude-mem-vector-sync", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        with self._work_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def notify(self, kind: str, ids: Iterable[int]) -> None:
+        """A listener for Services.on_stored: cheap, never blocks, never raises on the caller."""
+        kind = {"observations": "observation", "summaries": "summary", "prompts": "prompt"}.get(kind, kind)
+        if kind not in KINDS:
+            return
+        ids = list(ids)
+        if ids:
+            self._notified.append((kind, min(ids)))  # deque.append is atomic: no lock on the loop
+        self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            ok = self.run_pass()
+            self._wake.wait(self.heartbeat_seconds if ok else self.retry_seconds)
+
+    # --- work ---------------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = storage.open_store(self.settings.db_path)
+        return self._conn
+
+    def run_pass(self, full: bool = False) -> bool:
+        """Deletes, then unsynced rows; False (and the error kept for status) when Chroma failed."""
+        with self._work_lock:
+            try:
+                self._ensure_collection()
+                self._mark_ok()  # connected; the model may still take a moment to load
+                report = SyncReport()
+                self._apply_tombstones(report)
+                self._drain_notified()
+                if full or time.time() - self._last_full_scan > self.full_scan_seconds:
+                    self._low_water = dict.fromkeys(KINDS, 0)
+                    self._last_full_scan = time.time()
+                for kind in KINDS:
+                    self._sync_kind(kind, report)
+                if not report.documents and not report.deleted:
+                    self.store.heartbeat()
+                self._mark_ok(synced=True)
+                return True
+            except Exception as exc:
+                self._mark_failed(exc)
+                return False
+            finally:
+                self._refresh_counts()
+
+    def sync_now(self, rebuild: bool = False,
+                 progress: Callable[[str, int, int], None] | None = None) -> SyncReport:
+        """Bring Chroma up to date now (the `claude-mem sync` path); raises VectorsUnavailable."""
+        started = time.time()
+        with self._work_lock:
+            try:
+                if rebuild:
+                    self.store.drop()
+                    conn = self._db()
+                    with storage.Tx(conn):
+                        conn.execute("DELETE FROM vector_sync")
+                        conn.execute("DELETE FROM vector_tombstones")
+                self._ensure_collection()
+                report = SyncReport()
+                self._apply_tombstones(report)
+                self._drain_notified()
+                self._low_water = dict.fromkeys(KINDS, 0)
+                self._last_full_scan = time.time()
+                for kind in KINDS:
+                    self._sync_kind(kind, report, progress)
+                self._mark_ok(synced=True)
+            except Exception as exc:
+                self._mark_failed(exc)
+                raise VectorsUnavailable(self.last_error or str(exc)) from exc
+            finally:
+                self._refresh_counts()
+        report.seconds = round(time.time() - started, 3)
+        return report
+
+    def _drain_notified(self) -> None:
+        while self._notified:
+            kind, low = self._notified.popleft()
+            self._low_water[kind] = min(self._low_water[kind], low)
+
+    def _ensure_collection(self) -> None:
+        self.store.collection()
+        if self._checked_collection:
+            return
+        # A Chroma that lost its data (new volume, wiped dir) has an empty collection while SQLite
+        # says rows are synced: forget that state so the backfill sends everything again.
+        conn = self._db()
+        synced = conn.execute("SELECT count(*) FROM vector_sync").fetchone()[0]
+        if synced and self.store.count() == 0:
+            log.warning("Chroma collection %s is empty but %d rows were synced: resending all",
+                        self.store.collection_name, synced)
+            with storage.Tx(conn):
+                conn.execute("DELETE FROM vector_sync")
+                conn.execute("DELETE FROM vector_tombstones")
+            self._low_water = dict.fromkeys(KINDS, 0)
+        self._checked_collection = True
+
+    def _apply_tombstones(self, report: SyncReport) -> None:
+        conn = self._db()
+        while True:
+            rows = conn.execute("SELECT kind, row_id FROM vector_tombstones ORDER BY deleted_at LIMIT 500").fetchall()
+            if not rows:
+                return
+            self.store.delete([d for r in rows for d in doc_ids(r["kind"], r["row_id"])])
+            with storage.Tx(conn):
+                conn.executemany("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?",
+                                 [(r["kind"], r["row_id"]) for r in rows])
+            report.deleted += len(rows)
+
+    def _sync_kind(self, kind: str, report: SyncReport,
+                   progress: Callable[[str, int, int], None] | None = None) -> None:
+        conn = self._db()
+        table = TABLES[kind]
+        cursor = self._low_water[kind]
+        total = 0
+        if progress:
+            total = conn.execute(
+                f"SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM vector_sync v"
+                f" WHERE v.kind = ? AND v.row_id = t.id)", (kind,)).fetchone()[0]
+        done = 0
+        # Rows up to `top` were committed before this scan, so the scan sees them all.
+        top = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
+        while not self._stop.is_set():
+            ids = [r[0] for r in conn.execute(
+                f"SELECT t.id FROM {table} t WHERE t.id >= ? AND NOT EXISTS (SELECT 1 FROM vector_sync v"
+                f" WHERE v.kind = ? AND v.row_id = t.id) ORDER BY t.id LIMIT ?", (cursor, kind, self.batch_size))]
+            if not ids:
+                self._low_water[kind] = max(self._low_water[kind], top + 1)
+                return
+            self._send(kind, ids, report)
+            cursor = ids[-1] + 1
+            if time.time() - self._counted_at > 2.0:  # a long backfill shows its progress in status
+                self._refresh_counts()
+            done += len(ids)
+            if progress:
+                progress(kind, done, max(total, done))
+
+    def _send(self, kind: str, ids: list[int], report: SyncReport) -> None:
+        conn = self._db()
+        docs_by_row = load_docs(conn, kind, ids)
+        docs = [d for row_docs in docs_by_row.values() for d in row_docs]
+        self.store.upsert(docs)
+        if kind == "summary":
+            # A summary re-sent with fewer non-empty fields must not keep the old field documents.
+            present = {d.id for d in docs}
+            stale = [d for rid in docs_by_row for d in doc_ids(kind, rid) if d not in present]
+            self.store.delete(stale)
+        now = time.time()
+        with storage.Tx(conn):
+            for rid in docs_by_row:
+                conn.execute(
+                    f"INSERT OR REPLACE INTO vector_sync (kind, row_id, synced_at) SELECT ?, ?, ?"
+                    f" WHERE EXISTS (SELECT 1 FROM {TABLES[kind]} WHERE id = ?)", (kind, rid, now, rid))
+                conn.execute("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?", (kind, rid))
+            marked = {r[0] for r in conn.execute(
+                f"SELECT row_id FROM vector_sync WHERE kind = ? AND row_id IN ({','.join('?' * len(ids))})",
+                (kind, *ids))}
+        vanished = [d for rid in docs_by_row if rid not in marked for d in doc_ids(kind, rid)]
+        if vanished:  # deleted while we were embedding it
+            self.store.delete(vanished)
+        report.upserted[kind] += len(marked)
+        report.documents += len(docs)
+
+    # --- state --------------------------------------------------------------------------------
+
+    def _mark_ok(self, synced: bool = False) -> None:
+        if self.reachable is False:
+            log.info("Chroma reachable again at %s", self.store.location)
+        self.reachable = True
+        if synced:
+            self.last_sync_at = time.time()
+
+    def _mark_failed(self, exc: Exception) -> None:
+        message = f"{type(exc).__name__}: {exc}".strip()
+        if self.reachable is not False or message != self.last_error:
+            log.warning("Chroma sync failed (%s): %s; retrying every %ss", self.store.location, message,
+                        self.retry_seconds)
+        self.reachable = False
+        self.last_error = message[:500]
+        self.last_error_at = time.time()
+        self._checked_collection = False
+        self.store.reset()
+
+    def _refresh_counts(self) -> None:
+        try:
+            conn = self._db()
+            counts: dict[str, dict[str, int]] = {}
+            synced = dict(conn.execute("SELECT kind, count(*) FROM vector_sync GROUP BY kind").fetchall())
+            for kind, table in TABLES.items():
+                total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+                counts[kind] = {"total": total, "synced": synced.get(kind, 0),
+                                "unsynced": max(0, total - synced.get(kind, 0))}
+            self.counts = counts
+            self.pending_deletes = conn.execute("SELECT count(*) FROM vector_tombstones").fetchone()[0]
+            self._counted_at = time.time()
+        except sqlite3.Error:
+            log.debug("vector counts unavailable", exc_info=True)
+
+    def unsynced(self) -> int:
+        return sum(c["unsynced"] for c in self.counts.values())
+
+    def status(self) -> dict[str, Any]:
+        """For processing-status: cached values only, so it never blocks the event loop."""
+        return {
+            "enabled": True,
+            "mode": self.store.mode,
+            "url": self.store.url or None,
+            "path": str(self.store.path) if self.store.mode == "embedded" else None,
+            "collection": self.store.collection_name,
+            "reachable": self.reachable,
+            "synced": {k: c["synced"] for k, c in self.counts.items()},
+            "unsynced": {k: c["unsynced"] for k, c in self.counts.items()},
+            "pendingDeletes": self.pending_deletes,
+            "lastSyncAt": self.last_sync_at,
+            "lastError": self.last_error,
+            "lastErrorAt": self.last_error_at,
+        }
+
+    def readiness_problem(self) -> str | None:
+        if self.reachable:
+            return None
+        if self.reachable is None:
+            return f"chroma ({self.store.mode}, {self.store.location}) not checked yet"
+        return f"chroma ({self.store.mode}, {self.store.location}) unreachable: {self.last_error}"
+
+    # --- reads and direct deletes (called from request threads) ---------------------------------
+
+    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[SemanticHit]:
+        """Nearest documents; raises VectorsUnavailable at once while Chroma is known to be down
+        (the sync loop keeps probing it), so searches do not each wait on a dead server."""
+        if self.reachable is False and self.last_error_at and time.time() - self.last_error_at < self.retry_seconds:
+            raise VectorsUnavailable(self.last_error or "Chroma unreachable")
+        try:
+            hits = self.store.query(text, n, where)
+        except Exception as exc:
+            self._mark_failed(exc)
+            self.wake()
+            raise VectorsUnavailable(self.last_error or str(exc)) from exc
+        if self.reachable is not True:
+            self._mark_ok()
+            self.wake()  # it is back: let the backfill run now rather than at its next retry
+        return hits
+
+    def delete_now(self, kind: str, row_id: int) -> bool:
+        """Remove a deleted row's documents at once; on failure its tombstone stays for the backfill."""
+        try:
+            self.store.delete(doc_ids(kind, row_id))
+        except Exception as exc:
+            self._mark_failed(exc)
+            self.wake()
+            return False
+        return True
+
+
+def disabled_status() -> dict[str, Any]:
+    return {"enabled": False, "mode": "disabled", "reachable": None,
+            "reason": "CLAUDE_MEM_CHROMA_ENABLED=false: keyword search only"}
