@@ -131,6 +131,15 @@ def status(settings: Settings) -> int:
               f" failed {q.get('failed')}, done {q.get('done')})")
         print(f"memory agent: provider {body.get('provider')}, auth {body.get('authMethod')},"
               f" model {body.get('model')}, base URL {body.get('baseUrl') or '(default)'}")
+        vectors = body.get("vectors") or {}
+        if vectors.get("enabled"):
+            synced = sum((vectors.get("synced") or {}).values())
+            unsynced = sum((vectors.get("unsynced") or {}).values())
+            where = vectors.get("url") or vectors.get("path")
+            state = {True: "reachable", False: "UNREACHABLE", None: "not checked yet"}[vectors.get("reachable")]
+            print(f"vectors: chroma {vectors.get('mode')} at {where}, {state}; {synced} synced, {unsynced} waiting")
+        elif vectors:
+            print("vectors: chroma disabled (keyword search only)")
         for problem in (body.get("gateway") or {}).get("problems", []):
             print(f"problem: {problem}")
         if body.get("lastError"):
