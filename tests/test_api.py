@@ -542,6 +542,7 @@ def test_lone_surrogate_escapes_from_a_javascript_client_are_kept_not_refused(ap
             ' "tool_input": {"note": "literal \\\\ud800 stays"}}').replace("SID", s).encode()
     r = api.post("/api/sessions/observations", content=body)
     assert r.status_code == 200, r.text
-    payload = next(p for p in api.pending_payloads("observation") if p["tool_response"].startswith("cut"))
+    payload = next(p for p in api.pending_payloads("observation")
+                   if isinstance(p["tool_response"], str) and p["tool_response"].startswith("cut"))
     assert payload["tool_response"] == "cut \ufffd here \U0001F600 ok"
     assert payload["tool_input"] == {"note": "literal \\ud800 stays"}

@@ -42,13 +42,18 @@ def build_app(settings: Settings):  # type: ignore[no-untyped-def]
 
     services = build_services(settings, None)
     services.runner.processor = build_processor(settings, services)
-    extra_routes: list[object] = []
+    from worker.api.corpus import CorpusController
+
+    extra_routes: list[object] = [CorpusController]
     try:
         from worker.recall import install as install_recall
     except ImportError:
         pass
     else:
         extra_routes.extend(install_recall(services))
+    from worker.api.viewer import install as install_viewer
+
+    extra_routes.extend(install_viewer(services))
     return create_app(services, extra_routes)
 
 

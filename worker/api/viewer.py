@@ -1,0 +1,160 @@
+"""The viewer (issue 8): a static page at `/`, its two assets, and the live feed at `GET /stream`.
+
+The page and its assets are public so a browser can load them before it knows the worker token;
+everything they show comes from API calls that send the token (`Authorization: Bearer`). Browsers'
+EventSource cannot send headers, so `/stream` — and only `/stream` — also accepts the token as
+`?token=`; it is public to the app's guard and checks the token itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+import logging
+import signal
+import threading
+from importlib import resources
+from typing import Any
+
+from litestar import Request, get
+from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
+from litestar.response import Response, ServerSentEvent
+
+from worker.api.app import bearer_ok
+from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub
+from worker.services import Services
+
+log = logging.getLogger("claude_mem.api.viewer")
+
+STATIC = resources.files("worker") / "viewer" / "static"
+ASSETS: dict[str, str] = {
+    "index.html": "text/html; charset=utf-8",
+    "viewer.js": "text/javascript; charset=utf-8",
+    "viewer.css": "text/css; charset=utf-8",
+}
+# Same-origin only, no inline script: stored text (prompts, tool output) is shown in the page, so
+# the page must not be able to run anything that text might contain.
+SECURITY_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+                                " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+MAX_FILTER_CHARS = 200
+
+
+@functools.cache
+def _read(name: str) -> bytes:
+    """Read once: a few kB of package data, served from memory so no request touches the disk."""
+    return (STATIC / name).read_bytes()
+
+
+def _asset(name: str) -> Response[bytes]:
+    if name not in ASSETS:
+        raise NotFoundException(f"no viewer asset {name!r}")
+    return Response(_read(name), media_type=ASSETS[name], headers=SECURITY_HEADERS)
+
+
+@get("/", opt={"public": True}, include_in_schema=False, sync_to_thread=False)
+def viewer_page() -> Response[bytes]:
+    """The viewer page; public so it can ask for the token before calling anything that needs it."""
+    return _asset("index.html")
+
+
+@get("/viewer/{name:str}", opt={"public": True}, include_in_schema=False, sync_to_thread=False)
+def viewer_asset(name: str) -> Response[bytes]:
+    return _asset(name)
+
+
+def stream_authorized(request: Request[Any, Any, Any], token: str) -> bool:
+    """The Bearer header, as the app's guard takes it, or `?token=` (EventSource cannot set headers)."""
+    if not token or bearer_ok(request, token):
+        return True
+    given = (request.query_params.get("token") or "").encode()
+    return hmac.compare_digest(given, token.encode())
+
+
+def _hub(services: Services) -> FeedHub:
+    hub = services.extras.get("feed_hub")
+    if not isinstance(hub, FeedHub):
+        raise HTTPException(status_code=503, detail="the live feed is not installed")
+    return hub
+
+
+def _filter_param(request: Request[Any, Any, Any], name: str) -> str:
+    value = (request.query_params.get(name) or "").strip()
+    if len(value) > MAX_FILTER_CHARS:
+        raise ValidationException(f"{name}: at most {MAX_FILTER_CHARS} characters", extra=[{"key": name}])
+    return value
+
+
+@get("/stream", opt={"public": True}, tags=["viewer"], sync_to_thread=False)
+def feed_stream(request: Request[Any, Any, Any], services: Services) -> ServerSentEvent:
+    """Server-sent events of stored prompts, observations and summaries: `snapshot`, then `item`s.
+
+    Query: `project`, `type` (prompt, observation, summary or an observation type), `limit` (the
+    snapshot's size), `token` (when the worker has one and no Authorization header is sent).
+    """
+    if not stream_authorized(request, services.settings.worker_token):
+        raise NotAuthorizedException("missing or wrong token: send Authorization: Bearer or ?token= on /stream")
+    hub = _hub(services)
+    flt = FeedFilter(project=_filter_param(request, "project"), type=_filter_param(request, "type"))
+    raw_limit = request.query_params.get("limit") or str(DEFAULT_SNAPSHOT)
+    try:
+        limit = min(max(int(raw_limit), 0), MAX_SNAPSHOT)
+    except ValueError:
+        raise ValidationException(f"limit: expected an integer, got {raw_limit!r}", extra=[{"key": "limit"}]) from None
+    if not hub.available():
+        raise HTTPException(status_code=503, detail=f"{hub.max_clients} viewer streams are open already")
+    return ServerSentEvent(hub.stream(flt, limit), headers={"Cache-Control": "no-cache"})
+
+
+@get("/stream/stats", tags=["viewer"], sync_to_thread=False)
+def feed_stats(services: Services) -> dict[str, int]:
+    """Open streams, events published, viewers cut off for falling behind (behind the token)."""
+    return _hub(services).stats()
+
+
+def _close_streams_on_signal(hub: FeedHub, loop: asyncio.AbstractEventLoop) -> None:
+    """Chain onto uvicorn's SIGTERM/SIGINT handlers to end the streams at once.
+
+    uvicorn waits for open responses before its lifespan shutdown runs, so an open browser tab would
+    otherwise hold every `worker stop` for the whole graceful timeout. uvicorn restores the original
+    handlers when it exits, which removes this wrapper too.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous = signal.getsignal(signum)
+        if not callable(previous):
+            continue
+
+        def handler(sig: int, frame: Any, previous: Any = previous) -> None:
+            loop.call_soon_threadsafe(hub.close)
+            previous(sig, frame)
+
+        signal.signal(signum, handler)
+
+
+def install(services: Services) -> list[Any]:
+    """Create the feed hub, subscribe it to stored rows, and return the viewer's route handlers."""
+    hub = FeedHub(lambda: services.conn)
+    services.extras["feed_hub"] = hub
+    services.on_stored(hub.listener)
+
+    async def start() -> None:
+        loop = asyncio.get_running_loop()
+        hub.attach(loop)
+        try:
+            _close_streams_on_signal(hub, loop)
+        except (ValueError, OSError):  # not the main thread's interpreter or an exotic platform
+            log.debug("viewer: could not chain the shutdown signal handlers", exc_info=True)
+
+    async def stop() -> None:
+        hub.close()
+
+    services.extras.setdefault("on_start", []).append(start)
+    services.extras.setdefault("on_stop", []).append(stop)
+    return [viewer_page, viewer_asset, feed_stream, feed_stats]
