@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import urllib.error
-import urllib.request
 from typing import Any
 
+from worker.lifecycle import api, healthy
 from worker.services import Services
 from worker.settings import Settings
 from worker.vectors import VectorSync, disabled_status
@@ -46,26 +45,7 @@ def install(services: Services) -> list[Any]:
 # --- CLI ----------------------------------------------------------------------------------------
 
 
-def _request(settings: Settings, method: str, path: str, body: dict[str, Any] | None = None,
-             timeout: float = 30.0) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(settings.base_url + path, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    if settings.worker_token:
-        req.add_header("Authorization", f"Bearer {settings.worker_token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
-
-
 def _worker_running(settings: Settings) -> bool:
-    from worker.lifecycle import healthy
-
     return healthy(settings) is not None
 
 
@@ -90,7 +70,7 @@ def cli_sync(settings: Settings, rebuild: bool) -> int:
     if _worker_running(settings):
         print(f"asking the worker at {settings.base_url} to {'rebuild' if rebuild else 'sync'} Chroma…")
         try:
-            code, body = _request(settings, "POST", "/api/vectors/sync", {"rebuild": rebuild}, timeout=3600)
+            code, body = api(settings, "/api/vectors/sync", timeout=3600, method="POST", body={"rebuild": rebuild})
         except OSError as exc:
             print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
             return 1
@@ -140,7 +120,7 @@ def cli_search(settings: Settings, ns: Any) -> int:
         from urllib.parse import urlencode
 
         try:
-            code, body = _request(settings, "GET", "/api/search?" + urlencode(raw))
+            code, body = api(settings, "/api/search?" + urlencode(raw), timeout=30)
         except OSError as exc:
             print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
             return 1
