@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from worker import storage
 from worker.models_search import SearchHit, SearchResponse, TextContent, TimelineItem, TimelineResponse
 from worker.vectors import KINDS, SemanticHit
 
@@ -353,19 +354,7 @@ def _loads(value: str | None) -> list[Any]:
 
 
 def fetch_rows(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, sqlite3.Row]:
-    if not ids:
-        return {}
-    marks = ",".join("?" * len(ids))
-    if kind == "observation":
-        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM observations t"
-               f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
-    elif kind == "summary":
-        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM session_summaries t"
-               f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
-    else:
-        sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id, s.project FROM user_prompts t"
-               f" JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
-    return {r["id"]: r for r in conn.execute(sql, ids)}
+    return storage.rows_with_session(conn, kind, ids)
 
 
 def describe(kind: str, row: sqlite3.Row) -> tuple[str, str | None, str]:

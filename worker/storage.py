@@ -309,6 +309,19 @@ def complete_session(conn: sqlite3.Connection, session_id: int) -> None:
 
 # --- observations and summaries -----------------------------------------------------------------
 
+KIND_TABLES = {"observation": "observations", "summary": "session_summaries", "prompt": "user_prompts"}
+
+
+def rows_with_session(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, sqlite3.Row]:
+    """Rows of one kind by id, with their session's ids (and, for prompts, the session's project)."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    project = ", s.project" if kind == "prompt" else ""
+    sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id{project} FROM {KIND_TABLES[kind]} t"
+           f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    return {r["id"]: r for r in conn.execute(sql, ids)}
+
 OBS_JSON_FIELDS = ("facts", "concepts", "files_read", "files_modified")
 
 

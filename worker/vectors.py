@@ -33,7 +33,7 @@ log = logging.getLogger("claude_mem.vectors")
 
 COLLECTION = "claude_mem"
 KINDS = ("observation", "summary", "prompt")
-TABLES = {"observation": "observations", "summary": "session_summaries", "prompt": "user_prompts"}
+TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
 HTTP_TIMEOUT_SECONDS = 30.0
 
@@ -169,15 +169,8 @@ def load_docs(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, 
     """The documents of the rows that still exist, by row id."""
     if not ids:
         return {}
-    marks = ",".join("?" * len(ids))
-    if kind == "prompt":
-        sql = (f"SELECT p.*, s.content_session_id, s.project FROM user_prompts p JOIN sessions s"
-               f" ON s.id = p.session_id WHERE p.id IN ({marks})")
-    else:
-        sql = (f"SELECT t.*, s.content_session_id FROM {TABLES[kind]} t LEFT JOIN sessions s"
-               f" ON s.id = t.session_id WHERE t.id IN ({marks})")
     out: dict[int, list[Doc]] = {}
-    for row in conn.execute(sql, ids):
+    for row in storage.rows_with_session(conn, kind, ids).values():
         if kind == "observation":
             out[row["id"]] = [observation_doc(row)]
         elif kind == "summary":
