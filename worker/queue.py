@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import sqlite3
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,6 +26,8 @@ from worker.storage import Tx
 log = logging.getLogger("claude_mem.queue")
 
 STATES = ("pending", "processing", "done", "failed")
+SERVED_MEMORY = 10_000  # sessions whose last turn the round-robin remembers
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -128,6 +131,23 @@ def complete(conn: sqlite3.Connection, ids: list[int]) -> None:
             f" WHERE id IN ({marks})",
             (time.time(), *ids),
         )
+
+
+def release(conn: sqlite3.Connection, ids: list[int], owner: str) -> int:
+    """Return claimed events still in processing (neither completed nor settled) to pending, no attempt counted.
+
+    A batch can end with some events unsettled: an error that concerns one chunk leaves the later
+    chunks and the Stop untouched. Without this they would sit in processing until the reaper.
+    """
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    with Tx(conn):
+        return conn.execute(
+            f"UPDATE pending_events SET state = 'pending', owner = NULL, updated_at = ?"
+            f" WHERE id IN ({marks}) AND state = 'processing' AND owner = ?",
+            (time.time(), *ids, owner),
+        ).rowcount
 
 
 def backoff_delay(attempts: int, base: float = 1.0, cap: float = 300.0) -> float:
@@ -240,7 +260,7 @@ class QueueRunner:
         processor: Processor | None,
         max_concurrent: int,
         max_attempts: int,
-        batch_size: int = 25,
+        batch_size: int = 50,
         poll_interval: float = 0.5,
         on_error: Callable[[str], Awaitable[None] | None] | None = None,
     ) -> None:
@@ -250,6 +270,7 @@ class QueueRunner:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        self.min_pass_interval = min(0.02, poll_interval)
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.heartbeat = time.time()
         self.last_progress = time.time()
@@ -262,6 +283,12 @@ class QueueRunner:
         self._last_reap = time.time()
 
     def start(self) -> None:
+        # Hook posts share the event loop with the consumer, and the process runs CPU-bound threads (the
+        # agent SDK's import, embeddings, the Chroma client). A CPU-bound thread keeps the GIL for the
+        # switch interval each time the loop wants it back: at the default 5 ms a post waited 50-170 ms
+        # behind the SDK's import; at 0.5 ms, 10-50 ms (bench/bench_load.py, 100 sessions).
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)
         recovered = recover(self.conn, self.owner)
         if recovered:
             log.info("returned %d events left in processing by a previous worker to pending", recovered)
@@ -281,14 +308,24 @@ class QueueRunner:
         await asyncio.gather(*self.active.values(), *( [self._task] if self._task else []), return_exceptions=True)
 
     async def _loop(self) -> None:
+        last_pass = 0.0
         while not self._stopping:
+            # Cleared before the pass, never after: a wake that arrives during the pass (a post, a finished
+            # session) must start the next pass at once, not wait for the poll interval.
+            self._wake.clear()
+            # Every hook post wakes the loop and each pass scans the pending events: passes are at least
+            # `min_pass_interval` apart, so a burst of posts (or one during a gateway outage, when nothing
+            # is due) costs a bounded number of scans, and a post waits a few milliseconds at most.
+            gap = time.monotonic() - last_pass
+            if gap < self.min_pass_interval:
+                await asyncio.sleep(self.min_pass_interval - gap)
+            last_pass = time.monotonic()
             self.heartbeat = time.time()
             try:
                 self._dispatch()
             except Exception as exc:  # the loop must outlive any one bad turn
                 log.exception("queue loop turn failed")
                 self.last_error = f"queue loop: {exc}"
-            self._wake.clear()
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
@@ -319,6 +356,7 @@ class QueueRunner:
             log.warning("returned orphaned processing events of sessions %s to pending", orphans)
 
     def _dispatch(self) -> None:
+        """Start the least recently served ready sessions on the free slots."""
         if time.time() - self._last_reap > 30:
             self._last_reap = time.time()
             self._reap()
@@ -327,16 +365,21 @@ class QueueRunner:
             return
         candidates = ready_sessions(self.conn, time.time(), set(self.active))
         candidates.sort(key=lambda sid: self._served.get(sid, 0.0))
+        if len(self._served) > SERVED_MEMORY:  # a team worker sees sessions without end: forget the oldest
+            for sid in sorted(self._served, key=self._served.__getitem__)[:SERVED_MEMORY // 2]:
+                del self._served[sid]
         for session_id in candidates[:free]:
             self._served[session_id] = time.time()
             task = asyncio.create_task(self._run_session(session_id), name=f"session-{session_id}")
             self.active[session_id] = task
 
     async def _run_session(self, session_id: int) -> None:
+        claimed: list[int] = []
         try:
             events = claim(self.conn, session_id, self.owner, self.batch_size)
             if not events:
                 return
+            claimed = [e.id for e in events]
             session = self.conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
             assert self.processor is not None
             try:
@@ -355,5 +398,14 @@ class QueueRunner:
                 self.last_error = f"internal error: {exc!r}"
             self.last_progress = time.time()
         finally:
+            if claimed:
+                try:
+                    released = release(self.conn, claimed, self.owner)
+                except Exception:  # the reaper gets them back instead
+                    log.exception("could not release the unsettled events of session %s", session_id)
+                else:
+                    if released:
+                        log.info("session %s: %d claimed events not reached in this batch, back to pending",
+                                 session_id, released)
             self.active.pop(session_id, None)
             self._wake.set()
