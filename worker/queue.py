@@ -270,7 +270,7 @@ class QueueRunner:
         self.max_attempts = max_attempts
         self.batch_size = batch_size
         self.poll_interval = poll_interval
-        self.min_pass_interval = min(0.02, poll_interval)
+        self.min_pass_interval = min(0.01, poll_interval)
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.heartbeat = time.time()
         self.last_progress = time.time()
