@@ -16,10 +16,15 @@ def test_virtual_key_budget_exceeded_pauses() -> None:
     assert err.kind == "paused"
 
 
-def test_plain_rate_limit_and_5xx_and_refused_are_transient() -> None:
+def test_plain_rate_limit_5xx_and_dropped_connections_are_transient() -> None:
     assert classify("API Error: 429 rate limit reached").kind == "transient"
     assert classify("x", status=503).kind == "transient"
-    assert classify("Unable to connect to API (ECONNREFUSED)").kind == "transient"
+    assert classify("Request timed out.").kind == "transient"
+
+
+def test_an_unreachable_gateway_pauses_without_spending_attempts() -> None:
+    err = classify("Unable to connect to API (ECONNREFUSED)")
+    assert err.kind == "paused" and "unreachable" in err.message and err.retry_after
 
 
 def test_auth_and_unknown_model_are_permanent() -> None:

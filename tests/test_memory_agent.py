@@ -208,10 +208,13 @@ def test_spent_budget_pauses_with_the_gateways_message_and_keeps_events(start_wo
 def test_litellm_down_then_back_loses_nothing(start_worker, tmp_path, litellm_proxy) -> None:
     litellm_proxy.stop()
     try:
-        w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_MAX_ATTEMPTS="50")
+        w = gateway_worker(start_worker, tmp_path, litellm_proxy)
         post_session(w, "sess-down", [("Read", {"file_path": "/down.py"})], summarize=True)
         wait_until(lambda: w.query("SELECT 1 FROM pending_events WHERE last_error IS NOT NULL"), timeout=60)
         assert queue_counts(w)["failed"] == 0
+        waiting = w.query("SELECT attempts, last_error FROM pending_events WHERE last_error IS NOT NULL")
+        # an outage is a pause, not a failure: no attempt is spent, so a long outage never fails events
+        assert all(r["attempts"] == 0 and "unreachable" in r["last_error"] for r in waiting), [dict(r) for r in waiting]
     finally:
         litellm_proxy.start()
     run_cli(["queue", "retry"], w.data_dir)  # nothing failed; harmless

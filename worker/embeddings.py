@@ -104,6 +104,9 @@ class Embedder:
             options.log_severity_level = 3
             # Idle threads that spin burn the CPU the worker shares with Claude Code and Chroma.
             options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            # onnxruntime's CPU arena keeps the peak of every batch shape it has seen: the worker grew to
+            # 1.1-1.9 GB under a 5,000-observation backfill (bench_load.py); without it, a few hundred MB.
+            options.enable_cpu_mem_arena = False
             session = onnxruntime.InferenceSession(str(mpath), options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer

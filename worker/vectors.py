@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -379,6 +380,12 @@ class VectorSync:
         self._wake.set()
 
     def _run(self) -> None:
+        # Embedding is CPU-bound background work: on Linux a thread's nice value is its own, and the ONNX
+        # threads it starts inherit it, so hook posts keep the CPU when both want it.
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         while not self._stop.is_set():
             self._wake.clear()
             ok = self.run_pass()

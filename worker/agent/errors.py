@@ -2,7 +2,8 @@
 
 A 429 is not always transient: LiteLLM answers 429 "crossed budget" for a spent deployment budget,
 and a virtual key over budget answers `budget_exceeded`. Those pause the work and show the
-gateway's own message; rate limits, 5xx and refused connections back off and retry.
+gateway's own message; a gateway that cannot be reached at all pauses too (an outage costs no attempt);
+rate limits, 5xx and dropped connections back off and retry.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ _MODEL = re.compile(r"model.{0,40}(not found|does not exist|not exist|invalid|un
                     r"|invalid model|no such model|model_not_found|issue with the selected model", re.I)
 _AUTH = re.compile(r"authentication|unauthori[sz]ed|invalid api key|invalid.{0,10}(x-api-key|token)"
                    r"|permission denied|forbidden|oauth token", re.I)
-_CONNECTION = re.compile(r"connection (refused|error|reset)|econnrefused|timed? ?out|unable to connect"
-                         r"|fetch failed|network|socket hang up|overloaded", re.I)
+# The gateway cannot be reached at all: waiting costs no attempt, so an outage never fails events.
+_UNREACHABLE = re.compile(r"connection (refused|error)|econnrefused|unable to connect|fetch failed"
+                          r"|could not resolve|enotfound|name or service not known", re.I)
+_CONNECTION = re.compile(r"connection reset|timed? ?out|network|socket hang up|overloaded", re.I)
+UNREACHABLE_RETRY_SECONDS = 10.0
 # LiteLLM without a database answers a non-master key with 400 "No connected db".
 _NO_DB = re.compile(r"no connected db", re.I)
 _STATUS = re.compile(r"\b(API Error|status|HTTP)[: ]+(\d{3})\b", re.I)
@@ -42,10 +46,12 @@ def classify(message: str, status: int | None = None, hint: str | None = None) -
         return ProcessingError("permanent", f"gateway refused the credentials ({status or 'auth'}): {text}")
     if _MODEL.search(text) or status == 404:
         return ProcessingError("permanent", f"model not found at the gateway: {text}")
+    if _UNREACHABLE.search(text):
+        return ProcessingError("paused", f"gateway unreachable: {text}", retry_after=UNREACHABLE_RETRY_SECONDS)
     if status == 429 or hint == "rate_limit":
         return ProcessingError("transient", f"rate limited (429): {text}")
     if (status and status >= 500) or hint == "server_error":
         return ProcessingError("transient", f"gateway or upstream error ({status or '5xx'}): {text}")
     if _CONNECTION.search(text):
-        return ProcessingError("transient", f"gateway unreachable: {text}")
+        return ProcessingError("transient", f"gateway connection failed: {text}")
     return ProcessingError("transient", text)
