@@ -41,7 +41,7 @@ from bench.bench_load import (
 )
 from tests.fixtures.chroma import ChromaServer
 from tests.fixtures.upstream import LiteLLMProxy, Upstream
-from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, run_cli
+from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -59,14 +59,7 @@ def gateway_env(**more: str) -> dict[str, str]:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        time.sleep(interval)
+    return wait_for(predicate, timeout, interval)
 
 
 @pytest.fixture

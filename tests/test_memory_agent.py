@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.worker import WorkerProcess, run_cli
+from tests.fixtures.worker import WorkerProcess, run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -23,13 +23,7 @@ def write_dotenv(data_dir: Path, **values: str) -> None:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 60.0, interval: float = 0.25) -> Any:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s")
+    return wait_for(predicate, timeout, interval)
 
 
 def queue_counts(w: WorkerProcess) -> dict[str, int]:
