@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from worker import __version__
+from worker.lifecycle import api
 from worker.settings import Settings, load_settings
 
 HANDSHAKE_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
@@ -80,31 +79,22 @@ class ToolError(Exception):
 
 class WorkerClient:
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.base = settings.base_url
-        self.token = settings.worker_token
 
     def call(self, method: str, path: str, params: dict[str, Any] | None = None, body: Any = None) -> Any:
         """A worker problem is a tool error the model can read, never a crash of the server."""
         query = {k: v for k, v in (params or {}).items() if v is not None}
-        url = self.base + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url, data=data, method=method)
-        req.add_header("Accept", "application/json")
-        if data is not None:
-            req.add_header("Content-Type", "application/json")
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+        if query:
+            path += "?" + urllib.parse.urlencode(query)
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as exc:
-            try:
-                message = json.loads(exc.read()).get("error", exc.reason)
-            except (ValueError, AttributeError):
-                message = exc.reason
-            raise ToolError(f"claude-mem worker answered {exc.code}: {message}") from None
+            status, answer = api(self.settings, path, timeout=30, method=method, body=body)
         except (OSError, ValueError) as exc:
             raise ToolError(f"claude-mem worker unreachable at {self.base}: {exc}") from None
+        if status >= 400:
+            message = answer.get("error", answer) if isinstance(answer, dict) else answer
+            raise ToolError(f"claude-mem worker answered {status}: {message}")
+        return answer
 
 
 def call_tool(worker: WorkerClient, name: str, args: dict[str, Any]) -> Any:
