@@ -13,7 +13,6 @@ import logging
 import os
 import random
 import sqlite3
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,7 +26,6 @@ log = logging.getLogger("claude_mem.queue")
 
 STATES = ("pending", "processing", "done", "failed")
 SERVED_MEMORY = 10_000  # sessions whose last turn the round-robin remembers
-SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -283,12 +281,6 @@ class QueueRunner:
         self._last_reap = time.time()
 
     def start(self) -> None:
-        # Hook posts share the event loop with the consumer, and the process runs CPU-bound threads (the
-        # agent SDK's import, embeddings, the Chroma client). A CPU-bound thread keeps the GIL for the
-        # switch interval each time the loop wants it back: at the default 5 ms a post waited 50-170 ms
-        # behind the SDK's import; at 0.5 ms, 10-50 ms (bench/bench_load.py, 100 sessions).
-        if sys.getswitchinterval() > SWITCH_INTERVAL:
-            sys.setswitchinterval(SWITCH_INTERVAL)
         recovered = recover(self.conn, self.owner)
         if recovered:
             log.info("returned %d events left in processing by a previous worker to pending", recovered)

@@ -13,6 +13,8 @@ from worker.settings import Settings, SettingsError, ensure_settings_file, load_
 
 log = logging.getLogger("claude_mem.server")
 
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits for it
+
 
 def setup_logging(level: str, log_path: Path | None) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -70,6 +72,11 @@ def run_foreground(log_to_file: bool = True) -> int:
         sys.stderr.write(f"claude-mem: {exc}\n")
         return 2
     setup_logging(settings.log_level, settings.log_path if log_to_file else None)
+    # Hook posts share the event loop with CPU-bound threads (the agent SDK's import, embeddings, the Chroma
+    # client), and such a thread keeps the GIL for the switch interval each time the loop wants it back: at
+    # the default 5 ms a post waited 50-170 ms behind the SDK's import; at 0.5 ms, 10-50 ms (bench_load.py).
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
     blocked = scrub_process_environment()
     if blocked:
         log.info("blocked inherited credentials from the worker's environment: %s", ", ".join(blocked))
