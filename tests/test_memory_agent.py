@@ -199,6 +199,39 @@ def test_spent_budget_pauses_with_the_gateways_message_and_keeps_events(start_wo
     assert q["failed"] == 0 and q["pending"] >= 1
 
 
+def test_processing_resumes_when_the_gateway_budget_allows_again(start_worker, tmp_path, litellm_proxy) -> None:
+    """A deployment budget that one call spends, in a 4 s window: every turn after the first in a window is
+    refused with LiteLLM's "crossed budget" 429. The queue pauses (no attempt spent, whatever the attempt
+    limit), shows the gateway's message, probes after CLAUDE_MEM_BUDGET_RETRY_SECONDS and finishes the work."""
+    from tests.fixtures.upstream import BUDGET_WINDOW_MODEL
+
+    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_MODEL=BUDGET_WINDOW_MODEL,
+                       CLAUDE_MEM_BUDGET_RETRY_SECONDS="1", CLAUDE_MEM_MAX_ATTEMPTS="1")
+    files = [f"/src/window{i}.py" for i in range(3)]
+    post_session(w, "sess-window", [("Write", {"file_path": f, "content": "x = 1"}) for f in files], summarize=True)
+
+    pauses: list[dict[str, Any]] = []
+
+    def done() -> bool:
+        status = w.get("/api/processing-status").json()
+        if status["pausedFor"] > 0:
+            pauses.append(status)
+        q = status["queue"]
+        return q["pending"] == 0 and q["processing"] == 0
+
+    wait_until(done, timeout=150, interval=0.1)
+    assert pauses, "the budget never paused the queue"
+    assert all("crossed budget" in (p["lastError"] or "") for p in pauses), pauses[0]
+    assert all(p["stalledFor"] == 0 and p["queue"]["failed"] == 0 for p in pauses)
+    # with one attempt allowed, any refusal counted as a failure would have failed its events for good
+    assert queue_counts(w) == {"pending": 0, "processing": 0, "done": 5, "failed": 0}
+    stored = {r["files"] for r in w.query("SELECT files_modified AS files FROM observations")}
+    assert all(any(f in s for s in stored) for f in files), stored
+    assert len(w.query("SELECT * FROM session_summaries")) == 1
+    status = w.get("/api/processing-status").json()
+    assert status["pausedFor"] == 0 and not status["lastError"]
+
+
 def test_litellm_down_then_back_loses_nothing(start_worker, tmp_path, litellm_proxy) -> None:
     litellm_proxy.stop()
     try:

@@ -337,6 +337,50 @@ def test_runner_feeds_a_processor_and_settles_its_errors(conn: sqlite3.Connectio
     assert (state_of(conn, bad)["state"], state_of(conn, bad)["last_error"]) == ("failed", "summarize refused")
 
 
+class BudgetGateway:
+    """A consumer whose gateway refuses every call until `opens_at`, as a spent budget does."""
+
+    def __init__(self, conn: sqlite3.Connection, opens_at: float) -> None:
+        self.conn = conn
+        self.opens_at = opens_at
+        self.calls: list[tuple[float, int]] = []  # (time, session)
+
+    async def process(self, session: sqlite3.Row, events: list[Event]) -> None:
+        self.calls.append((time.monotonic(), session["id"]))
+        if time.monotonic() < self.opens_at:
+            raise ProcessingError("paused", "gateway budget exhausted: crossed budget", budget=True)
+        with storage.Tx(self.conn):
+            queue.complete(self.conn, [e.id for e in events])
+
+
+def test_a_pause_holds_every_session_and_one_probe_ends_it(conn: sqlite3.Connection) -> None:
+    sessions = [new_session(conn, f"s{i}") for i in range(6)]
+    for sid in sessions:
+        put(conn, sid)
+    gateway = BudgetGateway(conn, opens_at=time.monotonic() + 0.6)
+    seen: dict[str, float] = {}
+
+    async def run() -> None:
+        runner = QueueRunner(conn, gateway, max_concurrent=1, max_attempts=1, poll_interval=0.02, budget_retry=0.25)
+        runner.start()
+        deadline = time.monotonic() + 10
+        while queue.counts(conn)["pending"] + queue.counts(conn)["processing"] and time.monotonic() < deadline:
+            if runner.paused_for() > 0:
+                seen["paused"] = runner.paused_for()
+                seen["stalled"] = max(seen.get("stalled", 0.0), runner.stalled_for())
+            await asyncio.sleep(0.01)
+        await runner.stop()
+
+    asyncio.run(run())
+    assert queue.counts(conn) == {"pending": 0, "processing": 0, "done": 6, "failed": 0}
+    refused = [t for t, _ in gateway.calls if t < gateway.opens_at]
+    # without the hold, six sessions would each be refused in turn; with it, one probe per interval
+    assert 2 <= len(refused) <= 4, gateway.calls
+    assert all(b - a >= 0.24 for a, b in zip(refused, refused[1:], strict=False)), refused
+    assert 0 < seen["paused"] <= 0.25 and seen["stalled"] == 0
+    assert len(gateway.calls) == len(refused) + 6
+
+
 def test_runner_start_recovers_events_of_a_dead_worker(conn: sqlite3.Connection) -> None:
     a = new_session(conn, "a")
     eid = put(conn, a)

@@ -29,6 +29,8 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_MAX_BODY_BYTES": "1048576",
     # Readiness fails when no queued event settles for this long while work is due (a wedged agent).
     "CLAUDE_MEM_STALL_SECONDS": "300",
+    # A spent gateway budget pauses all processing; after this long one request probes whether it allows again.
+    "CLAUDE_MEM_BUDGET_RETRY_SECONDS": "60",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

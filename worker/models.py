@@ -85,4 +85,5 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     lastProgressAgo: float
     heartbeatAgo: float
     stalledFor: float
+    pausedFor: float = 0.0  # seconds until the paused queue probes the gateway again (see lastError)
     vectors: dict[str, Any] = {}

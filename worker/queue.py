@@ -46,11 +46,12 @@ class ProcessingError(Exception):
     """
 
     def __init__(self, kind: str, message: str, retry_after: float | None = None,
-                 event_ids: list[int] | None = None) -> None:
+                 event_ids: list[int] | None = None, budget: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.budget = budget  # a spent gateway budget: the runner's budget retry interval applies
         self.event_ids = event_ids  # the events it concerns, when not the whole batch
 
 
@@ -261,6 +262,7 @@ class QueueRunner:
         batch_size: int = 50,
         poll_interval: float = 0.5,
         on_error: Callable[[str], Awaitable[None] | None] | None = None,
+        budget_retry: float = 60.0,
     ) -> None:
         self.conn = conn
         self.processor = processor
@@ -273,6 +275,11 @@ class QueueRunner:
         self.heartbeat = time.time()
         self.last_progress = time.time()
         self.last_error: str | None = None
+        self.budget_retry = budget_retry
+        # A pause (spent budget, gateway down, broken credentials file) concerns the gateway, not one session:
+        # no session starts until it ends, then the next turn is the probe. 100 waiting sessions would
+        # otherwise each spend an agent turn per interval on a request the gateway refuses.
+        self.paused_until = 0.0
         self.active: dict[int, asyncio.Task[None]] = {}
         self._served: dict[int, float] = {}
         self._wake = asyncio.Event()
@@ -323,9 +330,16 @@ class QueueRunner:
             except TimeoutError:
                 pass
 
+    def paused_for(self) -> float:
+        """Seconds left of the current pause; 0 when not paused."""
+        return max(0.0, self.paused_until - time.time())
+
     def stalled_for(self) -> float:
-        """Seconds the consumer has gone without progress while work was due; 0 when idle or moving."""
+        """Seconds the consumer has gone without progress while work was due; 0 when idle, moving or paused
+        (a pause is reported as such, with its reason, not as a wedged consumer)."""
         now = time.time()
+        if now < self.paused_until:
+            return 0.0
         due = oldest_due(self.conn, now)
         if due is None:
             return 0.0
@@ -353,7 +367,7 @@ class QueueRunner:
             self._last_reap = time.time()
             self._reap()
         free = self.max_concurrent - len(self.active)
-        if free <= 0:
+        if free <= 0 or time.time() < self.paused_until:
             return
         candidates = ready_sessions(self.conn, time.time(), set(self.active))
         candidates.sort(key=lambda sid: self._served.get(sid, 0.0))
@@ -377,9 +391,14 @@ class QueueRunner:
             try:
                 await self.processor.process(session, events)
                 self.last_error = None
+                self.paused_until = 0.0
             except ProcessingError as err:
                 if err.event_ids is not None:
                     events = [e for e in events if e.id in set(err.event_ids)]
+                if err.kind == "paused":
+                    if err.retry_after is None:
+                        err.retry_after = self.budget_retry if err.budget else 60.0
+                    self.paused_until = max(self.paused_until, time.time() + err.retry_after)
                 state = settle_error(self.conn, events, err, self.max_attempts)
                 self.last_error = err.message
                 log.warning("session %s: %d events %s: %s", session_id, len(events), state, err.message)

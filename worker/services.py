@@ -85,5 +85,6 @@ class Services:
 
 def build_services(settings: Settings, processor: Processor | None) -> Services:
     conn = storage.open_store(settings.db_path)
-    runner = QueueRunner(conn, processor, settings.max_concurrent_agents, settings.max_attempts)
+    runner = QueueRunner(conn, processor, settings.max_concurrent_agents, settings.max_attempts,
+                         budget_retry=settings.budget_retry_seconds)
     return Services(settings=settings, conn=conn, runner=runner)

@@ -55,6 +55,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str
     max_body_bytes: int
     stall_seconds: int
+    budget_retry_seconds: int
     raw: dict[str, str]
 
     @property
@@ -243,6 +244,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         log_level="WARNING" if log_level == "WARN" else log_level,
         max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES", minimum=1024),
         stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS", minimum=1),
+        budget_retry_seconds=_int(raw, "CLAUDE_MEM_BUDGET_RETRY_SECONDS", minimum=1),
         raw=raw,
     )
 

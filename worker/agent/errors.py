@@ -4,6 +4,7 @@ A 429 is not always transient: LiteLLM answers 429 "crossed budget" for a spent 
 and a virtual key over budget answers `budget_exceeded`. Those pause the work and show the
 gateway's own message; a gateway that cannot be reached at all pauses too (an outage costs no attempt);
 rate limits, 5xx and dropped connections back off and retry.
+A budget pause carries no duration of its own: the queue waits CLAUDE_MEM_BUDGET_RETRY_SECONDS, then probes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import re
 
 from worker.queue import ProcessingError
 
-BUDGET_PAUSE_SECONDS = 300.0
 _BUDGET = re.compile(r"budget|exceeded.{0,20}(spend|credit)|insufficient.{0,10}(credit|quota)|billing", re.I)
 _MODEL = re.compile(r"model.{0,40}(not found|does not exist|not exist|invalid|unknown|not available)"
                     r"|invalid model|no such model|model_not_found|issue with the selected model", re.I)
@@ -38,7 +38,7 @@ def classify(message: str, status: int | None = None, hint: str | None = None) -
     text = " ".join((message or "").split())[:1500] or "model call failed"
     status = status or status_in(text)
     if _BUDGET.search(text) or hint == "billing_error":
-        return ProcessingError("paused", f"gateway budget exhausted: {text}", retry_after=BUDGET_PAUSE_SECONDS)
+        return ProcessingError("paused", f"gateway budget exhausted: {text}", budget=True)
     if _NO_DB.search(text):
         return ProcessingError("permanent", "gateway refused the credentials: the token is not LiteLLM's master key"
                                             f" and the proxy has no database to check virtual keys: {text}")

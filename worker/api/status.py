@@ -97,6 +97,7 @@ def processing_status(services: Services) -> ProcessingStatus:
         lastProgressAgo=round(now - runner.last_progress, 3),
         heartbeatAgo=round(now - runner.heartbeat, 3),
         stalledFor=round(runner.stalled_for(), 3),
+        pausedFor=round(runner.paused_for(), 3),
         vectors=services.extras.get("vector_status", lambda: {})(),
     )
 
