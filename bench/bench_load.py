@@ -500,6 +500,26 @@ def _mb(kb: int) -> str:
     return f"{kb / 1024:.0f} MB"
 
 
+def _latency_report(say: Report, stats: LoadStats, plan: FaultPlan, t0: float, show_slow: int) -> None:
+    lat = stats.latency_ms()
+    restarts = [(a, b) for name, a, b in plan.log if "worker" in name]
+    steady = stats.latency_ms([(a, b + 3.0) for a, b in restarts])
+    say(f"hook post latency              p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
+        f"  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms  ({len(lat)} answered posts)")
+    windows: dict[int, list[float]] = {}
+    for t, ms in stats.latencies:
+        windows.setdefault(int((t - t0) // 2), []).append(ms)
+    say("  p99 per 2 s of the load: " + ", ".join(f"{2 * k}s {pct(v, 99):.0f}" for k, v in sorted(windows.items())))
+    slow = sorted(stats.latencies, key=lambda x: -x[1])[:show_slow]
+    if slow:
+        wall = time.time() - time.monotonic()
+        say("  slowest posts at: " + ", ".join(f"+{t - t0:.1f}s {ms:.0f}ms" for t, ms in slow)
+            + f" (first at {time.strftime('%H:%M:%S', time.localtime(slow[0][0] + wall))}"
+            f".{int((slow[0][0] + wall) % 1 * 1000):03d})")
+    say(f"  without 3 s after a restart  p50 {pct(steady, 50):.1f} ms  p99 {pct(steady, 99):.1f} ms"
+        f"  ({len(steady)} posts)")
+
+
 def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
     upstream = Upstream(root / "upstream.log")
     upstream.start()
@@ -559,6 +579,12 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         posted_at = time.monotonic()
         say(f"posting done in {posted_at - t0:.1f}s: {stats.acked_count}/{total} acknowledged,"
             f" {stats.posts} requests, {stats.resent} re-sent after no answer, {sum(stats.rejected.values())} 4xx")
+        if args.posting_only:
+            for name, a, b in sorted(plan.log, key=lambda x: x[1]):
+                say(f"  fault at +{a - t0:6.1f}s ({b - a:5.1f}s): {name}")
+            _latency_report(say, stats, plan, t0, args.show_slow)
+            say(f"peak RSS during posting: worker alone {_mb(sampler.peak_worker_kb)}")
+            return 0
         deadline = time.monotonic() + args.max_seconds
         while not plan.finished and time.monotonic() < deadline:  # a fault may still run (Chroma outage)
             time.sleep(0.2)
@@ -604,9 +630,7 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
             chroma_line, chroma_ok = f"Chroma: NOT IN SYNC: {exc}", False
         sampler.stop()
 
-        posting = [(a, b) for name, a, b in plan.log if "worker" in name]
         lat = stats.latency_ms()
-        steady = stats.latency_ms([(a, b + 3.0) for a, b in posting])
         done_events = counts["done"]
         say("")
         say("=== figures ===")
@@ -616,17 +640,7 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         say(f"acked, not done at the end     {len(final.not_done)}")
         say(f"observations missing           {len(final.observations_missing)}")
         say(f"4xx answers                    {dict(stats.rejected) or 0}")
-        say(f"hook post latency              p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
-            f"  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms  ({len(lat)} answered posts)")
-        windows: dict[int, list[float]] = {}
-        for t, ms in stats.latencies:
-            windows.setdefault(int((t - t0) // 2), []).append(ms)
-        say("  p99 per 2 s of the load: " + ", ".join(f"{2 * k}s {pct(v, 99):.0f}" for k, v in sorted(windows.items())))
-        slow = sorted(stats.latencies, key=lambda x: -x[1])[:args.show_slow]
-        if slow:
-            say("  slowest posts at: " + ", ".join(f"+{t - t0:.1f}s {ms:.0f}ms" for t, ms in slow))
-        say(f"  without 3 s after a restart  p50 {pct(steady, 50):.1f} ms  p99 {pct(steady, 99):.1f} ms"
-            f"  ({len(steady)} posts)")
+        _latency_report(say, stats, plan, t0, args.show_slow)
         say(f"ingest                         {stats.acked_count / (posted_at - t0):.0f} events/s acknowledged"
             f" over {posted_at - t0:.1f}s")
         say(f"drain                          {done_events} events done in {final_at - t0:.1f}s from the first post"
@@ -678,6 +692,8 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=1200.0, help="bound on each phase")
     parser.add_argument("--no-faults", action="store_true", help="no kills or outages (to isolate throughput)")
     parser.add_argument("--show-slow", type=int, default=10, help="list the N slowest posts")
+    parser.add_argument("--posting-only", action="store_true",
+                        help="stop after the posting phase (latency figures only; no drain or audit)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, database)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))

@@ -181,6 +181,12 @@ def load_docs(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, 
     return out
 
 
+def _default_embedder() -> Embedder:
+    from worker.embeddings import default_embedder
+
+    return default_embedder()
+
+
 class ChromaStore:
     """The `claude_mem` collection, opened lazily and reopened after a failure.
 
@@ -243,6 +249,13 @@ class ChromaStore:
                     metadata={"source": "claude-mem-worker"},
                 )
             return self._collection
+
+    def warm(self) -> None:
+        """Import chromadb and load the embedding model now: both hold the GIL for long stretches, which on a
+        serving worker stalls every hook post behind them (the worker calls this before its port opens)."""
+        import chromadb  # noqa: F401
+
+        (self._embedder or _default_embedder()).load()
 
     def reset(self) -> None:
         """Forget the collection handle (it may name a collection a restarted server no longer has)."""

@@ -38,6 +38,17 @@ def build_processor(settings: Settings, services: Services) -> MemoryProcessor:
             with contextlib.suppress(Exception):
                 await provider.reap_idle()
 
+    async def warm() -> str | None:
+        # A restart with a backlog starts agents at once: the SDK's import (pydantic models, ~0.6-1.7 s holding
+        # the GIL in stretches) happens before the port opens, not while the team's hooks pour back in.
+        if settings.provider != "claude" or not services.conn.execute(
+                "SELECT 1 FROM pending_events WHERE state IN ('pending', 'processing') LIMIT 1").fetchone():
+            return None
+        from worker.agent.claude import import_sdk
+
+        await import_sdk()
+        return "agent SDK"
+
     async def on_start() -> None:
         state["reaper"] = asyncio.create_task(reaper(), name="agent-reaper")
 
@@ -46,6 +57,7 @@ def build_processor(settings: Settings, services: Services) -> MemoryProcessor:
             state["reaper"].cancel()
         await provider.shutdown()
 
+    services.extras.setdefault("warm_up", []).append(warm)
     services.extras.setdefault("on_start", []).append(on_start)
     services.extras.setdefault("on_stop", []).append(on_stop)
     services.extras["processor"] = processor

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -89,6 +90,19 @@ def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Ba
 def create_app(services: Services, extra_routes: list[Any] | None = None) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        # uvicorn opens the port after this startup: what would stall hook posts is done before it.
+        started = time.monotonic()
+        warmed = []
+        for warm in services.extras.get("warm_up", []):
+            try:
+                part = await warm()
+            except Exception:  # a failed warm-up is retried where the part is first used
+                log.exception("warm-up failed")
+            else:
+                if part:
+                    warmed.append(part)
+        if warmed:
+            log.info("warmed up before opening the port: %s in %.1fs", ", ".join(warmed), time.monotonic() - started)
         services.runner.start()
         for start in services.extras.get("on_start", []):
             await start()
