@@ -5,7 +5,9 @@ Loopback only, bounded in count and time. It starts the scripted upstream (slow 
 proxy, a real Chroma server and ONE worker with 2 agent slots; 100 sessions each post a prompt, 50 tool
 events and a Stop, sequentially with small random gaps, as Claude Code's hooks would. Meanwhile the worker
 is SIGKILLed twice and restarted on the same data dir, Chroma is killed for a while and LiteLLM restarted.
-A post counts as acknowledged only when it got a 2xx; posts that got no answer are sent again. At the end
+A post counts as acknowledged only when it got a 2xx. The clients behave as `claude-mem hook` does: with no
+connection the event is spooled and sent (in one batch with the spool) by the session's next hook run; an
+answer lost after sending is sent again. At the end
 every acknowledged post must be matched (by a unique marker) to a stored event that is done, after at most
 one `claude-mem queue retry`, and every observation must be in Chroma.
 
@@ -160,7 +162,10 @@ class LoadStats:
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (monotonic time, ms)
     acked: dict[str, str] = field(default_factory=dict)  # marker -> kind
     posts: int = 0
-    resent: int = 0  # posts sent again after no answer (refused, reset, timed out, 5xx)
+    flush_latencies: list[tuple[float, float]] = field(default_factory=list)  # background batches, not hook runs
+    resent: int = 0  # hook posts not answered (refused, reset, timed out, 5xx): spooled or sent again
+    spooled: int = 0  # hook runs that left their event in the spool (the run itself took ~1 ms)
+    batched: int = 0  # events delivered by a flusher
     rejected: Counter[str] = field(default_factory=Counter)  # 4xx answers: a client or worker bug
     started: float = 0.0
     finished: float = 0.0
@@ -187,6 +192,10 @@ def pct(values: list[float], p: float) -> float:
 class PostFailed(Exception):
     """No usable answer: refused, reset, timed out or cut short."""
 
+    def __init__(self, message: str, stored_nothing: bool = False) -> None:
+        super().__init__(message)
+        self.stored_nothing = stored_nothing  # no connection: the worker certainly did not record it
+
 
 async def http_post(url: str, path: str, body: dict[str, Any], timeout: float) -> tuple[int, bytes]:
     """One POST on a fresh connection, HTTP/1.1 by hand: a hook is one short process with one connection,
@@ -198,7 +207,10 @@ async def http_post(url: str, path: str, body: dict[str, Any], timeout: float) -
             f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
 
     async def exchange() -> tuple[int, bytes]:
-        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            reader, writer = await asyncio.open_connection(host, int(port))
+        except OSError as exc:
+            raise PostFailed(repr(exc), stored_nothing=True) from None
         try:
             writer.write(head + payload)
             await writer.drain()
@@ -221,27 +233,83 @@ async def http_post(url: str, path: str, body: dict[str, Any], timeout: float) -
         raise PostFailed(repr(exc)) from None
 
 
+@dataclass
+class Spool:
+    """What `claude-mem hook` keeps on disk while the worker cannot be reached, and its background flusher
+    (worker/hook.py): one per session here, as each session stands for a developer's machine."""
+
+    events: list[tuple[str, str, str, dict[str, Any]]] = field(default_factory=list)  # (marker, kind, path, body)
+    flusher: asyncio.Task[None] | None = None
+
+
+async def _flush(url: Callable[[], str], spool: Spool, stats: LoadStats, timeout: float) -> None:
+    """The detached flusher: batches of the spool, in order, until it is empty (worker/hook.py flush_spool)."""
+    while spool.events:
+        batch = spool.events[:200]
+        body = {"events": [{"path": p, "body": b} for _, _, p, b in batch]}
+        stats.posts += 1
+        started = time.monotonic()
+        try:
+            status, answer = await http_post(url(), "/api/sessions/batch", body, timeout)
+        except PostFailed:
+            await asyncio.sleep(0.5)
+            continue
+        if status >= 500:
+            await asyncio.sleep(0.5)
+            continue
+        stats.flush_latencies.append((started, (time.monotonic() - started) * 1000))
+        if not 200 <= status < 300:
+            stats.rejected[f"{status} batch: {answer[:120]!r}"] += 1
+        else:
+            for (m, k, p, _), result in zip(batch, json.loads(answer)["results"], strict=True):
+                if 200 <= result["status"] < 300:
+                    stats.acked[m] = k
+                else:
+                    stats.rejected[f"{result['status']} {p} (batched)"] += 1
+            stats.batched += len(batch)
+        del spool.events[:len(batch)]
+
+
+def _to_spool(url: Callable[[], str], spool: Spool, stats: LoadStats, timeout: float,
+              item: tuple[str, str, str, dict[str, Any]]) -> None:
+    spool.events.append(item)
+    stats.spooled += 1
+    if spool.flusher is None or spool.flusher.done():
+        spool.flusher = asyncio.get_running_loop().create_task(_flush(url, spool, stats, timeout))
+
+
 async def _post(url: Callable[[], str], path: str, body: dict[str, Any], marker: str, kind: str,
-                stats: LoadStats, timeout: float) -> None:
-    """Post until a 2xx arrives, as a retrying hook would; a 4xx is recorded and not retried."""
+                stats: LoadStats, timeout: float, spool: Spool) -> None:
+    """One hook run, as worker/hook.py does it.
+
+    Events waiting in the spool: this one joins them and the run ends (the flusher sends them). No
+    connection, or a 5xx (nothing stored): spooled likewise. An answer lost after sending (reset, timeout)
+    is sent again, so an acknowledged event is never one that might have been lost."""
+    item = (marker, kind, path, body)
+    if spool.events:
+        _to_spool(url, spool, stats, timeout, item)
+        return
     while True:
         stats.posts += 1
         started = time.monotonic()
         try:
             status, answer = await http_post(url(), path, body, timeout)
-        except PostFailed:
+        except PostFailed as exc:
             stats.resent += 1
+            if exc.stored_nothing:
+                _to_spool(url, spool, stats, timeout, item)
+                return
             await asyncio.sleep(0.2)
             continue
         elapsed = (time.monotonic() - started) * 1000
+        if status >= 500:
+            stats.resent += 1
+            _to_spool(url, spool, stats, timeout, item)
+            return
         if 200 <= status < 300:
             stats.latencies.append((started, elapsed))
             stats.acked[marker] = kind
             return
-        if status >= 500:
-            stats.resent += 1
-            await asyncio.sleep(0.2)
-            continue
         stats.rejected[f"{status} {path}: {answer[:120]!r}"] += 1
         return
 
@@ -249,11 +317,13 @@ async def _post(url: Callable[[], str], path: str, body: dict[str, Any], marker:
 async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadStats, rng: random.Random) -> None:
     sid = f"load-{n:03d}-{rng.getrandbits(32):08x}"
     cwd = f"/work/{PROJECT}"
+    spool = Spool()
     await asyncio.sleep(rng.uniform(0, cfg.start_spread))
     marker = f"{sid}-prompt"
     await _post(url, "/api/sessions/init", {
         "contentSessionId": sid, "project": PROJECT, "cwd": cwd,
-        "prompt": f"Refactor module {n} of the load bench ({marker})"}, marker, "prompt", stats, cfg.post_timeout)
+        "prompt": f"Refactor module {n} of the load bench ({marker})"}, marker, "prompt", stats, cfg.post_timeout,
+        spool)
     tools = ("Read", "Edit", "Bash", "Grep", "Write")
     for i in range(cfg.tools):
         await asyncio.sleep(rng.uniform(*cfg.gap))
@@ -269,12 +339,14 @@ async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadS
         await _post(url, "/api/sessions/observations", {
             "contentSessionId": sid, "tool_name": tool, "tool_input": tool_input, "cwd": cwd,
             "tool_response": {"ok": True, "output": f"result of {marker} " + "x" * rng.randint(100, 1500)},
-            "tool_use_id": f"toolu_{marker}"}, marker, "observation", stats, cfg.post_timeout)
+            "tool_use_id": f"toolu_{marker}"}, marker, "observation", stats, cfg.post_timeout, spool)
     await asyncio.sleep(rng.uniform(*cfg.gap))
     marker = f"{sid}-stop"
     await _post(url, "/api/sessions/summarize", {
         "contentSessionId": sid, "last_assistant_message": f"Module {n} refactored ({marker})"},
-        marker, "summarize", stats, cfg.post_timeout)
+        marker, "summarize", stats, cfg.post_timeout, spool)
+    if spool.flusher is not None:  # the session's hooks are done; its flusher may still be sending
+        await spool.flusher
 
 
 async def drive(url: Callable[[], str], cfg: LoadConfig, stats: LoadStats) -> None:
@@ -504,7 +576,7 @@ def _latency_report(say: Report, stats: LoadStats, plan: FaultPlan, t0: float, s
     lat = stats.latency_ms()
     restarts = [(a, b) for name, a, b in plan.log if "worker" in name]
     steady = stats.latency_ms([(a, b + 3.0) for a, b in restarts])
-    say(f"hook post latency              p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
+    say(f"hook post latency (answered)   p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
         f"  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms  ({len(lat)} answered posts)")
     windows: dict[int, list[float]] = {}
     for t, ms in stats.latencies:
@@ -518,6 +590,12 @@ def _latency_report(say: Report, stats: LoadStats, plan: FaultPlan, t0: float, s
             f".{int((slow[0][0] + wall) % 1 * 1000):03d})")
     say(f"  without 3 s after a restart  p50 {pct(steady, 50):.1f} ms  p99 {pct(steady, 99):.1f} ms"
         f"  ({len(steady)} posts)")
+    say(f"  hook runs that spooled their event (no connection, or events already waiting): {stats.spooled}")
+    flush = [ms for _, ms in stats.flush_latencies]
+    if flush:
+        say(f"background spool flushes         {len(flush)} batch requests carrying {stats.batched} events:"
+            f" p50 {pct(flush, 50):.1f} ms  p99 {pct(flush, 99):.1f} ms  max {max(flush):.1f} ms"
+            " (a detached process; no session waits for it)")
 
 
 def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
@@ -578,7 +656,8 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         asyncio.run(asyncio.wait_for(drive(lambda: w.url, cfg, stats), timeout=args.max_seconds))
         posted_at = time.monotonic()
         say(f"posting done in {posted_at - t0:.1f}s: {stats.acked_count}/{total} acknowledged,"
-            f" {stats.posts} requests, {stats.resent} re-sent after no answer, {sum(stats.rejected.values())} 4xx")
+            f" {stats.posts} requests, {stats.resent} unanswered, {stats.spooled} spooled, {stats.batched} events"
+            f" delivered by spool flushers, {sum(stats.rejected.values())} 4xx")
         if args.posting_only:
             for name, a, b in sorted(plan.log, key=lambda x: x[1]):
                 say(f"  fault at +{a - t0:6.1f}s ({b - a:5.1f}s): {name}")
@@ -598,7 +677,12 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         def tick(counts: dict[str, int]) -> None:
             if time.monotonic() - last_print[0] > 15:
                 last_print[0] = time.monotonic()
-                say(f"  +{time.monotonic() - t0:6.1f}s queue {counts}")
+                try:
+                    vec = w.get("/api/processing-status").json().get("vectors") or {}
+                except httpx.HTTPError:
+                    vec = {}
+                say(f"  +{time.monotonic() - t0:6.1f}s queue {counts}; Chroma synced {vec.get('synced')}"
+                    f" unsynced {vec.get('unsynced')}")
 
         counts = wait_drained(w, timeout=args.max_seconds, on_tick=tick)
         drained_at = time.monotonic()
@@ -619,7 +703,7 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
 
         vectors: dict[str, Any] = {}
         try:
-            vectors = wait_vectors_synced(w, timeout=120)
+            vectors = wait_vectors_synced(w, timeout=300)
             in_chroma = chroma_ids(chroma.url, "observation")
             in_sqlite = observation_ids(w.db_path)
             chroma_line = (f"Chroma: reachable, synced {vectors['synced']}, unsynced {vectors['unsynced']};"
@@ -648,7 +732,7 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
             f" backlog after posting {drained_at - posted_at:.1f}s")
         say(f"retries                        {first.attempts_total} transient attempts before the first drain;"
             f" {retry.stdout.split()[0] if retry.stdout.strip() else '?'} events put back by `queue retry`;"
-            f" {stats.resent} posts re-sent by clients")
+            f" {stats.resent} unanswered hook posts, {stats.batched} events delivered from a hook spool")
         say(f"peak RSS                       worker alone {_mb(sampler.peak_worker_kb)}; worker + agent CLIs"
             f" {_mb(sampler.peak_total_kb)} (max {sampler.peak_children} child processes,"
             f" {sampler.samples} samples)")

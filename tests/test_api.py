@@ -546,3 +546,27 @@ def test_lone_surrogate_escapes_from_a_javascript_client_are_kept_not_refused(ap
                    if isinstance(p["tool_response"], str) and p["tool_response"].startswith("cut"))
     assert payload["tool_response"] == "cut \ufffd here \U0001F600 ok"
     assert payload["tool_input"] == {"note": "literal \\ud800 stays"}
+
+
+def test_batch_replays_spooled_events_in_order_with_one_status_each(api: WorkerProcess) -> None:
+    sid = f"batch-{uuid.uuid4().hex[:8]}"
+    items = [
+        {"path": "/api/sessions/init", "body": {"contentSessionId": sid, "project": "demo", "prompt": "spooled"}},
+        {"path": "/api/sessions/observations", "body": {"contentSessionId": sid, "tool_name": "Read",
+                                                        "tool_input": {"file_path": "/a"}}},
+        {"path": "/api/sessions/observations", "body": {"contentSessionId": sid, "tool_name": 7}},  # wrong type
+        {"path": "/api/sessions/summarize", "body": {"contentSessionId": "never-seen"}},
+        {"path": "/api/settings", "body": {}},  # not a hook route
+        {"path": "/api/sessions/summarize", "body": {"contentSessionId": sid, "last_assistant_message": "done"}},
+    ]
+    r = api.post("/api/sessions/batch", {"events": items})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert [x["status"] for x in results] == [200, 200, 400, 404, 404, 200]
+    assert results[0]["result"]["promptNumber"] == 1 and results[1]["result"]["status"] == "queued"
+    assert "tool_name" in results[2]["error"] and "never-seen" in results[3]["error"]
+    rows = api.query("SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
+                     " WHERE s.content_session_id = ? ORDER BY e.id", (sid,))
+    assert [row["kind"] for row in rows] == ["prompt", "observation", "summarize"]
+    bad = api.post("/api/sessions/batch", {"events": [{"path": "/api/sessions/init"}]})
+    assert bad.status_code == 400 and bad.json()["field"]

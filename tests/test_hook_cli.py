@@ -25,6 +25,7 @@ from tests.fixtures.worker import (
     clean_env,
     free_port,
     running_worker,
+    wait_for,
     write_settings,
 )
 from worker import storage
@@ -394,3 +395,102 @@ def test_whole_session_flow(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     assert kinds == ["prompt", "observation", "observation", "observation", "summarize"]
     assert [e["promptNumber"] for e in events(hw, s)] == [1, 1, 1, 1, 1]
     assert session_row(hw, s)["status"] == "completed"
+
+
+# --- the spool: events of a session while the worker is down --------------------------------------
+
+
+def spool_files(data: Path) -> list[Path]:
+    directory = data / "spool"
+    return sorted(f for f in directory.iterdir() if not f.name.startswith(".")) if directory.exists() else []
+
+
+def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start_worker: StartWorker,
+                                                                           s: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)  # nothing listens there yet: the worker is restarting
+    base = lambda name: common(s, name, tmp_path)  # noqa: E731
+    runs = [run_hook("user-prompt-submit", {**base("UserPromptSubmit"), "prompt": "while down"}, data)]
+    for name in ("a", "b"):
+        runs.append(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read",
+                                               "tool_input": {"file_path": name}}, data))
+    assert_one_line_failure(runs[0], "unreachable")
+    assert "kept in the spool (1 waiting)" in runs[0].stderr
+    for run in runs[1:]:  # behind a waiting spool: added to it quietly, the flusher is at work
+        assert_silent_success(run)
+    assert [f.stat().st_mode & 0o777 for f in (data / "spool").iterdir()] == [0o600] * 4  # 3 events and a lock
+    assert (data / "spool").stat().st_mode & 0o777 == 0o700
+
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    # the flusher the last hook left behind delivers them once the worker is back, without another hook
+    wait_for(lambda: len(events(w, s)) == 3, timeout=15)
+    assert spool_files(data) == []
+    assert_silent_success(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read",
+                                                     "tool_input": {"file_path": "c"}}, data))
+    got = events(w, s)
+    assert [e["kind"] for e in got] == ["prompt", "observation", "observation", "observation"]
+    assert [e.get("tool_input") for e in got[1:]] == [{"file_path": "a"}, {"file_path": "b"}, {"file_path": "c"}]
+    assert spool_files(data) == []
+    # the hook's own answer still matters after a flush: a refused event is reported
+    run = run_hook("stop", {**common("never-seen", "Stop", tmp_path), "last_assistant_message": "x"}, data)
+    assert_silent_success(run)  # 404 for an unrecorded session is quiet, as without a spool
+
+
+def test_a_new_session_sends_what_an_outage_left_behind(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)
+    assert_one_line_failure(run_hook("user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path),
+                                                            "prompt": "before the restart"}, data), "kept")
+    for claim in (data / "spool").iterdir():  # as if its flusher had given up long ago
+        if claim.name.endswith(".sending"):
+            claim.rename(claim.with_name(claim.name.rsplit(".", 2)[0]))
+    time.sleep(0.1)
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    run = run_hook("session-start", {**common(str(uuid.uuid4()), "SessionStart", tmp_path), "source": "startup"}, data)
+    assert json.loads(run.stdout)["hookSpecificOutput"]["hookEventName"] == "SessionStart"
+    wait_for(lambda: [e["kind"] for e in events(w, s)] == ["prompt"], timeout=15)
+    assert spool_files(data) == []
+
+
+def test_concurrent_hooks_send_each_spooled_event_once(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
+    """Claude Code runs hooks of parallel tool calls at once: each spooled event must be claimed by one."""
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)
+
+    def tool(marker: str) -> HookRun:
+        return run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
+                                          "tool_input": {"file_path": marker}}, data)
+
+    with ThreadPoolExecutor(4) as pool:
+        down = list(pool.map(tool, [f"down-{i}" for i in range(24)]))
+    assert sum("kept in the spool" in r.stderr for r in down) >= 1 and all(r.code == 0 for r in down)
+    assert len(spool_files(data)) == 24
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    with ThreadPoolExecutor(4) as pool:
+        up = list(pool.map(tool, [f"up-{i}" for i in range(4)]))
+    for run in up:
+        assert_silent_success(run)
+    expected = sorted([f"down-{i}" for i in range(24)] + [f"up-{i}" for i in range(4)])
+    wait_for(lambda: len(events(w, s)) >= len(expected) and not spool_files(data), timeout=20)
+    stored = [e["tool_input"]["file_path"] for e in events(w, s)]
+    assert sorted(stored) == expected  # each exactly once
+
+
+def test_a_claim_left_by_a_dead_hook_is_taken_over(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)
+    assert "kept" in run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
+                                                "tool_input": {"file_path": "orphan"}}, data).stderr
+    [spooled] = spool_files(data)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    spooled.rename(spooled.with_name(f"{spooled.name}.{dead.pid}.sending"))  # its claimant died mid-send
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    assert_silent_success(run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
+                                                     "tool_input": {"file_path": "next"}}, data))
+    wait_for(lambda: len(events(w, s)) == 2, timeout=15)
+    assert [e["tool_input"]["file_path"] for e in events(w, s)] == ["orphan", "next"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -165,3 +166,40 @@ def test_a_restart_with_a_backlog_warms_up_before_the_port_opens(start_worker) -
     log = w.stderr_text()
     assert re.search(r"warmed up before opening the port: agent SDK in \d", log), log[-2000:]
     assert w.get("/api/health").status_code == 200
+
+
+def test_worker_start_sends_what_the_hooks_kept_while_it_was_down(cli: Cli) -> None:
+    """A local user's hooks spool while the worker is stopped; `worker start` sends the spool at once."""
+    from tests.fixtures.worker import CLAUDE_MEM, clean_env
+
+    def hook(event: str, body: dict[str, object]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLAUDE_MEM, "hook", event], input=json.dumps(body), capture_output=True, text=True,
+                              env=clean_env(cli.data_dir, **cli.env), timeout=30)
+
+    first = hook("user-prompt-submit", {"session_id": "s-spool", "cwd": "/work/demo", "prompt": "while stopped"})
+    assert "kept in the spool (1 waiting)" in first.stderr
+    hook("post-tool-use", {"session_id": "s-spool", "cwd": "/work/demo", "tool_name": "Read",
+                           "tool_input": {"file_path": "/a.py"}})
+    # as if the flusher these hooks left behind had given up long ago
+    marker = f"CLAUDE_MEM_DATA_DIR={cli.data_dir}".encode()
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker + b"\0" in (entry / "environ").read_bytes() + b"\0" \
+                    and b"hook" in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue
+    for claim in (cli.data_dir / "spool").iterdir():
+        if claim.name.endswith(".sending"):
+            claim.rename(claim.with_name(claim.name.rsplit(".", 2)[0]))
+    assert "hook spool: 2 event(s)" in cli("worker", "status").stdout
+    started = cli("worker", "start")
+    assert "sending 2 event(s)" in started.stdout, started.stdout
+
+    def stored() -> list[str]:
+        r = httpx.get(f"http://127.0.0.1:{cli.port}/api/processing-status", timeout=5)
+        return [str(r.json()["queue"])] if sum(r.json()["queue"].values()) >= 2 else []
+
+    wait_for(stored, timeout=15)
+    assert "hook spool" not in cli("worker", "status").stdout
+    cli("worker", "stop")

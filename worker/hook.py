@@ -25,12 +25,27 @@ TIMEOUT = 5.0
 CONTEXT_TIMEOUT = 10.0
 
 
+SPOOL_LIMIT = 5000  # events kept while the worker is unreachable; beyond it, new events are reported lost
+BATCH_LIMIT = 200  # spooled events sent per batch request
+FLUSH_WAIT = 10.0  # seconds a background flusher waits for an unreachable worker before leaving it to the next hook
+# Answers after which the worker certainly stored nothing (a 504 from a proxy may hide a stored event).
+NOT_STORED = (500, 502, 503)
+
+
 class HookFailure(Exception):
     pass
 
 
+class NotDelivered(HookFailure):
+    """The worker certainly did not record the request: no connection, or it answered 5xx."""
+
+
+def _data_dir() -> str:
+    return os.environ.get("CLAUDE_MEM_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".claude-mem")
+
+
 def _settings() -> dict[str, str]:
-    data_dir = os.environ.get("CLAUDE_MEM_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".claude-mem")
+    data_dir = _data_dir()
     values = dict(DEFAULTS)
     try:
         with open(os.path.join(data_dir, "settings.json"), encoding="utf-8") as fh:
@@ -77,14 +92,20 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
     raw = ("\r\n".join(headers) + "\r\n\r\n").encode() + payload
     deadline = time.monotonic() + timeout
     try:
-        sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+        try:
+            sock: socket.socket = socket.create_connection((host, port), timeout=timeout)
+        except OSError as exc:
+            raise NotDelivered(f"worker at {host}:{port} unreachable ({exc.strerror or exc})") from None
         if tls:
             import ssl
 
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
         with sock:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
-            sock.sendall(raw)
+            try:
+                sock.sendall(raw)
+            except OSError as exc:  # refused mid-request (a worker starting or dying): it stored nothing
+                raise NotDelivered(f"worker at {host}:{port} dropped the request ({exc.strerror or exc})") from None
             chunks = []
             while True:
                 # One deadline for the whole answer: a worker trickling bytes cannot stall the session.
@@ -152,6 +173,215 @@ def _project(cwd: str) -> str:
     return os.path.basename((cwd or os.getcwd()).rstrip("/"))
 
 
+# --- the spool: events kept on disk while the worker cannot be reached ------------------------------
+# One file per event, named so that names sort in arrival order. While any wait, a hook run adds its event
+# behind them and returns; a detached flusher (one at a time, by a lock file) claims files by renaming them,
+# sends them in batch requests and deletes them once answered, or renames them back. A claim left by a dead
+# process is retaken. So an outage or a restart loses no event and never makes the user's session wait.
+
+
+def _spool_dir() -> str:
+    return os.path.join(_data_dir(), "spool")
+
+
+def spool_event(path: str, body: dict[str, Any]) -> int:
+    """Keep one event for a later hook run; returns how many are waiting."""
+    directory = _spool_dir()
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    waiting = len(os.listdir(directory))
+    if waiting >= SPOOL_LIMIT:
+        raise HookFailure(f"spool full ({waiting} events in {directory}): this event is lost")
+    name = f"{time.time_ns():020d}-{os.getpid()}"
+    tmp = os.path.join(directory, f".{name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump({"path": path, "body": body}, fh, ensure_ascii=False)
+    os.rename(tmp, os.path.join(directory, name + ".json"))
+    return waiting + 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def claim_spool(limit: int = BATCH_LIMIT, max_bytes: int = 512 * 1024) -> list[tuple[str, dict[str, Any]]]:
+    """The oldest spooled events (at most `limit`, and about `max_bytes` of JSON), claimed by this process."""
+    directory = _spool_dir()
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    me = str(os.getpid())
+    claimed: list[tuple[str, dict[str, Any]]] = []
+    size = 0
+    for name in names:
+        if len(claimed) >= limit or (claimed and size >= max_bytes):
+            break
+        base = name
+        if name.endswith(".sending"):  # NAME.json.PID.sending: another run's claim
+            base, owner = name[: -len(".sending")].rsplit(".", 1)
+            if not owner.isdigit() or _alive(int(owner)):
+                continue
+        elif not name.endswith(".json"):
+            continue
+        target = os.path.join(directory, f"{base}.{me}.sending")
+        try:
+            os.rename(os.path.join(directory, name), target)
+            with open(target, encoding="utf-8") as fh:
+                text = fh.read()
+            event = json.loads(text)
+        except FileNotFoundError:
+            continue  # another run claimed it first
+        except (OSError, ValueError):
+            continue
+        claimed.append((target, event))
+        size += len(text)
+    return claimed
+
+
+def _unclaim(claimed: list[tuple[str, dict[str, Any]]]) -> None:
+    for target, _ in claimed:
+        try:
+            os.rename(target, target.rsplit(".", 2)[0])
+        except OSError:
+            pass
+
+
+def spool_waiting() -> bool:
+    try:
+        names = os.listdir(_spool_dir())
+    except OSError:
+        return False
+    return any(n.endswith((".json", ".sending")) for n in names)
+
+
+def _send_batch(claimed: list[tuple[str, dict[str, Any]]]) -> str:
+    """One batch request for claimed events: "sent", "retry" (nothing stored) or "stop" (refused as a whole)."""
+    try:
+        status, _ = request("POST", "/api/sessions/batch", {"events": [e for _, e in claimed]}, TIMEOUT)
+    except HookFailure:
+        # No connection; or sent and unanswered, when the worker may have stored them: sending them again
+        # risks a duplicate observation, dropping them risks losing events, and a duplicate is the lesser harm.
+        return "retry"
+    if status in NOT_STORED:
+        return "retry"
+    if status == 404:  # a worker without the batch route: one request per event, in order
+        for target, event in claimed:
+            try:
+                one, _ = request("POST", str(event.get("path")), event.get("body"), TIMEOUT)
+            except HookFailure:
+                return "retry"
+            if one in NOT_STORED:
+                return "retry"
+            _remove(target)
+        return "sent"
+    if status >= 400:  # a wrong token or a body over the worker's limit: kept until the user fixes it
+        return "stop"
+    return "sent"
+
+
+def _remove(target: str) -> None:
+    try:
+        os.unlink(target)
+    except OSError:
+        pass
+
+
+def flush_spool(max_wait: float = FLUSH_WAIT) -> int:
+    """Send the spool in order, in batches, until it is empty; one flusher at a time (a lock file).
+
+    Returns how many events were sent. Gives up after `max_wait` seconds without a worker; the next hook
+    run starts another flusher."""
+    import fcntl
+
+    directory = _spool_dir()
+    try:
+        lock = os.fdopen(os.open(os.path.join(directory, ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a")
+    except OSError:
+        return 0
+    try:
+        max_body = int(_settings().get("CLAUDE_MEM_MAX_BODY_BYTES") or 1048576)
+    except ValueError:
+        max_body = 1048576
+    sent = 0
+    deadline = time.monotonic() + max_wait
+    with lock:
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return sent  # another flusher is at work, and it loops until the spool is empty
+            try:
+                while True:
+                    claimed = claim_spool(max_bytes=max_body // 2)
+                    if not claimed:
+                        break
+                    outcome = _send_batch(claimed)
+                    if outcome == "sent":
+                        for target, _ in claimed:
+                            _remove(target)
+                        sent += len(claimed)
+                        deadline = time.monotonic() + max_wait
+                        continue
+                    _unclaim(claimed)
+                    if outcome == "stop" or time.monotonic() > deadline:
+                        return sent
+                    time.sleep(0.5)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+            # An event spooled after our last claim and before the unlock would wait for the next hook run.
+            if not spool_waiting():
+                return sent
+
+
+def start_flusher() -> None:
+    """Flush in a detached child, so the hook returns at once: Claude Code waits for the hook, and a backlog
+    left by an outage would otherwise be sent in the user's session."""
+    if not hasattr(os, "fork"):
+        flush_spool(max_wait=0)
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return
+    try:  # the child: out of Claude Code's way (no inherited pipes, own session)
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        flush_spool()
+    finally:
+        os._exit(0)
+
+
+def deliver(path: str, body: dict[str, Any], event: str) -> tuple[int, bytes] | None:
+    """This event's (status, body); None when it went to the spool.
+
+    While earlier events wait in the spool, this one joins them (in order) and a background flusher sends
+    them; when the worker cannot be reached, it is spooled and the flusher retries for a while."""
+    if spool_waiting():
+        spool_event(path, body)
+        start_flusher()
+        return None
+    try:
+        status, answer = request("POST", path, body, TIMEOUT)
+    except NotDelivered as exc:
+        waiting = spool_event(path, body)
+        start_flusher()
+        raise HookFailure(f"{exc}; {event} kept in the spool ({waiting} waiting)") from None
+    if status in NOT_STORED:
+        waiting = spool_event(path, body)
+        start_flusher()
+        raise HookFailure(f"worker answered {status}; {event} kept in the spool ({waiting} waiting)")
+    return status, answer
+
+
 def _check(status: int, body: bytes, event: str) -> None:
     if status >= 400:
         try:
@@ -168,6 +398,8 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
     if event == "session-start":
         from urllib.parse import quote
 
+        if spool_waiting():  # a new session is a good moment to send what an outage left behind
+            start_flusher()
         status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None, CONTEXT_TIMEOUT)
         _check(status, body, event)
         return json.dumps({"hookSpecificOutput": {"hookEventName": "SessionStart",
@@ -197,7 +429,10 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         path = "/api/sessions/complete"
     else:
         raise HookFailure(f"unknown hook event {event!r}; expected one of {', '.join(EVENTS)}")
-    status, body = request("POST", path, body_out, TIMEOUT)
+    answered = deliver(path, body_out, event)
+    if answered is None:
+        return None  # kept in the spool behind earlier events
+    status, body = answered
     if status == 404 and event in ("stop", "session-end"):
         return None  # nothing was recorded for this session (e.g. an excluded project): nothing to do
     _check(status, body, event)

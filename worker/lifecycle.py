@@ -90,6 +90,7 @@ def start(settings: Settings, wait: float = 60.0) -> int:
             return 1
         if healthy(settings):
             print(f"worker started (pid {proc.pid}) at {settings.base_url}; logs: {settings.log_path}")
+            _flush_hook_spool()
             return 0
         time.sleep(0.2)
     print(f"worker did not answer within {wait:.0f}s; see {settings.log_path}", file=sys.stderr)
@@ -113,12 +114,36 @@ def stop(settings: Settings, timeout: float = 15.0) -> int:
     return 0
 
 
+def _spool_count() -> int:
+    from worker.hook import _spool_dir
+
+    try:
+        return sum(n.endswith((".json", ".sending")) for n in os.listdir(_spool_dir()))
+    except OSError:
+        return 0
+
+
+def _flush_hook_spool() -> None:
+    """Events this machine's hooks kept while the worker was down go now, not at the next hook."""
+    waiting = _spool_count()
+    if waiting:
+        from worker.hook import start_flusher
+
+        print(f"sending {waiting} event(s) the hooks kept while the worker was down")
+        start_flusher()
+
+
 def status(settings: Settings) -> int:
     info = healthy(settings)
+    waiting = _spool_count()
     if not info:
         pid = _pid(settings)
         print(f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
+        if waiting:
+            print(f"hook spool: {waiting} event(s) kept on this machine, sent when the worker answers")
         return 1
+    if waiting:
+        print(f"hook spool: {waiting} event(s) kept on this machine, being sent")
     print(f"worker running: pid {info.get('pid')}, {settings.base_url}, uptime {info.get('uptime', 0):.0f}s,"
           f" version {info.get('version')}")
     try:

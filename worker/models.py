@@ -53,6 +53,25 @@ class QueuedResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     eventId: int | None = None
 
 
+class BatchItem(msgspec.Struct, kw_only=True):
+    path: str  # the hook route the event was meant for, e.g. /api/sessions/observations
+    body: dict[str, Any]
+
+
+class BatchRequest(msgspec.Struct, kw_only=True):
+    events: list[BatchItem]
+
+
+class BatchResult(msgspec.Struct, kw_only=True, omit_defaults=True):
+    status: int  # what the event's own route would have answered
+    result: Any = None
+    error: str | None = None
+
+
+class BatchResponse(msgspec.Struct, kw_only=True):
+    results: list[BatchResult]
+
+
 class HealthResponse(msgspec.Struct, kw_only=True):
     status: str
     version: str

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Any
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.exceptions import NotFoundException
 from litestar.response import Response
@@ -11,6 +14,9 @@ from litestar.response import Response
 from worker import queue, storage
 from worker.context import build_context
 from worker.models import (
+    BatchRequest,
+    BatchResponse,
+    BatchResult,
     CompleteRequest,
     ObservationRequest,
     QueuedResponse,
@@ -26,81 +32,134 @@ def _project_of(cwd: str) -> str:
     return os.path.basename(cwd.rstrip("/")) if cwd else ""
 
 
+def record_prompt(services: Services, data: SessionInitRequest) -> SessionInitResponse:
+    conn = services.conn
+    if services.is_excluded(data.project, data.cwd):
+        return SessionInitResponse(sessionDbId=None, promptNumber=0, skipped=True, reason="excluded")
+    prompt = strip_private(data.prompt)
+    with storage.Tx(conn):
+        session = storage.ensure_session(conn, data.contentSessionId, data.project, data.platformSource,
+                                         data.customTitle)
+        if data.prompt.strip() and not prompt.strip():
+            number = session["prompt_counter"]
+            return SessionInitResponse(sessionDbId=session["id"], promptNumber=number, skipped=True,
+                                       reason="private")
+        number = storage.add_prompt(conn, session["id"], prompt)
+        prompt_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+        queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number})
+    services.runner.wake()
+    services.notify_stored("prompt", [prompt_id])
+    return SessionInitResponse(sessionDbId=session["id"], promptNumber=number)
+
+
+def record_observation(services: Services, data: ObservationRequest) -> QueuedResponse:
+    conn = services.conn
+    project = _project_of(data.cwd)
+    if data.tool_name in services.settings.skip_tools:
+        return QueuedResponse(status="skipped", reason="tool_excluded")
+    existing = storage.get_session(conn, data.contentSessionId)
+    if services.is_excluded(existing["project"] if existing else project, data.cwd):
+        return QueuedResponse(status="skipped", reason="excluded")
+    payload = {
+        "tool_name": data.tool_name,
+        "tool_input": strip_private_any(data.tool_input),
+        "tool_response": strip_private_any(data.tool_response),
+        "cwd": data.cwd,
+        "tool_use_id": data.tool_use_id,
+        "agentId": data.agentId,
+        "agentType": data.agentType,
+    }
+    with storage.Tx(conn):
+        # A tool event for a session we never saw start (a lost init) still counts: keep it.
+        session = storage.ensure_session(conn, data.contentSessionId, project, data.platformSource)
+        payload["promptNumber"] = session["prompt_counter"]
+        event_id = queue.enqueue(conn, session["id"], "observation", payload)
+    services.runner.wake()
+    return QueuedResponse(status="queued", eventId=event_id)
+
+
+def record_summarize(services: Services, data: SummarizeRequest) -> QueuedResponse:
+    conn = services.conn
+    session = storage.get_session(conn, data.contentSessionId)
+    if session is None:
+        raise NotFoundException(
+            f"unknown session {data.contentSessionId!r}: no prompt or tool event was recorded for it")
+    with storage.Tx(conn):
+        event_id = queue.enqueue(
+            conn, session["id"], "summarize",
+            {"last_assistant_message": strip_private(data.last_assistant_message),
+             "promptNumber": session["prompt_counter"]},
+        )
+    services.runner.wake()
+    return QueuedResponse(status="queued", eventId=event_id)
+
+
+def record_complete(services: Services, data: CompleteRequest) -> QueuedResponse:
+    conn = services.conn
+    session = storage.get_session(conn, data.contentSessionId)
+    if session is None:
+        raise NotFoundException(f"unknown session {data.contentSessionId!r}")
+    with storage.Tx(conn):
+        storage.complete_session(conn, session["id"])
+    return QueuedResponse(status="completed")
+
+
+# The batch route replays events a hook spooled while the worker was unreachable, through the same code.
+_BATCH: dict[str, tuple[type[Any], Callable[[Services, Any], msgspec.Struct]]] = {
+    "/api/sessions/init": (SessionInitRequest, record_prompt),
+    "/api/sessions/observations": (ObservationRequest, record_observation),
+    "/api/sessions/summarize": (SummarizeRequest, record_summarize),
+    "/api/sessions/complete": (CompleteRequest, record_complete),
+}
+
+
+def record_batch(services: Services, data: BatchRequest) -> BatchResponse:
+    """Each event in order, each in its own transaction; a refused one (4xx) does not stop the others."""
+    results: list[BatchResult] = []
+    for item in data.events:
+        route = _BATCH.get(item.path)
+        if route is None:
+            results.append(BatchResult(status=404, error=f"{item.path}: not a hook route ({', '.join(_BATCH)})"))
+            continue
+        shape, record = route
+        try:
+            event = msgspec.convert(item.body, shape)
+        except msgspec.ValidationError as exc:
+            results.append(BatchResult(status=400, error=f"{item.path}: {exc}"))
+            continue
+        try:
+            answer = record(services, event)
+        except NotFoundException as exc:
+            results.append(BatchResult(status=404, error=str(exc.detail)))
+            continue
+        results.append(BatchResult(status=200, result=msgspec.to_builtins(answer)))
+    return BatchResponse(results=results)
+
+
 class HookController(Controller):
     path = "/api"
     tags = ["hooks"]
 
     @post("/sessions/init", status_code=200)
     async def session_init(self, data: SessionInitRequest, services: Services) -> SessionInitResponse:
-        conn = services.conn
-        if services.is_excluded(data.project, data.cwd):
-            return SessionInitResponse(sessionDbId=None, promptNumber=0, skipped=True, reason="excluded")
-        prompt = strip_private(data.prompt)
-        with storage.Tx(conn):
-            session = storage.ensure_session(conn, data.contentSessionId, data.project, data.platformSource,
-                                             data.customTitle)
-            if data.prompt.strip() and not prompt.strip():
-                number = session["prompt_counter"]
-                return SessionInitResponse(sessionDbId=session["id"], promptNumber=number, skipped=True,
-                                           reason="private")
-            number = storage.add_prompt(conn, session["id"], prompt)
-            prompt_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-            queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number})
-        services.runner.wake()
-        services.notify_stored("prompt", [prompt_id])
-        return SessionInitResponse(sessionDbId=session["id"], promptNumber=number)
+        return record_prompt(services, data)
 
     @post("/sessions/observations", status_code=200)
     async def observation(self, data: ObservationRequest, services: Services) -> QueuedResponse:
-        conn = services.conn
-        project = _project_of(data.cwd)
-        if data.tool_name in services.settings.skip_tools:
-            return QueuedResponse(status="skipped", reason="tool_excluded")
-        existing = storage.get_session(conn, data.contentSessionId)
-        if services.is_excluded(existing["project"] if existing else project, data.cwd):
-            return QueuedResponse(status="skipped", reason="excluded")
-        payload = {
-            "tool_name": data.tool_name,
-            "tool_input": strip_private_any(data.tool_input),
-            "tool_response": strip_private_any(data.tool_response),
-            "cwd": data.cwd,
-            "tool_use_id": data.tool_use_id,
-            "agentId": data.agentId,
-            "agentType": data.agentType,
-        }
-        with storage.Tx(conn):
-            # A tool event for a session we never saw start (a lost init) still counts: keep it.
-            session = storage.ensure_session(conn, data.contentSessionId, project, data.platformSource)
-            payload["promptNumber"] = session["prompt_counter"]
-            event_id = queue.enqueue(conn, session["id"], "observation", payload)
-        services.runner.wake()
-        return QueuedResponse(status="queued", eventId=event_id)
+        return record_observation(services, data)
 
     @post("/sessions/summarize", status_code=200)
     async def summarize(self, data: SummarizeRequest, services: Services) -> QueuedResponse:
-        conn = services.conn
-        session = storage.get_session(conn, data.contentSessionId)
-        if session is None:
-            raise NotFoundException(
-                f"unknown session {data.contentSessionId!r}: no prompt or tool event was recorded for it")
-        with storage.Tx(conn):
-            event_id = queue.enqueue(
-                conn, session["id"], "summarize",
-                {"last_assistant_message": strip_private(data.last_assistant_message),
-                 "promptNumber": session["prompt_counter"]},
-            )
-        services.runner.wake()
-        return QueuedResponse(status="queued", eventId=event_id)
+        return record_summarize(services, data)
 
     @post("/sessions/complete", status_code=200)
     async def complete(self, data: CompleteRequest, services: Services) -> QueuedResponse:
-        conn = services.conn
-        session = storage.get_session(conn, data.contentSessionId)
-        if session is None:
-            raise NotFoundException(f"unknown session {data.contentSessionId!r}")
-        with storage.Tx(conn):
-            storage.complete_session(conn, session["id"])
-        return QueuedResponse(status="completed")
+        return record_complete(services, data)
+
+    @post("/sessions/batch", status_code=200)
+    async def batch(self, data: BatchRequest, services: Services) -> BatchResponse:
+        """Events a hook kept while the worker was unreachable, then the current one, in order."""
+        return record_batch(services, data)
 
     @get("/context/inject", media_type="text/plain")
     async def context_inject(
