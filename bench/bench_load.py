@@ -252,10 +252,10 @@ async def _flush(url: Callable[[], str], spool: Spool, stats: LoadStats, timeout
         try:
             status, answer = await http_post(url(), "/api/sessions/batch", body, timeout)
         except PostFailed:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(random.uniform(0.25, 1.0))  # as worker/hook.py's flusher
             continue
         if status >= 500:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(random.uniform(0.25, 1.0))
             continue
         stats.flush_latencies.append((started, (time.monotonic() - started) * 1000))
         if not 200 <= status < 300:

@@ -332,7 +332,8 @@ def flush_spool(max_wait: float = FLUSH_WAIT) -> int:
                     _unclaim(claimed)
                     if outcome == "stop" or time.monotonic() > deadline:
                         return sent
-                    time.sleep(0.5)
+                    # Jittered: after a restart, a team's flushers must not all arrive in the same instant.
+                    time.sleep(0.25 + (int.from_bytes(os.urandom(2), "big") / 65535) * 0.75)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
             # An event spooled after our last claim and before the unlock would wait for the next hook run.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable
 from typing import Any
@@ -113,10 +114,15 @@ _BATCH: dict[str, tuple[type[Any], Callable[[Services, Any], msgspec.Struct]]] =
 }
 
 
-def record_batch(services: Services, data: BatchRequest) -> BatchResponse:
-    """Each event in order, each in its own transaction; a refused one (4xx) does not stop the others."""
+async def record_batch(services: Services, data: BatchRequest) -> BatchResponse:
+    """Each event in order, each in its own transaction; a refused one (4xx) does not stop the others.
+
+    After a restart every developer's flusher sends its spool at once: the loop is yielded between events
+    so a live hook's single post is not queued behind a hundred batches."""
     results: list[BatchResult] = []
-    for item in data.events:
+    for n, item in enumerate(data.events):
+        if n:
+            await asyncio.sleep(0)
         route = _BATCH.get(item.path)
         if route is None:
             results.append(BatchResult(status=404, error=f"{item.path}: not a hook route ({', '.join(_BATCH)})"))
@@ -159,7 +165,7 @@ class HookController(Controller):
     @post("/sessions/batch", status_code=200)
     async def batch(self, data: BatchRequest, services: Services) -> BatchResponse:
         """Events a hook kept while the worker was unreachable, then the current one, in order."""
-        return record_batch(services, data)
+        return await record_batch(services, data)
 
     @get("/context/inject", media_type="text/plain")
     async def context_inject(
