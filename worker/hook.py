@@ -298,7 +298,10 @@ def flush_spool(max_wait: float = FLUSH_WAIT) -> int:
 
     Returns how many events were sent. Gives up after `max_wait` seconds without a worker; the next hook
     run starts another flusher."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; renaming claims still keeps two flushers off the same event
+        fcntl = None  # type: ignore[assignment]
 
     directory = _spool_dir()
     try:
@@ -314,7 +317,8 @@ def flush_spool(max_wait: float = FLUSH_WAIT) -> int:
     with lock:
         while True:
             try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 return sent  # another flusher is at work, and it loops until the spool is empty
             try:
@@ -335,7 +339,8 @@ def flush_spool(max_wait: float = FLUSH_WAIT) -> int:
                     # Jittered: after a restart, a team's flushers must not all arrive in the same instant.
                     time.sleep(0.25 + (int.from_bytes(os.urandom(2), "big") / 65535) * 0.75)
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                if fcntl is not None:
+                    fcntl.flock(lock, fcntl.LOCK_UN)
             # An event spooled after our last claim and before the unlock would wait for the next hook run.
             if not spool_waiting():
                 return sent

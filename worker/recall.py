@@ -33,14 +33,9 @@ def install(services: Services) -> list[Any]:
         async def stop() -> None:
             await asyncio.to_thread(vsync.stop)
 
-        def has_memory() -> bool:
-            return services.conn.execute("SELECT 1 FROM observations LIMIT 1").fetchone() is not None
-
         async def warm() -> str | None:
-            # A worker with memory needs the model at once (the backfill, the first semantic search); a fresh
-            # one loads it when the first observation arrives, so a new install starts in a fraction of a second.
-            if not has_memory():
-                return None
+            # Loaded lazily, the model arrives with the first observation, in the middle of a session's burst
+            # of hook posts; loaded here it costs ~1.5 s of start-up instead.
             await asyncio.to_thread(vsync.store.warm)
             return "embedding model"
 

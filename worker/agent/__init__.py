@@ -39,10 +39,9 @@ def build_processor(settings: Settings, services: Services) -> MemoryProcessor:
                 await provider.reap_idle()
 
     async def warm() -> str | None:
-        # A restart with a backlog starts agents at once: the SDK's import (pydantic models, ~0.6-1.7 s holding
-        # the GIL in stretches) happens before the port opens, not while the team's hooks pour back in.
-        if settings.provider != "claude" or not services.conn.execute(
-                "SELECT 1 FROM pending_events WHERE state IN ('pending', 'processing') LIMIT 1").fetchone():
+        # The SDK's import (pydantic models, ~0.6-1.7 s holding the GIL in stretches) happens before the port
+        # opens, not at the first event, when the session's hooks (or, after a restart, a team's) pour in.
+        if settings.provider != "claude":
             return None
         from worker.agent.claude import import_sdk
 
