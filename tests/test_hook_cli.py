@@ -437,6 +437,17 @@ def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start
     assert_silent_success(run)  # 404 for an unrecorded session is quiet, as without a spool
 
 
+def test_a_spooled_event_keeps_output_cut_mid_character(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)
+    cut = '{"session_id": "' + s + '", "cwd": "/w/p", "tool_name": "Bash", "tool_response": "caf\\ud83d"}'
+    assert "kept in the spool" in run_hook("post-tool-use", cut, data).stderr
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    wait_for(lambda: events(w, s), timeout=15)
+    assert events(w, s)[0]["tool_response"] in ("caf?", "caf\ufffd")  # kept; the half character replaced
+
+
 def test_a_new_session_sends_what_an_outage_left_behind(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}

@@ -188,14 +188,16 @@ def spool_event(path: str, body: dict[str, Any]) -> int:
     """Keep one event for a later hook run; returns how many are waiting."""
     directory = _spool_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    waiting = len(os.listdir(directory))
+    waiting = sum(n.endswith((".json", ".sending")) for n in os.listdir(directory))
     if waiting >= SPOOL_LIMIT:
         raise HookFailure(f"spool full ({waiting} events in {directory}): this event is lost")
     name = f"{time.time_ns():020d}-{os.getpid()}"
     tmp = os.path.join(directory, f".{name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump({"path": path, "body": body}, fh, ensure_ascii=False)
+        # ASCII escapes: a lone surrogate (output cut mid-character) survives the file, and is repaired
+        # when the event is sent, as for a direct post.
+        json.dump({"path": path, "body": body}, fh)
     os.rename(tmp, os.path.join(directory, name + ".json"))
     return waiting + 1
 
