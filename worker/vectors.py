@@ -237,14 +237,14 @@ class ChromaStore:
     def collection(self) -> Collection:
         with self._lock:
             if self._collection is None:
-                from worker.embeddings import MiniLMEmbeddingFunction, default_embedder
+                from worker.embeddings import MiniLMEmbeddingFunction
 
                 client = self._client or self._open_client()
                 self._client = client
                 self._collection = client.get_or_create_collection(
                     self.collection_name,
                     embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
-                        self._embedder or default_embedder()),
+                        self._embedder or _default_embedder()),
                     configuration={"hnsw": {"space": "cosine"}},
                     metadata={"source": "claude-mem-worker"},
                 )

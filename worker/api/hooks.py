@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
@@ -79,12 +80,17 @@ def record_observation(services: Services, data: ObservationRequest) -> QueuedRe
     return QueuedResponse(status="queued", eventId=event_id)
 
 
-def record_summarize(services: Services, data: SummarizeRequest) -> QueuedResponse:
-    conn = services.conn
-    session = storage.get_session(conn, data.contentSessionId)
+def _recorded_session(conn: sqlite3.Connection, content_session_id: str) -> sqlite3.Row:
+    session = storage.get_session(conn, content_session_id)
     if session is None:
         raise NotFoundException(
-            f"unknown session {data.contentSessionId!r}: no prompt or tool event was recorded for it")
+            f"unknown session {content_session_id!r}: no prompt or tool event was recorded for it")
+    return session
+
+
+def record_summarize(services: Services, data: SummarizeRequest) -> QueuedResponse:
+    conn = services.conn
+    session = _recorded_session(conn, data.contentSessionId)
     with storage.Tx(conn):
         event_id = queue.enqueue(
             conn, session["id"], "summarize",
@@ -97,9 +103,7 @@ def record_summarize(services: Services, data: SummarizeRequest) -> QueuedRespon
 
 def record_complete(services: Services, data: CompleteRequest) -> QueuedResponse:
     conn = services.conn
-    session = storage.get_session(conn, data.contentSessionId)
-    if session is None:
-        raise NotFoundException(f"unknown session {data.contentSessionId!r}")
+    session = _recorded_session(conn, data.contentSessionId)
     with storage.Tx(conn):
         storage.complete_session(conn, session["id"])
     return QueuedResponse(status="completed")
