@@ -570,3 +570,23 @@ def test_batch_replays_spooled_events_in_order_with_one_status_each(api: WorkerP
     assert [row["kind"] for row in rows] == ["prompt", "observation", "summarize"]
     bad = api.post("/api/sessions/batch", {"events": [{"path": "/api/sessions/init"}]})
     assert bad.status_code == 400 and bad.json()["field"]
+
+
+def test_an_event_sent_again_with_its_key_is_stored_once(api: WorkerProcess) -> None:
+    sid = f"key-{uuid.uuid4().hex[:8]}"
+    init = {"contentSessionId": sid, "project": "demo", "prompt": "p", "eventKey": f"k-init-{sid}"}
+    tool = {"contentSessionId": sid, "tool_name": "Read", "tool_input": {"file_path": "/a"}, "eventKey": f"k-t-{sid}"}
+    stop = {"contentSessionId": sid, "last_assistant_message": "done", "eventKey": f"k-s-{sid}"}
+    first = [api.post(path, body).json() for path, body in (("/api/sessions/init", init),
+                                                             ("/api/sessions/observations", tool),
+                                                             ("/api/sessions/summarize", stop))]
+    again = [api.post(path, body).json() for path, body in (("/api/sessions/init", init),
+                                                             ("/api/sessions/observations", tool),
+                                                             ("/api/sessions/summarize", stop))]
+    assert again == first  # the first answers again
+    batch = api.post("/api/sessions/batch", {"events": [{"path": "/api/sessions/observations", "body": tool}]})
+    assert batch.json()["results"][0]["result"] == first[1]
+    rows = api.query("SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
+                     " WHERE s.content_session_id = ? ORDER BY e.id", (sid,))
+    assert [r["kind"] for r in rows] == ["prompt", "observation", "summarize"]
+    assert api.query("SELECT prompt_counter FROM sessions WHERE content_session_id = ?", (sid,))[0][0] == 1

@@ -419,7 +419,8 @@ def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start
     assert "kept in the spool (1 waiting)" in runs[0].stderr
     for run in runs[1:]:  # behind a waiting spool: added to it quietly, the flusher is at work
         assert_silent_success(run)
-    assert [f.stat().st_mode & 0o777 for f in (data / "spool").iterdir()] == [0o600] * 4  # 3 events and a lock
+    assert len(spool_files(data)) == 3
+    assert {f.stat().st_mode & 0o777 for f in (data / "spool").iterdir()} == {0o600}  # events (and the lock)
     assert (data / "spool").stat().st_mode & 0o777 == 0o700
 
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
@@ -505,3 +506,68 @@ def test_a_claim_left_by_a_dead_hook_is_taken_over(start_worker: StartWorker, s:
                                                      "tool_input": {"file_path": "next"}}, data))
     wait_for(lambda: len(events(w, s)) == 2, timeout=15)
     assert [e["tool_input"]["file_path"] for e in events(w, s)] == ["orphan", "next"]
+
+
+class AnswerEater:
+    """Forwards each request to the worker but drops the first `eat` answers: the worker stored the event,
+    the hook never heard so (a worker killed between its commit and its answer)."""
+
+    def __init__(self, target_port: int, eat: int) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.target_port = target_port
+        self.eat = eat
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(conn,), daemon=True).start()
+
+    def _relay(self, conn: socket.socket) -> None:
+        with conn, socket.create_connection(("127.0.0.1", self.target_port)) as up:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, body = data.partition(b"\r\n\r\n")
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += conn.recv(65536)
+            up.sendall(head + b"\r\n\r\n" + body)
+            answer = b""
+            while chunk := up.recv(65536):
+                answer += chunk
+            if self.eat > 0:
+                self.eat -= 1
+                return  # stored upstream; the answer is lost
+            conn.sendall(answer)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_an_event_whose_answer_was_lost_is_sent_again_and_stored_once(start_worker: StartWorker, s: str,
+                                                                       tmp_path: Path) -> None:
+    w = start_worker(**HOLD_QUEUE)
+    eater = AnswerEater(w.port, eat=2)
+    data = tmp_path / "client"
+    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(eater.port)})
+    try:
+        run = run_hook("user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path), "prompt": "once"}, data)
+        assert_one_line_failure(run, "without an answer")
+        assert "kept in the spool" in run.stderr
+        # the flusher sends it again (its first answer is eaten too), then the worker recognises it
+        wait_for(lambda: not spool_files(data), timeout=20)
+        assert_silent_success(run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
+                                                         "tool_input": {"file_path": "after"}}, data))
+    finally:
+        eater.close()
+    assert [e["kind"] for e in events(w, s)] == ["prompt", "observation"]  # the prompt once, not two or three
+    assert len(w.query("SELECT * FROM user_prompts p JOIN sessions s ON s.id = p.session_id"
+                       " WHERE s.content_session_id = ?", (s,))) == 1

@@ -40,6 +40,10 @@ class NotDelivered(HookFailure):
     """The worker certainly did not record the request: no connection, or it answered 5xx."""
 
 
+class AnswerLost(HookFailure):
+    """Sent, but no answer came: the worker may or may not have recorded it."""
+
+
 def _data_dir() -> str:
     return os.environ.get("CLAUDE_MEM_DATA_DIR") or os.path.join(os.path.expanduser("~"), ".claude-mem")
 
@@ -118,10 +122,12 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
                     break
                 chunks.append(chunk)
     except TimeoutError:
-        raise HookFailure(f"worker at {host}:{port} did not answer within {timeout:g}s") from None
+        raise AnswerLost(f"worker at {host}:{port} did not answer within {timeout:g}s") from None
     except OSError as exc:
-        raise HookFailure(f"worker at {host}:{port} unreachable ({exc.strerror or exc})") from None
+        raise AnswerLost(f"worker at {host}:{port} unreachable ({exc.strerror or exc})") from None
     data = b"".join(chunks)
+    if not data:
+        raise AnswerLost(f"worker at {host}:{port} closed the connection without an answer")
     head, _, rest = data.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     try:
@@ -267,9 +273,7 @@ def _send_batch(claimed: list[tuple[str, dict[str, Any]]]) -> str:
     """One batch request for claimed events: "sent", "retry" (nothing stored) or "stop" (refused as a whole)."""
     try:
         status, _ = request("POST", "/api/sessions/batch", {"events": [e for _, e in claimed]}, TIMEOUT)
-    except HookFailure:
-        # No connection; or sent and unanswered, when the worker may have stored them: sending them again
-        # risks a duplicate observation, dropping them risks losing events, and a duplicate is the lesser harm.
+    except HookFailure:  # no connection, or no answer: sent again later (each event's key makes that safe)
         return "retry"
     if status in NOT_STORED:
         return "retry"
@@ -379,7 +383,8 @@ def deliver(path: str, body: dict[str, Any], event: str) -> tuple[int, bytes] | 
         return None
     try:
         status, answer = request("POST", path, body, TIMEOUT)
-    except NotDelivered as exc:
+    except (NotDelivered, AnswerLost) as exc:
+        # An event whose answer was lost is sent again too: its eventKey makes the worker store it once.
         waiting = spool_event(path, body)
         start_flusher()
         raise HookFailure(f"{exc}; {event} kept in the spool ({waiting} waiting)") from None
@@ -437,6 +442,8 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         path = "/api/sessions/complete"
     else:
         raise HookFailure(f"unknown hook event {event!r}; expected one of {', '.join(EVENTS)}")
+    if event != "session-end":  # completing a session is idempotent already
+        body_out["eventKey"] = os.urandom(12).hex()
     answered = deliver(path, body_out, event)
     if answered is None:
         return None  # kept in the spool behind earlier events

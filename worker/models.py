@@ -14,6 +14,7 @@ class SessionInitRequest(msgspec.Struct, kw_only=True):
     platformSource: str = "claude"
     customTitle: str | None = None
     cwd: str = ""  # not in claude-mem's client (it excludes client-side); lets path globs exclude a prompt
+    eventKey: str | None = None  # ours: set by our hook so a resent event is stored once
 
 
 class SessionInitResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -33,12 +34,14 @@ class ObservationRequest(msgspec.Struct, kw_only=True):
     agentType: str | None = None
     tool_use_id: str | None = None
     platformSource: str = "claude"
+    eventKey: str | None = None  # ours: set by our hook so a resent event is stored once
 
 
 class SummarizeRequest(msgspec.Struct, kw_only=True):
     contentSessionId: str
     last_assistant_message: str = ""
     platformSource: str = "claude"
+    eventKey: str | None = None  # ours: set by our hook so a resent event is stored once
 
 
 class CompleteRequest(msgspec.Struct, kw_only=True):

@@ -60,14 +60,22 @@ class Processor(Protocol):
         """Store what the events yield and mark them done, in one transaction (see `complete`)."""
 
 
-def enqueue(conn: sqlite3.Connection, session_id: int, kind: str, payload: dict[str, Any]) -> int:
+def enqueue(conn: sqlite3.Connection, session_id: int, kind: str, payload: dict[str, Any],
+            event_key: str | None = None) -> int:
     now = time.time()
     cur = conn.execute(
-        "INSERT INTO pending_events (session_id, kind, payload, state, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'pending', ?, ?)",
-        (session_id, kind, json.dumps(payload, ensure_ascii=False), now, now),
+        "INSERT INTO pending_events (session_id, kind, payload, state, created_at, updated_at, event_key)"
+        " VALUES (?, ?, ?, 'pending', ?, ?, ?)",
+        (session_id, kind, json.dumps(payload, ensure_ascii=False), now, now, event_key),
     )
     return int(cur.lastrowid or 0)
+
+
+def event_with_key(conn: sqlite3.Connection, event_key: str | None) -> sqlite3.Row | None:
+    """The event already stored under a hook's key (sent again after its answer was lost), if any."""
+    if not event_key:
+        return None
+    return conn.execute("SELECT id, payload FROM pending_events WHERE event_key = ?", (event_key,)).fetchone()
 
 
 def recover(conn: sqlite3.Connection, owner: str) -> int:

@@ -185,6 +185,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- The key a hook gives each event, so an event sent again after a lost answer is stored once.
+        ALTER TABLE pending_events ADD COLUMN event_key TEXT;
+        CREATE UNIQUE INDEX pending_events_event_key ON pending_events(event_key) WHERE event_key IS NOT NULL;
+        """,
+    ),
 ]
 
 

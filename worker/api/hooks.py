@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 from collections.abc import Callable
@@ -36,6 +37,11 @@ def _project_of(cwd: str) -> str:
 
 def record_prompt(services: Services, data: SessionInitRequest) -> SessionInitResponse:
     conn = services.conn
+    stored = queue.event_with_key(conn, data.eventKey)
+    if stored is not None:  # sent again after a lost answer: the first answer again
+        session = storage.get_session(conn, data.contentSessionId)
+        number = int(json.loads(stored["payload"]).get("promptNumber") or 0)
+        return SessionInitResponse(sessionDbId=session["id"] if session else None, promptNumber=number)
     if services.is_excluded(data.project, data.cwd):
         return SessionInitResponse(sessionDbId=None, promptNumber=0, skipped=True, reason="excluded")
     prompt = strip_private(data.prompt)
@@ -48,7 +54,7 @@ def record_prompt(services: Services, data: SessionInitRequest) -> SessionInitRe
                                        reason="private")
         number = storage.add_prompt(conn, session["id"], prompt)
         prompt_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-        queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number})
+        queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number}, data.eventKey)
     services.runner.wake()
     services.notify_stored("prompt", [prompt_id])
     return SessionInitResponse(sessionDbId=session["id"], promptNumber=number)
@@ -59,6 +65,9 @@ def record_observation(services: Services, data: ObservationRequest) -> QueuedRe
     project = _project_of(data.cwd)
     if data.tool_name in services.settings.skip_tools:
         return QueuedResponse(status="skipped", reason="tool_excluded")
+    stored = queue.event_with_key(conn, data.eventKey)
+    if stored is not None:
+        return QueuedResponse(status="queued", eventId=stored["id"])
     existing = storage.get_session(conn, data.contentSessionId)
     if services.is_excluded(existing["project"] if existing else project, data.cwd):
         return QueuedResponse(status="skipped", reason="excluded")
@@ -75,7 +84,7 @@ def record_observation(services: Services, data: ObservationRequest) -> QueuedRe
         # A tool event for a session we never saw start (a lost init) still counts: keep it.
         session = storage.ensure_session(conn, data.contentSessionId, project, data.platformSource)
         payload["promptNumber"] = session["prompt_counter"]
-        event_id = queue.enqueue(conn, session["id"], "observation", payload)
+        event_id = queue.enqueue(conn, session["id"], "observation", payload, data.eventKey)
     services.runner.wake()
     return QueuedResponse(status="queued", eventId=event_id)
 
@@ -91,11 +100,15 @@ def _recorded_session(conn: sqlite3.Connection, content_session_id: str) -> sqli
 def record_summarize(services: Services, data: SummarizeRequest) -> QueuedResponse:
     conn = services.conn
     session = _recorded_session(conn, data.contentSessionId)
+    stored = queue.event_with_key(conn, data.eventKey)
+    if stored is not None:
+        return QueuedResponse(status="queued", eventId=stored["id"])
     with storage.Tx(conn):
         event_id = queue.enqueue(
             conn, session["id"], "summarize",
             {"last_assistant_message": strip_private(data.last_assistant_message),
              "promptNumber": session["prompt_counter"]},
+            data.eventKey,
         )
     services.runner.wake()
     return QueuedResponse(status="queued", eventId=event_id)
