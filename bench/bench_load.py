@@ -321,7 +321,7 @@ async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadS
     await asyncio.sleep(rng.uniform(0, cfg.start_spread))
     marker = f"{sid}-prompt"
     await _post(url, "/api/sessions/init", {
-        "contentSessionId": sid, "project": PROJECT, "cwd": cwd,
+        "contentSessionId": sid, "eventKey": marker, "project": PROJECT, "cwd": cwd,
         "prompt": f"Refactor module {n} of the load bench ({marker})"}, marker, "prompt", stats, cfg.post_timeout,
         spool)
     tools = ("Read", "Edit", "Bash", "Grep", "Write")
@@ -337,13 +337,13 @@ async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadS
         else:
             tool_input["file_path"] = f"{cwd}/src/{marker}.py"
         await _post(url, "/api/sessions/observations", {
-            "contentSessionId": sid, "tool_name": tool, "tool_input": tool_input, "cwd": cwd,
+            "contentSessionId": sid, "eventKey": marker, "tool_name": tool, "tool_input": tool_input, "cwd": cwd,
             "tool_response": {"ok": True, "output": f"result of {marker} " + "x" * rng.randint(100, 1500)},
             "tool_use_id": f"toolu_{marker}"}, marker, "observation", stats, cfg.post_timeout, spool)
     await asyncio.sleep(rng.uniform(*cfg.gap))
     marker = f"{sid}-stop"
     await _post(url, "/api/sessions/summarize", {
-        "contentSessionId": sid, "last_assistant_message": f"Module {n} refactored ({marker})"},
+        "contentSessionId": sid, "eventKey": marker, "last_assistant_message": f"Module {n} refactored ({marker})"},
         marker, "summarize", stats, cfg.post_timeout, spool)
     if spool.flusher is not None:  # the session's hooks are done; its flusher may still be sending
         await spool.flusher
