@@ -378,9 +378,9 @@ def deliver(path: str, body: dict[str, Any], event: str) -> tuple[int, bytes] | 
     While earlier events wait in the spool, this one joins them (in order) and a background flusher sends
     them; when the worker cannot be reached, it is spooled and the flusher retries for a while."""
     if spool_waiting():
-        spool_event(path, body)
+        waiting = spool_event(path, body)
         start_flusher()
-        return None
+        raise HookFailure(f"{event} kept in the spool behind {waiting - 1} event(s) not yet sent to the worker")
     try:
         status, answer = request("POST", path, body, TIMEOUT)
     except (NotDelivered, AnswerLost) as exc:
