@@ -425,8 +425,7 @@ def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start
 
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
     # the flusher the last hook left behind delivers them once the worker is back, without another hook
-    wait_for(lambda: len(events(w, s)) == 3, timeout=15)
-    assert spool_files(data) == []
+    wait_for(lambda: len(events(w, s)) == 3 and not spool_files(data), timeout=15)  # stored, then deleted
     assert_silent_success(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read",
                                                      "tool_input": {"file_path": "c"}}, data))
     got = events(w, s)
@@ -462,8 +461,7 @@ def test_a_new_session_sends_what_an_outage_left_behind(start_worker: StartWorke
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
     run = run_hook("session-start", {**common(str(uuid.uuid4()), "SessionStart", tmp_path), "source": "startup"}, data)
     assert json.loads(run.stdout)["hookSpecificOutput"]["hookEventName"] == "SessionStart"
-    wait_for(lambda: [e["kind"] for e in events(w, s)] == ["prompt"], timeout=15)
-    assert spool_files(data) == []
+    wait_for(lambda: [e["kind"] for e in events(w, s)] == ["prompt"] and not spool_files(data), timeout=15)
 
 
 def test_concurrent_hooks_send_each_spooled_event_once(start_worker: StartWorker, s: str, tmp_path: Path) -> None:

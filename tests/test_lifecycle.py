@@ -201,5 +201,5 @@ def test_worker_start_sends_what_the_hooks_kept_while_it_was_down(cli: Cli) -> N
         return [str(r.json()["queue"])] if sum(r.json()["queue"].values()) >= 2 else []
 
     wait_for(stored, timeout=15)
-    assert "hook spool" not in cli("worker", "status").stdout
+    wait_for(lambda: "hook spool" not in cli("worker", "status").stdout, timeout=15)  # deleted once answered
     cli("worker", "stop")
