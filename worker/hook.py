@@ -190,11 +190,19 @@ def _spool_dir() -> str:
     return os.path.join(_data_dir(), "spool")
 
 
+def spool_count() -> int:
+    """Events in the spool: waiting (NAME.json) or claimed by a flusher (NAME.json.PID.sending)."""
+    try:
+        return sum(n.endswith((".json", ".sending")) for n in os.listdir(_spool_dir()))
+    except OSError:
+        return 0
+
+
 def spool_event(path: str, body: dict[str, Any]) -> int:
     """Keep one event for a later hook run; returns how many are waiting."""
     directory = _spool_dir()
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    waiting = sum(n.endswith((".json", ".sending")) for n in os.listdir(directory))
+    waiting = spool_count()
     if waiting >= SPOOL_LIMIT:
         raise HookFailure(f"spool full ({waiting} events in {directory}): this event is lost")
     name = f"{time.time_ns():020d}-{os.getpid()}"
@@ -262,11 +270,7 @@ def _unclaim(claimed: list[tuple[str, dict[str, Any]]]) -> None:
 
 
 def spool_waiting() -> bool:
-    try:
-        names = os.listdir(_spool_dir())
-    except OSError:
-        return False
-    return any(n.endswith((".json", ".sending")) for n in names)
+    return spool_count() > 0
 
 
 def _send_batch(claimed: list[tuple[str, dict[str, Any]]]) -> str:

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from worker.hook import spool_count, start_flusher
 from worker.settings import Settings
 
 
@@ -114,28 +115,17 @@ def stop(settings: Settings, timeout: float = 15.0) -> int:
     return 0
 
 
-def _spool_count() -> int:
-    from worker.hook import _spool_dir
-
-    try:
-        return sum(n.endswith((".json", ".sending")) for n in os.listdir(_spool_dir()))
-    except OSError:
-        return 0
-
-
 def _flush_hook_spool() -> None:
     """Events this machine's hooks kept while the worker was down go now, not at the next hook."""
-    waiting = _spool_count()
+    waiting = spool_count()
     if waiting:
-        from worker.hook import start_flusher
-
         print(f"sending {waiting} event(s) the hooks kept while the worker was down")
         start_flusher()
 
 
 def status(settings: Settings) -> int:
     info = healthy(settings)
-    waiting = _spool_count()
+    waiting = spool_count()
     if not info:
         pid = _pid(settings)
         print(f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
