@@ -12,6 +12,9 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_WORKER_PORT": "37777",
     "CLAUDE_MEM_WORKER_URL": "",
     "CLAUDE_MEM_WORKER_TOKEN": "",
+    # Host names (besides loopback and IP addresses) the worker answers to: a reverse proxy's or a team
+    # server's name, comma-separated, `*.example.com` allowed. Anything else may be a DNS-rebinding page.
+    "CLAUDE_MEM_ALLOWED_HOSTS": "",
     "CLAUDE_MEM_SKIP_TOOLS": "ListMcpResourcesTool,SlashCommand,Skill,TodoWrite,AskUserQuestion",
     "CLAUDE_MEM_EXCLUDED_PROJECTS": "",
     "CLAUDE_MEM_CONTEXT_OBSERVATIONS": "50",

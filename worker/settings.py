@@ -39,6 +39,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int
     worker_url: str
     worker_token: str
+    allowed_hosts: tuple[str, ...]
     skip_tools: frozenset[str]
     excluded_projects: tuple[str, ...]
     context_observations: int
@@ -85,6 +86,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             return self.worker_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def host_names(self) -> tuple[str, ...]:
+        """Names the worker answers to besides loopback and IP literals: the configured ones and its own URL's."""
+        names = list(self.allowed_hosts)
+        if self.worker_url:
+            from urllib.parse import urlsplit
+
+            hostname = urlsplit(self.worker_url).hostname
+            if hostname:
+                names.append(hostname)
+        return tuple(names)
 
     @property
     def is_loopback(self) -> bool:
@@ -228,6 +241,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         port=_int(raw, "CLAUDE_MEM_WORKER_PORT", minimum=0),
         worker_url=raw["CLAUDE_MEM_WORKER_URL"].strip(),
         worker_token=raw["CLAUDE_MEM_WORKER_TOKEN"].strip(),
+        allowed_hosts=tuple(_csv(raw["CLAUDE_MEM_ALLOWED_HOSTS"])),
         skip_tools=frozenset(_csv(raw["CLAUDE_MEM_SKIP_TOOLS"])),
         excluded_projects=tuple(_csv(raw["CLAUDE_MEM_EXCLUDED_PROJECTS"])),
         context_observations=_int(raw, "CLAUDE_MEM_CONTEXT_OBSERVATIONS"),

@@ -24,6 +24,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from worker import __version__
+from worker.api.browser import browser_safety_middleware
 from worker.api.hooks import HookController
 from worker.api.status import StatusController, health_route, readiness_route
 from worker.api.unicode import lone_surrogate_middleware
@@ -67,7 +68,10 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
             detail = "request body too large"
         if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
             detail = f"malformed JSON body: {detail}"
-        return Response({"error": detail}, status_code=exc.status_code, headers=exc.headers)
+        body = {"error": detail}
+        if isinstance(exc.extra, dict) and exc.extra.get("field"):
+            body["field"] = exc.extra["field"]
+        return Response(body, status_code=exc.status_code, headers=exc.headers)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return Response({"error": f"internal error: {type(exc).__name__}"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
@@ -121,7 +125,9 @@ def create_app(services: Services, extra_routes: list[Any] | None = None) -> Lit
         guards=guards,
         lifespan=[lifespan],
         request_max_body_size=services.settings.max_body_bytes,
-        middleware=[lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes)],
+        # Outermost first: a hostile page's request is refused before its body is read.
+        middleware=[lambda app: browser_safety_middleware(app, services.settings.host_names),
+                    lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes)],
         openapi_config=OpenAPIConfig(title="claude-mem-worker", version=__version__, path="/schema"),
         logging_config=None,
     )

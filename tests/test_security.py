@@ -1,0 +1,147 @@
+"""Attacks on the worker, sent as a hostile web page, a rebinding DNS name or a careless user sends them.
+
+Each test names what must not happen. They run against a real worker process over loopback HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, running_worker
+
+EVIL = "https://evil.example"
+
+
+@pytest.fixture(scope="module")
+def w(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    """The default worker a developer runs: loopback, no token; agent held so events stay queued."""
+    with running_worker(tmp_path_factory.mktemp("sec") / "data", env=HOLD_QUEUE) as proc:
+        yield proc
+
+
+def sid() -> str:
+    return f"sess-{uuid.uuid4().hex[:12]}"
+
+
+def sessions_named(w: WorkerProcess, content_session_id: str) -> int:
+    return int(w.query("SELECT COUNT(*) FROM sessions WHERE content_session_id = ?", (content_session_id,))[0][0])
+
+
+def settings_file(w: WorkerProcess) -> dict[str, str]:
+    return json.loads((w.data_dir / "settings.json").read_text())
+
+
+# --- 1. cross-site requests and DNS rebinding --------------------------------------------------------
+
+
+def test_form_post_with_text_plain_from_a_web_page_records_nothing(w: WorkerProcess) -> None:
+    """`<form enctype="text/plain" method="post">` or `fetch(url, {mode: "no-cors"})`: no preflight, JSON body."""
+    s = sid()
+    body = json.dumps({"contentSessionId": s, "project": "p", "prompt": "rm -rf / is a fine idea"})
+    r = w.client.post("/api/sessions/init", content=body,
+                      headers={"Content-Type": "text/plain", "Origin": EVIL, "Sec-Fetch-Site": "cross-site"})
+    assert r.status_code == 403, r.text
+    assert sessions_named(w, s) == 0
+
+
+def test_text_plain_post_without_origin_is_refused_by_its_content_type(w: WorkerProcess) -> None:
+    s = sid()
+    r = w.client.post("/api/sessions/observations", content=json.dumps({"contentSessionId": s, "tool_name": "Bash"}),
+                      headers={"Content-Type": "text/plain;charset=UTF-8"})
+    assert r.status_code == 415, r.text
+    assert r.json()["field"] == "Content-Type"
+    assert sessions_named(w, s) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_other_form_encodings_are_refused(w: WorkerProcess, content_type: str) -> None:
+    s = sid()
+    r = w.client.post("/api/sessions/init", content=json.dumps({"contentSessionId": s}),
+                      headers={"Content-Type": content_type})
+    assert r.status_code == 415
+    assert sessions_named(w, s) == 0
+
+
+def test_page_cannot_plant_a_worker_url_in_settings(w: WorkerProcess) -> None:
+    """Planting CLAUDE_MEM_WORKER_URL would send every later prompt and tool output to the attacker."""
+    before = settings_file(w)
+    for headers in ({"Content-Type": "text/plain", "Origin": EVIL},
+                    {"Content-Type": "application/json", "Origin": EVIL},
+                    {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}):
+        r = w.client.post("/api/settings", content=json.dumps({"CLAUDE_MEM_WORKER_URL": "https://evil.example"}),
+                          headers=headers)
+        assert r.status_code in (403, 415), (headers, r.text)
+    assert settings_file(w) == before
+
+
+@pytest.mark.parametrize("origin", [EVIL, "http://localhost:8080", "http://127.0.0.1:1", "null"])
+def test_json_post_from_a_foreign_origin_is_refused(w: WorkerProcess, origin: str) -> None:
+    """Another port on localhost is another origin (same-site): a local dev server's page is foreign too."""
+    s = sid()
+    r = w.client.post("/api/sessions/init", json={"contentSessionId": s, "prompt": "x"}, headers={"Origin": origin})
+    assert r.status_code == 403, r.text
+    assert r.json()["field"] == "Origin"
+    assert sessions_named(w, s) == 0
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_fetch_metadata_foreign_site_is_refused(w: WorkerProcess, site: str) -> None:
+    r = w.client.request("DELETE", "/api/observation/1", headers={"Sec-Fetch-Site": site})
+    assert r.status_code == 403
+    assert r.json()["field"] == "Sec-Fetch-Site"
+
+
+def test_hook_client_and_same_origin_viewer_still_work(w: WorkerProcess) -> None:
+    """claude-mem's hook client: JSON, no Origin. The viewer at /: same-origin fetch with Origin set."""
+    s = sid()
+    assert w.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "hi"}).status_code == 200
+    r = w.client.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "again"},
+                      headers={"Origin": w.url, "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 200, r.text
+    r = w.client.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "by name"},
+                      headers={"Host": f"localhost:{w.port}", "Origin": f"http://localhost:{w.port}",
+                               "Sec-Fetch-Site": "same-origin"})
+    assert r.status_code == 200, r.text
+    assert int(w.query("SELECT prompt_counter FROM sessions WHERE content_session_id = ?", (s,))[0][0]) == 3
+    # A bodyless state change (the viewer's delete, `corpus prime`) needs no Content-Type.
+    assert w.client.request("DELETE", "/api/observation/999999999").status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/api/settings", "/api/search?query=password", "/api/processing-status",
+                                  "/api/context/inject?project=p", "/"])
+def test_dns_rebinding_page_reads_nothing(w: WorkerProcess, path: str) -> None:
+    """evil.example rebound to 127.0.0.1: the browser calls it same-origin, but Host still names it."""
+    r = w.client.get(path, headers={"Host": f"evil.example:{w.port}"})
+    assert r.status_code == 403, r.text
+    assert r.json()["field"] == "Host"
+
+
+def test_dns_rebinding_page_deletes_nothing(w: WorkerProcess) -> None:
+    r = w.client.request("DELETE", "/api/observation/1",
+                         headers={"Host": f"evil.example:{w.port}", "Origin": f"http://evil.example:{w.port}"})
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "LOCALHOST."])
+def test_loopback_host_names_are_answered(w: WorkerProcess, host: str) -> None:
+    assert w.get("/api/settings", headers={"Host": f"{host}:{w.port}"}).status_code == 200
+
+
+def test_reverse_proxy_with_its_own_name(start_worker: StartWorker) -> None:
+    """A team worker behind https://mem.team.example: the proxy keeps Host, or rewrites it to the upstream."""
+    proxied = start_worker(CLAUDE_MEM_ALLOWED_HOSTS="mem.team.example, *.corp.example", **HOLD_QUEUE)
+    origin = "https://mem.team.example"
+    assert proxied.get("/", headers={"Host": "mem.team.example"}).status_code == 200
+    assert proxied.get("/api/settings", headers={"Host": "api.corp.example:8443"}).status_code == 200
+    assert proxied.get("/api/settings", headers={"Host": "corp.example.evil.example"}).status_code == 403
+    s = sid()
+    for headers in ({"Host": "mem.team.example", "Origin": origin, "Sec-Fetch-Site": "same-origin"},
+                    {"Origin": origin, "Sec-Fetch-Site": "same-origin"}):  # Host rewritten to 127.0.0.1:port
+        r = proxied.client.post("/api/sessions/init", json={"contentSessionId": s, "prompt": "x"}, headers=headers)
+        assert r.status_code == 200, r.text
+    r = proxied.client.post("/api/sessions/init", json={"contentSessionId": s}, headers={"Origin": EVIL})
+    assert r.status_code == 403
