@@ -1,53 +1,14 @@
-"""Recall wiring: vector sync in the worker's lifecycle, the search routes, and the `sync`/`search` CLI.
-
-`worker.server.build_app` calls `install(services)`; everything recall adds to the worker is
-registered here so the app factory stays unaware of Chroma.
-"""
+"""The `sync` and `search` commands: through the running worker when there is one, else directly."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from typing import Any
 
 from worker.lifecycle import api, healthy
-from worker.services import Services
 from worker.settings import Settings
-from worker.vectors import VectorSync, disabled_status
-
-
-def install(services: Services) -> list[Any]:
-    """Wire vector sync (when Chroma is enabled) and return the route handlers to mount."""
-    from worker.api.search import SearchController
-
-    settings = services.settings
-    if settings.chroma_enabled:
-        vsync = VectorSync(settings)
-        services.extras["vector_sync"] = vsync
-        services.on_stored(vsync.notify)
-
-        async def start() -> None:
-            vsync.start()
-
-        async def stop() -> None:
-            await asyncio.to_thread(vsync.stop)
-
-        async def warm() -> str | None:
-            # Loaded lazily, the model arrives with the first observation, in the middle of a session's burst
-            # of hook posts; loaded here it costs ~1.5 s of start-up instead.
-            await asyncio.to_thread(vsync.store.warm)
-            return "embedding model"
-
-        services.extras.setdefault("warm_up", []).append(warm)
-        services.extras.setdefault("on_start", []).append(start)
-        services.extras.setdefault("on_stop", []).append(stop)
-        services.extras.setdefault("readiness_probes", []).append(vsync.readiness_problem)
-        services.extras["vector_status"] = vsync.status
-    else:
-        services.extras["vector_status"] = disabled_status
-    return [SearchController]
-
+from worker.vectors import VectorSync
 
 # --- CLI ----------------------------------------------------------------------------------------
 

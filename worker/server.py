@@ -36,29 +36,6 @@ def check_bind(settings: Settings) -> None:
         )
 
 
-def build_app(settings: Settings):  # type: ignore[no-untyped-def]
-    """Services with the memory agent and recall parts wired in; one place for the whole assembly."""
-    from worker.agent import build_processor
-    from worker.api.app import create_app
-    from worker.services import build_services
-
-    services = build_services(settings, None)
-    services.runner.processor = build_processor(settings, services)
-    from worker.api.corpus import CorpusController
-
-    extra_routes: list[object] = [CorpusController]
-    try:
-        from worker.recall import install as install_recall
-    except ImportError:
-        pass
-    else:
-        extra_routes.extend(install_recall(services))
-    from worker.api.viewer import install as install_viewer
-
-    extra_routes.extend(install_viewer(services))
-    return create_app(services, extra_routes)
-
-
 def run_foreground(log_to_file: bool = True) -> int:
     from worker.settings import data_dir
 
@@ -82,7 +59,9 @@ def run_foreground(log_to_file: bool = True) -> int:
         log.info("blocked inherited credentials from the worker's environment: %s", ", ".join(blocked))
     import uvicorn
 
-    app = build_app(settings)
+    from worker.api.app import build_services, create_app
+
+    app = create_app(build_services(settings))
     pid_path = settings.pid_path
     try:
         pid_path.write_text(str(os.getpid()))

@@ -1,4 +1,4 @@
-"""The worker's long-lived parts, built once at start and handed to routes through Litestar's DI."""
+"""The worker's long-lived parts, built once at start (`api.app.build_services`) and handed to routes through DI."""
 
 from __future__ import annotations
 
@@ -9,13 +9,50 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from worker import __version__, storage
-from worker.queue import Processor, QueueRunner
+from worker import __version__
+from worker.feed import FeedHub
+from worker.knowledge import KnowledgeAgent
+from worker.queue import QueueRunner
 from worker.settings import Settings, SettingsError, load_credentials, mask
+from worker.vectors import VectorSync, disabled_status
 
 log = logging.getLogger("claude_mem.services")
+
+StoredListener = Callable[[str, list[int]], None]
+
+
+class Part(Protocol):
+    """A background part of the worker; the app's lifespan walks `Services.parts` in order.
+
+    warm: before the port opens (returns what it loaded, for the log, or None); start: after the queue
+    runner starts; stop: at shutdown, before the runner stops; readiness_problem: why /api/readiness
+    should say not ready, or None.
+    """
+
+    async def warm(self) -> str | None: ...
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    def readiness_problem(self) -> str | None: ...
+
+
+class StoredListeners:
+    """Fan-out of rows committed to the store (vector sync, live feed); made before the processor needs it."""
+
+    def __init__(self) -> None:
+        self.listeners: list[StoredListener] = []
+
+    def subscribe(self, listener: StoredListener) -> None:
+        self.listeners.append(listener)
+
+    def notify(self, kind: str, ids: list[int]) -> None:
+        """Called after a commit with the kind ("observation", "summary", "prompt") and the new row ids."""
+        for listener in self.listeners:
+            try:
+                listener(kind, ids)
+            except Exception:  # a listener's failure must never cost the caller its write
+                log.exception("stored-listener failed for %s %s", kind, ids)
 
 
 @dataclass
@@ -23,21 +60,20 @@ class Services:
     settings: Settings
     conn: sqlite3.Connection
     runner: QueueRunner
+    # Typed at run time: Litestar reads these hints when it injects `services`.
+    stored: StoredListeners = field(default_factory=StoredListeners)
+    vectors: VectorSync | None = None  # None when Chroma is disabled
+    feed: FeedHub | None = None
+    knowledge_agent: KnowledgeAgent | None = None
+    parts: list[Part] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     version: str = __version__
-    extras: dict[str, Any] = field(default_factory=dict)
-
-    def on_stored(self, listener: Callable[[str, list[int]], None]) -> None:
-        """Subscribe to rows committed to the store (vector sync, live feed)."""
-        self.extras.setdefault("stored_listeners", []).append(listener)
 
     def notify_stored(self, kind: str, ids: list[int]) -> None:
-        """Called after a commit with the kind ("observation", "summary", "prompt") and the new row ids."""
-        for listener in self.extras.get("stored_listeners", []):
-            try:
-                listener(kind, ids)
-            except Exception:  # a listener's failure must never cost the caller its write
-                log.exception("stored-listener failed for %s %s", kind, ids)
+        self.stored.notify(kind, ids)
+
+    def vector_status(self) -> dict[str, Any]:
+        return self.vectors.status() if self.vectors is not None else disabled_status()
 
     def is_excluded(self, project: str, cwd: str = "") -> bool:
         for pattern in self.settings.excluded_projects:
@@ -81,10 +117,3 @@ class Services:
             "problems": problems,
             "envChangedSinceStart": bool(env_mtime and env_mtime > self.started_at),
         }
-
-
-def build_services(settings: Settings, processor: Processor | None) -> Services:
-    conn = storage.open_store(settings.db_path)
-    runner = QueueRunner(conn, processor, settings.max_concurrent_agents, settings.max_attempts,
-                         budget_retry=settings.budget_retry_seconds)
-    return Services(settings=settings, conn=conn, runner=runner)

@@ -9,6 +9,7 @@ Chroma was down is sent when it returns. Everything here can be rebuilt from SQL
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import json
 import logging
@@ -646,3 +647,25 @@ class VectorSync:
 def disabled_status() -> dict[str, Any]:
     return {"enabled": False, "mode": "disabled", "reachable": None,
             "reason": "CLAUDE_MEM_CHROMA_ENABLED=false: keyword search only"}
+
+
+class VectorsPart:
+    """Vector sync as a background part of the worker (its thread, the embedding model's warm-up)."""
+
+    def __init__(self, vsync: VectorSync) -> None:
+        self.vsync = vsync
+
+    async def warm(self) -> str | None:
+        # Loaded lazily, the model arrives with the first observation, in the middle of a session's burst
+        # of hook posts; loaded here it costs ~1.5 s of start-up instead.
+        await asyncio.to_thread(self.vsync.store.warm)
+        return "embedding model"
+
+    async def start(self) -> None:
+        self.vsync.start()
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.vsync.stop)
+
+    def readiness_problem(self) -> str | None:
+        return self.vsync.readiness_problem()

@@ -7,8 +7,10 @@ import contextlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from worker.agent.processor import MemoryProcessor, Provider
-    from worker.services import Services
+    import sqlite3
+
+    from worker.agent.processor import Provider
+    from worker.services import StoredListener
     from worker.settings import Settings
 
 REAP_INTERVAL = 30.0
@@ -24,40 +26,40 @@ def build_provider(settings: Settings, long_lived: bool = True) -> Provider:
     return RestProvider(settings)
 
 
-def build_processor(settings: Settings, services: Services) -> MemoryProcessor:
-    """The processor, with the provider's idle-client reaper and shutdown tied to the app's lifespan."""
-    from worker.agent.processor import MemoryProcessor
+class MemoryAgent:
+    """The memory agent as a background part: the queue's processor, its provider and the idle-client reaper."""
 
-    provider = build_provider(settings)
-    processor = MemoryProcessor(services, provider)
-    state: dict[str, asyncio.Task[None]] = {}
+    def __init__(self, settings: Settings, conn: sqlite3.Connection, on_stored: StoredListener) -> None:
+        from worker.agent.processor import MemoryProcessor
 
-    async def reaper() -> None:
+        self.settings = settings
+        self.provider = build_provider(settings)
+        self.processor = MemoryProcessor(conn, self.provider, on_stored)
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def _reap(self) -> None:
         while True:
             await asyncio.sleep(REAP_INTERVAL)
             with contextlib.suppress(Exception):
-                await provider.reap_idle()
+                await self.provider.reap_idle()
 
-    async def warm() -> str | None:
+    async def warm(self) -> str | None:
         # The SDK's import (pydantic models, ~0.6-1.7 s holding the GIL in stretches) happens before the port
         # opens, not at the first event, when the session's hooks (or, after a restart, a team's) pour in.
-        if settings.provider != "claude":
+        if self.settings.provider != "claude":
             return None
         from worker.agent.claude import import_sdk
 
         await import_sdk()
         return "agent SDK"
 
-    async def on_start() -> None:
-        state["reaper"] = asyncio.create_task(reaper(), name="agent-reaper")
+    async def start(self) -> None:
+        self._reaper = asyncio.create_task(self._reap(), name="agent-reaper")
 
-    async def on_stop() -> None:
-        if "reaper" in state:
-            state["reaper"].cancel()
-        await provider.shutdown()
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        await self.provider.shutdown()
 
-    services.extras.setdefault("warm_up", []).append(warm)
-    services.extras.setdefault("on_start", []).append(on_start)
-    services.extras.setdefault("on_stop", []).append(on_stop)
-    services.extras["processor"] = processor
-    return processor
+    def readiness_problem(self) -> str | None:
+        return None

@@ -13,7 +13,7 @@ from worker.agent import prompts
 from worker.agent.claude import TurnResult
 from worker.agent.parser import parse_reply
 from worker.queue import Event, ProcessingError
-from worker.services import Services
+from worker.services import StoredListener
 
 log = logging.getLogger("claude_mem.agent")
 
@@ -45,14 +45,11 @@ def _chunks(events: list[Event]) -> list[list[Event]]:
 
 
 class MemoryProcessor:
-    def __init__(self, services: Services, provider: Provider) -> None:
-        self.services = services
+    def __init__(self, conn: sqlite3.Connection, provider: Provider, on_stored: StoredListener) -> None:
+        self.conn = conn
         self.provider = provider
+        self.on_stored = on_stored  # vector sync and the live feed learn of committed rows through it
         self.turn_ms: list[float] = []
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.services.conn
 
     def _latest_prompt(self, session_id: int) -> str | None:
         row = self.conn.execute(
@@ -103,7 +100,7 @@ class MemoryProcessor:
                 queue.complete(self.conn, [e.id for e in chunk])
                 self._remember_sdk_session(session, result)
             if ids:
-                self.services.notify_stored("observation", ids)
+                self.on_stored("observation", ids)
         summaries = [e for e in events if e.kind == "summarize"]
         if summaries:
             await self._summarize(session, summaries)
@@ -135,4 +132,4 @@ class MemoryProcessor:
             queue.complete(self.conn, [e.id for e in events] + [e.id for e in later])
             self._remember_sdk_session(session, result)
         if summary_id:
-            self.services.notify_stored("summary", [summary_id])
+            self.on_stored("summary", [summary_id])

@@ -1,8 +1,11 @@
-"""The one Litestar app factory: routes, DI, auth guard, error shape, lifespan."""
+"""The worker's one assembly: its parts (`build_services`) and the Litestar app (`create_app`).
+
+A new route is one entry in ROUTES; a new background part is one typed field on `Services` and one
+entry in its `parts`, which the lifespan warms, starts, stops and asks for readiness, in order.
+"""
 
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 import time
@@ -23,12 +26,22 @@ from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from worker import __version__
+from worker import __version__, storage
+from worker.agent import MemoryAgent
+from worker.api.auth import bearer_ok
 from worker.api.browser import browser_safety_middleware
+from worker.api.corpus import CorpusController
 from worker.api.hooks import HookController
+from worker.api.search import SearchController
 from worker.api.status import StatusController, health_route, readiness_route
 from worker.api.unicode import lone_surrogate_middleware
-from worker.services import Services
+from worker.api.viewer import FeedPart, feed_stats, feed_stream, viewer_asset, viewer_page
+from worker.feed import FeedHub
+from worker.knowledge import KnowledgeAgent
+from worker.queue import QueueRunner
+from worker.services import Part, Services, StoredListeners
+from worker.settings import Settings
+from worker.vectors import VectorsPart, VectorSync
 
 log = logging.getLogger("claude_mem.api")
 
@@ -76,12 +89,6 @@ def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response
     return Response({"error": f"internal error: {type(exc).__name__}"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-def bearer_ok(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> bool:
-    """The Authorization header carries `token` (scheme case-insensitive, constant-time compare)."""
-    scheme, _, given = (connection.headers.get("authorization") or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
-
-
 def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
     def guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
         if handler.opt.get("public") or bearer_ok(connection, token):
@@ -91,35 +98,60 @@ def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Ba
     return guard
 
 
-def create_app(services: Services, extra_routes: list[Any] | None = None) -> Litestar:
+ROUTES: list[Any] = [
+    health_route, readiness_route, HookController, StatusController, SearchController, CorpusController,
+    viewer_page, viewer_asset, feed_stream, feed_stats,
+]
+
+
+def build_services(settings: Settings) -> Services:
+    """Every long-lived part, each built once with what it uses."""
+    conn = storage.open_store(settings.db_path)
+    stored = StoredListeners()
+    agent = MemoryAgent(settings, conn, stored.notify)
+    runner = QueueRunner(conn, agent.processor, settings.max_concurrent_agents, settings.max_attempts,
+                         budget_retry=settings.budget_retry_seconds)
+    parts: list[Part] = [agent]
+    vectors = VectorSync(settings) if settings.chroma_enabled else None
+    if vectors is not None:
+        stored.subscribe(vectors.notify)
+        parts.append(VectorsPart(vectors))
+    feed = FeedHub(lambda: conn)
+    stored.subscribe(feed.listener)
+    parts.append(FeedPart(feed))
+    return Services(settings=settings, conn=conn, runner=runner, stored=stored, vectors=vectors, feed=feed,
+                    knowledge_agent=KnowledgeAgent(settings, conn), parts=parts)
+
+
+def create_app(services: Services) -> Litestar:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         # uvicorn opens the port after this startup: what would stall hook posts is done before it.
         started = time.monotonic()
         warmed = []
-        for warm in services.extras.get("warm_up", []):
+        for part in services.parts:
             try:
-                part = await warm()
+                loaded = await part.warm()
             except Exception:  # a failed warm-up is retried where the part is first used
                 log.exception("warm-up failed")
             else:
-                if part:
-                    warmed.append(part)
+                if loaded:
+                    warmed.append(loaded)
         if warmed:
             log.info("warmed up before opening the port: %s in %.1fs", ", ".join(warmed), time.monotonic() - started)
         services.runner.start()
-        for start in services.extras.get("on_start", []):
-            await start()
+        for part in services.parts:
+            await part.start()
         try:
             yield
         finally:
-            for stop in services.extras.get("on_stop", []):
-                await stop()
+            for part in services.parts:
+                await part.stop()
             await services.runner.stop()
 
     guards = [_token_guard(services.settings.worker_token)] if services.settings.worker_token else []
     return Litestar(
-        route_handlers=[health_route, readiness_route, HookController, StatusController, *(extra_routes or [])],
+        route_handlers=ROUTES,
         dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
         exception_handlers={Exception: _error_response},
         guards=guards,

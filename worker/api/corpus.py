@@ -28,9 +28,9 @@ def _http(exc: knowledge.CorpusError | ProcessingError) -> HTTPException:
 
 
 def _agent(services: Services) -> knowledge.KnowledgeAgent:
-    agent = services.extras.get("knowledge_agent")
+    agent = services.knowledge_agent
     if agent is None:
-        agent = services.extras["knowledge_agent"] = knowledge.KnowledgeAgent(services.settings, services.conn)
+        raise HTTPException(status_code=503, detail="the knowledge agent is not installed")
     return agent
 
 

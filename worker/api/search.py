@@ -25,7 +25,7 @@ from worker.models_search import (
     TimelineResponse,
 )
 from worker.services import Services
-from worker.vectors import SemanticHit, VectorsUnavailable, VectorSync
+from worker.vectors import SemanticHit, VectorsUnavailable
 
 log = logging.getLogger("claude_mem.api.search")
 
@@ -42,17 +42,12 @@ def _bad(exc: search.ParamError) -> ValidationException:
     return ValidationException(exc.message, extra=[{"key": exc.field, "message": exc.message}])
 
 
-def _vectors(services: Services) -> VectorSync | None:
-    found = services.extras.get("vector_sync")
-    return found if isinstance(found, VectorSync) else None
-
-
 async def semantic_hits(services: Services, req: search.SemanticRequest | None
                         ) -> tuple[list[SemanticHit] | None, str | None]:
     """Chroma's answer, or None and the reason it is missing."""
     if req is None:
         return None, None
-    vsync = _vectors(services)
+    vsync = services.vectors
     if vsync is None:
         return None, "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
     try:
@@ -139,7 +134,7 @@ class SearchController(Controller):
         if not deleted:
             raise NotFoundException(f"Observation #{obs_id} not found")
         vectors_deleted = True
-        vsync = _vectors(services)
+        vsync = services.vectors
         if vsync is not None:
             try:
                 vectors_deleted = await asyncio.wait_for(
@@ -161,7 +156,7 @@ class SearchController(Controller):
             except Exception:
                 raise ValidationException("malformed JSON body") from None
             rebuild = bool(isinstance(data, dict) and data.get("rebuild"))
-        vsync = _vectors(services)
+        vsync = services.vectors
         if vsync is None:
             raise HTTPException(status_code=409, detail="Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)")
         try:

@@ -11,6 +11,7 @@ from litestar.exceptions import ValidationException
 from litestar.response import Response
 
 from worker import queue
+from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.models import HealthResponse, ProcessingStatus, ReadinessResponse
 from worker.services import Services
@@ -57,8 +58,8 @@ def readiness_reasons(services: Services) -> list[str]:
     gw = services.gateway_status()
     if services.settings.provider == "claude":
         reasons.extend(gw["problems"])
-    for probe in services.extras.get("readiness_probes", []):
-        problem = probe()
+    for part in services.parts:
+        problem = part.readiness_problem()
         if problem:
             reasons.append(problem)
     return reasons
@@ -67,8 +68,6 @@ def readiness_reasons(services: Services) -> list[str]:
 @get("/api/readiness", opt={"public": True}, tags=["status"])
 async def readiness_route(services: Services, request: Request[Any, Any, Any]) -> Response[ReadinessResponse]:
     """Public so probes need no secret; the reasons name files and settings, so they need the token."""
-    from worker.api.app import bearer_ok
-
     reasons = readiness_reasons(services)
     token = services.settings.worker_token
     if reasons and token and not bearer_ok(request, token):
@@ -98,7 +97,7 @@ def processing_status(services: Services) -> ProcessingStatus:
         heartbeatAgo=round(now - runner.heartbeat, 3),
         stalledFor=round(runner.stalled_for(), 3),
         pausedFor=round(runner.paused_for(), 3),
-        vectors=services.extras.get("vector_status", lambda: {})(),
+        vectors=services.vector_status(),
     )
 
 

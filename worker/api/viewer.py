@@ -21,7 +21,7 @@ from litestar import Request, get
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.response import Response, ServerSentEvent
 
-from worker.api.app import bearer_ok
+from worker.api.auth import bearer_ok
 from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub
 from worker.services import Services
 
@@ -77,8 +77,8 @@ def stream_authorized(request: Request[Any, Any, Any], token: str) -> bool:
 
 
 def _hub(services: Services) -> FeedHub:
-    hub = services.extras.get("feed_hub")
-    if not isinstance(hub, FeedHub):
+    hub = services.feed
+    if hub is None:
         raise HTTPException(status_code=503, detail="the live feed is not installed")
     return hub
 
@@ -138,23 +138,25 @@ def _close_streams_on_signal(hub: FeedHub, loop: asyncio.AbstractEventLoop) -> N
         signal.signal(signum, handler)
 
 
-def install(services: Services) -> list[Any]:
-    """Create the feed hub, subscribe it to stored rows, and return the viewer's route handlers."""
-    hub = FeedHub(lambda: services.conn)
-    services.extras["feed_hub"] = hub
-    services.on_stored(hub.listener)
+class FeedPart:
+    """The live feed as a background part: the hub joins the event loop at start and ends its streams at stop."""
 
-    async def start() -> None:
+    def __init__(self, hub: FeedHub) -> None:
+        self.hub = hub
+
+    async def warm(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        hub.attach(loop)
+        self.hub.attach(loop)
         try:
-            _close_streams_on_signal(hub, loop)
+            _close_streams_on_signal(self.hub, loop)
         except (ValueError, OSError):  # not the main thread's interpreter or an exotic platform
             log.debug("viewer: could not chain the shutdown signal handlers", exc_info=True)
 
-    async def stop() -> None:
-        hub.close()
+    async def stop(self) -> None:
+        self.hub.close()
 
-    services.extras.setdefault("on_start", []).append(start)
-    services.extras.setdefault("on_stop", []).append(stop)
-    return [viewer_page, viewer_asset, feed_stream, feed_stats]
+    def readiness_problem(self) -> str | None:
+        return None
