@@ -281,7 +281,8 @@ ALL_EVENTS: list[tuple[str, dict[str, Any]]] = [
 @pytest.mark.parametrize(("event", "extra"), ALL_EVENTS, ids=[e for e, _ in ALL_EVENTS])
 def test_worker_down_is_one_line_and_fast(tmp_path: Path, event: str, extra: dict[str, Any]) -> None:
     data = tmp_path / "data"
-    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(free_port())})  # nothing listens there
+    # Nothing listens there, and the SessionStart hook must not start a worker (test_autostart.py does).
+    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(free_port()), "CLAUDE_MEM_WORKER_AUTOSTART": "false"})
     run = run_hook(event, {**common("s-1", "X", tmp_path), **extra}, data)
     assert_one_line_failure(run, "unreachable")
     assert run.seconds < 3

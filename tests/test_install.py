@@ -278,7 +278,7 @@ def test_claude_config_dir_and_explicit_settings_path(tmp_path: Path) -> None:
     assert box.install("--claude-settings", str(custom)).returncode == 0
     assert set(json.loads(custom.read_text())["hooks"]) == set(EVENTS)
     assert box.run("uninstall", "--claude-settings", str(custom)).returncode == 0
-    assert json.loads(custom.read_text()) == {}
+    assert not custom.exists()  # install created it, and nothing else is in it: uninstall leaves no `{}`
 
 
 def test_symlinked_settings_are_written_through_the_link(box: Box, tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ DEFAULTS: dict[str, str] = {
     # Host names (besides loopback and IP addresses) the worker answers to: a reverse proxy's or a team
     # server's name, comma-separated, `*.example.com` allowed. Anything else may be a DNS-rebinding page.
     "CLAUDE_MEM_ALLOWED_HOSTS": "",
+    # The SessionStart hook starts the local worker when it does not answer (not with CLAUDE_MEM_WORKER_URL).
+    "CLAUDE_MEM_WORKER_AUTOSTART": "true",
     "CLAUDE_MEM_SKIP_TOOLS": "ListMcpResourcesTool,SlashCommand,Skill,TodoWrite,AskUserQuestion",
     "CLAUDE_MEM_EXCLUDED_PROJECTS": "",
     "CLAUDE_MEM_CONTEXT_OBSERVATIONS": "50",

@@ -59,7 +59,7 @@ def _settings() -> dict[str, str]:
     except (OSError, ValueError):
         pass
     for key in ("CLAUDE_MEM_WORKER_HOST", "CLAUDE_MEM_WORKER_PORT", "CLAUDE_MEM_WORKER_URL",
-                "CLAUDE_MEM_WORKER_TOKEN"):
+                "CLAUDE_MEM_WORKER_TOKEN", "CLAUDE_MEM_WORKER_AUTOSTART"):
         if key in os.environ:
             values[key] = os.environ[key]
     return values
@@ -376,6 +376,35 @@ def start_flusher() -> None:
         os._exit(0)
 
 
+def start_local_worker() -> bool:
+    """Start the local worker in a detached child (`claude-mem worker start`), so a reboot or a crash does not
+    leave memory off: the hook returns at once, the worker is up for the next session. One starter at a time
+    (a lock file held until the worker answers). False when the hooks post to a remote worker."""
+    values = _settings()
+    if values.get("CLAUDE_MEM_WORKER_URL", "").strip() or not hasattr(os, "fork"):
+        return False
+    if values.get("CLAUDE_MEM_WORKER_AUTOSTART", "true").strip().lower() not in ("true", "1", "yes", "on"):
+        return False
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.fork() != 0:
+        return True
+    try:  # the child: out of Claude Code's way, then replaced by `python -m worker worker start`
+        import fcntl
+
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        os.makedirs(_data_dir(), mode=0o700, exist_ok=True)
+        lock = os.open(os.path.join(_data_dir(), ".worker-start.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when another hook is starting it
+        os.set_inheritable(lock, True)  # held by `worker start` until the worker answers or it gives up
+        os.execv(sys.executable, [sys.executable, "-m", "worker", "worker", "start"])
+    finally:
+        os._exit(0)
+
+
 def deliver(path: str, body: dict[str, Any], event: str) -> tuple[int, bytes] | None:
     """This event's (status, body); None when it went to the spool.
 
@@ -417,7 +446,14 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
 
         if spool_waiting():  # a new session is a good moment to send what an outage left behind
             start_flusher()
-        status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None, CONTEXT_TIMEOUT)
+        try:
+            status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None,
+                                   CONTEXT_TIMEOUT)
+        except NotDelivered as exc:
+            if start_local_worker():
+                raise HookFailure(f"{exc}: starting it in the background; memory context comes with the next"
+                                  " session") from None
+            raise
         _check(status, body, event)
         return json.dumps({"hookSpecificOutput": {"hookEventName": "SessionStart",
                                                   "additionalContext": body.decode("utf-8", "replace")}})

@@ -186,6 +186,19 @@ def backup(path: Path) -> Path | None:
     return target
 
 
+def _remove_if_ours_and_empty(path: Path, data: dict[str, Any]) -> bool:
+    """Delete a file left as `{}` that install created: it never existed before (no backup beside it)."""
+    real = Path(os.path.realpath(path))
+    leftover = {k: v for k, v in data.items() if not (k in ("hooks", "mcpServers") and v in ({}, []))}
+    if leftover or any(real.parent.glob(f"{real.name}.claude-mem-backup-*")):
+        return False
+    try:
+        real.unlink()
+    except OSError:
+        return False
+    return True
+
+
 def write_json_file(path: Path, data: dict[str, Any]) -> Path | None:
     """Back up, then write atomically, keeping the file's mode and writing through a symlink."""
     real = Path(os.path.realpath(path))
@@ -803,9 +816,17 @@ def install(ns: Any) -> int:
         worker_url = s.get("CLAUDE_MEM_WORKER_URL", "")
         if worker_url:
             print(f"worker: remote, {_worker_check(directory)}")
+            if getattr(ns, "service", False):
+                print("service: not installed: the hooks post to a remote worker")
+        elif getattr(ns, "service", False):
+            from worker.service import install_service
+
+            print(f"service: {install_service(directory)}")
         else:
             _start_worker(directory, ns, interactive, ask, config_changed)
         print("done. Check everything with: claude-mem doctor")
+        print("next: start a new Claude Code session (`claude`); what it does is remembered, and the sessions "
+              f"after it start with that context. Watch memory arrive at {load_settings(directory).base_url}/")
         return 0
     except Cancelled:
         print("claude-mem install: cancelled; nothing was written", file=sys.stderr)
@@ -821,14 +842,18 @@ def uninstall(ns: Any) -> int:
     state_path = claude_state_path()
     try:
         new_settings, removed = remove_hooks(read_json_object(settings_path))
-        if removed:
+        if removed and _remove_if_ours_and_empty(settings_path, new_settings):
+            print(f"Claude Code hooks: removed {', '.join(removed)} and {settings_path}, which install created")
+        elif removed:
             saved = write_json_file(settings_path, new_settings)
             print(f"Claude Code hooks: {settings_path}: removed {', '.join(removed)}"
                   + (f" (backup {saved.name})" if saved else ""))
         else:
             print(f"Claude Code hooks: {settings_path}: none of ours found")
         new_state, mcp_removed = remove_mcp(read_json_object(state_path))
-        if mcp_removed:
+        if mcp_removed and _remove_if_ours_and_empty(state_path, new_state):
+            print(f"MCP server: removed {MCP_NAME} and {state_path}, which install created")
+        elif mcp_removed:
             saved = write_json_file(state_path, new_state)
             print(f"MCP server: removed {MCP_NAME} from {state_path}" + (f" (backup {saved.name})" if saved else ""))
         else:
@@ -837,6 +862,11 @@ def uninstall(ns: Any) -> int:
         print(f"claude-mem uninstall: {exc}", file=sys.stderr)
         return 2
     directory = data_dir()
+    from worker.service import uninstall_service
+
+    removed_service = uninstall_service(directory)
+    if removed_service:
+        print(f"service: {removed_service}")
     print(f"kept: memories, settings and credentials in {directory} (delete the directory to remove them)")
     try:
         from worker.lifecycle import healthy
@@ -864,3 +894,5 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--claude-settings", metavar="PATH",
                         help="Claude Code settings file (default $CLAUDE_CONFIG_DIR/settings.json or ~/.claude/...)")
     parser.add_argument("--no-start", action="store_true", help="do not start or restart the local worker")
+    parser.add_argument("--service", action="store_true",
+                        help="keep the local worker running: a systemd user unit (Linux) or launchd agent (macOS)")

@@ -72,11 +72,28 @@ def healthy(settings: Settings) -> dict[str, Any] | None:
     return body if status == 200 and isinstance(body, dict) else None
 
 
+SERVER_MODULES = ("litestar", "uvicorn", "claude_agent_sdk", "chromadb", "litellm")
+
+
+def missing_server_modules() -> list[str]:
+    """The worker's own dependencies absent from this install (a client-only install has none of them)."""
+    from importlib.util import find_spec
+
+    return [m for m in SERVER_MODULES if find_spec(m) is None]
+
+
 def start(settings: Settings, wait: float = 60.0) -> int:
     running = healthy(settings)
     if running:
         print(f"worker already running (pid {running.get('pid')}) at {settings.base_url}")
         return 0
+    missing = missing_server_modules()
+    if missing:
+        print(f"this is a client-only install ({', '.join(missing)} not installed), which cannot run the worker;"
+              " install the server from the repository: pip install -r requirements.lock -e '.[server]',"
+              " or point the hooks at a team worker: claude-mem install --worker-url URL",
+              file=sys.stderr)
+        return 1
     settings.log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(settings.log_path, "ab") as log_file:
         proc = subprocess.Popen(

@@ -229,6 +229,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
     model = raw["CLAUDE_MEM_MODEL"].strip()
     if not model:
         raise SettingsError("CLAUDE_MEM_MODEL: must not be empty")
+    _bool(raw, "CLAUDE_MEM_WORKER_AUTOSTART")  # read by the hook (stdlib only); validated here
     log_level = raw["CLAUDE_MEM_LOG_LEVEL"].strip().upper() or "INFO"
     if log_level not in ("DEBUG", "INFO", "WARNING", "WARN", "ERROR", "CRITICAL"):
         raise SettingsError(f"CLAUDE_MEM_LOG_LEVEL: unknown level {raw['CLAUDE_MEM_LOG_LEVEL']!r}")
