@@ -1107,7 +1107,7 @@ MUTATIONS: dict[str, Mutation] = {
         "compose.yaml", _replace("postgres:17.9-bookworm", "postgres:17"), "images", "exact"
     ),
     "floating-litellm": Mutation(
-        "compose.yaml", _replace("litellm:v1.110.1", "litellm:main-stable"), "images", "floating"
+        "compose.yaml", _replace("litellm:v1.108.7", "litellm:main-stable"), "images", "floating"
     ),
     "minor-only-base": Mutation(
         "Dockerfile",
