@@ -145,3 +145,79 @@ def test_reverse_proxy_with_its_own_name(start_worker: StartWorker) -> None:
         assert r.status_code == 200, r.text
     r = proxied.client.post("/api/sessions/init", json={"contentSessionId": s}, headers={"Origin": EVIL})
     assert r.status_code == 403
+
+
+# --- 2. settings that decide where data or credentials go ---------------------------------------------
+
+ROUTING = {
+    "CLAUDE_MEM_WORKER_URL": "https://evil.example",
+    "CLAUDE_MEM_WORKER_HOST": "0.0.0.0",
+    "CLAUDE_MEM_WORKER_PORT": "4444",
+    "CLAUDE_MEM_OPENROUTER_BASE_URL": "https://evil.example/v1",
+    "CLAUDE_MEM_GEMINI_BASE_URL": "https://evil.example",
+    "CLAUDE_MEM_PROVIDER": "openrouter",
+    "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "api-key",
+    "CLAUDE_MEM_CHROMA_URL": "https://evil.example:8000",
+    "CLAUDE_MEM_EXCLUDED_PROJECTS": "*",
+    "CLAUDE_MEM_ALLOWED_HOSTS": "evil.example",
+}
+
+
+@pytest.mark.parametrize("key", sorted(ROUTING))
+def test_routing_settings_are_not_writable_over_http(w: WorkerProcess, key: str) -> None:
+    """Even a same-origin JSON request (a viewer tab, a local script) cannot redirect memory or keys."""
+    before = settings_file(w)
+    r = w.post("/api/settings", {key: ROUTING[key]})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == key and "read-only" in r.json()["error"]
+    assert settings_file(w) == before
+
+
+def test_settings_api_marks_read_only_keys_and_says_where_to_change_them(w: WorkerProcess) -> None:
+    body = w.get("/api/settings").json()
+    assert set(ROUTING) <= set(body["readOnly"])
+    assert "CLAUDE_MEM_CONTEXT_OBSERVATIONS" not in body["readOnly"]
+    assert "settings.json" in body["readOnlyNote"]
+    assert body["catalogue"]["CLAUDE_MEM_WORKER_PORT"] == {
+        "default": "37777", "type": "integer", "min": 1, "max": 65535, "readOnly": True,
+        "reason": body["catalogue"]["CLAUDE_MEM_WORKER_PORT"]["reason"]}
+    assert body["catalogue"]["CLAUDE_MEM_CONTEXT_OBSERVATIONS"]["readOnly"] is False
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "-1", "at least"),
+    ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "99999999", "at most"),
+    ("CLAUDE_MEM_MAX_ATTEMPTS", "2.5", "integer"),
+    ("CLAUDE_MEM_MAX_BODY_BYTES", str(2**64), "at most"),
+    ("CLAUDE_MEM_CHROMA_ENABLED", "maybe", "true or false"),
+    ("CLAUDE_MEM_LOG_LEVEL", "LOUD", "level"),
+    ("CLAUDE_MEM_MODEL", "x\ny", "printable"),
+    ("CLAUDE_MEM_SKIP_TOOLS", "A" * 5000, "at most"),
+])
+def test_writable_settings_are_validated_by_type_and_range(w: WorkerProcess, key: str, value: str,
+                                                          expected: str) -> None:
+    before = settings_file(w)
+    r = w.post("/api/settings", {key: value})
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == key and expected in r.json()["error"]
+    assert settings_file(w) == before
+
+
+def test_settings_api_never_returns_a_secret(start_worker: StartWorker) -> None:
+    """A settings.json migrated from claude-mem holds provider keys under names we do not know."""
+    planted = {"CLAUDE_MEM_GEMINI_API_KEY": "AIzaSyPLANTEDgeminikey0123456789",
+               "CLAUDE_MEM_OPENROUTER_API_KEY": "sk-or-v1-plantedopenrouterkey",
+               "SOME_SERVICE_PASSWORD": "hunter2hunter2", "GITHUB_TOKEN": "ghp_plantedtokenvalue000000000000",
+               "INNOCENT_LOOKING": "sk-ant-api03-plantedanthropickey", "CLAUDE_MEM_WORKER_TOKEN": "tok-" + "x" * 20,
+               "SOME_OTHER_TOOL": "keep me"}
+    worker = start_worker(settings=planted, **HOLD_QUEUE)
+    r = worker.get("/api/settings")
+    assert r.status_code == 200
+    for key, value in planted.items():
+        if key != "SOME_OTHER_TOOL":
+            assert value not in r.text and key not in r.json()["settings"], key
+    assert r.json()["settings"]["SOME_OTHER_TOOL"] == "keep me"
+    # and none of the status routes either
+    for path in ("/api/processing-status", "/api/readiness", "/api/health"):
+        text = worker.get(path).text
+        assert not any(v in text for k, v in planted.items() if k != "SOME_OTHER_TOOL"), path

@@ -55,7 +55,7 @@ def test_first_start_writes_every_default(start_worker: StartWorker) -> None:
     on_disk = json.loads((w.data_dir / "settings.json").read_text())
     # Env overrides (port, Chroma, auth) apply at run time but are not written into the user's file.
     assert on_disk == DEFAULTS
-    shown = w.get("/api/settings").json()
+    shown = w.get("/api/settings").json()["settings"]
     assert shown["CLAUDE_MEM_WORKER_PORT"] == str(w.port)
     assert shown["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] == "gateway"
     assert shown["CLAUDE_MEM_MODEL"] == DEFAULTS["CLAUDE_MEM_MODEL"]
@@ -77,7 +77,7 @@ def test_existing_file_keeps_unknown_keys_and_values(start_worker: StartWorker, 
     for key, value in DEFAULTS.items():
         if key not in user_file:
             assert on_disk[key] == value, key  # missing defaults were added
-    shown = w.get("/api/settings").json()
+    shown = w.get("/api/settings").json()["settings"]
     assert shown["CLAUDE_MEM_MODEL"] == "my-alias"
     assert shown["CLAUDE_MEM_CONTEXT_OBSERVATIONS"] == "7"
     assert shown["CLAUDE_MEM_LOG_LEVEL"] == "DEBUG"  # the environment overrides the file
@@ -90,8 +90,9 @@ def test_post_settings_saves_and_preserves_unknown_keys(start_worker: StartWorke
                                               "CLAUDE_MEM_WORKER_TOKEN": "s3cret-token-value"}, **HOLD_QUEUE)
     r = w.get("/api/settings")
     assert r.status_code == 200
-    assert r.json()["SOME_OTHER_TOOL"] == "keep me"
-    assert "CLAUDE_MEM_WORKER_TOKEN" not in r.json() and "s3cret-token-value" not in r.text, "the token is a secret"
+    assert r.json()["settings"]["SOME_OTHER_TOOL"] == "keep me"
+    assert "CLAUDE_MEM_WORKER_TOKEN" not in r.json()["settings"], "the token is a secret"
+    assert "s3cret-token-value" not in r.text
 
     r = w.post("/api/settings", {"CLAUDE_MEM_CONTEXT_OBSERVATIONS": "12", "CLAUDE_MEM_CHROMA_ENABLED": False})
     assert r.status_code == 200
@@ -117,9 +118,9 @@ def test_post_settings_saves_and_preserves_unknown_keys(start_worker: StartWorke
 def test_settings_survive_a_restart(start_worker: StartWorker) -> None:
     w = start_worker(**HOLD_QUEUE)
     assert w.post("/api/settings", {"CLAUDE_MEM_MODEL": "after-restart"}).status_code == 200
-    assert w.get("/api/settings").json()["CLAUDE_MEM_MODEL"] != "after-restart"  # applies at restart
+    assert w.get("/api/settings").json()["settings"]["CLAUDE_MEM_MODEL"] != "after-restart"  # applies at restart
     w.restart()
-    assert w.get("/api/settings").json()["CLAUDE_MEM_MODEL"] == "after-restart"
+    assert w.get("/api/settings").json()["settings"]["CLAUDE_MEM_MODEL"] == "after-restart"
 
 
 # --- settings errors: one clear line, exit 2, no traceback --------------------------------------

@@ -22,6 +22,42 @@ PROVIDERS = ("claude", "openrouter", "gemini")
 AUTH_METHODS = ("gateway", "api-key", "subscription")
 
 
+# Bounds of the numeric settings: enforced at load (file, environment) and on `POST /api/settings`.
+INT_RANGES: dict[str, tuple[int, int]] = {
+    "CLAUDE_MEM_WORKER_PORT": (1, 65535),
+    "CLAUDE_MEM_CONTEXT_OBSERVATIONS": (0, 1000),
+    "CLAUDE_MEM_CONTEXT_SESSION_COUNT": (0, 200),
+    "CLAUDE_MEM_CONTEXT_TOKEN_BUDGET": (1, 200_000),
+    "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": (1, 32),
+    "CLAUDE_MEM_MAX_ATTEMPTS": (1, 100),
+    "CLAUDE_MEM_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
+    "CLAUDE_MEM_STALL_SECONDS": (1, 86_400),
+    "CLAUDE_MEM_BUDGET_RETRY_SECONDS": (1, 86_400),
+}
+BOOL_SETTINGS = ("CLAUDE_MEM_CHROMA_ENABLED",)
+CHOICES: dict[str, tuple[str, ...]] = {
+    "CLAUDE_MEM_PROVIDER": PROVIDERS,
+    "CLAUDE_MEM_CLAUDE_AUTH_METHOD": AUTH_METHODS,
+    "CLAUDE_MEM_LOG_LEVEL": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+}
+# Settings that decide where data or credentials go (or who may reach the worker): never writable over
+# HTTP, so no web page and no holder of a viewer tab can redirect memory or keys. The reason is shown.
+READ_ONLY_SETTINGS: dict[str, str] = {
+    "CLAUDE_MEM_PROVIDER": "chooses who receives every prompt and tool output",
+    "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "chooses which credentials the memory agent sends",
+    "CLAUDE_MEM_WORKER_HOST": "the address the worker listens on",
+    "CLAUDE_MEM_WORKER_PORT": "the port the worker listens on and hooks post to",
+    "CLAUDE_MEM_WORKER_URL": "where hooks send every prompt and tool output",
+    "CLAUDE_MEM_WORKER_TOKEN": "the worker's credential",
+    "CLAUDE_MEM_ALLOWED_HOSTS": "which host names may reach the worker",
+    "CLAUDE_MEM_EXCLUDED_PROJECTS": "which projects are never recorded",
+    "CLAUDE_MEM_CHROMA_URL": "where every memory is copied for vector search",
+    "CLAUDE_MEM_OPENROUTER_BASE_URL": "where the OpenRouter key and memory are sent",
+    "CLAUDE_MEM_GEMINI_BASE_URL": "where the Gemini key and memory are sent",
+}
+MAX_SETTING_CHARS = 4096
+
+
 class SettingsError(Exception):
     """A settings or credentials problem worth one clear line to the user."""
 
@@ -104,18 +140,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return self.host in LOOPBACK_HOSTS
 
     def public(self) -> dict[str, str]:
-        """The non-secret settings, as shown by the API and the viewer."""
-        return {k: v for k, v in self.raw.items() if k not in SECRET_SETTINGS}
+        """The non-secret settings, as shown by the API and the viewer.
+
+        Unknown keys pass through (a file shared with claude-mem keeps its own), except those whose name
+        or value says credential: claude-mem's settings.json may hold CLAUDE_MEM_GEMINI_API_KEY."""
+        from worker.redaction import is_secret_name, looks_secret, redact
+
+        return {k: redact(v) for k, v in self.raw.items()
+                if k not in SECRET_SETTINGS and not is_secret_name(k) and (k in DEFAULTS or not looks_secret(v))}
 
 
-def _int(raw: dict[str, str], key: str, minimum: int = 0) -> int:
+def _int(raw: dict[str, str], key: str) -> int:
     value = raw[key]
     try:
-        number = int(value)
+        number = int(value.strip())
     except ValueError:
-        raise SettingsError(f"{key}: expected an integer, got {value!r}") from None
+        raise SettingsError(f"{key}: expected an integer, got {value[:40]!r}") from None
+    minimum, maximum = INT_RANGES[key]
     if number < minimum:
         raise SettingsError(f"{key}: must be at least {minimum}, got {number}")
+    if number > maximum:
+        raise SettingsError(f"{key}: must be at most {maximum}, got {number}")
     return number
 
 
@@ -133,6 +178,26 @@ def _choice(raw: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise SettingsError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
     return value
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """What each known setting is: its default, type and bounds, and whether HTTP may change it (and why not)."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, default in DEFAULTS.items():
+        if key in SECRET_SETTINGS:
+            continue
+        entry: dict[str, Any] = {"default": default, "type": "string"}
+        if key in INT_RANGES:
+            entry.update(type="integer", min=INT_RANGES[key][0], max=INT_RANGES[key][1])
+        elif key in BOOL_SETTINGS:
+            entry["type"] = "boolean"
+        elif key in CHOICES:
+            entry.update(type="choice", choices=list(CHOICES[key]))
+        entry["readOnly"] = key in READ_ONLY_SETTINGS
+        if key in READ_ONLY_SETTINGS:
+            entry["reason"] = READ_ONLY_SETTINGS[key]
+        out[key] = entry
+    return out
 
 
 def _csv(value: str) -> list[str]:
@@ -239,7 +304,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         auth_method=_choice(raw, "CLAUDE_MEM_CLAUDE_AUTH_METHOD", AUTH_METHODS),
         model=model,
         host=raw["CLAUDE_MEM_WORKER_HOST"].strip() or "127.0.0.1",
-        port=_int(raw, "CLAUDE_MEM_WORKER_PORT", minimum=0),
+        port=_int(raw, "CLAUDE_MEM_WORKER_PORT"),
         worker_url=raw["CLAUDE_MEM_WORKER_URL"].strip(),
         worker_token=raw["CLAUDE_MEM_WORKER_TOKEN"].strip(),
         allowed_hosts=tuple(_csv(raw["CLAUDE_MEM_ALLOWED_HOSTS"])),
@@ -247,9 +312,9 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         excluded_projects=tuple(_csv(raw["CLAUDE_MEM_EXCLUDED_PROJECTS"])),
         context_observations=_int(raw, "CLAUDE_MEM_CONTEXT_OBSERVATIONS"),
         context_session_count=_int(raw, "CLAUDE_MEM_CONTEXT_SESSION_COUNT"),
-        context_token_budget=_int(raw, "CLAUDE_MEM_CONTEXT_TOKEN_BUDGET", minimum=1),
-        max_concurrent_agents=_int(raw, "CLAUDE_MEM_MAX_CONCURRENT_AGENTS", minimum=1),
-        max_attempts=_int(raw, "CLAUDE_MEM_MAX_ATTEMPTS", minimum=1),
+        context_token_budget=_int(raw, "CLAUDE_MEM_CONTEXT_TOKEN_BUDGET"),
+        max_concurrent_agents=_int(raw, "CLAUDE_MEM_MAX_CONCURRENT_AGENTS"),
+        max_attempts=_int(raw, "CLAUDE_MEM_MAX_ATTEMPTS"),
         chroma_enabled=_bool(raw, "CLAUDE_MEM_CHROMA_ENABLED"),
         chroma_url=raw["CLAUDE_MEM_CHROMA_URL"].strip(),
         openrouter_model=raw["CLAUDE_MEM_OPENROUTER_MODEL"].strip(),
@@ -257,9 +322,9 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         gemini_model=raw["CLAUDE_MEM_GEMINI_MODEL"].strip(),
         gemini_base_url=raw["CLAUDE_MEM_GEMINI_BASE_URL"].strip(),
         log_level="WARNING" if log_level == "WARN" else log_level,
-        max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES", minimum=1024),
-        stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS", minimum=1),
-        budget_retry_seconds=_int(raw, "CLAUDE_MEM_BUDGET_RETRY_SECONDS", minimum=1),
+        max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES"),
+        stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS"),
+        budget_retry_seconds=_int(raw, "CLAUDE_MEM_BUDGET_RETRY_SECONDS"),
         raw=raw,
     )
 

@@ -15,7 +15,14 @@ from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.models import HealthResponse, ProcessingStatus, ReadinessResponse
 from worker.services import Services
-from worker.settings import SettingsError, load_settings, update_settings
+from worker.settings import (
+    MAX_SETTING_CHARS,
+    READ_ONLY_SETTINGS,
+    SettingsError,
+    catalogue,
+    load_settings,
+    update_settings,
+)
 
 # The consumer must turn its loop at least this often; more stale than this while work is
 # pending means it is wedged.
@@ -110,22 +117,41 @@ class StatusController(Controller):
         return processing_status(services)
 
     @get("/settings")
-    async def get_settings(self, services: Services) -> dict[str, str]:
-        return services.settings.public()
+    async def get_settings(self, services: Services) -> dict[str, Any]:
+        """Non-secret settings, which of them HTTP may not change (and where to change them), and their types."""
+        s = services.settings
+        shown = s.public()
+        return {
+            "settings": shown,
+            "readOnly": sorted(k for k in READ_ONLY_SETTINGS if k in shown),
+            "readOnlyNote": f"Routing and security settings: change them in {s.settings_path} (or the environment"
+                            " variable of the same name) and restart the worker (claude-mem worker restart).",
+            "catalogue": catalogue(),
+        }
 
     @post("/settings", status_code=200)
     async def post_settings(self, data: dict[str, Any], services: Services) -> dict[str, Any]:
-        """Edit non-secret settings in settings.json; they apply at the next worker restart."""
+        """Edit non-secret, non-routing settings in settings.json; they apply at the next worker restart."""
         changes: dict[str, str] = {}
         for key, value in data.items():
             if key not in DEFAULTS:
-                raise ValidationException(f"unknown setting {key}", extra=[{"key": key}])
+                raise ValidationException(f"{key}: unknown setting", extra=[{"key": key}])
             if key in SECRET_SETTINGS:
                 raise ValidationException(f"{key} is a secret; edit it in settings.json by hand",
                                           extra=[{"key": key}])
+            if key in READ_ONLY_SETTINGS:
+                if isinstance(value, str) and value == services.settings.raw.get(key):
+                    continue  # a client sending the whole object back unchanged
+                raise ValidationException(
+                    f"{key} is read-only over HTTP ({READ_ONLY_SETTINGS[key]}): change it in"
+                    f" {services.settings.settings_path} and restart the worker", extra=[{"key": key}])
             if not isinstance(value, (str, int, float, bool)):
                 raise ValidationException(f"{key}: expected a string", extra=[{"key": key}])
-            changes[key] = str(value).lower() if isinstance(value, bool) else str(value)
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            if len(text) > MAX_SETTING_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text):
+                raise ValidationException(f"{key}: at most {MAX_SETTING_CHARS} printable characters",
+                                          extra=[{"key": key}])
+            changes[key] = text
         merged = {**services.settings.raw, **changes}
         try:
             load_settings(services.settings.data_dir, environ={k: v for k, v in merged.items()})

@@ -525,9 +525,18 @@
     return el("input", { ...common, type: "text", value, spellcheck: "false", autocomplete: "off" });
   }
 
-  function renderSettings(values) {
-    const rows = Object.keys(values).sort().map((key) => el("label", { title: key },
-      key.replace(/^CLAUDE_MEM_/, ""), settingInput(key, String(values[key] ?? ""))));
+  function renderSettings(data) {
+    // {settings, readOnly, readOnlyNote, catalogue}: routing and security settings are shown, not editable.
+    const values = data.settings || {};
+    const readOnly = new Set(data.readOnly || []);
+    const rows = Object.keys(values).sort().map((key) => {
+      const input = settingInput(key, String(values[key] ?? ""));
+      if (readOnly.has(key)) {
+        input.disabled = true;
+        input.title = data.readOnlyNote || "read-only";
+      }
+      return el("label", { title: key }, key.replace(/^CLAUDE_MEM_/, ""), input);
+    });
     $("settings-fields").replaceChildren(...rows);
   }
 
@@ -547,7 +556,7 @@
     const changes = {};
     for (const input of $("settings-fields").querySelectorAll("input, select")) {
       input.classList.remove("invalid");
-      if (input.value !== input.dataset.original) changes[input.name] = input.value;
+      if (!input.disabled && input.value !== input.dataset.original) changes[input.name] = input.value;
     }
     const keys = Object.keys(changes);
     if (!keys.length) return settingsMessage("Nothing changed.", true);
