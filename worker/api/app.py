@@ -7,27 +7,24 @@ entry in its `parts`, which the lifespan warms, starts, stops and asks for readi
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar
 from litestar.connection import ASGIConnection
 from litestar.di import Provide
 from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
-    SerializationException,
-    ValidationException,
 )
 from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
-from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from worker import __version__, storage
 from worker.agent import MemoryAgent
+from worker.api import errors
 from worker.api.auth import bearer_ok
 from worker.api.browser import browser_safety_middleware
 from worker.api.corpus import CorpusController
@@ -37,56 +34,14 @@ from worker.api.status import StatusController, health_route, readiness_route
 from worker.api.unicode import lone_surrogate_middleware
 from worker.api.viewer import FeedPart, feed_stats, feed_stream, viewer_asset, viewer_page
 from worker.feed import FeedHub
-from worker.knowledge import KnowledgeAgent
-from worker.queue import QueueRunner
+from worker.knowledge import CorpusError, KnowledgeAgent
+from worker.queue import ProcessingError, QueueRunner
+from worker.search import ParamError
 from worker.services import Part, Services, StoredListeners
 from worker.settings import Settings
-from worker.vectors import VectorsPart, VectorSync
+from worker.vectors import VectorsPart, VectorsUnavailable, VectorSync
 
 log = logging.getLogger("claude_mem.api")
-
-
-def _field_of(exc: ValidationException) -> str | None:
-    extra = exc.extra
-    if isinstance(extra, list) and extra and isinstance(extra[0], dict):
-        key = extra[0].get("key")
-        return str(key) if key else None
-    return None
-
-
-def _error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
-    if isinstance(exc, ValidationException):
-        field = _field_of(exc)
-        message = exc.detail
-        if isinstance(exc.extra, list) and exc.extra and isinstance(exc.extra[0], dict):
-            inner = exc.extra[0].get("message")
-            if field == "data" and exc.extra[0].get("source") == "body":
-                # Litestar's name for the whole body, not a wire field: an empty or non-object body.
-                field = None
-                message = "request body is empty: expected a JSON object" if inner == "'data'" \
-                    else f"request body: {inner}"
-            elif inner:
-                message = f"{field}: {inner}" if field else str(inner)
-        missing = re.search(r"required field `([^`]+)`", str(message))
-        if missing and field in (None, "data"):
-            field = missing.group(1)
-            message = f"{field}: required field is missing"
-        body: dict[str, Any] = {"error": message}
-        if field:
-            body["field"] = field
-        return Response(body, status_code=400)
-    if isinstance(exc, HTTPException):
-        detail = exc.detail
-        if exc.status_code == 413:
-            detail = "request body too large"
-        if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
-            detail = f"malformed JSON body: {detail}"
-        body = {"error": detail}
-        if isinstance(exc.extra, dict) and exc.extra.get("field"):
-            body["field"] = exc.extra["field"]
-        return Response(body, status_code=exc.status_code, headers=exc.headers)
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return Response({"error": f"internal error: {type(exc).__name__}"}, status_code=HTTP_500_INTERNAL_SERVER_ERROR)
 
 
 def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], None]:
@@ -153,7 +108,15 @@ def create_app(services: Services) -> Litestar:
     return Litestar(
         route_handlers=ROUTES,
         dependencies={"services": Provide(lambda: services, use_cache=True, sync_to_thread=False)},
-        exception_handlers={Exception: _error_response},
+        exception_handlers={
+            ParamError: errors.param_error,
+            CorpusError: errors.corpus_error,
+            ProcessingError: errors.processing_error,
+            VectorsUnavailable: errors.vectors_unavailable,
+            LookupError: errors.not_found,
+            HTTPException: errors.http_error,
+            Exception: errors.internal_error,
+        },
         guards=guards,
         lifespan=[lifespan],
         request_max_body_size=services.settings.max_body_bytes,

@@ -11,7 +11,6 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, get, post
-from litestar.exceptions import NotFoundException
 from litestar.response import Response
 
 from worker import queue, storage
@@ -89,10 +88,14 @@ def record_observation(services: Services, data: ObservationRequest) -> QueuedRe
     return QueuedResponse(status="queued", eventId=event_id)
 
 
+class UnknownSession(LookupError):
+    """A summarize or complete event for a session no prompt or tool event opened (404)."""
+
+
 def _recorded_session(conn: sqlite3.Connection, content_session_id: str) -> sqlite3.Row:
     session = storage.get_session(conn, content_session_id)
     if session is None:
-        raise NotFoundException(
+        raise UnknownSession(
             f"unknown session {content_session_id!r}: no prompt or tool event was recorded for it")
     return session
 
@@ -152,8 +155,8 @@ async def record_batch(services: Services, data: BatchRequest) -> BatchResponse:
             continue
         try:
             answer = record(services, event)
-        except NotFoundException as exc:
-            results.append(BatchResult(status=404, error=str(exc.detail)))
+        except UnknownSession as exc:
+            results.append(BatchResult(status=404, error=str(exc)))
             continue
         results.append(BatchResult(status=200, result=msgspec.to_builtins(answer)))
     return BatchResponse(results=results)

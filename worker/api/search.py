@@ -38,10 +38,6 @@ def _raw(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {key: str(params.get(key) or "") for key in params}
 
 
-def _bad(exc: search.ParamError) -> ValidationException:
-    return ValidationException(exc.message, extra=[{"key": exc.field, "message": exc.message}])
-
-
 async def semantic_hits(services: Services, req: search.SemanticRequest | None
                         ) -> tuple[list[SemanticHit] | None, str | None]:
     """Chroma's answer, or None and the reason it is missing."""
@@ -68,10 +64,7 @@ class SearchController(Controller):
     async def search_route(self, request: Request[Any, Any, Any], services: Services) -> SearchResponse:
         """Keyword, semantic or hybrid search; filters before ranking; `content` is claude-mem's text."""
         raw = _raw(request)
-        try:
-            params = search.parse_params(raw)
-        except search.ParamError as exc:
-            raise _bad(exc) from None
+        params = search.parse_params(raw)
         hits, error = await semantic_hits(services, search.semantic_request(params))
         return search.search(services.conn, params, hits, error, want_rows=raw.get("format") == "json")
 
@@ -80,11 +73,8 @@ class SearchController(Controller):
         raw = _raw(request)
         file_path = (raw.get("filePath") or raw.get("files") or raw.get("path") or "").split(",")[0].strip()
         if not file_path:
-            raise ValidationException("filePath is required", extra=[{"key": "filePath", "message": "required"}])
-        try:
-            limit = search.int_param(raw, "limit", 20, 1, search.MAX_LIMIT)
-        except search.ParamError as exc:
-            raise _bad(exc) from None
+            raise search.ParamError("filePath", "required")
+        limit = search.int_param(raw, "limit", 20, 1, search.MAX_LIMIT)
         hits = search.by_file(services.conn, file_path, (raw.get("project") or "").strip() or None, limit)
         return ByFileResponse(filePath=file_path, totalResults=len(hits), results=hits,
                               content=[TextContent(text=search.render_by_file(file_path, hits))])
@@ -96,27 +86,19 @@ class SearchController(Controller):
         anchor = (raw.get("anchor") or "").strip() or None
         query = (raw.get("query") or "").strip() or None
         project = (raw.get("project") or "").strip() or None
-        try:
-            before = search.int_param(raw, "depth_before", 10, 0, 200)
-            after = search.int_param(raw, "depth_after", 10, 0, 200)
-            hits, error = None, None
-            if query and not anchor:
-                req = search.semantic_request(search.timeline_search_params(query, project))
-                hits, error = await semantic_hits(services, req)
-            return search.timeline(services.conn, anchor, query, before, after, project, hits, error)
-        except search.ParamError as exc:
-            raise _bad(exc) from None
-        except LookupError as exc:
-            raise NotFoundException(str(exc)) from None
+        before = search.int_param(raw, "depth_before", 10, 0, 200)
+        after = search.int_param(raw, "depth_after", 10, 0, 200)
+        hits, error = None, None
+        if query and not anchor:
+            req = search.semantic_request(search.timeline_search_params(query, project))
+            hits, error = await semantic_hits(services, req)
+        return search.timeline(services.conn, anchor, query, before, after, project, hits, error)
 
     @post("/observations/batch", status_code=200)
     async def batch(self, data: BatchRequest, services: Services) -> list[dict[str, Any]]:
         """Full observations by id (claude-mem's get_observations)."""
-        try:
-            ids = search.parse_ids(data.ids)
-            return search.get_observations(services.conn, ids, data.orderBy, data.limit, data.project)
-        except search.ParamError as exc:
-            raise _bad(exc) from None
+        ids = search.parse_ids(data.ids)
+        return search.get_observations(services.conn, ids, data.orderBy, data.limit, data.project)
 
     @get("/observation/{obs_id:int}")
     async def get_one(self, obs_id: int, services: Services) -> dict[str, Any]:
@@ -159,9 +141,6 @@ class SearchController(Controller):
         vsync = services.vectors
         if vsync is None:
             raise HTTPException(status_code=409, detail="Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)")
-        try:
-            report = await asyncio.to_thread(vsync.sync_now, rebuild)
-        except VectorsUnavailable as exc:
-            raise HTTPException(status_code=503, detail=f"Chroma unreachable: {exc}") from None
+        report = await asyncio.to_thread(vsync.sync_now, rebuild)
         return SyncResponse(upserted=report.upserted, deleted=report.deleted, documents=report.documents,
                             seconds=report.seconds, status=vsync.status())
