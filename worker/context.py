@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 
+from worker import storage
 from worker.settings import Settings
 
 CHARS_PER_TOKEN = 4
@@ -14,10 +14,7 @@ CHARS_PER_TOKEN = 4
 def _files(row: sqlite3.Row) -> list[str]:
     out: list[str] = []
     for field in ("files_modified", "files_read"):
-        try:
-            out.extend(f for f in json.loads(row[field] or "[]") if isinstance(f, str) and f not in out)
-        except ValueError:
-            pass
+        out.extend(f for f in storage.json_list(row[field]) if isinstance(f, str) and f not in out)
     return out
 
 

@@ -20,13 +20,13 @@ from typing import Any
 
 from litestar.response.sse import ServerSentEventMessage
 
+from worker.storage import KINDS, SUMMARY_FIELDS, epoch_ms, flat, json_list, trim
+
 log = logging.getLogger("claude_mem.feed")
 
-KINDS = ("prompt", "observation", "summary")
 SNIPPET_CHARS = 300
 TEXT_CHARS = 4000
 FIELD_CHARS = 2000
-SUMMARY_FIELDS = ("request", "investigated", "learned", "completed", "next_steps", "notes")
 DEFAULT_QUEUE_SIZE = 256
 DEFAULT_MAX_CLIENTS = 32
 DEFAULT_SNAPSHOT = 50
@@ -42,27 +42,6 @@ class TooManyClients(Exception):
 # --- items: rows as the feed shows them -----------------------------------------------------------
 
 
-def _trim(text: str | None, limit: int) -> str:
-    value = (text or "").strip()
-    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
-
-
-def _flat(text: str | None, limit: int = SNIPPET_CHARS) -> str:
-    return _trim(" ".join((text or "").split()), limit)
-
-
-def _list(value: str | None) -> list[Any]:
-    try:
-        data = json.loads(value or "[]")
-    except ValueError:
-        return []
-    return data if isinstance(data, list) else []
-
-
-def _ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
-
-
 def _base(kind: str, row: sqlite3.Row) -> dict[str, Any]:
     return {
         "key": f"{kind}:{row['id']}",
@@ -71,29 +50,30 @@ def _base(kind: str, row: sqlite3.Row) -> dict[str, Any]:
         "project": row["project"] or "",
         "session": row["content_session_id"] or "",
         "promptNumber": row["prompt_number"],
-        "createdAt": _ms(row["created_at"]),
+        "createdAt": epoch_ms(row["created_at"]),
     }
 
 
 def _prompt_item(row: sqlite3.Row) -> dict[str, Any]:
-    return {**_base("prompt", row), "type": "prompt", "title": _flat(row["text"], 120),
-            "text": _trim(row["text"], TEXT_CHARS)}
+    return {**_base("prompt", row), "type": "prompt", "title": flat(row["text"], 120),
+            "text": trim(row["text"], TEXT_CHARS)}
 
 
 def _observation_item(row: sqlite3.Row) -> dict[str, Any]:
-    facts = [str(f) for f in _list(row["facts"])]
+    facts = [str(f) for f in json_list(row["facts"])]
     body = row["narrative"] or row["subtitle"] or " ".join(facts)
     return {**_base("observation", row), "type": row["type"] or "observation",
-            "title": _flat(row["title"] or row["subtitle"] or "(untitled)", 200),
-            "subtitle": _flat(row["subtitle"], 200), "snippet": _flat(body),
-            "concepts": [str(c) for c in _list(row["concepts"])][:12]}
+            "title": flat(row["title"] or row["subtitle"] or "(untitled)", 200),
+            "subtitle": flat(row["subtitle"], 200), "snippet": flat(body, SNIPPET_CHARS),
+            "concepts": [str(c) for c in json_list(row["concepts"])][:12]}
 
 
 def _summary_item(row: sqlite3.Row) -> dict[str, Any]:
-    fields = {name: _trim(row[name], FIELD_CHARS) for name in SUMMARY_FIELDS}
+    fields = {name: trim(row[name], FIELD_CHARS) for name in SUMMARY_FIELDS}
     body = row["completed"] or row["learned"] or row["investigated"] or row["next_steps"] or row["notes"]
     return {**_base("summary", row), "type": "summary",
-            "title": _flat(row["request"], 200) or "Session summary", "snippet": _flat(body), "fields": fields}
+            "title": flat(row["request"], 200) or "Session summary", "snippet": flat(body, SNIPPET_CHARS),
+            "fields": fields}
 
 
 _SELECT = {

@@ -21,7 +21,7 @@ from worker.settings import Settings
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 NAME_RULE = "1-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
-TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
+TYPES = storage.OBSERVATION_TYPES
 MAX_RENDER_CHARS = 400_000
 
 KNOWLEDGE_PROMPT = """You are a knowledge agent for a software project. You are given a corpus of observations

@@ -19,7 +19,8 @@ from typing import Any
 
 from worker import storage
 from worker.models_search import SearchHit, SearchResponse, TextContent, TimelineItem, TimelineResponse
-from worker.vectors import KINDS, SemanticHit
+from worker.storage import KINDS
+from worker.vectors import SemanticHit
 
 MODES = ("keyword", "semantic", "hybrid")
 CATEGORIES = {"observations": "observation", "sessions": "summary", "summaries": "summary", "prompts": "prompt"}
@@ -336,21 +337,12 @@ def fuse(lists: list[list[Ranked]], k: int = RRF_K) -> list[tuple[Ranked, float,
 
 
 def _trim(text: str | None, limit: int = SNIPPET_CHARS) -> str:
-    flat = " ".join((text or "").split())
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+    return storage.flat(text, limit)
 
 
 def iso(epoch_seconds: float) -> str:
     moment = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _loads(value: str | None) -> list[Any]:
-    try:
-        data = json.loads(value or "[]")
-    except ValueError:
-        return []
-    return data if isinstance(data, list) else []
 
 
 def fetch_rows(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, sqlite3.Row]:
@@ -360,7 +352,7 @@ def fetch_rows(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int,
 def describe(kind: str, row: sqlite3.Row) -> tuple[str, str | None, str]:
     """(type, title, fallback snippet) of a row, whatever its kind."""
     if kind == "observation":
-        facts = " ".join(str(f) for f in _loads(row["facts"]))
+        facts = " ".join(str(f) for f in storage.json_list(row["facts"]))
         body = row["narrative"] or row["subtitle"] or facts
         return row["type"], row["title"] or row["subtitle"], _trim(body)
     if kind == "summary":
@@ -373,7 +365,7 @@ def to_hit(kind: str, row: sqlite3.Row, snippet: str, score: float | None, sourc
     type_, title, fallback = describe(kind, row)
     return SearchHit(
         id=row["id"], kind=kind, project=row["project"] or "", type=type_, title=title,
-        created_at=iso(row["created_at"]), created_at_epoch=int(round(row["created_at"] * 1000)),
+        created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
         snippet=snippet or fallback, score=None if score is None else round(score, 6), sources=sources,
     )
 
@@ -395,15 +387,15 @@ def observation_json(row: sqlite3.Row) -> dict[str, Any]:
     """An observation as the API returns it: claude-mem's field names, JSON columns decoded."""
     out = {k: row[k] for k in row.keys()}
     for name in ("facts", "concepts", "files_read", "files_modified"):
-        out[name] = _loads(row[name])
-    out["created_at_epoch"] = int(round(row["created_at"] * 1000))
+        out[name] = storage.json_list(row[name])
+    out["created_at_epoch"] = storage.epoch_ms(row["created_at"])
     out["created_at"] = iso(row["created_at"])
     return out
 
 
 def row_json(row: sqlite3.Row) -> dict[str, Any]:
     out = {k: row[k] for k in row.keys()}
-    out["created_at_epoch"] = int(round(row["created_at"] * 1000))
+    out["created_at_epoch"] = storage.epoch_ms(row["created_at"])
     out["created_at"] = iso(row["created_at"])
     return out
 
@@ -578,7 +570,7 @@ def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after:
         type_, title, snippet = describe(kind, row)
         items.append(TimelineItem(
             id=rid, kind=kind, project=row["project"] or "", type=type_, title=title,
-            created_at=iso(row["created_at"]), created_at_epoch=int(round(row["created_at"] * 1000)),
+            created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
             snippet=snippet, isAnchor=anchor.include == (kind, rid),
         ))
     return items

@@ -348,7 +348,36 @@ def insert_observation(conn: sqlite3.Connection, session_id: int, project: str, 
     return int(cur.lastrowid or 0)
 
 
+# --- the schema's vocabulary: every module names rows and columns in these words -------------------
+
+KINDS = ("observation", "summary", "prompt")  # the rows that are searched, synced to Chroma and shown
+OBSERVATION_TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
 SUMMARY_FIELDS = ("request", "investigated", "learned", "completed", "next_steps", "notes")
+
+
+def json_list(value: str | None) -> list[Any]:
+    """A JSON-array column (facts, concepts, files): [] for NULL, bad JSON or anything not a list."""
+    try:
+        data = json.loads(value or "[]")
+    except ValueError:
+        return []
+    return data if isinstance(data, list) else []
+
+
+def epoch_ms(seconds: float) -> int:
+    """A stored `created_at` (epoch seconds) as the wire's epoch milliseconds."""
+    return int(round(seconds * 1000))
+
+
+def trim(text: str | None, limit: int) -> str:
+    """At most `limit` characters, an ellipsis marking a cut."""
+    value = (text or "").strip()
+    return value if len(value) <= limit else value[: limit - 1].rstrip() + "…"
+
+
+def flat(text: str | None, limit: int) -> str:
+    """One line (whitespace runs become one space) of at most `limit` characters."""
+    return trim(" ".join((text or "").split()), limit)
 
 
 def insert_summary(conn: sqlite3.Connection, session_id: int, project: str, summary: dict[str, Any],
@@ -364,10 +393,7 @@ def insert_summary(conn: sqlite3.Connection, session_id: int, project: str, summ
 def observation_dict(row: sqlite3.Row) -> dict[str, Any]:
     out = dict(row)
     for field in OBS_JSON_FIELDS:
-        try:
-            out[field] = json.loads(out.get(field) or "[]")
-        except ValueError:
-            out[field] = []
+        out[field] = json_list(out.get(field))
     return out
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import os
 import sqlite3
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("claude_mem.vectors")
 
 COLLECTION = "claude_mem"
-KINDS = ("observation", "summary", "prompt")
+KINDS = storage.KINDS
 TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
 HTTP_TIMEOUT_SECONDS = 30.0
@@ -83,15 +82,8 @@ def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
 
 
 def _json_list(value: str | None) -> list[str]:
-    try:
-        data = json.loads(value or "[]")
-    except ValueError:
-        return []
-    return [str(x) for x in data if isinstance(x, (str, int, float))] if isinstance(data, list) else []
-
-
-def _epoch_ms(seconds: float) -> int:
-    return int(round(seconds * 1000))
+    """Chroma metadata holds scalars only: the list column's scalar entries, as strings."""
+    return [str(x) for x in storage.json_list(value) if isinstance(x, (str, int, float))]
 
 
 def _session_key(row: sqlite3.Row) -> str:
@@ -116,7 +108,7 @@ def observation_doc(row: sqlite3.Row) -> Doc:
             "type": row["type"] or "",
             "session": _session_key(row),
             "session_db_id": int(row["session_id"]),
-            "created_at_epoch": _epoch_ms(row["created_at"]),
+            "created_at_epoch": storage.epoch_ms(row["created_at"]),
             "files": ",".join(files),
             "concepts": ",".join(_json_list(row["concepts"])),
         },
@@ -140,7 +132,7 @@ def summary_docs(row: sqlite3.Row) -> list[Doc]:
                 "type": "summary",
                 "session": _session_key(row),
                 "session_db_id": int(row["session_id"]),
-                "created_at_epoch": _epoch_ms(row["created_at"]),
+                "created_at_epoch": storage.epoch_ms(row["created_at"]),
                 "files": "",
                 "concepts": "",
             },
@@ -159,7 +151,7 @@ def prompt_doc(row: sqlite3.Row) -> Doc:
             "type": "prompt",
             "session": _session_key(row),
             "session_db_id": int(row["session_id"]),
-            "created_at_epoch": _epoch_ms(row["created_at"]),
+            "created_at_epoch": storage.epoch_ms(row["created_at"]),
             "prompt_number": int(row["prompt_number"]),
             "files": "",
             "concepts": "",

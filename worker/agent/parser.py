@@ -11,9 +11,9 @@ import re
 
 import msgspec
 
-OBSERVATION_TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
+from worker.storage import OBSERVATION_TYPES, SUMMARY_FIELDS
+
 CONCEPTS = ("how-it-works", "why-it-exists", "what-changed", "problem-solution", "gotcha", "pattern", "trade-off")
-SUMMARY_FIELDS = ("request", "investigated", "learned", "completed", "next_steps", "notes")
 SKIP_MARKERS = ("<skip", "<no_observation", "<no-observation")
 
 _OBS = re.compile(r"<observation\b[^>]*>(.*?)(?:</observation\s*>|(?=<observation\b)|\Z)", re.DOTALL | re.IGNORECASE)

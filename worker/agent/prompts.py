@@ -10,7 +10,8 @@ import json
 import time
 from typing import Any
 
-from worker.agent.parser import CONCEPTS, OBSERVATION_TYPES
+from worker.agent.parser import CONCEPTS
+from worker.storage import OBSERVATION_TYPES
 
 FIELD_MAX_CHARS = 6_000
 HEAD_RATIO, TAIL_RATIO = 0.6, 0.3
