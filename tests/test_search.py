@@ -169,7 +169,7 @@ def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server
         assert hybrid.results[0].sources == ["semantic"]
         assert all(h.project == "webapp" for h in hybrid.results)  # the where filter reached Chroma
         assert f"#{ids['target']} [bugfix] {TARGET}" in hybrid.content[0].text
-        # Across projects, items matching both lists come first (RRF), and the target still ranks.
+        # Across projects the target still ranks near the top, and the unrelated recipe does not.
         everywhere = [h.id for h in run("hybrid").results]
         assert ids["target"] in everywhere[:3] and ids["flour"] not in everywhere[:3], everywhere
 
@@ -202,12 +202,21 @@ def test_hybrid_degrades_to_keyword_and_says_so(store: sqlite3.Connection) -> No
     assert "Note: semantic search unavailable" in found.content[0].text
 
 
-def test_rrf_fusion() -> None:
-    a = [search.Ranked("observation", 1, 9.0), search.Ranked("observation", 2, 8.0)]
-    b = [search.Ranked("observation", 2, 0.9), search.Ranked("summary", 1, 0.8)]
-    fused = search.fuse([a, b])
-    assert [(r.kind, r.id) for r, _, _ in fused] == [("observation", 2), ("observation", 1), ("summary", 1)]
-    assert fused[0][1] == pytest.approx(1 / 62 + 1 / 61)
+def test_score_fusion() -> None:
+    """Each list's scores are scaled to its own best (1) and worst (0), weighted and summed."""
+    keyword = [search.Ranked("observation", 1, 9.0), search.Ranked("observation", 2, 8.0),
+               search.Ranked("observation", 3, 1.0)]
+    semantic = [search.Ranked("observation", 2, 0.9), search.Ranked("summary", 1, 0.8),
+                search.Ranked("observation", 3, 0.5)]
+    fused = search.fuse([keyword, semantic], [0.5, 0.5])
+    assert [(r.kind, r.id) for r, _, _ in fused] == [("observation", 2), ("observation", 1), ("summary", 1),
+                                                     ("observation", 3)]
+    assert [s for _, s, _ in fused] == pytest.approx([0.5 * 7 / 8 + 0.5, 0.5, 0.5 * 0.75, 0.0])
+    assert [found for _, _, found in fused] == [[0, 1], [0], [1], [0, 1]]
+    # A list of one (or of equal scores) counts its hits fully; weights shift the balance.
+    assert search.normalized([search.Ranked("prompt", 7, 3.0)]) == {("prompt", 7): 1.0}
+    leaning = search.fuse([keyword, semantic], [0.9, 0.1])
+    assert [(r.kind, r.id) for r, _, _ in leaning][:2] == [("observation", 1), ("observation", 2)]
 
 
 # --- timeline, by id, by file -------------------------------------------------------------------

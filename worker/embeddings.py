@@ -9,6 +9,7 @@ a tampered or truncated file is refused rather than silently producing different
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -32,6 +33,11 @@ DIMENSIONS = 384
 # sentence-transformers' max_seq_length for this model; longer text is truncated, as there.
 MAX_TOKENS = 256
 BATCH_SIZE = 32
+# Long texts are embedded as several chunks of at most this many tokens, cut at sentence ends where
+# possible: the model reads only MAX_TOKENS, and was trained on sentence pairs of up to 128 tokens, so a
+# passage of that size is what its vectors describe best. Changing it changes the stored vectors.
+CHUNK_TOKENS = 128
+CHUNK_OVERLAP_TOKENS = 32  # a chunk repeats the previous chunk's last sentence when it is this short
 BATCH_TOKENS = 1024  # about this many tokens per batch (texts x padded length)
 
 
@@ -39,6 +45,9 @@ def _tokens_about(text: str) -> int:
     """A cheap estimate of a text's token count (English: ~4 characters a token), capped at MAX_TOKENS."""
     return min(MAX_TOKENS, len(text) // 4 + 2)
 
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 class EmbeddingModelError(RuntimeError):
@@ -86,6 +95,7 @@ class Embedder:
         self._lock = threading.Lock()
         self._session: onnxruntime.InferenceSession | None = None
         self._tokenizer: tokenizers.Tokenizer | None = None
+        self._counter: tokenizers.Tokenizer | None = None  # no truncation, no padding: for chunking
         self._input_names: set[str] = set()
 
     def load(self) -> None:
@@ -101,6 +111,9 @@ class Embedder:
             verify_file(mpath, MODEL_SHA256)
             verify_file(tpath, TOKENIZER_SHA256)
             tokenizer = Tokenizer.from_file(str(tpath))
+            counter = Tokenizer.from_file(str(tpath))
+            counter.no_truncation()
+            counter.no_padding()
             # The shipped tokenizer pads every input to 128; pad per batch instead and truncate as
             # sentence-transformers does.
             tokenizer.enable_truncation(max_length=MAX_TOKENS)
@@ -117,7 +130,52 @@ class Embedder:
             session = onnxruntime.InferenceSession(str(mpath), options, providers=["CPUExecutionProvider"])
             self._input_names = {i.name for i in session.get_inputs()}
             self._tokenizer = tokenizer
+            self._counter = counter
             self._session = session
+
+    def split(self, text: str, max_tokens: int = CHUNK_TOKENS) -> list[str]:
+        """The text as passages of at most `max_tokens` tokens that together cover all of it.
+
+        Sentences (and lines) are kept whole and packed greedily; a sentence longer than a chunk is cut
+        at token boundaries. A short last sentence is repeated at the start of the next chunk, so a fact
+        split across the boundary is still read with its context. One chunk for a short text.
+        """
+        text = text.strip()
+        if not text:
+            return [text]
+        if len(text) <= max_tokens:  # a token is at least one character
+            return [text]
+        self.load()
+        assert self._counter is not None
+        budget = max_tokens - 2  # [CLS] and [SEP]
+        pieces: list[tuple[str, int]] = []
+        sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+        for sentence, encoding in zip(sentences, self._counter.encode_batch(sentences, add_special_tokens=False),
+                                      strict=True):
+            n = len(encoding.ids)
+            if n <= budget:
+                pieces.append((sentence.strip(), n))
+                continue
+            offsets = encoding.offsets
+            for start in range(0, n, budget):
+                window = offsets[start:start + budget]
+                pieces.append((sentence[window[0][0]:window[-1][1]].strip(), len(window)))
+        if sum(n for _, n in pieces) <= budget:
+            return [text]
+        chunks: list[str] = []
+        current: list[tuple[str, int]] = []
+        size = 0
+        for piece in pieces:
+            if current and size + piece[1] > budget:
+                chunks.append(" ".join(p for p, _ in current))
+                last = current[-1]
+                carry = last[1] <= CHUNK_OVERLAP_TOKENS and last[1] + piece[1] <= budget
+                current, size = ([last], last[1]) if carry else ([], 0)
+            current.append(piece)
+            size += piece[1]
+        if current:
+            chunks.append(" ".join(p for p, _ in current))
+        return chunks
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """L2-normalised float32 vectors, one row per text, in the input order."""

@@ -1,4 +1,4 @@
-"""Search over observations, summaries and prompts: keyword (FTS5 bm25), semantic (Chroma), hybrid (RRF).
+"""Search over observations, summaries and prompts: keyword (FTS5 bm25), semantic (Chroma), hybrid (fused).
 
 The functions here are synchronous and take the SQLite connection; the Chroma part is a separate
 step (`semantic_request` → `VectorSync.query`) so the API can run it in a thread and keep SQLite on
@@ -24,7 +24,9 @@ from worker.vectors import SemanticHit
 
 MODES = ("keyword", "semantic", "hybrid")
 CATEGORIES = {"observations": "observation", "sessions": "summary", "summaries": "summary", "prompts": "prompt"}
-RRF_K = 60
+# Hybrid: how much each ranked list counts once its scores are put on one scale (see `fuse`). Equal: neither
+# list is known to be better in general (keyword wins on names and rare words, semantic on paraphrase).
+FUSION_WEIGHTS = {"keyword": 0.5, "semantic": 0.5}
 MAX_LIMIT = 100
 MAX_TERMS = 32
 SNIPPET_CHARS = 240
@@ -147,13 +149,43 @@ def parse_params(raw: Mapping[str, str]) -> SearchParams:
     return params
 
 
+# Words that carry no topic: English function words and the words questions are built from. BM25 gives
+# a word found everywhere almost no weight, but in OR queries a stopword still admits (and, in a small
+# store, ranks) every row that has it; a question like "what did we decide about the cache" must be a
+# search for "decide cache".
+STOPWORDS = frozenset("""
+a about above after again against all also am an and any are aren as at be because been before being
+below between both but by can cannot could couldn d did didn do does doesn doing don down during each
+either else ever every few for from further had hadn has hasn have haven having he her here hers herself
+him himself his how however i if in into is isn it its itself just let ll m me might more most much must
+mustn my myself neither no nor not now of off on once only or other ought our ours ourselves out over
+own per quite rather re really s same shall shan she should shouldn since so some such t than that the
+their theirs them themselves then there these they this those though through thus to too under until up
+upon us ve very was wasn we were weren what whatever when whenever where whereas wherever whether which
+while who whoever whom whose why will with within without would wouldn yet you your yours yourself
+yourselves
+""".split())
+
+
+def query_terms(text: str) -> list[str]:
+    """The words a keyword search looks for: lower-cased, deduplicated, stopwords dropped.
+
+    A query made only of stopwords ("what is it") keeps them: searching for nothing would be worse.
+    """
+    words = list(dict.fromkeys(t.lower() for t in re.findall(r"\w+", text)))
+    content = [w for w in words if w not in STOPWORDS]
+    return (content or words)[:MAX_TERMS]
+
+
 def fts_query(text: str) -> str | None:
-    """User text as a safe FTS5 query: every word quoted, OR-ed, ranked by bm25.
+    """User text as a safe FTS5 query: content words quoted, OR-ed, ranked by bm25.
 
     Quoting makes operators (AND, NEAR, -, *, :, parentheses, quotes) plain words, so no input can
-    raise an FTS syntax error; OR keeps natural-language queries from needing every word.
+    raise an FTS syntax error; OR keeps natural-language queries from needing every word, and bm25's
+    idf makes rows with the rarer words rank first. The porter tokenizer stems each quoted word, so
+    "crashes" finds "crash" and "crashing".
     """
-    terms = list(dict.fromkeys(t.lower() for t in re.findall(r"\w+", text)))[:MAX_TERMS]
+    terms = query_terms(text)
     return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
@@ -317,20 +349,39 @@ def semantic_hits(conn: sqlite3.Connection, params: SearchParams, hits: list[Sem
     return ranked[: params.pool]
 
 
-def fuse(lists: list[list[Ranked]], k: int = RRF_K) -> list[tuple[Ranked, float, list[int]]]:
-    """Reciprocal-rank fusion: score = Σ 1/(k + rank), rank from 1 in each list."""
+def normalized(ranked: list[Ranked]) -> dict[tuple[str, int], float]:
+    """A list's scores on [0, 1] relative to the list: its best hit 1, its last 0 (min-max).
+
+    Raw scores are not comparable across lists (bm25 is unbounded, cosine similarities of this model sit
+    in a narrow band), but the gaps within a list are what the list is sure of: a keyword list with one
+    strong match and weak ones after it gives the strong one 1 and the rest little, so a semantic list
+    that ranks that match low cannot push it out of the first page, and vice versa. A list of one, or
+    of equal scores, gives all its hits 1.
+    """
+    if not ranked:
+        return {}
+    best = max(r.score for r in ranked)
+    worst = min(r.score for r in ranked)
+    span = best - worst
+    return {(r.kind, r.id): (r.score - worst) / span if span > 1e-12 else 1.0 for r in ranked}
+
+
+def fuse(lists: list[list[Ranked]], weights: list[float] | None = None) -> list[tuple[Ranked, float, list[int]]]:
+    """Score-aware fusion: Σ weight × normalized score over the lists (0 from a list without the item)."""
+    weights = weights or [1.0 / len(lists)] * len(lists)
     scores: dict[tuple[str, int], float] = {}
     first: dict[tuple[str, int], Ranked] = {}
     found_in: dict[tuple[str, int], list[int]] = {}
     for index, ranked in enumerate(lists):
-        for rank, item in enumerate(ranked, start=1):
-            key = (item.kind, item.id)
-            scores[key] = scores.get(key, 0.0) + 1.0 / (k + rank)
+        for key, value in normalized(ranked).items():
+            scores[key] = scores.get(key, 0.0) + weights[index] * value
             found_in.setdefault(key, []).append(index)
+        for item in ranked:
+            key = (item.kind, item.id)
             if key not in first or (not first[key].snippet and item.snippet):
                 first[key] = item
     order = sorted(scores, key=lambda key: (-scores[key], key[0], key[1]))
-    return [(first[key], scores[key], found_in[key]) for key in order]
+    return [(first[key], round(scores[key], 6), found_in[key]) for key in order]
 
 
 # --- rows → results -----------------------------------------------------------------------------
@@ -449,7 +500,8 @@ def search(conn: sqlite3.Connection, params: SearchParams,
             lists.append(semantic_hits(conn, params, semantic))
             names.append("semantic")
         if len(lists) == 2:
-            fused = [(r, s, [names[i] for i in found]) for r, s, found in fuse(lists)]
+            fused = [(r, s, [names[i] for i in found])
+                     for r, s, found in fuse(lists, [FUSION_WEIGHTS[n] for n in names])]
             used = "hybrid"
         else:
             fused = [(r, r.score, names[:1]) for r in (lists[0] if lists else [])]

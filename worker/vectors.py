@@ -33,6 +33,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("claude_mem.vectors")
 
 COLLECTION = "claude_mem"
+# How rows become vectors. A collection built under another scheme (or before schemes were recorded) is
+# dropped and rebuilt from SQLite by the sync, so search never compares vectors made two ways.
+# 2: every document embedded in full, as chunks of at most CHUNK_TOKENS (ids `<doc id>` then
+#    `<doc id>-c<n>`), instead of one vector of its first 256 tokens.
+EMBEDDING_SCHEME = 2
 KINDS = storage.KINDS
 TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
@@ -63,13 +68,9 @@ class SemanticHit:
         return 1.0 - self.distance
 
 
-def doc_ids(kind: str, row_id: int) -> list[str]:
-    """Every Chroma id a row can own (used to delete it, whatever fields it had)."""
-    if kind == "observation":
-        return [f"obs-{row_id}"]
-    if kind == "summary":
-        return [f"sum-{row_id}-{f}" for f in SUMMARY_FIELDS]
-    return [f"prompt-{row_id}"]
+def rows_where(kind: str, row_ids: list[int]) -> dict[str, Any]:
+    """The Chroma filter for every document (field, chunk) the given rows own."""
+    return {"$and": [{"kind": kind}, {"sqlite_id": {"$in": [int(r) for r in row_ids]}}]}
 
 
 def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
@@ -239,9 +240,15 @@ class ChromaStore:
                     embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
                         self._embedder or _default_embedder()),
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": "claude-mem-worker"},
+                    metadata={"source": "claude-mem-worker", "scheme": EMBEDDING_SCHEME},
                 )
             return self._collection
+
+    def scheme(self) -> int:
+        """The embedding scheme the collection's vectors were made with (1: before schemes were recorded)."""
+        metadata = self.collection().metadata or {}
+        value = metadata.get("scheme", 1)
+        return value if isinstance(value, int) else 1
 
     def warm(self) -> None:
         """Import chromadb and load the embedding model now: both hold the GIL for long stretches, which on a
@@ -260,14 +267,41 @@ class ChromaStore:
         assert self._client is not None
         self._client.heartbeat()
 
-    def upsert(self, docs: list[Doc]) -> None:
-        if docs:
-            self.collection().upsert(ids=[d.id for d in docs], documents=[d.text for d in docs],
-                                     metadatas=[d.metadata for d in docs])  # type: ignore[arg-type]
+    def embedder(self) -> Embedder:
+        return self._embedder or _default_embedder()
+
+    def chunks(self, docs: list[Doc]) -> list[Doc]:
+        """Each document as the chunks its whole text is embedded as (the first keeps the document's id)."""
+        out: list[Doc] = []
+        embedder = self.embedder()
+        for doc in docs:
+            for n, text in enumerate(embedder.split(doc.text)):
+                out.append(Doc(doc.id if n == 0 else f"{doc.id}-c{n}", text, {**doc.metadata, "chunk": n}))
+        return out
+
+    def upsert(self, docs: list[Doc]) -> list[str]:
+        """Store the documents as their chunks; returns the chunk ids stored."""
+        chunks = self.chunks(docs)
+        if chunks:
+            collection = self.collection()
+            collection.upsert(ids=[d.id for d in chunks], documents=[d.text for d in chunks],
+                              metadatas=[d.metadata for d in chunks])  # type: ignore[arg-type]
+        return [d.id for d in chunks]
+
+    def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
+        """The ids of every document Chroma holds for these rows."""
+        if not row_ids:
+            return []
+        return list(self.collection().get(where=rows_where(kind, row_ids), include=[])["ids"])  # type: ignore[dict-item]
 
     def delete(self, ids: list[str]) -> None:
         if ids:
             self.collection().delete(ids=ids)
+
+    def delete_rows(self, kind: str, row_ids: list[int]) -> None:
+        """Remove every document (fields, chunks) of these rows."""
+        if row_ids:
+            self.collection().delete(where=rows_where(kind, row_ids))  # type: ignore[arg-type]
 
     def count(self) -> int:
         return self.collection().count()
@@ -469,6 +503,13 @@ class VectorSync:
         # A Chroma that lost its data (new volume, wiped dir) has an empty collection while SQLite
         # says rows are synced: forget that state so the backfill sends everything again.
         conn = self._db()
+        scheme = self.store.scheme()
+        if scheme != EMBEDDING_SCHEME:
+            # Vectors made another way cannot be compared with this model's queries: start over from SQLite.
+            log.warning("Chroma collection %s holds embedding scheme %s, this worker uses %s: re-embedding all",
+                        self.store.collection_name, scheme, EMBEDDING_SCHEME)
+            self.store.drop()
+            self.store.collection()
         synced = conn.execute("SELECT count(*) FROM vector_sync").fetchone()[0]
         if synced and self.store.count() == 0:
             log.warning("Chroma collection %s is empty but %d rows were synced: resending all",
@@ -485,7 +526,8 @@ class VectorSync:
             rows = conn.execute("SELECT kind, row_id FROM vector_tombstones ORDER BY deleted_at LIMIT 500").fetchall()
             if not rows:
                 return
-            self.store.delete([d for r in rows for d in doc_ids(r["kind"], r["row_id"])])
+            for kind in KINDS:
+                self.store.delete_rows(kind, [r["row_id"] for r in rows if r["kind"] == kind])
             with storage.Tx(conn):
                 conn.executemany("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?",
                                  [(r["kind"], r["row_id"]) for r in rows])
@@ -523,12 +565,10 @@ class VectorSync:
         conn = self._db()
         docs_by_row = load_docs(conn, kind, ids)
         docs = [d for row_docs in docs_by_row.values() for d in row_docs]
-        self.store.upsert(docs)
-        if kind == "summary":
-            # A summary re-sent with fewer non-empty fields must not keep the old field documents.
-            present = {d.id for d in docs}
-            stale = [d for rid in docs_by_row for d in doc_ids(kind, rid) if d not in present]
-            self.store.delete(stale)
+        present = set(self.store.upsert(docs))
+        # A row sent again with fewer fields or chunks than before must not keep the old ones.
+        stale = [i for i in self.store.ids_of(kind, list(docs_by_row)) if i not in present]
+        self.store.delete(stale)
         now = time.time()
         with storage.Tx(conn):
             for rid in docs_by_row:
@@ -539,9 +579,9 @@ class VectorSync:
             marked = {r[0] for r in conn.execute(
                 f"SELECT row_id FROM vector_sync WHERE kind = ? AND row_id IN ({','.join('?' * len(ids))})",
                 (kind, *ids))}
-        vanished = [d for rid in docs_by_row if rid not in marked for d in doc_ids(kind, rid)]
+        vanished = [rid for rid in docs_by_row if rid not in marked]
         if vanished:  # deleted while we were embedding it
-            self.store.delete(vanished)
+            self.store.delete_rows(kind, vanished)
         report.upserted[kind] += len(marked)
         report.documents += len(docs)
 
@@ -628,7 +668,7 @@ class VectorSync:
     def delete_now(self, kind: str, row_id: int) -> bool:
         """Remove a deleted row's documents at once; on failure its tombstone stays for the backfill."""
         try:
-            self.store.delete(doc_ids(kind, row_id))
+            self.store.delete_rows(kind, [row_id])
         except Exception as exc:
             self._mark_failed(exc)
             self.wake()
