@@ -8,19 +8,18 @@ printed; the gateway token is sent only to the configured gateway, as the memory
 from __future__ import annotations
 
 import fnmatch
-import json
 import os
 import re
 import shlex
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from worker.client import Http, call_worker, request
+from worker.env_isolation import gateway_problems
 from worker.settings import LOOPBACK_HOSTS, Settings, SettingsError, data_dir, load_credentials, load_settings
 
 HTTP_TIMEOUT = 3.0
@@ -37,36 +36,6 @@ class Check:
 
     def line(self) -> str:
         return f"{LABELS[self.status]} {self.name}: {self.message}" + (f" — fix: {self.fix}" if self.fix else "")
-
-
-@dataclass
-class Http:
-    """An HTTP answer, or `error` when there was none (refused, timed out, bad TLS)."""
-
-    status: int = 0
-    body: Any = None
-    text: str = ""
-    error: str = ""
-    seconds: float = 0.0
-
-
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = HTTP_TIMEOUT) -> Http:
-    req = urllib.request.Request(url, headers=headers or {})
-    t0 = time.monotonic()
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            status, raw = resp.status, resp.read(2_000_000)
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read(200_000)
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", None) or exc
-        return Http(error=str(reason), seconds=time.monotonic() - t0)
-    text = raw.decode("utf-8", "replace")
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    return Http(status=status, body=body, text=text, seconds=time.monotonic() - t0)
 
 
 def _error_message(answer: Http) -> str:
@@ -111,6 +80,7 @@ def check_config(s: Settings, creds: dict[str, str], environ: dict[str, str]) ->
                              f"claude-mem install --provider {s.provider} --api-key KEY"))
         return out
     out.append(Check("provider", "ok", "claude (Claude Agent SDK)"))
+    problems = {p.check: p for p in gateway_problems(s, creds)}
     if base_url and s.auth_method != "gateway":
         out.append(Check("auth", "fail",
                          f"CLAUDE_MEM_CLAUDE_AUTH_METHOD is {s.auth_method} while {s.env_path} sets ANTHROPIC_BASE_URL",
@@ -120,25 +90,23 @@ def check_config(s: Settings, creds: dict[str, str], environ: dict[str, str]) ->
         out.append(Check("auth", "fail",
                          f"auth method is subscription but {s.env_path} sets {', '.join(names)}, which replaces "
                          "your Claude login", "claude-mem install --auth subscription (removes them)"))
-    elif s.auth_method == "api-key" and not (creds.get("ANTHROPIC_API_KEY") or creds.get("ANTHROPIC_AUTH_TOKEN")):
-        out.append(Check("auth", "fail", f"auth method is api-key but ANTHROPIC_API_KEY is missing from {s.env_path}",
-                         "claude-mem install --auth api-key --api-key KEY"))
+    elif "auth" in problems:
+        out.append(Check("auth", "fail", problems["auth"].message, problems["auth"].fix))
     else:
         out.append(Check("auth", "ok", s.auth_method))
     if s.auth_method != "gateway" and not base_url:
         return out
+    url_problem = problems.get("gateway.url")
     if not base_url:
         if environ.get("ANTHROPIC_BASE_URL"):
             message = (f"ANTHROPIC_BASE_URL is only in your shell, not in {s.env_path}; the worker ignores shell "
                        "exports and refuses to run the agent")
         else:
-            message = f"gateway mode but ANTHROPIC_BASE_URL is missing from {s.env_path}"
+            message = url_problem.message if url_problem else f"ANTHROPIC_BASE_URL is missing from {s.env_path}"
         out.append(Check("gateway.url", "fail", message, "claude-mem install --auth gateway --gateway-url URL"))
         return out
-    if base_url.rstrip("/").endswith("/v1"):
-        out.append(Check("gateway.url", "fail",
-                         f"{base_url} ends in /v1; the SDK appends /v1/messages, so the gateway gets /v1/v1/messages",
-                         f"claude-mem install --gateway-url {base_url.rstrip('/')[:-3]}"))
+    if url_problem is not None:
+        out.append(Check("gateway.url", "fail", url_problem.message, url_problem.fix))
     else:
         out.append(Check("gateway.url", "ok", f"{base_url} (from {s.env_path})"))
     if creds.get("ANTHROPIC_API_KEY") and not creds.get("ANTHROPIC_AUTH_TOKEN"):
@@ -165,7 +133,7 @@ def check_gateway(s: Settings, creds: dict[str, str]) -> list[Check]:
     elif creds.get("ANTHROPIC_API_KEY"):
         headers["x-api-key"] = creds["ANTHROPIC_API_KEY"]
     root = base_url[:-3] if base_url.endswith("/v1") else base_url
-    answer = http_get(f"{root}/v1/models", headers)
+    answer = request(f"{root}/v1/models", headers=headers, timeout=HTTP_TIMEOUT)
     if answer.error:
         return [Check("gateway.reachable", "fail", f"{base_url} does not answer ({answer.error})",
                       "start the gateway (e.g. litellm --config config.yaml --port 4000) or correct its URL: "
@@ -205,9 +173,8 @@ def check_gateway(s: Settings, creds: dict[str, str]) -> list[Check]:
 
 def check_worker(s: Settings) -> list[Check]:
     """Running, token accepted, ready, and started after the last change to `.env` or settings.json."""
-    headers = {"Authorization": f"Bearer {s.worker_token}"} if s.worker_token else {}
     local = not s.worker_url
-    health = http_get(s.base_url + "/api/health", timeout=2.0)
+    health = call_worker(s, "/api/health", timeout=2.0)
     if health.error or health.status != 200 or not isinstance(health.body, dict):
         fix = "claude-mem worker start" if local else "start the team worker, or correct it: claude-mem install " \
             "--worker-url URL --worker-token T"
@@ -225,7 +192,7 @@ def check_worker(s: Settings) -> list[Check]:
                              f"the worker at {s.base_url} (pid {health.body.get('pid')}) was not started from "
                              f"{s.data_dir} (worker.pid: {own_pid or 'none'}); it may use other settings",
                              "stop that worker, then claude-mem worker start (or set CLAUDE_MEM_WORKER_URL)"))
-    status = http_get(s.base_url + "/api/processing-status", headers)
+    status = call_worker(s, "/api/processing-status", timeout=HTTP_TIMEOUT)
     if status.status in (401, 403):
         out.append(Check("worker.token", "fail", f"the worker refused the worker token (HTTP {status.status})",
                          "claude-mem install --worker-token T (the token the worker was started with)"))
@@ -253,7 +220,7 @@ def check_worker(s: Settings) -> list[Check]:
             out.append(Check("worker.restart", "fail", what, "claude-mem worker restart"))
         else:
             out.append(Check("worker.restart", "ok", "started after the last change to .env and settings.json"))
-    ready = http_get(s.base_url + "/api/readiness", headers)
+    ready = call_worker(s, "/api/readiness", timeout=HTTP_TIMEOUT)
     reasons = ready.body.get("reasons") if isinstance(ready.body, dict) else None
     if ready.status == 200:
         out.append(Check("worker.ready", "ok", "database, queue and memory agent ready"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from worker.settings import Settings, SettingsError, load_credentials, mask
@@ -35,6 +37,43 @@ class GatewayMisconfigured(SettingsError):
     """Gateway mode without a base URL: refuse rather than fall back to Anthropic's public API."""
 
 
+@dataclass(frozen=True)
+class GatewayProblem:
+    """A `.env` the Claude provider cannot work with, worded once for status, readiness, doctor and install."""
+
+    check: str  # the doctor's check it fails: "auth" or "gateway.url"
+    message: str
+    fix: str
+    blocking: bool  # the agent refuses to start, rather than failing at its first request
+
+
+def v1_problem(url: str) -> GatewayProblem | None:
+    root = url.rstrip("/")
+    if not root.endswith("/v1"):
+        return None
+    return GatewayProblem("gateway.url", f"the gateway URL ends in /v1 ({url}): the Claude Agent SDK appends "
+                          f"/v1/messages itself, so the gateway would get /v1/v1/messages; use {root[:-3]} instead",
+                          f"claude-mem install --gateway-url {root[:-3]}", blocking=False)
+
+
+def gateway_problems(settings: Settings, creds: Mapping[str, str]) -> list[GatewayProblem]:
+    """The one rule set for the Claude Agent SDK's credentials (`creds`: what `.env` holds)."""
+    out: list[GatewayProblem] = []
+    base_url = creds.get("ANTHROPIC_BASE_URL")
+    if settings.auth_method == "gateway" and not base_url:
+        out.append(GatewayProblem(
+            "gateway.url", f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
+            " (the worker will not fall back to Anthropic's public API)",
+            "claude-mem install --auth gateway --gateway-url URL", blocking=True))
+    if settings.auth_method == "api-key" and not (creds.get("ANTHROPIC_API_KEY") or creds.get("ANTHROPIC_AUTH_TOKEN")):
+        out.append(GatewayProblem("auth", f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}",
+                                  "claude-mem install --auth api-key --api-key KEY", blocking=True))
+    v1 = v1_problem(base_url) if base_url else None
+    if v1 is not None:
+        out.append(v1)
+    return out
+
+
 def scrub_process_environment() -> list[str]:
     """Remove blocked names from this process's environment; returns the names removed (never values)."""
     removed = [name for name in BLOCKED if name in os.environ]
@@ -55,13 +94,9 @@ def build_agent_env(settings: Settings, base: dict[str, str] | None = None) -> d
     env["CLAUDE_MEM_INTERNAL"] = "1"
     creds = load_credentials(settings.env_path)
     explicit = {k: creds[k] for k in ANTHROPIC_KEYS if creds.get(k)}
-    if settings.auth_method == "gateway" and not explicit.get("ANTHROPIC_BASE_URL"):
-        raise GatewayMisconfigured(
-            f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
-        )
-    has_key = explicit.get("ANTHROPIC_API_KEY") or explicit.get("ANTHROPIC_AUTH_TOKEN")
-    if settings.auth_method == "api-key" and not has_key:
-        raise GatewayMisconfigured(f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}")
+    for problem in gateway_problems(settings, explicit):
+        if problem.blocking:
+            raise GatewayMisconfigured(problem.message)
     env.update(explicit)
     if explicit:
         # Explicit configuration: no OAuth lookup. A private config dir means the CLI cannot find the

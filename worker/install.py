@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 
 from worker.defaults import DEFAULTS
+from worker.env_isolation import v1_problem
 from worker.settings import (
     AUTH_METHODS,
     PROVIDERS,
@@ -435,10 +436,8 @@ def validate_url(value: str, what: str) -> str:
 
 
 def v1_warning(url: str) -> str | None:
-    if url.rstrip("/").endswith("/v1"):
-        return (f"the gateway URL ends in /v1 ({url}): the Claude Agent SDK appends /v1/messages itself, so the "
-                f"gateway would get /v1/v1/messages; use {url.rstrip('/')[:-3]} instead")
-    return None
+    problem = v1_problem(url)
+    return problem.message if problem else None
 
 
 class Prompter:
@@ -692,26 +691,20 @@ def _say_settings(s: dict[str, str]) -> str:
 
 def _worker_check(directory: Path) -> str:
     """One line about the configured worker; never fails the install."""
-    import urllib.error
-    import urllib.request
+    from worker.client import call_worker
 
     try:
         settings = load_settings(directory)
     except SettingsError as exc:
         return f"settings problem: {exc}"
-    req = urllib.request.Request(settings.base_url + "/api/processing-status")
-    if settings.worker_token:
-        req.add_header("Authorization", f"Bearer {settings.worker_token}")
-    try:
-        with urllib.request.urlopen(req, timeout=3) as resp:
-            resp.read()
-        return f"worker at {settings.base_url} answers"
-    except urllib.error.HTTPError as exc:
-        if exc.code in (401, 403):
-            return f"worker at {settings.base_url} refused the worker token (HTTP {exc.code})"
-        return f"worker at {settings.base_url} answered HTTP {exc.code}"
-    except (OSError, ValueError) as exc:
-        return f"worker at {settings.base_url} is not reachable ({getattr(exc, 'reason', exc)})"
+    answer = call_worker(settings, "/api/processing-status", timeout=3)
+    if answer.error:
+        return f"worker at {settings.base_url} is not reachable ({answer.error})"
+    if answer.status in (401, 403):
+        return f"worker at {settings.base_url} refused the worker token (HTTP {answer.status})"
+    if answer.status >= 400:
+        return f"worker at {settings.base_url} answered HTTP {answer.status}"
+    return f"worker at {settings.base_url} answers"
 
 
 def _start_worker(directory: Path, ns: Any, interactive: bool, ask: Prompter, config_changed: bool) -> None:

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from typing import Any
 
+from worker.client import call_worker
 from worker.hook import spool_count, start_flusher
 from worker.settings import Settings
 
@@ -48,20 +46,11 @@ def _exited(pid: int) -> bool:
 
 def api(settings: Settings, path: str, timeout: float = 2.0, method: str = "GET",
         body: Any = None) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(settings.base_url + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if settings.worker_token:
-        req.add_header("Authorization", f"Bearer {settings.worker_token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        try:
-            return exc.code, json.loads(exc.read() or b"null")
-        except ValueError:
-            return exc.code, None
+    """The worker's status and JSON answer (None when not JSON); OSError when it does not answer."""
+    answer = call_worker(settings, path, method=method, body=body, timeout=timeout)
+    if answer.error:
+        raise OSError(answer.error)
+    return answer.status, answer.body
 
 
 def healthy(settings: Settings) -> dict[str, Any] | None:

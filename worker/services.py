@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from worker import __version__
+from worker.env_isolation import gateway_problems
 from worker.feed import FeedHub
 from worker.knowledge import KnowledgeAgent
 from worker.queue import QueueRunner
@@ -93,18 +94,9 @@ class Services:
         problems: list[str] = []
         if env_error:
             problems.append(env_error)
-        if s.provider == "claude" and s.auth_method == "gateway" and not creds.get("ANTHROPIC_BASE_URL"):
-            problems.append(
-                f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {s.env_path}"
-                " (the worker will not fall back to Anthropic's public API)"
-            )
-        if s.provider == "claude" and s.auth_method == "api-key" and not creds.get("ANTHROPIC_API_KEY") \
-                and not creds.get("ANTHROPIC_AUTH_TOKEN"):
-            problems.append(f"api-key mode: ANTHROPIC_API_KEY is missing from {s.env_path}")
+        # Missing credentials matter only to the Claude provider; a /v1 URL is wrong whoever reads it.
+        problems += [p.message for p in gateway_problems(s, creds) if s.provider == "claude" or not p.blocking]
         base_url = creds.get("ANTHROPIC_BASE_URL")
-        if base_url and base_url.rstrip("/").endswith("/v1"):
-            problems.append(f"ANTHROPIC_BASE_URL ends in /v1 ({base_url});"
-                            " LiteLLM's Anthropic endpoint wants the bare URL")
         token = creds.get("ANTHROPIC_AUTH_TOKEN") or creds.get("ANTHROPIC_API_KEY") or ""
         try:
             env_mtime = os.stat(s.env_path).st_mtime
