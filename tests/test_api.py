@@ -488,6 +488,9 @@ def _protected_calls(s: str) -> list[tuple[str, str, Any]]:
         ("GET", "/api/processing-status", None),
         ("GET", "/api/settings", None),
         ("POST", "/api/settings", {"CLAUDE_MEM_LOG_LEVEL": "INFO"}),
+        ("POST", "/api/queue/retry", {}),
+        ("GET", "/api/feed", None),
+        ("GET", "/api/overview", None),
         ("GET", "/schema/openapi.json", None),
     ]
 

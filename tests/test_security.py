@@ -178,9 +178,10 @@ def test_settings_api_marks_read_only_keys_and_says_where_to_change_them(w: Work
     assert set(ROUTING) <= set(body["readOnly"])
     assert "CLAUDE_MEM_CONTEXT_OBSERVATIONS" not in body["readOnly"]
     assert "settings.json" in body["readOnlyNote"]
-    assert body["catalogue"]["CLAUDE_MEM_WORKER_PORT"] == {
-        "default": "37777", "type": "integer", "min": 1, "max": 65535, "readOnly": True,
-        "reason": body["catalogue"]["CLAUDE_MEM_WORKER_PORT"]["reason"]}
+    port = body["catalogue"]["CLAUDE_MEM_WORKER_PORT"]
+    assert {k: port[k] for k in ("default", "type", "min", "max", "readOnly")} == {
+        "default": "37777", "type": "integer", "min": 1, "max": 65535, "readOnly": True}
+    assert port["reason"] and port["where"] and port["description"]
     assert body["catalogue"]["CLAUDE_MEM_CONTEXT_OBSERVATIONS"]["readOnly"] is False
 
 

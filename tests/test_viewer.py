@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 import pytest
 
 from tests.fixtures.worker import HOLD_QUEUE, REPO, StartWorker, WorkerProcess, wait_for
-from worker import storage
+from worker import queue, storage
 from worker.settings import mask
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -173,6 +174,9 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     live = page.locator("#feed .card").first
     expect(live).to_contain_text("posted while the viewer is open")
     expect(live).to_have_attribute("data-key", re.compile(r"^prompt:\d+$"))
+    # A prompt card reads as what was asked and where it sits, not as "P2 · User prompt 1".
+    expect(live).to_contain_text("first prompt of its session")
+    assert "User prompt" not in live.inner_text() and not re.search(r"\bP\d+\b", live.inner_text())
     expect(feed).to_have_count(6)
     assert page.evaluate("window.__sameDocument") is True
 
@@ -226,11 +230,11 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     expect(page.locator("#settings-message")).to_contain_text("Saved CLAUDE_MEM_CONTEXT_OBSERVATIONS")
     assert json.loads((data / "settings.json").read_text())["CLAUDE_MEM_CONTEXT_OBSERVATIONS"] == "42"
     attempts = page.locator("#setting-CLAUDE_MEM_MAX_ATTEMPTS")
-    attempts.fill("zero")
+    attempts.fill("0")
     page.locator("#settings-form button[type=submit]").click()
-    expect(page.locator("#settings-message")).to_contain_text("Not saved")
+    expect(page.locator("#settings-message")).to_contain_text("Not saved: CLAUDE_MEM_MAX_ATTEMPTS: must be at least 1")
     expect(attempts).to_have_class(re.compile(r"\binvalid\b"))
-    assert "zero" not in (data / "settings.json").read_text()
+    assert json.loads((data / "settings.json").read_text()).get("CLAUDE_MEM_MAX_ATTEMPTS", "5") == "5"
     _no_page_errors(page)
 
 
@@ -360,3 +364,356 @@ def test_token_rule_for_a_remote_worker(new_page: NewPage, start_worker: StartWo
     page.locator("#token-forget").click()  # forgetting it locks this tab again
     expect(panel).to_be_visible()
     assert page.evaluate("sessionStorage.length") == 0
+
+
+# --- history, overview, sessions, retry, settings catalogue, empty state ------------------------------
+
+def _set_created(conn: Any, table: str, row_id: int, created_at: float) -> None:
+    conn.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (created_at, row_id))
+
+
+def seed_history(data_dir: Path, n: int = 130) -> list[str]:
+    """n items over three kinds, one a minute apart except a run of five sharing one timestamp (a page
+    boundary falls inside it); returns their feed keys in the order the feed must show them."""
+    conn = storage.open_store(data_dir / "claude-mem.db")
+    start = 1_780_000_000.0
+    rows: list[tuple[float, int, int, str]] = []
+    rank = {"observation": 0, "summary": 1, "prompt": 2}
+    with storage.Tx(conn):
+        sess = storage.ensure_session(conn, "session-history-0001", "history")
+        for i in range(n):
+            when = start + 60 * i if not 78 <= i < 83 else start + 60 * 78
+            kind = ("observation", "prompt", "summary")[i % 3]
+            if kind == "prompt":
+                storage.add_prompt(conn, sess["id"], f"history prompt number {i}")
+                row_id = conn.execute("SELECT max(id) FROM user_prompts").fetchone()[0]
+                _set_created(conn, "user_prompts", row_id, when)
+            elif kind == "observation":
+                row_id = storage.insert_observation(conn, sess["id"], "history", {
+                    "type": "change", "title": f"history observation {i}", "narrative": f"item {i}"}, 1)
+                _set_created(conn, "observations", row_id, when)
+            else:
+                row_id = storage.insert_summary(conn, sess["id"], "history", {"request": f"history summary {i}",
+                                                                              "completed": "done"}, 1)
+                _set_created(conn, "session_summaries", row_id, when)
+            rows.append((when, rank[kind], row_id, kind))
+    conn.close()
+    rows.sort(reverse=True)
+    return [f"{kind}:{row_id}" for _, _, row_id, kind in rows]
+
+
+def test_feed_history_api_walks_every_item_once(start_worker: StartWorker, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    expected = seed_history(data)
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    keys: list[str] = []
+    cursor = None
+    for _ in range(20):
+        params = {"limit": "40", **({"before": cursor} if cursor else {})}
+        page = w.get("/api/feed", params).json()
+        keys += [item["key"] for item in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert keys == expected
+    prompts = w.get("/api/feed", {"type": "prompt", "limit": "200"}).json()
+    assert [i["key"] for i in prompts["items"]] == [k for k in expected if k.startswith("prompt:")]
+    assert prompts["next"] is None
+    for bad, field in (({"before": "yesterday"}, "before"), ({"before": "1.5:table:3"}, "before"),
+                       ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit")):
+        answer = w.get("/api/feed", bad)
+        assert answer.status_code == 400 and answer.json()["field"] == field, (bad, answer.text)
+
+
+def test_history_loads_older_items_on_scroll(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    expected = seed_history(data)
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    cards = page.locator("#feed .card")
+    expect(cards).to_have_count(50)
+    expect(page.locator("#feed-more")).not_to_contain_text("everything")
+    for count in (100, 130):
+        page.mouse.wheel(0, 200_000)
+        expect(cards).to_have_count(count)
+    expect(page.locator("#feed-more")).to_contain_text("That is everything: 130 items")
+    shown = page.eval_on_selector_all("#feed .card", "nodes => nodes.map(n => n.dataset.key)")
+    assert shown == expected  # in order, none twice, none skipped (also across the shared timestamp)
+
+    # A live item goes on top; the history stays.
+    w.post("/api/sessions/init", {"contentSessionId": "session-history-0001", "project": "history",
+                                  "prompt": "a live prompt after scrolling"})
+    expect(cards.first).to_contain_text("a live prompt after scrolling")
+    expect(cards).to_have_count(131)
+    _no_page_errors(page)
+
+
+def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    seed(data)
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    for n in range(3):
+        w.post("/api/sessions/init", {"contentSessionId": f"session-ov-{n}", "project": "webapp",
+                                      "prompt": f"overview prompt {n}"})
+    old = w.query("SELECT id FROM observations ORDER BY id LIMIT 1")[0][0]
+    with sqlite3.connect(w.db_path) as conn:  # one observation from 40 days ago: counted, outside the chart
+        conn.execute("UPDATE observations SET created_at = created_at - 40 * 86400 WHERE id = ?", (old,))
+
+    def count(sql: str, *args: Any) -> int:
+        return int(w.query(sql, args)[0][0])
+
+    answer = w.get("/api/overview", {"days": "30", "tz": "0"}).json()
+    totals = answer["totals"]
+    assert totals == {"observations": count("SELECT count(*) FROM observations"),
+                      "prompts": count("SELECT count(*) FROM user_prompts"),
+                      "summaries": count("SELECT count(*) FROM session_summaries")}
+    for entry in answer["byProject"]:
+        assert entry["observations"] == count("SELECT count(*) FROM observations WHERE project = ?", entry["project"])
+        assert entry["prompts"] == count("SELECT count(*) FROM user_prompts t JOIN sessions s ON s.id = t.session_id"
+                                         " WHERE s.project = ?", entry["project"])
+    assert [p["project"] for p in answer["byProject"]] == ["webapp", "infra"]
+    types = {t["type"]: t["count"] for t in answer["byType"]}
+    assert types == {"bugfix": 1, "discovery": 1, "decision": 1}
+    assert len(answer["byDay"]) == 30
+    in_chart = sum(d["observations"] for d in answer["byDay"])
+    assert in_chart == totals["observations"] - 1  # the old one is outside the 30 days
+    assert answer["byDay"][-1]["prompts"] == totals["prompts"]
+    one = w.get("/api/overview", {"project": "infra"}).json()
+    assert one["totals"]["observations"] == 2 and {t["type"] for t in one["byType"]} == {"discovery", "decision"}
+    assert w.get("/api/overview", {"days": "0"}).json()["field"] == "days"
+
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    page.locator("#tab-overview").click()
+    expect(page.locator("#total-observations")).to_have_text(str(totals["observations"]))
+    expect(page.locator("#total-prompts")).to_have_text(str(totals["prompts"]))
+    expect(page.locator("#overview-days-chart svg .bar")).to_have_count(30)
+    expect(page.locator("#overview-days-chart svg .bar").last.locator("title")).to_contain_text(
+        f"{totals['prompts']} prompts")
+    projects = page.locator("#overview-projects .bar-row")
+    expect(projects).to_have_count(2)
+    expect(projects.first).to_contain_text("webapp")
+    expect(page.locator("#overview-types")).to_contain_text("bugfix")
+    projects.nth(1).click()  # a project's bar opens its feed
+    expect(page.locator("#feed-view")).to_be_visible()
+    expect(page.locator("#filter-project")).to_have_value("infra")
+    expect(page.locator("#feed .card")).to_have_count(3)
+    _no_page_errors(page)
+
+
+def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: StartWorker,
+                                               tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    conn = storage.open_store(data / "claude-mem.db")
+    order: list[str] = []
+    with storage.Tx(conn):
+        s = storage.ensure_session(conn, "session-story-0001", "story")
+        other = storage.ensure_session(conn, "session-other-0002", "story")
+
+        def obs(kind: str, title: str, prompt: int) -> str:
+            row = storage.insert_observation(conn, s["id"], "story", {"type": kind, "title": title}, prompt)
+            return f"observation:{row}"
+
+        def prompt(session: Any, text: str) -> str:
+            storage.add_prompt(conn, session["id"], text)
+            return f"prompt:{conn.execute('SELECT max(id) FROM user_prompts').fetchone()[0]}"
+
+        order.append(prompt(s, "Add a dark mode to the settings page"))
+        prompt(other, "an unrelated session's prompt")
+        order += [obs("feature", "Theme tokens found in tokens.css", 1), obs("feature", "Dark palette added", 1)]
+        order.append(prompt(s, "Now make it follow the system setting"))
+        order.append(obs("change", "prefers-color-scheme", 2))
+        summary = storage.insert_summary(conn, s["id"], "story", {"request": "Dark mode", "completed": "done"}, 2)
+        order.append(f"summary:{summary}")
+    conn.close()
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    answer = w.get("/api/timeline", {"session": "session-story-0001", "depth_after": "200"}).json()
+    assert [f"{i['kind']}:{i['id']}" for i in answer["items"]] == order
+    assert answer["session"]["prompts"] == 2 and answer["anchorKind"] == "session"
+    assert w.get("/api/timeline", {"session": "no-such-session"}).status_code == 404
+
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    page.locator('#feed .card[data-key="observation:3"] .card-meta button.link').click()
+    expect(page.locator("#session-view")).to_be_visible()
+    items = page.locator("#session-items .card")
+    expect(items).to_have_count(len(order))
+    assert page.eval_on_selector_all("#session-items .card", "n => n.map(x => x.dataset.key)") == order
+    expect(items.first).to_contain_text("Add a dark mode to the settings page")
+    expect(items.first).to_contain_text("first prompt of its session")
+    expect(items.nth(3)).to_contain_text("2nd prompt of its session")
+    expect(page.locator("#session-meta")).to_contain_text("2 prompts · 3 observations · 1 summary")
+    expect(page.locator("#session-view")).not_to_contain_text("unrelated")
+    page.locator("#session-back").click()
+    expect(page.locator("#feed-view")).to_be_visible()
+    _no_page_errors(page)
+
+
+def test_retry_by_reason_moves_failed_events_back_to_pending(new_page: NewPage, start_worker: StartWorker,
+                                                              tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    conn = storage.open_store(data / "claude-mem.db")
+    reasons = {"upstream: model alias 'haiku' unknown": 3, "gateway refused the credentials (401)": 2}
+    ids: dict[str, list[int]] = {}
+    with storage.Tx(conn):
+        sess = storage.ensure_session(conn, "session-failed-0001", "webapp")
+        for reason, n in reasons.items():
+            for _ in range(n):
+                event = queue.enqueue(conn, sess["id"], "observation", {"tool_name": "Bash", "tool_input": {},
+                                                                        "tool_response": "ok"})
+                conn.execute("UPDATE pending_events SET state = 'failed', attempts = 5, last_error = ? WHERE id = ?",
+                             (reason, event))
+                ids.setdefault(reason, []).append(event)
+    conn.close()
+
+    def state_of(reason: str) -> list[str]:
+        marks = ",".join("?" * len(ids[reason]))
+        return [r[0] for r in w.query(f"SELECT state FROM pending_events WHERE id IN ({marks})", tuple(ids[reason]))]
+
+    # The held agent cannot process what is retried: it stays pending (many attempts allowed) to be seen.
+    w = start_worker(data_dir=data, CLAUDE_MEM_MAX_ATTEMPTS="50", **HOLD_QUEUE)
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    expect(page.locator("#count-failed")).to_have_text("5")
+    rows = page.locator("#failed-reasons li")
+    expect(rows).to_have_count(3)  # two reasons and "Retry all"
+    first = rows.filter(has_text="model alias")
+    expect(first).to_contain_text("3")
+    first.locator("button").click()
+    expect(page.locator("#toast")).to_contain_text("3 failed events went back to the queue")
+    expect(page.locator("#count-failed")).to_have_text("2")
+    retried = state_of("upstream: model alias 'haiku' unknown")
+    assert all(st in ("pending", "processing") for st in retried), retried
+    assert state_of("gateway refused the credentials (401)") == ["failed", "failed"]
+    expect(rows).to_have_count(1)
+    _no_page_errors(page)
+
+    # The route itself: JSON only, unknown fields named, a session filter.
+    refused = httpx.post(f"{w.url}/api/queue/retry", json={"reasons": "x"}, timeout=5)
+    assert refused.status_code == 400
+    other = w.post("/api/queue/retry", {"reason": "refused", "session": "another-session"}).json()
+    assert other["retried"] == 0 and other["queue"]["failed"] == 2
+    done = w.post("/api/queue/retry", {"reason": "refused"}).json()
+    assert done["retried"] == 2 and done["queue"]["failed"] == 0
+
+
+def test_settings_controls_by_type_and_read_only_keys(new_page: NewPage, start_worker: StartWorker,
+                                                      tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = tmp_path / "data"
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    page.locator("#settings summary").click()
+
+    chroma = page.locator("#setting-CLAUDE_MEM_CHROMA_ENABLED")  # a toggle
+    expect(chroma).to_have_attribute("type", "checkbox")
+    expect(chroma).to_have_attribute("role", "switch")
+    expect(chroma).not_to_be_checked()  # the test worker runs with Chroma off
+    level = page.locator("#setting-CLAUDE_MEM_LOG_LEVEL")  # an enumeration
+    assert level.evaluate("n => n.tagName") == "SELECT"
+    assert level.locator("option").all_inner_texts() == ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    budget = page.locator("#setting-CLAUDE_MEM_CONTEXT_TOKEN_BUDGET")  # a number with a range
+    expect(budget).to_have_attribute("type", "number")
+    expect(budget).to_have_attribute("min", "1")
+    expect(page.locator('.setting[data-key="CLAUDE_MEM_CONTEXT_TOKEN_BUDGET"]')).to_contain_text(
+        "Upper bound of the context injected at session start")
+
+    for key in ("CLAUDE_MEM_WORKER_PORT", "CLAUDE_MEM_WORKER_HOST", "CLAUDE_MEM_WORKER_URL", "CLAUDE_MEM_PROVIDER",
+                "CLAUDE_MEM_CHROMA_URL", "CLAUDE_MEM_EXCLUDED_PROJECTS", "CLAUDE_MEM_OPENROUTER_BASE_URL"):
+        expect(page.locator(f"#setting-{key}")).to_be_disabled()
+        expect(page.locator(f'.setting[data-key="{key}"] .setting-note')).to_contain_text("Read-only here")
+    expect(page.locator("#setting-CLAUDE_MEM_PROVIDER")).to_have_value("claude")
+    expect(page.locator("#setting-CLAUDE_MEM_WORKER_TOKEN")).to_have_count(0)
+
+    chroma.check()
+    level.select_option("DEBUG")
+    page.locator("#settings-form button[type=submit]").click()
+    expect(page.locator("#settings-message")).to_contain_text("Saved")
+    saved = json.loads((data / "settings.json").read_text())
+    assert saved["CLAUDE_MEM_CHROMA_ENABLED"] == "true" and saved["CLAUDE_MEM_LOG_LEVEL"] == "DEBUG"
+    _no_page_errors(page)
+
+    # What the disabled controls stand for: the API refuses read-only keys and out-of-range values.
+    before = (data / "settings.json").read_text()
+    for body in ({"CLAUDE_MEM_WORKER_PORT": "8080"}, {"CLAUDE_MEM_PROVIDER": "gemini"},
+                 {"CLAUDE_MEM_CHROMA_URL": "http://attacker.example:8000"},
+                 {"CLAUDE_MEM_CONTEXT_OBSERVATIONS": "100000"}, {"CLAUDE_MEM_LOG_LEVEL": "LOUD"}):
+        answer = w.post("/api/settings", body)
+        assert answer.status_code in (400, 403), (body, answer.text)
+        assert answer.json().get("field", next(iter(body))) == next(iter(body))
+    assert (data / "settings.json").read_text() == before
+
+
+def test_empty_state_says_whether_hooks_are_installed(new_page: NewPage, start_worker: StartWorker,
+                                                      tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from worker import install
+
+    data = tmp_path / "data"
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    assert w.get("/api/processing-status").json()["hooks"]["state"] == "missing"
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    empty = page.locator("#empty")
+    expect(empty).to_contain_text("No memories yet")
+    expect(empty).to_contain_text("hooks are not installed")
+    expect(empty).to_contain_text("claude-mem install")
+    expect(page.locator("#st-hooks")).to_contain_text("not installed")
+
+    # The user installs the hooks (as `claude-mem install` writes them); the page notices by itself.
+    settings_path = tmp_path / "home" / ".claude" / "settings.json"
+    settings_path.parent.mkdir(parents=True, exist_ok=True)
+    config, _ = install.merge_hooks({}, data)
+    settings_path.write_text(json.dumps(config))
+    expect(empty).to_contain_text("Claude Code hooks are installed", timeout=15_000)
+    expect(page.locator("#st-hooks")).to_have_text("installed")
+
+    partial = json.loads(json.dumps(config))
+    del partial["hooks"]["PostToolUse"]
+    settings_path.write_text(json.dumps(partial))
+    expect(empty).to_contain_text("missing (PostToolUse)", timeout=15_000)
+
+    w.post("/api/sessions/init", {"contentSessionId": "session-first-0001", "project": "webapp",
+                                  "prompt": "the very first prompt"})
+    expect(page.locator("#feed .card")).to_have_count(1)
+    expect(empty).to_be_hidden()
+    _no_page_errors(page)
+
+
+def test_settings_catalogue_describes_every_setting() -> None:
+    """One catalogue: a new setting must be described to be shown; its defaults load; the loader's
+    bounds and the read-only set are views of it."""
+    from worker.defaults import DEFAULTS, SECRET_SETTINGS
+    from worker.settings import CATALOGUE, INT_RANGES, READ_ONLY_SETTINGS, catalogue, load_settings
+
+    assert set(CATALOGUE) == set(DEFAULTS)
+    assert set(catalogue()) == set(DEFAULTS) - SECRET_SETTINGS
+    load_settings(Path("/nonexistent-claude-mem-dir"), environ={})  # every default passes its own checks
+    for spec in CATALOGUE.values():
+        assert spec.description and spec.label, spec.key
+        assert spec.type in ("string", "list", "integer", "boolean", "choice"), spec.key
+        assert not spec.readOnly or (spec.where and spec.reason), spec.key
+        if spec.type == "integer":
+            assert INT_RANGES[spec.key] == (spec.min, spec.max)
+            assert spec.min is not None and spec.max is not None and spec.min <= int(spec.default) <= spec.max
+        if spec.type == "choice":
+            assert spec.default in spec.choices
+    assert set(READ_ONLY_SETTINGS) == {k for k, s in CATALOGUE.items() if s.readOnly}

@@ -16,11 +16,12 @@ import logging
 import sqlite3
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from litestar.response.sse import ServerSentEventMessage
 
-from worker.storage import KINDS, SUMMARY_FIELDS, epoch_ms, flat, json_list, trim
+from worker.storage import KIND_RANK, KINDS, SUMMARY_FIELDS, epoch_ms, flat, json_list, trim
 
 log = logging.getLogger("claude_mem.feed")
 
@@ -42,9 +43,26 @@ class TooManyClients(Exception):
 # --- items: rows as the feed shows them -----------------------------------------------------------
 
 
+# Items are ordered newest first by (created_at, kind rank, id): a total order, so a cursor taken from
+# the last item shown names exactly where the next page of history starts, however many items arrive
+# meanwhile (an offset would shift by every new one).
+def cursor_of(kind: str, created_at: float, row_id: int) -> str:
+    """`<created_at>:<kind>:<id>`; repr keeps the float exact, so no item is skipped or repeated."""
+    return f"{created_at!r}:{kind}:{row_id}"
+
+
+def parse_cursor(text: str) -> tuple[float, int, int]:
+    """(created_at, kind rank, id) of a cursor; ValueError names what is wrong."""
+    created, kind, row_id = text.rsplit(":", 2)
+    if kind not in KIND_RANK:
+        raise ValueError(f"unknown kind {kind!r}")
+    return float(created), KIND_RANK[kind], int(row_id)
+
+
 def _base(kind: str, row: sqlite3.Row) -> dict[str, Any]:
     return {
         "key": f"{kind}:{row['id']}",
+        "cursor": cursor_of(kind, row["created_at"], row["id"]),
         "kind": kind,
         "id": row["id"],
         "project": row["project"] or "",
@@ -124,22 +142,28 @@ class FeedFilter:
         return bool(item["kind"] == "observation" and item["type"] == self.type)
 
 
-def snapshot(conn: sqlite3.Connection, flt: FeedFilter, limit: int) -> list[dict[str, Any]]:
-    """The newest `limit` items passing the filter, newest first."""
-    rows: list[tuple[float, int, str, sqlite3.Row]] = []
+def snapshot(conn: sqlite3.Connection, flt: FeedFilter, limit: int,
+             before: tuple[float, int, int] | None = None) -> list[dict[str, Any]]:
+    """The newest `limit` items passing the filter, newest first; with `before` (a parsed cursor),
+    the newest of those older than it: the next page of history."""
+    rows: list[tuple[float, int, int, str, sqlite3.Row]] = []
     for kind in flt.kinds:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if flt.project:
             where.append(f"{_PROJECT_COLUMN[kind]} = ?")
             args.append(flt.project)
         if kind == "observation" and flt.type and flt.type not in KINDS:
             where.append("t.type = ?")
             args.append(flt.type)
+        if before is not None:
+            where.append(f"(t.created_at, {KIND_RANK[kind]}, t.id) < (?, ?, ?)")
+            args.extend(before)
         sql = _SELECT[kind] + (f" WHERE {' AND '.join(where)}" if where else "")
         sql += " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
-        rows.extend((r["created_at"], r["id"], kind, r) for r in conn.execute(sql, (*args, limit)))
-    rows.sort(key=lambda x: (x[0], x[1]), reverse=True)
-    return [_BUILD[kind](row) for _, _, kind, row in rows[:limit]]
+        rows.extend((r["created_at"], KIND_RANK[kind], r["id"], kind, r) for r in conn.execute(sql, (*args, limit)))
+    rows.sort(key=lambda x: (x[0], x[1], x[2]), reverse=True)
+    return [_BUILD[kind](row) for _, _, _, kind, row in rows[:limit]]
 
 
 def projects(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
@@ -147,6 +171,58 @@ def projects(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
     rows = conn.execute("SELECT project FROM sessions WHERE project != '' GROUP BY project"
                         " ORDER BY MAX(started_at) DESC LIMIT ?", (limit,)).fetchall()
     return [r[0] for r in rows]
+
+
+def overview(conn: sqlite3.Connection, project: str, days: int, tz_minutes: int, today: date) -> dict[str, Any]:
+    """What memory holds: counts per project (always all of them), per observation type and per day
+    for the last `days` days in the browser's time zone (`tz_minutes` east of UTC), for `project`
+    or every project. `today` is the browser's date, so the chart ends where the user is."""
+    by_project: dict[str, dict[str, Any]] = {}
+
+    def bucket(name: str) -> dict[str, Any]:
+        return by_project.setdefault(name, {"project": name, "observations": 0, "summaries": 0, "prompts": 0})
+
+    for name, n in conn.execute("SELECT project, count(*) FROM observations GROUP BY project"):
+        bucket(name)["observations"] = n
+    for name, n in conn.execute("SELECT project, count(*) FROM session_summaries GROUP BY project"):
+        bucket(name)["summaries"] = n
+    for name, n in conn.execute("SELECT s.project, count(*) FROM user_prompts t JOIN sessions s"
+                                " ON s.id = t.session_id GROUP BY s.project"):
+        bucket(name)["prompts"] = n
+    projects_out = sorted(by_project.values(), key=lambda p: (-(p["observations"] + p["summaries"] + p["prompts"]),
+                                                             p["project"]))
+    for entry in projects_out:
+        entry["total"] = entry["observations"] + entry["summaries"] + entry["prompts"]
+
+    where_obs, args = ("WHERE project = ?", [project]) if project else ("", [])
+    by_type = [{"type": t, "count": n} for t, n in conn.execute(
+        f"SELECT type, count(*) AS n FROM observations {where_obs} GROUP BY type ORDER BY n DESC, type", args)]
+
+    offset = tz_minutes * 60
+    first = today - timedelta(days=days - 1)
+    since = datetime.combine(first, datetime.min.time(), tzinfo=UTC).timestamp() - offset
+    day_rows: dict[str, dict[str, Any]] = {}
+    for n in range(days):
+        day = (first + timedelta(days=n)).isoformat()
+        day_rows[day] = {"day": day, "prompts": 0, "observations": 0, "summaries": 0}
+    per_day = {
+        "observations": ("observations t", "t.project"),
+        "summaries": ("session_summaries t", "t.project"),
+        "prompts": ("user_prompts t JOIN sessions s ON s.id = t.session_id", "s.project"),
+    }
+    for key, (source, column) in per_day.items():
+        sql = (f"SELECT date(t.created_at + ?, 'unixepoch') AS d, count(*) FROM {source}"
+               f" WHERE t.created_at >= ?{f' AND {column} = ?' if project else ''} GROUP BY d")
+        for day, n in conn.execute(sql, (offset, since, *([project] if project else []))):
+            if day in day_rows:
+                day_rows[day][key] = n
+    totals = {"observations": 0, "summaries": 0, "prompts": 0}
+    for entry in projects_out:
+        if not project or entry["project"] == project:
+            for key in totals:
+                totals[key] += entry[key]
+    return {"project": project, "days": days, "totals": totals, "byProject": projects_out, "byType": by_type,
+            "byDay": list(day_rows.values())}
 
 
 def event(name: str, data: Any, retry: int | None = None) -> ServerSentEventMessage:

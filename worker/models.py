@@ -92,6 +92,29 @@ class ErrorResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
     field: str | None = None
 
 
+class HooksStatus(msgspec.Struct, kw_only=True):
+    """Whether Claude Code on the worker's machine runs our hooks (the viewer's empty state says so)."""
+
+    state: str  # installed | partial | missing | unknown
+    settingsPath: str | None = None
+    events: list[str] = []  # hook events that run `claude-mem hook`
+    missing: list[str] = []
+    detail: str = ""
+
+
+class RetryRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`claude-mem queue retry` over HTTP: failed events whose last error contains `reason` (all when
+    empty), optionally of one session, go back to pending with a fresh attempt count."""
+
+    reason: str | None = None
+    session: str | None = None
+
+
+class RetryResponse(msgspec.Struct, kw_only=True):
+    retried: int
+    queue: dict[str, int]
+
+
 class ProcessingStatus(msgspec.Struct, kw_only=True):
     queue: dict[str, int]
     failedReasons: list[dict[str, Any]]
@@ -109,3 +132,4 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     stalledFor: float
     pausedFor: float = 0.0  # seconds until the paused queue probes the gateway again (see lastError)
     vectors: dict[str, Any] = {}
+    hooks: HooksStatus | None = None

@@ -58,11 +58,25 @@ class TimelineItem(msgspec.Struct, kw_only=True):
     created_at_epoch: int
     snippet: str
     isAnchor: bool = False
+    promptNumber: int | None = None  # the prompt of its session this item belongs to (1 = the first)
+    session: str | None = None  # Claude Code's session id (contentSessionId)
+
+
+class TimelineSession(msgspec.Struct, kw_only=True):
+    """The session a `session=` timeline is limited to."""
+
+    contentSessionId: str
+    project: str
+    status: str
+    prompts: int
+    startedAt: str
+    startedAtEpoch: int
+    completedAt: str | None = None
 
 
 class TimelineResponse(msgspec.Struct, kw_only=True):
-    anchor: str  # "123" (observation), "S12" (summary) or the ISO timestamp asked for
-    anchorKind: str  # observation | summary | timestamp
+    anchor: str  # "123" (observation), "S12" (summary), the ISO timestamp asked for, or "session start"
+    anchorKind: str  # observation | summary | timestamp | session
     query: str | None
     depthBefore: int
     depthAfter: int
@@ -70,6 +84,7 @@ class TimelineResponse(msgspec.Struct, kw_only=True):
     content: list[TextContent]
     degraded: bool = False
     notice: str | None = None
+    session: TimelineSession | None = None
 
 
 class BatchRequest(msgspec.Struct, kw_only=True):

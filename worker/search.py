@@ -18,8 +18,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from worker import storage
-from worker.models_search import SearchHit, SearchResponse, TextContent, TimelineItem, TimelineResponse
-from worker.storage import KINDS
+from worker.models_search import (
+    SearchHit,
+    SearchResponse,
+    TextContent,
+    TimelineItem,
+    TimelineResponse,
+    TimelineSession,
+)
+from worker.storage import KIND_RANK, KINDS
 from worker.vectors import SemanticHit
 
 MODES = ("keyword", "semantic", "hybrid")
@@ -33,7 +40,6 @@ SNIPPET_CHARS = 240
 # Below this cosine similarity a vector neighbour is noise for this model (unrelated sentences score
 # about 0.0 ± 0.1, related ones 0.3 and up); without a floor every search "finds" the whole store.
 MIN_SIMILARITY = 0.1
-KIND_RANK = {"observation": 0, "summary": 1, "prompt": 2}
 
 
 class ParamError(ValueError):
@@ -590,10 +596,13 @@ def resolve_anchor(conn: sqlite3.Connection, anchor: str) -> Anchor:
 
 
 def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after: int,
-                   project: str | None) -> list[TimelineItem]:
+                   project: str | None, session_id: int | None = None) -> list[TimelineItem]:
     parts, args = [], []
     for kind in KINDS:
         source, where, a = filter_sql(kind, SearchParams(project=project))
+        if session_id is not None:
+            where += " AND t.session_id = ?"
+            a = [*a, session_id]
         parts.append(f"SELECT '{kind}' AS kind, {KIND_RANK[kind]} AS kr, t.id AS id, t.created_at AS created_at"
                      f" FROM {source} WHERE {where}")
         args.extend(a)
@@ -623,20 +632,39 @@ def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after:
         items.append(TimelineItem(
             id=rid, kind=kind, project=row["project"] or "", type=type_, title=title,
             created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
-            snippet=snippet, isAnchor=anchor.include == (kind, rid),
+            snippet=snippet, isAnchor=anchor.include == (kind, rid), promptNumber=row["prompt_number"],
+            session=row["content_session_id"],
         ))
     return items
 
 
+def _session_info(row: sqlite3.Row) -> TimelineSession:
+    return TimelineSession(
+        contentSessionId=row["content_session_id"], project=row["project"] or "", status=row["status"],
+        prompts=row["prompt_counter"], startedAt=iso(row["started_at"]),
+        startedAtEpoch=int(round(row["started_at"] * 1000)),
+        completedAt=iso(row["completed_at"]) if row["completed_at"] else None,
+    )
+
+
 def timeline(conn: sqlite3.Connection, anchor: str | None, query: str | None, depth_before: int,
              depth_after: int, project: str | None, semantic: list[SemanticHit] | None = None,
-             semantic_error: str | None = None) -> TimelineResponse:
+             semantic_error: str | None = None, session: str | None = None) -> TimelineResponse:
     """Items around an anchor, oldest first; with `query` the anchor is the best matching observation.
 
-    Raises ParamError for bad input and LookupError when the anchor or query finds nothing.
+    With `session` (Claude Code's session id) only that session's items count, and without an anchor
+    the timeline starts at the session's beginning: the session, in order.
+    Raises ParamError for bad input and LookupError when the anchor, query or session finds nothing.
     """
     notice = None
     degraded = False
+    info: TimelineSession | None = None
+    session_id: int | None = None
+    if session:
+        row = storage.get_session(conn, session)
+        if row is None:
+            raise LookupError(f"Session {session} not found")
+        info, session_id = _session_info(row), row["id"]
     if anchor and query:
         raise ParamError("anchor", "give either anchor or query, not both")
     if query:
@@ -645,13 +673,16 @@ def timeline(conn: sqlite3.Connection, anchor: str | None, query: str | None, de
         if not found.results:
             raise LookupError(f'No observations found matching "{query}"')
         anchor = str(found.results[0].id)
-    if not anchor:
-        raise ParamError("anchor", "give anchor (an observation id, S<summary id> or a timestamp) or query")
-    resolved = resolve_anchor(conn, anchor)
-    items = timeline_items(conn, resolved, depth_before, depth_after, project)
+    if anchor:
+        resolved = resolve_anchor(conn, anchor)
+    elif session:
+        resolved = Anchor("session start", "session", (float("-inf"), -1, -1))
+    else:
+        raise ParamError("anchor", "give anchor (an observation id, S<summary id> or a timestamp), query or session")
+    items = timeline_items(conn, resolved, depth_before, depth_after, project, session_id)
     response = TimelineResponse(
         anchor=resolved.label, anchorKind=resolved.kind, query=query, depthBefore=depth_before,
-        depthAfter=depth_after, items=items, content=[], degraded=degraded, notice=notice,
+        depthAfter=depth_after, items=items, content=[], degraded=degraded, notice=notice, session=info,
     )
     response.content = [TextContent(text=render_timeline(response))]
     return response
@@ -665,6 +696,8 @@ def render_timeline(response: TimelineResponse) -> str:
     lines = []
     if response.query:
         lines.append(f'# Timeline for query: "{response.query}" (anchor #{response.anchor})')
+    elif response.session is not None and response.anchorKind == "session":
+        lines.append(f"# Session {response.session.contentSessionId} ({response.session.project or 'no project'})")
     else:
         lines.append(f"# Timeline around {response.anchor}")
     lines.append(f"{response.depthBefore} before, {response.depthAfter} after; {len(response.items)} item(s)")

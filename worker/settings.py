@@ -22,39 +22,116 @@ PROVIDERS = ("claude", "openrouter", "gemini")
 AUTH_METHODS = ("gateway", "api-key", "subscription")
 
 
-# Bounds of the numeric settings: enforced at load (file, environment) and on `POST /api/settings`.
+# --- the catalogue: one entry per setting, for the loader's bounds, the settings API and the viewer ---
+
+WHERE_FILE = "`settings.json` in the data dir (or the environment variable of the same name), then restart the worker"
+WHERE_INSTALL = "`claude-mem install` (or `settings.json` in the data dir), then restart the worker"
+
+
+class SettingSpec(msgspec.Struct, frozen=True, kw_only=True):
+    """One setting as a person edits it: what it does, its control, and whether HTTP may change it.
+
+    `readOnly` settings decide where data or credentials go (or who may reach the worker): never
+    writable over HTTP, so no web page and no holder of a viewer tab can redirect memory or keys.
+    `reason` says what the setting decides; `where` how to change it on the machine.
+    """
+
+    key: str
+    label: str
+    description: str
+    type: str  # string | list | integer | boolean | choice
+    default: str
+    choices: tuple[str, ...] = ()
+    min: int | None = None
+    max: int | None = None
+    unit: str = ""
+    readOnly: bool = False
+    reason: str = ""
+    where: str = ""
+
+
+def _spec(key: str, label: str, description: str, type: str = "string", **more: Any) -> SettingSpec:
+    if more.get("readOnly"):
+        more.setdefault("where", WHERE_FILE)
+    return SettingSpec(key=key, label=label, description=description, type=type, default=DEFAULTS[key], **more)
+
+
+SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
+    _spec("CLAUDE_MEM_PROVIDER", "Provider",
+          "Which model service turns tool events into memories: the Claude Agent SDK, or a REST provider.",
+          "choice", choices=PROVIDERS, readOnly=True, reason="chooses who receives every prompt and tool output",
+          where=WHERE_INSTALL),
+    _spec("CLAUDE_MEM_CLAUDE_AUTH_METHOD", "Claude authentication",
+          "How the Claude provider authenticates: a gateway (ANTHROPIC_BASE_URL), an Anthropic API key, or your"
+          " own Claude Code login (which spends your Claude allowance).",
+          "choice", choices=AUTH_METHODS, readOnly=True, reason="chooses which credentials the memory agent sends",
+          where=WHERE_INSTALL),
+    _spec("CLAUDE_MEM_MODEL", "Model", "The model (or gateway alias) the memory agent uses with the Claude provider."),
+    _spec("CLAUDE_MEM_OPENROUTER_MODEL", "OpenRouter model", "The model used when the provider is openrouter."),
+    _spec("CLAUDE_MEM_OPENROUTER_BASE_URL", "OpenRouter base URL",
+          "Where OpenRouter requests go; empty means OpenRouter itself.", readOnly=True,
+          reason="where the OpenRouter key and memory are sent"),
+    _spec("CLAUDE_MEM_GEMINI_MODEL", "Gemini model", "The model used when the provider is gemini."),
+    _spec("CLAUDE_MEM_GEMINI_BASE_URL", "Gemini base URL",
+          "Where Gemini requests go; empty means Google's API.", readOnly=True,
+          reason="where the Gemini key and memory are sent"),
+    _spec("CLAUDE_MEM_WORKER_HOST", "Bind address",
+          "The address the worker listens on; anything but loopback needs a worker token.", readOnly=True,
+          reason="the address the worker listens on"),
+    _spec("CLAUDE_MEM_WORKER_PORT", "Port", "The port the worker listens on.", "integer", min=1, max=65535,
+          readOnly=True, reason="the port the worker listens on and hooks post to"),
+    _spec("CLAUDE_MEM_WORKER_URL", "Worker URL",
+          "Where hooks post instead of host:port (a team's remote worker); empty for this machine.",
+          readOnly=True, reason="where hooks send every prompt and tool output", where=WHERE_INSTALL),
+    _spec("CLAUDE_MEM_WORKER_TOKEN", "Worker token", "The bearer token hooks and the viewer send.",
+          readOnly=True, reason="the worker's credential", where=WHERE_INSTALL),
+    _spec("CLAUDE_MEM_ALLOWED_HOSTS", "Allowed host names",
+          "Names the worker answers to besides loopback and IP addresses (a reverse proxy's or team server's;"
+          " comma-separated, `*.example.com` allowed).", "list", readOnly=True,
+          reason="which host names may reach the worker"),
+    _spec("CLAUDE_MEM_WORKER_AUTOSTART", "Start the worker with Claude Code",
+          "A new Claude Code session starts the local worker when it is not running (never with a worker URL).",
+          "boolean"),
+    _spec("CLAUDE_MEM_SKIP_TOOLS", "Skipped tools",
+          "Tools whose calls are never recorded (comma-separated tool names).", "list"),
+    _spec("CLAUDE_MEM_EXCLUDED_PROJECTS", "Excluded projects",
+          "Projects nothing is recorded for (comma-separated globs of project names or paths).", "list",
+          readOnly=True, reason="which projects are never recorded"),
+    _spec("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "Context: observations",
+          "How many recent observations a new Claude Code session is given (0 = none).", "integer",
+          min=0, max=1000),
+    _spec("CLAUDE_MEM_CONTEXT_SESSION_COUNT", "Context: session summaries",
+          "How many recent session summaries a new session is given (0 = none).", "integer", min=0, max=200),
+    _spec("CLAUDE_MEM_CONTEXT_TOKEN_BUDGET", "Context: token budget",
+          "Upper bound of the context injected at session start.", "integer", min=1, max=200_000, unit="tokens"),
+    _spec("CLAUDE_MEM_MAX_CONCURRENT_AGENTS", "Parallel sessions",
+          "How many sessions the memory agent processes at once.", "integer", min=1, max=32),
+    _spec("CLAUDE_MEM_MAX_ATTEMPTS", "Attempts per event",
+          "How often an event is tried before it is marked failed (Retry puts it back).", "integer", min=1, max=100),
+    _spec("CLAUDE_MEM_CHROMA_ENABLED", "Semantic search",
+          "Keep vectors in Chroma for search by meaning; off means keyword search only.", "boolean"),
+    _spec("CLAUDE_MEM_CHROMA_URL", "Chroma server URL",
+          "Empty for the embedded Chroma under the data dir; else a Chroma server's URL.", readOnly=True,
+          reason="where every memory is copied for vector search"),
+    _spec("CLAUDE_MEM_LOG_LEVEL", "Log level", "How much the worker writes to its log.", "choice",
+          choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
+    _spec("CLAUDE_MEM_MAX_BODY_BYTES", "Largest request", "Requests bigger than this are refused.", "integer",
+          min=1024, max=64 * 1024 * 1024, unit="bytes"),
+    _spec("CLAUDE_MEM_STALL_SECONDS", "Stall alarm",
+          "Readiness fails when no queued event settles for this long while work is due.", "integer",
+          min=1, max=86_400, unit="s"),
+    _spec("CLAUDE_MEM_BUDGET_RETRY_SECONDS", "Budget pause probe",
+          "While a spent gateway budget pauses processing, one request probes this often.", "integer",
+          min=1, max=86_400, unit="s"),
+)
+CATALOGUE: dict[str, SettingSpec] = {spec.key: spec for spec in SETTINGS_CATALOGUE}
+# Derived views the loader and the settings API use.
 INT_RANGES: dict[str, tuple[int, int]] = {
-    "CLAUDE_MEM_WORKER_PORT": (1, 65535),
-    "CLAUDE_MEM_CONTEXT_OBSERVATIONS": (0, 1000),
-    "CLAUDE_MEM_CONTEXT_SESSION_COUNT": (0, 200),
-    "CLAUDE_MEM_CONTEXT_TOKEN_BUDGET": (1, 200_000),
-    "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": (1, 32),
-    "CLAUDE_MEM_MAX_ATTEMPTS": (1, 100),
-    "CLAUDE_MEM_MAX_BODY_BYTES": (1024, 64 * 1024 * 1024),
-    "CLAUDE_MEM_STALL_SECONDS": (1, 86_400),
-    "CLAUDE_MEM_BUDGET_RETRY_SECONDS": (1, 86_400),
+    s.key: (s.min, s.max) for s in SETTINGS_CATALOGUE if s.type == "integer" and s.min is not None and s.max is not None
 }
-BOOL_SETTINGS = ("CLAUDE_MEM_CHROMA_ENABLED",)
-CHOICES: dict[str, tuple[str, ...]] = {
-    "CLAUDE_MEM_PROVIDER": PROVIDERS,
-    "CLAUDE_MEM_CLAUDE_AUTH_METHOD": AUTH_METHODS,
-    "CLAUDE_MEM_LOG_LEVEL": ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
-}
-# Settings that decide where data or credentials go (or who may reach the worker): never writable over
-# HTTP, so no web page and no holder of a viewer tab can redirect memory or keys. The reason is shown.
-READ_ONLY_SETTINGS: dict[str, str] = {
-    "CLAUDE_MEM_PROVIDER": "chooses who receives every prompt and tool output",
-    "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "chooses which credentials the memory agent sends",
-    "CLAUDE_MEM_WORKER_HOST": "the address the worker listens on",
-    "CLAUDE_MEM_WORKER_PORT": "the port the worker listens on and hooks post to",
-    "CLAUDE_MEM_WORKER_URL": "where hooks send every prompt and tool output",
-    "CLAUDE_MEM_WORKER_TOKEN": "the worker's credential",
-    "CLAUDE_MEM_ALLOWED_HOSTS": "which host names may reach the worker",
-    "CLAUDE_MEM_EXCLUDED_PROJECTS": "which projects are never recorded",
-    "CLAUDE_MEM_CHROMA_URL": "where every memory is copied for vector search",
-    "CLAUDE_MEM_OPENROUTER_BASE_URL": "where the OpenRouter key and memory are sent",
-    "CLAUDE_MEM_GEMINI_BASE_URL": "where the Gemini key and memory are sent",
-}
+BOOL_SETTINGS: tuple[str, ...] = tuple(s.key for s in SETTINGS_CATALOGUE if s.type == "boolean")
+CHOICES: dict[str, tuple[str, ...]] = {s.key: s.choices for s in SETTINGS_CATALOGUE if s.type == "choice"}
+READ_ONLY_SETTINGS: dict[str, str] = {s.key: s.reason for s in SETTINGS_CATALOGUE if s.readOnly}
 MAX_SETTING_CHARS = 4096
 
 
@@ -181,22 +258,24 @@ def _choice(raw: dict[str, str], key: str, choices: tuple[str, ...]) -> str:
 
 
 def catalogue() -> dict[str, dict[str, Any]]:
-    """What each known setting is: its default, type and bounds, and whether HTTP may change it (and why not)."""
+    """What each non-secret setting is, for the settings API: label, description, type and bounds or
+    choices, default, and whether HTTP may change it (why not, and where instead)."""
     out: dict[str, dict[str, Any]] = {}
-    for key, default in DEFAULTS.items():
-        if key in SECRET_SETTINGS:
+    for spec in SETTINGS_CATALOGUE:
+        if spec.key in SECRET_SETTINGS:
             continue
-        entry: dict[str, Any] = {"default": default, "type": "string"}
-        if key in INT_RANGES:
-            entry.update(type="integer", min=INT_RANGES[key][0], max=INT_RANGES[key][1])
-        elif key in BOOL_SETTINGS:
-            entry["type"] = "boolean"
-        elif key in CHOICES:
-            entry.update(type="choice", choices=list(CHOICES[key]))
-        entry["readOnly"] = key in READ_ONLY_SETTINGS
-        if key in READ_ONLY_SETTINGS:
-            entry["reason"] = READ_ONLY_SETTINGS[key]
-        out[key] = entry
+        entry: dict[str, Any] = {"label": spec.label, "description": spec.description, "default": spec.default,
+                                 "type": spec.type}
+        if spec.type == "integer":
+            entry.update(min=spec.min, max=spec.max)
+            if spec.unit:
+                entry["unit"] = spec.unit
+        elif spec.type == "choice":
+            entry["choices"] = list(spec.choices)
+        entry["readOnly"] = spec.readOnly
+        if spec.readOnly:
+            entry.update(reason=spec.reason, where=spec.where)
+        out[spec.key] = entry
     return out
 
 

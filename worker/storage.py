@@ -351,6 +351,9 @@ def insert_observation(conn: sqlite3.Connection, session_id: int, project: str, 
 # --- the schema's vocabulary: every module names rows and columns in these words -------------------
 
 KINDS = ("observation", "summary", "prompt")  # the rows that are searched, synced to Chroma and shown
+# Where each kind sorts among rows of the same instant: (created_at, rank, id) is the one total order of
+# the timeline and of the viewer's feed, whose history cursors depend on it.
+KIND_RANK = {kind: rank for rank, kind in enumerate(KINDS)}
 OBSERVATION_TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
 SUMMARY_FIELDS = ("request", "investigated", "learned", "completed", "next_steps", "notes")
 

@@ -81,9 +81,11 @@ class SearchController(Controller):
 
     @get("/timeline")
     async def timeline_route(self, request: Request[Any, Any, Any], services: Services) -> TimelineResponse:
-        """Items before and after an observation, a summary (S12), a timestamp, or a query's best match."""
+        """Items before and after an observation, a summary (S12), a timestamp, or a query's best match;
+        `session` (a contentSessionId) keeps one session's items and, alone, lists it from its start."""
         raw = _raw(request)
         anchor = (raw.get("anchor") or "").strip() or None
+        session = (raw.get("session") or "").strip() or None
         query = (raw.get("query") or "").strip() or None
         project = (raw.get("project") or "").strip() or None
         before = search.int_param(raw, "depth_before", 10, 0, 200)
@@ -92,7 +94,7 @@ class SearchController(Controller):
         if query and not anchor:
             req = search.semantic_request(search.timeline_search_params(query, project))
             hits, error = await semantic_hits(services, req)
-        return search.timeline(services.conn, anchor, query, before, after, project, hits, error)
+        return search.timeline(services.conn, anchor, query, before, after, project, hits, error, session)
 
     @post("/observations/batch", status_code=200)
     async def batch(self, data: BatchRequest, services: Services) -> list[dict[str, Any]]:

@@ -13,7 +13,14 @@ from litestar.response import Response
 from worker import queue
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
-from worker.models import HealthResponse, ProcessingStatus, ReadinessResponse
+from worker.models import (
+    HealthResponse,
+    HooksStatus,
+    ProcessingStatus,
+    ReadinessResponse,
+    RetryRequest,
+    RetryResponse,
+)
 from worker.services import Services
 from worker.settings import (
     MAX_SETTING_CHARS,
@@ -82,6 +89,42 @@ async def readiness_route(services: Services, request: Request[Any, Any, Any]) -
     return Response(ReadinessResponse(ready=not reasons, reasons=reasons), status_code=503 if reasons else 200)
 
 
+_hooks_cache: dict[str, tuple[float, HooksStatus]] = {}
+
+
+def hooks_status(services: Services) -> HooksStatus:
+    """Whether Claude Code's settings.json on this machine runs `claude-mem hook` for every event.
+
+    Re-read only when the file changes (the viewer polls every few seconds). A worker bound beyond
+    loopback serves other machines, whose hooks it cannot see: `unknown`, and doctor checks there.
+    """
+    from worker import install
+
+    if not services.settings.is_loopback:
+        return HooksStatus(state="unknown", detail="this worker serves other machines; run `claude-mem doctor`"
+                                                   " on a developer's machine to check its hooks")
+    path = install.claude_settings_path()
+    try:
+        mtime = path.stat().st_mtime
+    except OSError:
+        mtime = -1.0
+    cached = _hooks_cache.get(str(path))
+    if cached and cached[0] == mtime:
+        return cached[1]
+    wanted = list(install.HOOK_EVENTS)
+    try:
+        found = install.installed_hooks(install.read_json_object(path))
+    except install.InstallError as exc:
+        result = HooksStatus(state="unknown", settingsPath=str(path), missing=wanted, detail=str(exc))
+    else:
+        events = [e for e in wanted if e in found]
+        missing = [e for e in wanted if e not in found]
+        state = "installed" if not missing else "partial" if events else "missing"
+        result = HooksStatus(state=state, settingsPath=str(path), events=events, missing=missing)
+    _hooks_cache[str(path)] = (mtime, result)
+    return result
+
+
 def processing_status(services: Services) -> ProcessingStatus:
     conn = services.conn
     counts = queue.counts(conn)
@@ -105,6 +148,7 @@ def processing_status(services: Services) -> ProcessingStatus:
         stalledFor=round(runner.stalled_for(), 3),
         pausedFor=round(runner.paused_for(), 3),
         vectors=services.vector_status(),
+        hooks=hooks_status(services),
     )
 
 
@@ -115,6 +159,16 @@ class StatusController(Controller):
     @get("/processing-status")
     async def processing(self, services: Services) -> ProcessingStatus:
         return processing_status(services)
+
+    @post("/queue/retry", status_code=200)
+    async def retry(self, data: RetryRequest, services: Services) -> RetryResponse:
+        """`claude-mem queue retry [--reason R] [--session S]`: failed events back to pending, now."""
+        reason = (data.reason or "").strip() or None
+        session = (data.session or "").strip() or None
+        retried = queue.retry_failed(services.conn, reason=reason, content_session_id=session)
+        if retried:
+            services.runner.wake()
+        return RetryResponse(retried=retried, queue=queue.counts(services.conn))
 
     @get("/settings")
     async def get_settings(self, services: Services) -> dict[str, Any]:

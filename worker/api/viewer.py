@@ -1,4 +1,5 @@
-"""The viewer (issue 8): a static page at `/`, its two assets, and the live feed at `GET /stream`.
+"""The viewer (issue 8): a static page at `/`, its two assets, the live feed at `GET /stream`, and
+the two reads only the page needs: older feed items (`GET /api/feed?before=`) and the overview.
 
 The page and its assets are public so a browser can load them before it knows the worker token;
 everything they show comes from API calls that send the token (`Authorization: Bearer`). Browsers'
@@ -14,6 +15,7 @@ import hmac
 import logging
 import signal
 import threading
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -22,7 +24,7 @@ from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundE
 from litestar.response import Response, ServerSentEvent
 
 from worker.api.auth import bearer_ok
-from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub
+from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub, overview, parse_cursor, snapshot
 from worker.services import Services
 
 log = logging.getLogger("claude_mem.api.viewer")
@@ -109,6 +111,54 @@ def feed_stream(request: Request[Any, Any, Any], services: Services) -> ServerSe
     if not hub.available():
         raise HTTPException(status_code=503, detail=f"{hub.max_clients} viewer streams are open already")
     return ServerSentEvent(hub.stream(flt, limit), headers={"Cache-Control": "no-cache"})
+
+
+def _int_param(request: Request[Any, Any, Any], name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationException(f"{name}: expected an integer, got {raw!r}", extra=[{"key": name}]) from None
+    if not lo <= value <= hi:
+        raise ValidationException(f"{name}: must be between {lo} and {hi}, got {value}", extra=[{"key": name}])
+    return value
+
+
+@get("/api/feed", tags=["viewer"], sync_to_thread=False)
+def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
+    """Feed items older than `before` (an item's `cursor`), newest first: history as the page scrolls.
+
+    Query: `before`, `project`, `type` (as on /stream), `limit` (1-200, default 50). `next` is the
+    cursor of the page's last item, or null when the store holds nothing older.
+    """
+    flt = FeedFilter(project=_filter_param(request, "project"), type=_filter_param(request, "type"))
+    limit = _int_param(request, "limit", DEFAULT_SNAPSHOT, 1, MAX_SNAPSHOT)
+    before_raw = (request.query_params.get("before") or "").strip()
+    try:
+        before = parse_cursor(before_raw) if before_raw else None
+    except ValueError:
+        raise ValidationException(f"before: expected an item's cursor (<created_at>:<kind>:<id>), got {before_raw!r}",
+                                  extra=[{"key": "before"}]) from None
+    items = snapshot(services.conn, flt, limit + 1, before)
+    more = len(items) > limit
+    items = items[:limit]
+    return {"items": items, "next": items[-1]["cursor"] if more and items else None}
+
+
+@get("/api/overview", tags=["viewer"], sync_to_thread=False)
+def overview_route(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
+    """Counts per project, per observation type and per day (the viewer's chart).
+
+    Query: `project` (types and days of one project), `days` (1-366, default 30), `tz` (the browser's
+    offset east of UTC in minutes, so days end at the user's midnight).
+    """
+    project = _filter_param(request, "project")
+    days = _int_param(request, "days", 30, 1, 366)
+    tz = _int_param(request, "tz", 0, -14 * 60, 14 * 60)
+    today = (datetime.now(UTC) + timedelta(minutes=tz)).date()
+    return overview(services.conn, project, days, tz, today)
 
 
 @get("/stream/stats", tags=["viewer"], sync_to_thread=False)
