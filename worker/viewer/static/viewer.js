@@ -939,17 +939,18 @@
   }
 
   function renderPause(st) {
-    // pausedFor: seconds until the paused queue probes again; counted down here between polls.
+    // pausedFor: seconds until the paused queue tries again; counted down here between polls.
     clearInterval(state.pauseTimer);
     const box = $("status-pause");
     const until = st.pausedFor > 0 ? Date.now() + st.pausedFor * 1000 : 0;
+    const why = st.pausedReason ? ` (${st.pausedReason})` : "";
     const show = () => {
       const left = (until - Date.now()) / 1000;
       box.hidden = !until;
       if (!until) return;
       box.textContent = left > 0.5
-        ? `Processing is paused; next try in ${seconds(left)}.`
-        : "Processing is paused; trying again now…";
+        ? `Processing is paused${why}; next try in ${seconds(left)}. Nothing is lost: events wait in the queue.`
+        : `Processing is paused${why}; trying again now…`;
     };
     show();
     if (until) state.pauseTimer = setInterval(show, 1000);
@@ -997,12 +998,15 @@
     const badge = $("tab-status-badge");
     badge.hidden = !q.failed;
     badge.textContent = q.failed ? String(q.failed) : "";
-    const error = $("status-error");
-    error.hidden = !st.lastError;
-    error.textContent = st.lastError ? `Last error: ${st.lastError}` : "";
-    // The queue's last error often repeats a gateway problem word for word: show it once.
+    // The queue's last error often repeats the pause's reason or a gateway problem: say each thing once.
     const same = (a, b) => Boolean(a && b && (a.includes(b) || b.includes(a)));
-    const problems = ((st.gateway && st.gateway.problems) || []).filter((p) => !same(p, st.lastError));
+    const paused = st.pausedFor > 0;
+    const lastError = paused && same(st.lastError, st.pausedReason) ? "" : st.lastError;
+    const error = $("status-error");
+    error.hidden = !lastError;
+    error.textContent = lastError ? `Last error: ${lastError}` : "";
+    const problems = ((st.gateway && st.gateway.problems) || [])
+      .filter((p) => !same(p, st.lastError) && !(paused && same(p, st.pausedReason)));
     $("status-problems").replaceChildren(...problems.map((p) => el("li", { text: p })));
     $("status-problems").hidden = problems.length === 0;
     renderPause(st);
@@ -1061,7 +1065,9 @@
         ...common, type: "number", inputmode: "numeric", step: "1", min: spec.min, max: spec.max, value,
       });
     }
-    return el("input", { ...common, type: "text", value, spellcheck: "false", autocomplete: "off" });
+    return el("input", {
+      ...common, type: "text", value, spellcheck: "false", autocomplete: "off", placeholder: "not set",
+    });
   }
 
   function controlValue(input) {
