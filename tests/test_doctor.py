@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fixtures.upstream import MODEL, LiteLLMProxy
-from tests.fixtures.worker import CLAUDE_MEM, StartWorker, WorkerProcess, clean_env, free_port
+from tests.fixtures.upstream import DEAD_UPSTREAM_MODEL, MODEL, LiteLLMProxy, Upstream
+from tests.fixtures.worker import CLAUDE_MEM, StartWorker, WorkerProcess, clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -93,7 +96,8 @@ def test_healthy_setup_passes_and_shell_exports_only_warn(doc: Doctor, start_wor
     assert code == 0, out
     assert failing(checks) == set() and "WARN" not in checks.values(), out
     for name in ("provider", "auth", "gateway.url", "gateway.reachable", "gateway.token", "gateway.model",
-                 "worker.running", "worker.restart", "worker.ready", "shell", "hooks", "mcp"):
+                 "worker.running", "worker.restart", "worker.ready", "memory.call", "worker.queue", "shell", "hooks",
+                 "mcp"):
         assert checks.get(name) == "ok", f"{name}: {out}"
     assert doc.proxy.master_key not in out
 
@@ -237,3 +241,109 @@ def test_env_file_readable_by_others_is_a_warning(doc: Doctor) -> None:
     code, checks, out = doc.run()
     assert checks["credentials.file"] == "WARN" and "chmod 600" in out
     assert failing(checks) == {"worker.running"}
+
+
+# ---------------------------------------------------------------------------------------------- a real test call
+
+
+def wait_status(w: WorkerProcess, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        body = w.get("/api/processing-status").json()
+        return body if predicate(body) else None
+    return wait_for(check, timeout=timeout, interval=0.2)
+
+
+def post_event(w: WorkerProcess, session: str) -> None:
+    r = w.post("/api/sessions/init", {"contentSessionId": session, "project": "doc", "prompt": "fix the parser"})
+    assert r.status_code < 300, r.text
+    r = w.post("/api/sessions/observations", {"contentSessionId": session, "tool_name": "Edit", "cwd": "/x/doc",
+                                              "tool_input": {"file_path": "/x/doc/parser.py"},
+                                              "tool_response": {"success": True}})
+    assert r.status_code < 300, r.text
+
+
+def test_upstream_down_behind_the_gateway_is_named_with_the_pause(tmp_path: Path, litellm_proxy: LiteLLMProxy,
+                                                                  start_worker: StartWorker) -> None:
+    """LiteLLM answers, its upstream does not: not "gateway unreachable"; the pause and its next try shown."""
+    doc = Doctor(tmp_path, litellm_proxy)
+    doc.install(model=DEAD_UPSTREAM_MODEL)
+    w = start_worker_for(doc, start_worker)
+    post_event(w, "doc-upstream")
+    status = wait_status(w, lambda b: b.get("pausedFor", 0) > 0)
+    assert "upstream is unreachable" in status["pausedReason"] and status["pauseCause"] == "upstream-unreachable"
+    code, checks, out = doc.run()
+    assert code == 1
+    assert failing(checks) == {"memory.call", "worker.queue"}, out
+    assert checks["gateway.reachable"] == "ok" and checks["gateway.model"] == "ok"
+    assert "gateway unreachable" not in out and "does not answer" not in out
+    assert "its upstream is unreachable (HTTP 500)" in out and "MEMORY_UPSTREAM_API_BASE" in out
+    assert re.search(r"next try in \d+ s", out) and "none is lost" in out
+    assert out.count("OpenAIException - Connection error") == 1, out  # the cause is said once
+    status = run_cli_status(doc)
+    assert re.search(r"paused: the gateway answered, but its upstream is unreachable .*; next try in \d+ s", status)
+    assert status.count("upstream is unreachable") == 1
+
+
+def run_cli_status(doc: Doctor) -> str:
+    r = doc.cli("worker", "status")
+    q = doc.cli("queue")
+    assert "paused:" in q.stdout and "next try in" in q.stdout, q.stdout
+    return r.stdout
+
+
+def test_subscription_without_a_claude_login(tmp_path: Path, litellm_proxy: LiteLLMProxy) -> None:
+    """The test call runs the bundled Claude Code CLI on this HOME, which has no login."""
+    doc = Doctor(tmp_path, litellm_proxy)
+    r = doc.cli("install", "--non-interactive", "--no-start", "--auth", "subscription")
+    assert r.returncode == 0, r.stderr
+    code, checks, out = doc.run()
+    assert code == 1
+    assert failing(checks) == {"memory.call", "worker.running"}, out
+    assert "no Claude login" in out and "/login" in out and "your own Claude allowance" in out
+    assert not [line for line in out.splitlines() if "gateway" in line.split(" — fix:")[0].lower()], out
+    assert "refused the credentials" not in out
+
+
+def test_gateway_back_up_resumes_at_once_and_doctor_exits_0(tmp_path: Path, litellm_proxy: LiteLLMProxy,
+                                                             upstream: Upstream, start_worker: StartWorker) -> None:
+    """Gateway down: events wait (paused). Once it is back, doctor's test call proves it and ends the pause."""
+    port = free_port()
+    doc = Doctor(tmp_path, litellm_proxy)
+    doc.install(url=f"http://127.0.0.1:{port}")
+    w = start_worker_for(doc, start_worker)
+    post_event(w, "doc-resume")
+    wait_status(w, lambda b: b.get("pauseCause") == "gateway-unreachable")
+    code, checks, out = doc.run()
+    assert code == 1 and failing(checks) == {"gateway.reachable", "worker.queue"}, out
+    assert checks["memory.call"] == "skip" and out.count("does not answer") == 1
+    (tmp_path / "gateway").mkdir(exist_ok=True)
+    proxy = LiteLLMProxy(tmp_path / "gateway", upstream.url, port=port)
+    try:
+        proxy.start()
+        code, checks, out = doc.run()
+        assert code == 0, out
+        # The test call ends the pause at once, unless the worker's own next try (10 s) came first.
+        assert checks["memory.call"] == "ok" and checks["worker.queue"] == "ok", out
+        wait_for(lambda: w.query("SELECT count(*) AS n FROM observations")[0]["n"] >= 1, timeout=60)
+    finally:
+        proxy.stop()
+
+
+def test_failed_events_name_queue_retry(tmp_path: Path, litellm_proxy: LiteLLMProxy,
+                                        start_worker: StartWorker) -> None:
+    """Events failed for a cause since fixed: doctor passes (the path works) and says `claude-mem queue retry`."""
+    doc = Doctor(tmp_path, litellm_proxy)
+    doc.install(model="memory-compressor")  # unknown to the gateway: events fail at once
+    w = start_worker_for(doc, start_worker)
+    post_event(w, "doc-failed")
+    wait_status(w, lambda b: b["queue"]["failed"] >= 1)
+    doc.install()  # the right alias again
+    w.restart()
+    code, checks, out = doc.run()
+    assert code == 0, out
+    assert checks["memory.call"] == "ok" and checks["worker.failed"] == "WARN"
+    assert "model not found at the gateway" in out and "fix: claude-mem queue retry" in out
+    assert doc.cli("queue", "retry").returncode == 0
+    wait_for(lambda: w.query("SELECT count(*) AS n FROM observations")[0]["n"] >= 1, timeout=60)
+    code, checks, out = doc.run()
+    assert code == 0 and "worker.failed" not in checks and "all good" in out, out

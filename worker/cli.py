@@ -231,6 +231,15 @@ def _queue(settings, ns) -> int:  # type: ignore[no-untyped-def]
         print("failed, by reason:")
         for r in reasons:
             print(f"  {r['count']:>6}  {r['reason']}")
+        print("once the cause is fixed: claude-mem queue retry [--reason TEXT]")
+    from worker.lifecycle import api
+
+    try:  # the pause lives in the running worker, not in the database
+        code, body = api(settings, "/api/processing-status")
+    except (OSError, ValueError):
+        code, body = 0, None
+    if code == 200 and isinstance(body, dict) and body.get("pausedFor") and body.get("pausedReason"):
+        print(f"paused: {body['pausedReason']}; next try in {float(body['pausedFor']):.0f} s")
     return 0
 
 

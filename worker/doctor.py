@@ -230,6 +230,146 @@ def check_worker(s: Settings) -> list[Check]:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- memory: a real call
+
+PROBE_TIMEOUT = 100.0
+# Checks whose failure the test call would only repeat: it is not tried until they are fixed.
+BLOCKING = ("settings", "credentials.file", "provider", "credentials", "auth", "gateway.url", "gateway.reachable",
+            "gateway.token", "gateway.model", "worker.token")
+
+
+def fix_for(cause: str | None, route: str) -> str:
+    """What to do about a failed model call, by its cause (worker/agent/errors.py)."""
+    refused = {"gateway": "claude-mem install --gateway-token TOKEN (a master or virtual key the gateway accepts)",
+               "api-key": "claude-mem install --auth api-key --api-key KEY (a valid Anthropic API key)",
+               "subscription": "run `claude`, then /login, to renew your Claude login"}
+    fixes = {
+        "gateway-unreachable": "start the gateway (README \"Solo\": .venv/bin/litellm --config litellm-config.yaml"
+                               " --port 4000) or correct its URL: claude-mem install --gateway-url URL",
+        "upstream-unreachable": "the gateway is up but cannot reach its upstream: check the upstream's address and key"
+                                " in the LiteLLM config (MEMORY_UPSTREAM_API_BASE, MEMORY_UPSTREAM_API_KEY) and "
+                                "the gateway's log",
+        "upstream-error": "see the gateway's log for its upstream's error; the queue retries by itself",
+        "unknown-model": "claude-mem install --model ALIAS with a model_name the gateway serves, or add that"
+                         " model_name to the LiteLLM config",
+        "refused-credentials": refused.get(route, "claude-mem install --api-key KEY"),
+        "no-login": "run `claude` and log in with /login (subscription mode spends your own Claude allowance), "
+                    "or use an API key or a gateway: claude-mem install --auth api-key --api-key KEY",
+        "budget": "raise the key's budget in the LiteLLM admin UI or wait for it to reset; processing resumes "
+                  "by itself",
+        "api-unreachable": "check this machine's network and proxy settings (HTTPS_PROXY)",
+        "rate-limited": "nothing: the queue retries by itself",
+        "config": "fix the configuration lines above, then claude-mem worker restart",
+        "timeout": "check the model's speed and the gateway's log",
+    }
+    return fixes.get(cause or "", "see claude-mem worker logs")
+
+
+def _direct_probe(s: Settings, creds: dict[str, str]) -> dict[str, Any] | None:
+    """Without the agent SDK (a client-only install) and without a worker: one Anthropic-format request,
+    max_tokens 1, to where the agent would send it. None when there is no such place (subscription, REST)."""
+    from worker.agent.errors import classify
+
+    route = s.auth_method
+    if s.provider != "claude" or route == "subscription":
+        return None
+    base = (creds.get("ANTHROPIC_BASE_URL") or "https://api.anthropic.com").rstrip("/")
+    headers = {"anthropic-version": "2023-06-01"}
+    if creds.get("ANTHROPIC_AUTH_TOKEN"):
+        headers["Authorization"] = f"Bearer {creds['ANTHROPIC_AUTH_TOKEN']}"
+    elif creds.get("ANTHROPIC_API_KEY"):
+        headers["x-api-key"] = creds["ANTHROPIC_API_KEY"]
+    body = {"model": s.model, "max_tokens": 1, "messages": [{"role": "user", "content": "Reply OK."}]}
+    answer = request(f"{base}/v1/messages", method="POST", body=body, headers=headers, timeout=60.0)
+    result: dict[str, Any] = {"route": route, "model": s.model, "seconds": round(answer.seconds, 3)}
+    if answer.status == 200:
+        return {**result, "ok": True}
+    text = f"API Error: {answer.status} {answer.text}" if answer.status else f"Connection error: {answer.error}"
+    err = classify(text, answer.status or None, route=route)
+    return {**result, "ok": False, "kind": err.kind, "cause": err.cause, "message": err.message}
+
+
+def check_memory(s: Settings, creds: dict[str, str], earlier: list[Check]) -> tuple[list[Check], dict[str, Any]]:
+    """A real one-token call through the configured path: the worker's own when it answers, else this process's.
+
+    Returns the check and the probe's answer ({} when no call was made)."""
+    blocked = [c.name for c in earlier if c.status == "fail" and c.name in BLOCKING]
+    if blocked:
+        return [Check("memory.call", "skip", f"not tried until {', '.join(blocked)} above is fixed")], {}
+    result: dict[str, Any] | None = None
+    where = "through the worker"
+    worker_up = any(c.name == "worker.running" and c.status == "ok" for c in earlier)
+    if worker_up:
+        answer = call_worker(s, "/api/probe", method="POST", body={}, timeout=PROBE_TIMEOUT)
+        if answer.status == 200 and isinstance(answer.body, dict) and "ok" in answer.body:
+            result = answer.body
+        elif answer.error:
+            return [Check("memory.call", "fail", f"the worker did not answer the test call ({answer.error})",
+                          "claude-mem worker logs")], {}
+    if result is None and s.worker_url:
+        return [Check("memory.call", "skip", "the team worker cannot be asked for a test call")], {}
+    if result is None:
+        from worker.lifecycle import missing_server_modules
+
+        if not missing_server_modules():
+            import asyncio
+
+            from worker.agent.probe import probe
+
+            where = "from this process, as the worker would (it is not running)"
+            result = asyncio.run(probe(s))
+        else:
+            where = "directly (a client-only install has no agent SDK)"
+            result = _direct_probe(s, creds)
+    if result is None:
+        return [Check("memory.call", "skip", "no test call possible here: start the worker "
+                      "(claude-mem worker start) for doctor to ask it")], {}
+    route = str(result.get("route") or s.auth_method)
+    if result.get("ok"):
+        return [Check("memory.call", "ok", f"a one-token call {where} ({route}, model {result.get('model')}) "
+                      f"answered in {float(result.get('seconds') or 0):.1f} s")], result
+    return [Check("memory.call", "fail", f"{result.get('message')} (a one-token call {where})",
+                  fix_for(result.get("cause"), route))], result
+
+
+def check_queue(s: Settings, probe: dict[str, Any]) -> list[Check]:
+    """The worker's pause, failed events and last error, with the fix; `queue retry` once the cause is gone."""
+    answer = call_worker(s, "/api/processing-status", timeout=HTTP_TIMEOUT)
+    body = answer.body if answer.status == 200 and isinstance(answer.body, dict) else None
+    if body is None:
+        return []
+    counts = body.get("queue") or {}
+    route = str(body.get("authMethod") if body.get("provider") == "claude" else body.get("provider"))
+    works = bool(probe.get("ok"))
+    out: list[Check] = []
+    paused_for = float(body.get("pausedFor") or 0)
+    reason = body.get("pausedReason") or body.get("lastError")
+    if paused_for > 0 and not probe.get("resumed"):
+        if works:
+            out.append(Check("worker.queue", "warn", f"paused: {reason}; next try in {paused_for:.0f} s, and the "
+                             "test call works now, so processing resumes then"))
+        else:
+            same = probe.get("cause") and probe.get("cause") == body.get("pauseCause")
+            out.append(Check("worker.queue", "fail", ("paused by that cause" if same else f"paused: {reason}")
+                             + f"; next try in {paused_for:.0f} s; {counts.get('pending', 0)} event(s) wait, none "
+                             "is lost", "" if same else fix_for(body.get("pauseCause"), route)))
+    elif probe.get("resumed"):
+        out.append(Check("worker.queue", "ok", "was paused; the test call worked, so processing resumed now"))
+    failed = int(counts.get("failed") or 0)
+    if failed:
+        top = (body.get("failedReasons") or [{}])[0].get("reason") or "unknown"
+        fix = "claude-mem queue retry" if works else "fix the cause above, then: claude-mem queue retry"
+        out.append(Check("worker.failed", "warn", f"{failed} event(s) failed, most recently because: {top}", fix))
+    if not out:
+        last = body.get("lastError")
+        if last and not works:
+            out.append(Check("worker.queue", "warn", f"last error: {last}"))
+        else:
+            out.append(Check("worker.queue", "ok", f"{counts.get('pending', 0)} pending, "
+                             f"{counts.get('processing', 0)} processing, nothing failed or paused"))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- shell, Claude Code
 
 
@@ -318,6 +458,10 @@ def run_checks(claude_settings: str | None = None, environ: dict[str, str] | Non
         if s.provider == "claude" and creds.get("ANTHROPIC_BASE_URL"):  # the agent uses it whatever the mode
             checks.extend(check_gateway(s, creds))
         checks.extend(check_worker(s))
+        memory, probe = check_memory(s, creds, checks)
+        checks.extend(memory)
+        if any(c.name == "worker.running" and c.status == "ok" for c in checks):
+            checks.extend(check_queue(s, probe))
     checks.extend(check_shell(env))
     checks.extend(check_claude_code(claude_settings_path(claude_settings, env), claude_state_path(env)))
     return checks

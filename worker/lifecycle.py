@@ -161,11 +161,32 @@ def status(settings: Settings) -> int:
             print(f"vectors: chroma {vectors.get('mode')} at {where}, {state}; {synced} synced, {unsynced} waiting")
         elif vectors:
             print("vectors: chroma disabled (keyword search only)")
-        for problem in (body.get("gateway") or {}).get("problems", []):
-            print(f"problem: {problem}")
-        if body.get("lastError"):
-            print(f"last error: {body['lastError']}")
+        for line in problem_lines(body):
+            print(line)
     return 0
+
+
+def problem_lines(body: dict[str, Any]) -> list[str]:
+    """The worker's pause, configuration problems, failures and last error, each said once, with the fix."""
+    lines: list[str] = []
+    said: set[str] = set()
+    if body.get("pausedFor") and body.get("pausedReason"):
+        lines.append(f"paused: {body['pausedReason']}; next try in {float(body['pausedFor']):.0f} s")
+        said.add(body["pausedReason"])
+    for problem in (body.get("gateway") or {}).get("problems", []):
+        if problem not in said:
+            lines.append(f"problem: {problem}")
+            said.add(problem)
+    failed = (body.get("queue") or {}).get("failed") or 0
+    if failed:
+        top = (body.get("failedReasons") or [{}])[0].get("reason") or "unknown"
+        said.add(top)
+        lines.append(f"failed: {failed} event(s), most recently because: {top}")
+        lines.append("  once the cause is fixed: claude-mem queue retry (claude-mem doctor names the fix)")
+    last = body.get("lastError")
+    if last and not any(last == s or last.startswith(s) for s in said):
+        lines.append(f"last error: {last}")
+    return lines
 
 
 def tail(settings: Settings, lines: int = 50) -> str:

@@ -130,6 +130,8 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     lastProgressAgo: float
     heartbeatAgo: float
     stalledFor: float
-    pausedFor: float = 0.0  # seconds until the paused queue probes the gateway again (see lastError)
+    pausedFor: float = 0.0  # seconds until the paused queue probes the gateway again
+    pausedReason: str | None = None  # why it is paused (the cause's message), while pausedFor > 0
+    pauseCause: str | None = None  # a short key: gateway-unreachable, upstream-unreachable, no-login, budget, ...
     vectors: dict[str, Any] = {}
     hooks: HooksStatus | None = None

@@ -46,9 +46,10 @@ class ProcessingError(Exception):
     """
 
     def __init__(self, kind: str, message: str, retry_after: float | None = None,
-                 event_ids: list[int] | None = None, budget: bool = False) -> None:
+                 event_ids: list[int] | None = None, budget: bool = False, cause: str | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.cause = cause  # a short key for the fix (worker/agent/errors.py), when the cause is known
         self.message = message
         self.retry_after = retry_after
         self.budget = budget  # a spent gateway budget: the runner's budget retry interval applies
@@ -288,6 +289,8 @@ class QueueRunner:
         # no session starts until it ends, then the next turn is the probe. 100 waiting sessions would
         # otherwise each spend an agent turn per interval on a request the gateway refuses.
         self.paused_until = 0.0
+        self.pause_reason: str | None = None  # what the pause waits out, said once (status, queue, viewer)
+        self.pause_cause: str | None = None
         self.active: dict[int, asyncio.Task[None]] = {}
         self._served: dict[int, float] = {}
         self._wake = asyncio.Event()
@@ -337,6 +340,16 @@ class QueueRunner:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
                 pass
+
+    def end_pause(self) -> None:
+        """A test call just worked: processing resumes now instead of at the next probe."""
+        now = time.time()
+        self.paused_until = 0.0
+        self.pause_reason = self.pause_cause = None
+        with Tx(self.conn):
+            self.conn.execute("UPDATE pending_events SET next_attempt_at = ? WHERE state = 'pending'"
+                              " AND next_attempt_at > ?", (now, now))
+        self._wake.set()
 
     def paused_for(self) -> float:
         """Seconds left of the current pause; 0 when not paused."""
@@ -400,6 +413,7 @@ class QueueRunner:
                 await self.processor.process(session, events)
                 self.last_error = None
                 self.paused_until = 0.0
+                self.pause_reason = self.pause_cause = None
             except ProcessingError as err:
                 if err.event_ids is not None:
                     events = [e for e in events if e.id in set(err.event_ids)]
@@ -407,6 +421,7 @@ class QueueRunner:
                     if err.retry_after is None:
                         err.retry_after = self.budget_retry if err.budget else 60.0
                     self.paused_until = max(self.paused_until, time.time() + err.retry_after)
+                    self.pause_reason, self.pause_cause = err.message, err.cause
                 state = settle_error(self.conn, events, err, self.max_attempts)
                 self.last_error = err.message
                 log.warning("session %s: %d events %s: %s", session_id, len(events), state, err.message)

@@ -89,7 +89,7 @@ def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, std
     )
 
 
-def _error_of(messages: list[Any], stderr: deque[str]) -> ProcessingError | None:
+def _error_of(messages: list[Any], stderr: deque[str], route: str | None = None) -> ProcessingError | None:
     from claude_agent_sdk import AssistantMessage, ResultMessage, TextBlock
 
     hint: str | None = None
@@ -108,8 +108,13 @@ def _error_of(messages: list[Any], stderr: deque[str]) -> ProcessingError | None
             texts.extend(msg.errors or [])
     if not failed:
         return None
-    text = " ".join(t for t in texts if t) or " ".join(list(stderr)[-5:]) or "model call failed"
-    return classify(text, status, hint)
+    said: list[str] = []
+    for t in texts:  # the assistant's error text and the result's are often the same words: say them once
+        t = " ".join((t or "").split())
+        if t and not any(t in other for other in said):
+            said = [o for o in said if o not in t] + [t]
+    text = " ".join(said) or " ".join(list(stderr)[-5:]) or "model call failed"
+    return classify(text, status, hint, route)
 
 
 AGENT_NICE = 10  # the agent CLIs are batch work; the worker's event loop next to them answers hooks
@@ -170,8 +175,9 @@ class ClaudeProvider:
     name = "claude"
 
     def __init__(self, settings: Settings, max_live: int, long_lived: bool = True,
-                 system_prompt: str = SYSTEM_PROMPT) -> None:
+                 system_prompt: str = SYSTEM_PROMPT, env_overrides: dict[str, str] | None = None) -> None:
         self.settings = settings
+        self.env_overrides = dict(env_overrides or {})  # the doctor's probe caps the reply at one token
         self.system_prompt = system_prompt
         self.max_live = max(1, max_live)
         self.long_lived = long_lived
@@ -194,11 +200,12 @@ class ClaudeProvider:
         try:
             env = build_agent_env(self.settings)
         except GatewayMisconfigured as exc:
-            raise ProcessingError("paused", str(exc), retry_after=30.0) from None
+            raise ProcessingError("paused", str(exc), retry_after=30.0, cause="config") from None
         except SettingsError as exc:
-            raise ProcessingError("paused", str(exc), retry_after=30.0) from None
+            raise ProcessingError("paused", str(exc), retry_after=30.0, cause="config") from None
         env.setdefault("CLAUDE_CODE_MAX_RETRIES", "0")  # the queue retries, with classification and status
         env.setdefault("API_TIMEOUT_MS", str(int(TURN_TIMEOUT * 1000)))
+        env.update(self.env_overrides)
         return env
 
     async def turn(self, key: str, message: str, resume: str | None) -> TurnResult:
@@ -316,7 +323,7 @@ class ClaudeProvider:
                             reply_uuid = msg.uuid or reply_uuid
                         if isinstance(msg, ResultMessage):
                             session_id = msg.session_id
-                error = _error_of(messages, stderr)
+                error = _error_of(messages, stderr, self.settings.auth_method)
                 if error is not None:
                     pending.future.set_exception(error)
                     pending = None
@@ -341,7 +348,7 @@ class ClaudeProvider:
             raise
         except Exception as exc:
             detail = " ".join(list(stderr)[-5:])
-            err = classify(f"{exc} {detail}".strip())
+            err = classify(f"{exc} {detail}".strip(), route=self.settings.auth_method)
             log.warning("memory agent for %s failed: %s", agent.key[:8], err.message)
             if pending and not pending.future.done():
                 pending.future.set_exception(err)
@@ -380,8 +387,8 @@ class ClaudeProvider:
         except ProcessingError:
             raise
         except Exception as exc:
-            raise classify(f"{exc} {' '.join(list(stderr)[-5:])}".strip()) from None
-        error = _error_of(messages, stderr)
+            raise classify(f"{exc} {' '.join(list(stderr)[-5:])}".strip(), route=self.settings.auth_method) from None
+        error = _error_of(messages, stderr, self.settings.auth_method)
         if error is not None:
             raise error
         return TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -147,9 +148,14 @@ def processing_status(services: Services) -> ProcessingStatus:
         heartbeatAgo=round(now - runner.heartbeat, 3),
         stalledFor=round(runner.stalled_for(), 3),
         pausedFor=round(runner.paused_for(), 3),
+        pausedReason=runner.pause_reason if runner.paused_for() > 0 else None,
+        pauseCause=runner.pause_cause if runner.paused_for() > 0 else None,
         vectors=services.vector_status(),
         hooks=hooks_status(services),
     )
+
+
+_PROBE_LOCK = asyncio.Lock()
 
 
 class StatusController(Controller):
@@ -169,6 +175,20 @@ class StatusController(Controller):
         if retried:
             services.runner.wake()
         return RetryResponse(retried=retried, queue=queue.counts(services.conn))
+
+    @post("/probe", status_code=200)
+    async def probe(self, services: Services) -> dict[str, Any]:
+        """One real model call through the memory agent's path (`claude-mem doctor`); one at a time.
+
+        A call that works ends a pause at once: the doctor has just proved that the cause is gone."""
+        from worker.agent.probe import probe
+
+        async with _PROBE_LOCK:
+            answer = await probe(services.settings)
+        if answer["ok"] and services.runner.paused_for() > 0:
+            services.runner.end_pause()
+            answer["resumed"] = True
+        return answer
 
     @get("/settings")
     async def get_settings(self, services: Services) -> dict[str, Any]:
