@@ -36,6 +36,19 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_STALL_SECONDS": "300",
     # A spent gateway budget pauses all processing; after this long one request probes whether it allows again.
     "CLAUDE_MEM_BUDGET_RETRY_SECONDS": "60",
+    # The memory agent's conversation is bounded so a model call costs the same early and late in a session:
+    # once a call's input reaches this many tokens, or after this long without a turn, the next turn starts
+    # a fresh conversation that opens with a short digest of the session (built from the store).
+    "CLAUDE_MEM_AGENT_CONTEXT_TOKENS": "12000",
+    "CLAUDE_MEM_AGENT_IDLE_SECONDS": "300",
+    "CLAUDE_MEM_AGENT_DIGEST_CHARS": "3000",
+    # What one tool event may send to the memory agent: each long text value is cut to FIELD chars (head and
+    # tail kept, with a marker), the whole event to EVENT chars. Pre-edit copies and duplicates never go.
+    "CLAUDE_MEM_EVENT_FIELD_MAX_CHARS": "3000",
+    "CLAUDE_MEM_EVENT_MAX_CHARS": "8000",
+    # Tokens (input, cached input and output) the memory agent may use per UTC day; 0 = no local limit.
+    # When spent, processing pauses (events kept) until the next UTC day or until the value is raised.
+    "CLAUDE_MEM_DAILY_TOKEN_BUDGET": "0",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

@@ -163,6 +163,7 @@ def status(settings: Settings) -> int:
             print("vectors: chroma disabled (keyword search only)")
         for line in problem_lines(body):
             print(line)
+    _print_usage(settings)
     return 0
 
 
@@ -187,6 +188,29 @@ def problem_lines(body: dict[str, Any]) -> list[str]:
     if last and not any(last == s or last.startswith(s) for s in said):
         lines.append(f"last error: {last}")
     return lines
+
+
+def _print_usage(settings: Settings) -> None:
+    """The memory agent's tokens per UTC day and project (last 7 days), and the local daily budget."""
+    try:
+        code, body = api(settings, "/api/usage?days=7")
+    except (OSError, ValueError):
+        return
+    if code != 200 or not isinstance(body, dict):
+        return
+    budget = body.get("budget") or {}
+    limit = budget.get("dailyTokenBudget") or 0
+    line = f"memory agent tokens today ({body.get('today')}): {budget.get('usedToday', 0):,}"
+    line += f" of a daily budget of {limit:,}" if limit else " (no local daily budget)"
+    if budget.get("exhausted") and budget.get("resumesAt"):
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(budget["resumesAt"]))
+        line += f"; BUDGET SPENT, processing paused until {when} or until CLAUDE_MEM_DAILY_TOKEN_BUDGET is raised"
+    print(line)
+    for row in body.get("days") or []:
+        cost = f", ${row['costUsd']:.4f}" if row.get("costUsd") else ""
+        print(f"  {row['day']}  {row['project'] or '(no project)'}: {row['turns']} turns, {row['events']} events,"
+              f" input {row['inputTokens'] + row['cacheReadTokens'] + row['cacheCreationTokens']:,}"
+              f" (cached {row['cacheReadTokens']:,}), output {row['outputTokens']:,}{cost}")
 
 
 def tail(settings: Settings, lines: int = 50) -> str:

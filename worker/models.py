@@ -133,5 +133,6 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     pausedFor: float = 0.0  # seconds until the paused queue probes the gateway again
     pausedReason: str | None = None  # why it is paused (the cause's message), while pausedFor > 0
     pauseCause: str | None = None  # a short key: gateway-unreachable, upstream-unreachable, no-login, budget, ...
+    usage: dict[str, Any] = {}  # the memory agent's tokens today and the local daily budget (GET /api/usage)
     vectors: dict[str, Any] = {}
     hooks: HooksStatus | None = None

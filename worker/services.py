@@ -17,6 +17,7 @@ from worker.feed import FeedHub
 from worker.knowledge import KnowledgeAgent
 from worker.queue import QueueRunner
 from worker.settings import Settings, SettingsError, load_credentials, mask
+from worker.usage import DailyBudget
 from worker.vectors import VectorSync, disabled_status
 
 log = logging.getLogger("claude_mem.services")
@@ -66,6 +67,7 @@ class Services:
     vectors: VectorSync | None = None  # None when Chroma is disabled
     feed: FeedHub | None = None
     knowledge_agent: KnowledgeAgent | None = None
+    budget: DailyBudget | None = None  # the local daily token budget (CLAUDE_MEM_DAILY_TOKEN_BUDGET)
     parts: list[Part] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
     version: str = __version__

@@ -121,8 +121,28 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
           "Readiness fails when no queued event settles for this long while work is due.", "integer",
           min=1, max=86_400, unit="s"),
     _spec("CLAUDE_MEM_BUDGET_RETRY_SECONDS", "Budget pause probe",
-          "While a spent gateway budget pauses processing, one request probes this often.", "integer",
+          "While a spent gateway (or local) budget pauses processing, one request probes this often.", "integer",
           min=1, max=86_400, unit="s"),
+    _spec("CLAUDE_MEM_DAILY_TOKEN_BUDGET", "Daily token budget",
+          "Tokens (input, cached input and output) the memory agent may use per UTC day; when spent, processing"
+          " pauses (events are kept) until the next day or until this is raised. 0 = no limit.", "integer",
+          min=0, max=10**12, unit="tokens"),
+    _spec("CLAUDE_MEM_AGENT_CONTEXT_TOKENS", "Agent conversation size",
+          "Once a memory-agent call's input reaches this, the session's next turn starts a fresh conversation"
+          " that opens with a digest of the session, so a call costs the same late in a long day as early.",
+          "integer", min=1_000, max=1_000_000, unit="tokens"),
+    _spec("CLAUDE_MEM_AGENT_IDLE_SECONDS", "Agent idle limit",
+          "After this long without a turn, a session's next turn starts a fresh conversation (with a digest).",
+          "integer", min=1, max=86_400, unit="s"),
+    _spec("CLAUDE_MEM_AGENT_DIGEST_CHARS", "Agent digest size",
+          "Size of the session digest a fresh agent conversation opens with (0 = none).", "integer",
+          min=0, max=100_000, unit="characters"),
+    _spec("CLAUDE_MEM_EVENT_FIELD_MAX_CHARS", "Tool output cut",
+          "Each long text value of a tool event (a file read, a command's output) is cut to this, head and tail"
+          " kept with a marker between.", "integer", min=200, max=1_000_000, unit="characters"),
+    _spec("CLAUDE_MEM_EVENT_MAX_CHARS", "Tool event cut",
+          "What one tool event may send the memory agent in all.", "integer", min=500, max=2_000_000,
+          unit="characters"),
 )
 CATALOGUE: dict[str, SettingSpec] = {spec.key: spec for spec in SETTINGS_CATALOGUE}
 # Derived views the loader and the settings API use.
@@ -170,6 +190,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_body_bytes: int
     stall_seconds: int
     budget_retry_seconds: int
+    agent_context_tokens: int
+    agent_idle_seconds: int
+    agent_digest_chars: int
+    event_field_max_chars: int
+    event_max_chars: int
+    daily_token_budget: int
     raw: dict[str, str]
 
     @property
@@ -404,6 +430,12 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES"),
         stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS"),
         budget_retry_seconds=_int(raw, "CLAUDE_MEM_BUDGET_RETRY_SECONDS"),
+        agent_context_tokens=_int(raw, "CLAUDE_MEM_AGENT_CONTEXT_TOKENS"),
+        agent_idle_seconds=_int(raw, "CLAUDE_MEM_AGENT_IDLE_SECONDS"),
+        agent_digest_chars=_int(raw, "CLAUDE_MEM_AGENT_DIGEST_CHARS"),
+        event_field_max_chars=_int(raw, "CLAUDE_MEM_EVENT_FIELD_MAX_CHARS"),
+        event_max_chars=_int(raw, "CLAUDE_MEM_EVENT_MAX_CHARS"),
+        daily_token_budget=_int(raw, "CLAUDE_MEM_DAILY_TOKEN_BUDGET"),
         raw=raw,
     )
 

@@ -193,6 +193,37 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE UNIQUE INDEX pending_events_event_key ON pending_events(event_key) WHERE event_key IS NOT NULL;
         """,
     ),
+    (
+        5,
+        """
+        -- Every memory-agent turn's tokens (and cost when the SDK or gateway reports it), by UTC day, project
+        -- and session: what `status` and GET /api/usage add up, and what the local daily budget counts.
+        CREATE TABLE agent_usage (
+            id INTEGER PRIMARY KEY,
+            day TEXT NOT NULL,
+            project TEXT NOT NULL,
+            session_id INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+            kind TEXT NOT NULL,
+            events INTEGER NOT NULL,
+            fresh INTEGER NOT NULL,
+            input_tokens INTEGER NOT NULL,
+            output_tokens INTEGER NOT NULL,
+            cache_read_tokens INTEGER NOT NULL,
+            cache_creation_tokens INTEGER NOT NULL,
+            cost_usd REAL,
+            model TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX agent_usage_day ON agent_usage(day, project);
+        CREATE INDEX agent_usage_session ON agent_usage(session_id);
+
+        -- Where the session's agent conversation stands: the input size of its last call and when that was,
+        -- so the next turn knows whether to continue it or start afresh with a digest.
+        ALTER TABLE sessions ADD COLUMN agent_context_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE sessions ADD COLUMN agent_turn_at REAL;
+        ALTER TABLE sessions ADD COLUMN agent_cost_usd REAL;
+        """,
+    ),
 ]
 
 

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from worker.agent.processor import Provider
     from worker.services import StoredListener
     from worker.settings import Settings
+    from worker.usage import DailyBudget
 
 REAP_INTERVAL = 30.0
 
@@ -29,12 +30,13 @@ def build_provider(settings: Settings, long_lived: bool = True) -> Provider:
 class MemoryAgent:
     """The memory agent as a background part: the queue's processor, its provider and the idle-client reaper."""
 
-    def __init__(self, settings: Settings, conn: sqlite3.Connection, on_stored: StoredListener) -> None:
+    def __init__(self, settings: Settings, conn: sqlite3.Connection, on_stored: StoredListener,
+                 budget: DailyBudget | None = None) -> None:
         from worker.agent.processor import MemoryProcessor
 
         self.settings = settings
         self.provider = build_provider(settings)
-        self.processor = MemoryProcessor(conn, self.provider, on_stored)
+        self.processor = MemoryProcessor(conn, self.provider, on_stored, settings, budget)
         self._reaper: asyncio.Task[None] | None = None
 
     async def _reap(self) -> None:

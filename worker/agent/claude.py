@@ -24,12 +24,12 @@ from worker.agent.prompts import SYSTEM_PROMPT
 from worker.env_isolation import GatewayMisconfigured, agent_home, build_agent_env, describe
 from worker.queue import ProcessingError
 from worker.settings import Settings, SettingsError
+from worker.usage import TurnUsage
 
 log = logging.getLogger("claude_mem.agent.claude")
 
 TURN_TIMEOUT = 180.0
 CONNECT_TIMEOUT = 60.0
-IDLE_SECONDS = 300.0
 # Every tool the CLI knows stays off: the memory agent only reads and writes text.
 DISALLOWED_TOOLS = ["Bash", "BashOutput", "KillShell", "Read", "Write", "Edit", "MultiEdit", "NotebookEdit",
                     "Glob", "Grep", "LS", "WebFetch", "WebSearch", "Task", "TodoWrite", "Skill", "SlashCommand",
@@ -41,6 +41,10 @@ class TurnResult:
     text: str
     sdk_session_id: str | None
     duration_ms: float
+    usage: TurnUsage = field(default_factory=TurnUsage)
+    # The CLI's `total_cost_usd`: the running cost of the conversation (restored when it is resumed in a new
+    # process), so a turn's own cost is the increase over the previous turn's figure.
+    conversation_cost_usd: float | None = None
 
 
 @dataclass
@@ -80,6 +84,9 @@ def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, std
         system_prompt=system_prompt,
         model=settings.model,
         max_turns=1,
+        # Recording observations needs no extended thinking; left on, the CLI asks for it at high effort and
+        # every turn pays thinking tokens at the output price.
+        thinking={"type": "disabled"},
         permission_mode="default",
         cwd=str(workdir),
         env=env,
@@ -173,6 +180,7 @@ class ClaudeProvider:
     """Runs turns for memory sessions on pooled live SDK clients."""
 
     name = "claude"
+    stateful = True
 
     def __init__(self, settings: Settings, max_live: int, long_lived: bool = True,
                  system_prompt: str = SYSTEM_PROMPT, env_overrides: dict[str, str] | None = None) -> None:
@@ -261,7 +269,11 @@ class ClaudeProvider:
         async with self._lock:
             agent = self.live.get(key)
             if agent and agent.task and not agent.task.done():
-                return agent
+                if resume is not None or agent.sdk_session_id is None:
+                    return agent
+                # The caller starts a fresh conversation (its budget is spent, or it sat idle): a new process,
+                # since a live client can only continue the conversation it holds.
+                await self._close_locked(key)
             resume_at: str | None = None
             if resume is not None and resume in self._rewind:
                 resume_at = self._rewind[resume]  # kept until a turn on that session succeeds
@@ -315,6 +327,8 @@ class ClaudeProvider:
                 texts: list[str] = []
                 session_id: str | None = None
                 reply_uuid: str | None = None
+                usage = TurnUsage()
+                cost: float | None = None
                 async with asyncio.timeout(TURN_TIMEOUT):
                     async for msg in client.receive_response():
                         messages.append(msg)
@@ -323,6 +337,8 @@ class ClaudeProvider:
                             reply_uuid = msg.uuid or reply_uuid
                         if isinstance(msg, ResultMessage):
                             session_id = msg.session_id
+                            usage = TurnUsage.from_sdk(msg.usage)
+                            cost = msg.total_cost_usd
                 error = _error_of(messages, stderr, self.settings.auth_method)
                 if error is not None:
                     pending.future.set_exception(error)
@@ -340,7 +356,7 @@ class ClaudeProvider:
                     while len(self._good) > 5000:
                         self._good.pop(next(iter(self._good)))
                 pending.future.set_result(
-                    TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000))
+                    TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000, usage, cost))
                 pending = None
         except asyncio.CancelledError:
             if pending and not pending.future.done():
@@ -373,6 +389,8 @@ class ClaudeProvider:
         messages: list[Any] = []
         texts: list[str] = []
         session_id = None
+        usage = TurnUsage()
+        cost: float | None = None
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
                 options = sdk_options(self.settings, env, resume, stderr, self.system_prompt)
@@ -382,6 +400,8 @@ class ClaudeProvider:
                         texts.extend(b.text for b in msg.content if isinstance(b, TextBlock))
                     if isinstance(msg, ResultMessage):
                         session_id = msg.session_id
+                        usage = TurnUsage.from_sdk(msg.usage)
+                        cost = msg.total_cost_usd
         except TimeoutError:
             raise ProcessingError("transient", f"memory agent turn timed out after {TURN_TIMEOUT:.0f}s") from None
         except ProcessingError:
@@ -391,7 +411,7 @@ class ClaudeProvider:
         error = _error_of(messages, stderr, self.settings.auth_method)
         if error is not None:
             raise error
-        return TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000)
+        return TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000, usage, cost)
 
     async def close(self, key: str) -> None:
         async with self._lock:
@@ -410,9 +430,10 @@ class ClaudeProvider:
                 await agent.task
 
     async def reap_idle(self) -> None:
+        """Idle clients go: the next turn after an idle spell starts a fresh conversation anyway."""
         now = time.time()
         for key, agent in list(self.live.items()):
-            if not agent.busy and now - agent.last_used > IDLE_SECONDS:
+            if not agent.busy and now - agent.last_used > self.settings.agent_idle_seconds:
                 await self.close(key)
 
     async def shutdown(self) -> None:

@@ -13,9 +13,21 @@ from worker.agent.errors import classify
 from worker.agent.prompts import SYSTEM_PROMPT
 from worker.queue import ProcessingError
 from worker.settings import Settings, SettingsError, load_credentials
+from worker.usage import TurnUsage
+
+
+def _usage_of(response: Any) -> TurnUsage:
+    """LiteLLM's OpenAI-shaped usage, and the cost it computed when it knows the model's price."""
+    u = getattr(response, "usage", None)
+    cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
+    return TurnUsage(input_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
+                     output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+                     cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
 
 
 class RestProvider:
+    stateful = False
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.name = settings.provider
@@ -58,7 +70,7 @@ class RestProvider:
             status = getattr(exc, "status_code", None)
             raise classify(f"{type(exc).__name__}: {exc}", status if isinstance(status, int) else None) from None
         text = response.choices[0].message.content or ""
-        return TurnResult(text, None, (time.perf_counter() - started) * 1000)
+        return TurnResult(text, None, (time.perf_counter() - started) * 1000, _usage_of(response))
 
     async def close(self, key: str) -> None:
         return None

@@ -30,7 +30,7 @@ from worker.api.browser import browser_safety_middleware
 from worker.api.corpus import CorpusController
 from worker.api.hooks import HookController
 from worker.api.search import SearchController
-from worker.api.status import StatusController, health_route, readiness_route
+from worker.api.status import StatusController, health_route, readiness_route, usage_route
 from worker.api.unicode import lone_surrogate_middleware
 from worker.api.viewer import FeedPart, feed_page, feed_stats, feed_stream, overview_route, viewer_asset, viewer_page
 from worker.feed import FeedHub
@@ -39,6 +39,7 @@ from worker.queue import ProcessingError, QueueRunner
 from worker.search import ParamError
 from worker.services import Part, Services, StoredListeners
 from worker.settings import Settings
+from worker.usage import DailyBudget
 from worker.vectors import VectorsPart, VectorsUnavailable, VectorSync
 
 log = logging.getLogger("claude_mem.api")
@@ -54,8 +55,8 @@ def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Ba
 
 
 ROUTES: list[Any] = [
-    health_route, readiness_route, HookController, StatusController, SearchController, CorpusController,
-    viewer_page, viewer_asset, feed_stream, feed_stats, feed_page, overview_route,
+    health_route, readiness_route, HookController, StatusController, usage_route, SearchController,
+    CorpusController, viewer_page, viewer_asset, feed_stream, feed_stats, feed_page, overview_route,
 ]
 
 
@@ -63,7 +64,8 @@ def build_services(settings: Settings) -> Services:
     """Every long-lived part, each built once with what it uses."""
     conn = storage.open_store(settings.db_path)
     stored = StoredListeners()
-    agent = MemoryAgent(settings, conn, stored.notify)
+    budget = DailyBudget(settings, conn)
+    agent = MemoryAgent(settings, conn, stored.notify, budget)
     runner = QueueRunner(conn, agent.processor, settings.max_concurrent_agents, settings.max_attempts,
                          budget_retry=settings.budget_retry_seconds)
     parts: list[Part] = [agent]
@@ -75,7 +77,7 @@ def build_services(settings: Settings) -> Services:
     stored.subscribe(feed.listener)
     parts.append(FeedPart(feed))
     return Services(settings=settings, conn=conn, runner=runner, stored=stored, vectors=vectors, feed=feed,
-                    knowledge_agent=KnowledgeAgent(settings, conn), parts=parts)
+                    knowledge_agent=KnowledgeAgent(settings, conn), budget=budget, parts=parts)
 
 
 def create_app(services: Services) -> Litestar:

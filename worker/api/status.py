@@ -7,11 +7,13 @@ import os
 import time
 from typing import Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.exceptions import ValidationException
+from litestar.params import Parameter
 from litestar.response import Response
 
-from worker import queue
+from worker import queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.models import (
@@ -152,7 +154,22 @@ def processing_status(services: Services) -> ProcessingStatus:
         pauseCause=runner.pause_cause if runner.paused_for() > 0 else None,
         vectors=services.vector_status(),
         hooks=hooks_status(services),
+        usage=_usage_today(services),
     )
+
+
+def _usage_today(services: Services) -> dict[str, Any]:
+    report = usage.report(services.conn, services.budget, days=1)
+    today = [msgspec.to_builtins(r) for r in report.days]
+    return {"today": report.today, "projects": today, "budget": msgspec.to_builtins(report.budget)}
+
+
+@get("/api/usage", tags=["status"])
+async def usage_route(services: Services,
+                      days: int = Parameter(default=7, ge=1, le=366, description="UTC days back, today included"),
+                      project: str | None = Parameter(default=None, max_length=500)) -> usage.UsageReport:
+    """The memory agent's tokens (and cost where reported) per UTC day and project, and the local budget."""
+    return usage.report(services.conn, services.budget, days=days, project=project or None)
 
 
 _PROBE_LOCK = asyncio.Lock()
