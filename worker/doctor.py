@@ -257,6 +257,8 @@ def fix_for(cause: str | None, route: str) -> str:
                     "or use an API key or a gateway: claude-mem install --auth api-key --api-key KEY",
         "budget": "raise the key's budget in the LiteLLM admin UI or wait for it to reset; processing resumes "
                   "by itself",
+        "local-budget": "raise CLAUDE_MEM_DAILY_TOKEN_BUDGET (settings.json or the viewer's settings; no restart) or"
+                        " wait for the next UTC day; processing resumes by itself",
         "api-unreachable": "check this machine's network and proxy settings (HTTPS_PROXY)",
         "rate-limited": "nothing: the queue retries by itself",
         "config": "fix the configuration lines above, then claude-mem worker restart",

@@ -182,7 +182,7 @@ class DailyBudget:
             f" (CLAUDE_MEM_DAILY_TOKEN_BUDGET); events are kept, processing resumes at {when}"
             " or as soon as the budget is raised",
             retry_after=max(1.0, min(resume - time.time(), float(self.settings.budget_retry_seconds))),
-            budget=True,
+            budget=True, cause="local-budget",
         )
 
     def state(self) -> BudgetState:
