@@ -458,3 +458,28 @@ def test_interactive_remote_worker_with_flags_for_the_rest(box: Box) -> None:
     assert "team-secret-42" not in t.output
     s = box.settings()
     assert s["CLAUDE_MEM_WORKER_URL"] == "http://127.0.0.1:9" and s["CLAUDE_MEM_WORKER_TOKEN"] == "team-secret-42"
+
+
+def test_interactive_with_a_worker_url_asks_only_for_the_worker_token(box: Box) -> None:
+    """A team developer's hooks post to the team worker, whose memory agent has its own credentials."""
+    t = Terminal([CLAUDE_MEM, "install", "--worker-url", "http://127.0.0.1:9"], box.env(), box.home)
+    t.answer(r"Worker token \(hidden; Enter for none\): ", "team-secret-43")
+    assert t.finish() == 0, t.output
+    assert "provider" not in t.output.lower() and "Choose" not in t.output and "team-secret-43" not in t.output
+    s = box.settings()
+    assert s["CLAUDE_MEM_WORKER_URL"] == "http://127.0.0.1:9" and s["CLAUDE_MEM_WORKER_TOKEN"] == "team-secret-43"
+    assert not (box.data / ".env").exists() or box.dotenv() == {}
+    assert set(box.hooks()) == set(EVENTS)
+
+
+def test_interactive_default_auth_is_subscription_as_the_readme_says(box: Box) -> None:
+    t = Terminal([CLAUDE_MEM, "install", "--no-start"], box.env(), box.home)
+    t.answer(r"Choose 1-3 \[1\]: ", "")  # Claude Agent SDK
+    chunk = t.answer(r"Choose 1-2 \[1\]: ", "")  # the default: option 1
+    assert re.search(r"1\)\s+Subscription", chunk), chunk
+    t.answer(r"Model \[claude-haiku-4-5-20251001\]: ", "")
+    t.answer(r"Choose 1-2 \[1\]: ", "")  # local worker
+    assert t.finish() == 0, t.output
+    assert box.settings()["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] == "subscription"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "| `CLAUDE_MEM_CLAUDE_AUTH_METHOD` | `subscription` |" in readme

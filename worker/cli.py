@@ -17,7 +17,10 @@ def main(argv: list[str] | None = None) -> int:
 def _parser():  # type: ignore[no-untyped-def]
     import argparse
 
+    from worker import __version__
+
     p = argparse.ArgumentParser(prog="claude-mem", description="Memory for Claude Code: worker, hooks, search.")
+    p.add_argument("--version", action="version", version=f"claude-mem {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     h = sub.add_parser("hook", help="run a Claude Code hook (reads the hook JSON on stdin)")
@@ -77,6 +80,9 @@ def _parser():  # type: ignore[no-untyped-def]
 
     sy = sub.add_parser("sync", help="bring Chroma up to date with the SQLite store (works with the worker stopped)")
     sy.add_argument("--rebuild", action="store_true", help="drop the Chroma collection and resend every row")
+
+    sh = sub.add_parser("show", help="one remembered item in full: 12 or #12 (observation), S3 (summary), P7 (prompt)")
+    sh.add_argument("id")
 
     se = sub.add_parser("search", help="search memory: keyword, semantic or hybrid")
     se.add_argument("query", nargs="*", help="words to search for (none: newest items matching the filters)")
@@ -148,6 +154,10 @@ def _main(args: list[str]) -> int:
         from worker.recall import cli_sync
 
         return cli_sync(settings, ns.rebuild)
+    if ns.command == "show":
+        from worker.show import main as show_main
+
+        return show_main(settings, ns.id)
     if ns.command == "search":
         from worker.recall import cli_search
 

@@ -588,6 +588,15 @@ def plan_from_flags(ns: Any, cur: Current) -> Plan:
 def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
     """The interactive installer, in the gateway guide's order; flags given skip their question."""
     plan = Plan()
+    if ns.worker_url and not (ns.provider or ns.auth):
+        # A remote team worker runs the memory agent with the server's credentials: nothing to ask here.
+        plan.settings["CLAUDE_MEM_WORKER_URL"] = validate_url(ns.worker_url, "--worker-url")
+        token = ns.worker_token
+        if token is None:
+            token = ask.secret("Worker token", cur.get("CLAUDE_MEM_WORKER_TOKEN"))
+        if token is not None:
+            plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = token
+        return plan
     provider = ns.provider or ask.choose("Which memory agent provider?", PROVIDER_OPTIONS,
                                          cur.get("CLAUDE_MEM_PROVIDER") or "claude")
     plan.settings["CLAUDE_MEM_PROVIDER"] = provider

@@ -96,7 +96,7 @@ def cli_search(settings: Settings, ns: Any) -> int:
             error = body.get("error") if isinstance(body, dict) else body
             print(f"claude-mem: search failed ({code}): {error}", file=sys.stderr)
             return 1 if code >= 500 else 2
-        print(json.dumps(body, indent=2) if ns.json else body["content"][0]["text"])
+        print(json.dumps(body, indent=2) if ns.json else _cli_footer(body["content"][0]["text"]))
         return 0
 
     import msgspec
@@ -122,6 +122,13 @@ def cli_search(settings: Settings, ns: Any) -> int:
             except VectorsUnavailable as exc:
                 error = f"Chroma unreachable: {exc}"
     response = search.search(conn, params, hits, error)
-    print(msgspec.json.format(msgspec.json.encode(response)).decode() if ns.json else response.content[0].text)
+    print(msgspec.json.format(msgspec.json.encode(response)).decode() if ns.json
+          else _cli_footer(response.content[0].text))
     return 0
+
+
+def _cli_footer(text: str) -> str:
+    """The search text names the MCP tool for full items; on the command line, `claude-mem show` does it."""
+    return text.replace("Fetch full observations with get_observations (POST /api/observations/batch) by their #id.",
+                        "Show one in full: claude-mem show ID (#12, S3 or P7 as listed above).")
 

@@ -264,6 +264,19 @@ class Ranked:
     snippet: str = ""
 
 
+_LIST_SEPARATOR = re.compile(r'"\s*,\s*"')
+
+
+def readable_snippet(text: str) -> str:
+    """Facts and concepts are indexed as JSON arrays; a snippet of one reads as the facts, "; "-separated."""
+    if '"' not in text or ("[" not in text and '", "' not in text and "]" not in text):
+        return text
+    out = _LIST_SEPARATOR.sub("; ", text)
+    out = re.sub(r'(^|(?<=…)|(?<=\s))\["?', "", out)
+    out = re.sub(r'"?\](?=$|…|\s)', "", out)
+    return out.replace('\\"', '"').strip()
+
+
 def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> None:
     """FTS snippets for the page only: computing them for every match costs more than the ranking."""
     match = fts_query(query)
@@ -274,7 +287,7 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
         row = conn.execute(f"SELECT snippet({table}, -1, '', '', '…', 24) FROM {table}"
                            f" WHERE {table} MATCH ? AND rowid = ?", (match, item.id)).fetchone()
         if row and row[0]:
-            item.snippet = row[0]
+            item.snippet = readable_snippet(row[0])
 
 
 def keyword_hits(conn: sqlite3.Connection, params: SearchParams, limit: int) -> list[Ranked]:
