@@ -591,11 +591,11 @@ def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
     if ns.worker_url and not (ns.provider or ns.auth):
         # A remote team worker runs the memory agent with the server's credentials: nothing to ask here.
         plan.settings["CLAUDE_MEM_WORKER_URL"] = validate_url(ns.worker_url, "--worker-url")
-        token = ns.worker_token
-        if token is None:
-            token = ask.secret("Worker token", cur.get("CLAUDE_MEM_WORKER_TOKEN"))
-        if token is not None:
-            plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = token
+        team_token = ns.worker_token
+        if team_token is None:
+            team_token = ask.secret("Worker token", cur.get("CLAUDE_MEM_WORKER_TOKEN"))
+        if team_token is not None:
+            plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = team_token
         return plan
     provider = ns.provider or ask.choose("Which memory agent provider?", PROVIDER_OPTIONS,
                                          cur.get("CLAUDE_MEM_PROVIDER") or "claude")
@@ -692,6 +692,8 @@ def _say_env(changes: dict[str, str | None]) -> str:
 
 
 def _say_settings(s: dict[str, str]) -> str:
+    if s.get("CLAUDE_MEM_WORKER_URL"):
+        return f"hooks post to the team worker at {s['CLAUDE_MEM_WORKER_URL']}, whose memory agent runs there"
     provider = s.get("CLAUDE_MEM_PROVIDER", "claude")
     if provider == "claude":
         return f"provider claude, auth {s.get('CLAUDE_MEM_CLAUDE_AUTH_METHOD')}, model {s.get('CLAUDE_MEM_MODEL')}"
