@@ -96,7 +96,7 @@ def _summary_item(row: sqlite3.Row) -> dict[str, Any]:
 
 _SELECT = {
     "prompt": ("SELECT t.id, t.text, t.prompt_number, t.created_at, s.project, s.content_session_id"
-               " FROM user_prompts t JOIN sessions s ON s.id = t.session_id"),
+               " FROM user_prompts t CROSS JOIN sessions s ON s.id = t.session_id"),
     "observation": ("SELECT t.id, t.type, t.title, t.subtitle, t.narrative, t.facts, t.concepts, t.prompt_number,"
                     " t.created_at, t.project, s.content_session_id"
                     " FROM observations t LEFT JOIN sessions s ON s.id = t.session_id"),
@@ -157,8 +157,17 @@ def snapshot(conn: sqlite3.Connection, flt: FeedFilter, limit: int,
             where.append("t.type = ?")
             args.append(flt.type)
         if before is not None:
-            where.append(f"(t.created_at, {KIND_RANK[kind]}, t.id) < (?, ?, ?)")
-            args.extend(before)
+            # (created_at, rank, id) < cursor, spelled so the created_at index bounds the scan.
+            created, rank, row_id = before
+            if KIND_RANK[kind] < rank:
+                where.append("t.created_at <= ?")
+                args.append(created)
+            elif KIND_RANK[kind] > rank:
+                where.append("t.created_at < ?")
+                args.append(created)
+            else:
+                where.append("t.created_at <= ? AND (t.created_at < ? OR t.id < ?)")
+                args.extend((created, created, row_id))
         sql = _SELECT[kind] + (f" WHERE {' AND '.join(where)}" if where else "")
         sql += " ORDER BY t.created_at DESC, t.id DESC LIMIT ?"
         rows.extend((r["created_at"], KIND_RANK[kind], r["id"], kind, r) for r in conn.execute(sql, (*args, limit)))

@@ -224,6 +224,17 @@ MIGRATIONS: list[tuple[int, str]] = [
         ALTER TABLE sessions ADD COLUMN agent_cost_usd REAL;
         """,
     ),
+    (
+        6,
+        """
+        -- Newest-first reads by time across projects (the viewer's feed and its history pages, the overview's
+        -- days) and counts by type: without these each one scanned and sorted whole tables.
+        CREATE INDEX observations_created ON observations(created_at);
+        CREATE INDEX session_summaries_created ON session_summaries(created_at);
+        CREATE INDEX user_prompts_created ON user_prompts(created_at);
+        CREATE INDEX observations_project_type ON observations(project, type);
+        """,
+    ),
 ]
 
 
@@ -235,6 +246,14 @@ def connect(path: Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def connect_readonly(path: Path) -> sqlite3.Connection:
+    """A second, read-only connection for a long read in a worker thread (WAL lets it run beside the
+    event loop's writes), so an aggregate over the whole store never holds up hook posts."""
+    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    conn.row_factory = sqlite3.Row
     return conn
 
 

@@ -23,6 +23,7 @@ from litestar import Request, get
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.response import Response, ServerSentEvent
 
+from worker import storage
 from worker.api.auth import bearer_ok
 from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub, overview, parse_cursor, snapshot
 from worker.services import Services
@@ -147,18 +148,27 @@ def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, 
     return {"items": items, "next": items[-1]["cursor"] if more and items else None}
 
 
-@get("/api/overview", tags=["viewer"], sync_to_thread=False)
-def overview_route(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
+@get("/api/overview", tags=["viewer"])
+async def overview_route(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
     """Counts per project, per observation type and per day (the viewer's chart).
 
     Query: `project` (types and days of one project), `days` (1-366, default 30), `tz` (the browser's
-    offset east of UTC in minutes, so days end at the user's midnight).
+    offset east of UTC in minutes, so days end at the user's midnight). Counted in a thread on a
+    read-only connection: ~0.1 s over 100k rows, which the event loop (hook posts) must not wait for.
     """
     project = _filter_param(request, "project")
     days = _int_param(request, "days", 30, 1, 366)
     tz = _int_param(request, "tz", 0, -14 * 60, 14 * 60)
     today = (datetime.now(UTC) + timedelta(minutes=tz)).date()
-    return overview(services.conn, project, days, tz, today)
+
+    def count() -> dict[str, Any]:
+        conn = storage.connect_readonly(services.settings.db_path)
+        try:
+            return overview(conn, project, days, tz, today)
+        finally:
+            conn.close()
+
+    return await asyncio.to_thread(count)
 
 
 @get("/stream/stats", tags=["viewer"], sync_to_thread=False)
