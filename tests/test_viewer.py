@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,12 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     w.post("/api/sessions/observations", {"contentSessionId": "session-live-0003", "tool_name": "Bash",
                                           "tool_input": {"command": "ls"}, "tool_response": "ok",
                                           "cwd": "/src/webapp"})
-    expect(page.locator("#status-error")).to_contain_text("ANTHROPIC_BASE_URL is missing")
+    # The held agent pauses the queue: the cause and the next try are said once, in the pause line.
+    pause = page.locator("#status-pause")
+    expect(pause).to_contain_text("ANTHROPIC_BASE_URL is missing")
+    expect(pause).to_contain_text(re.compile(r"next try in \d+ s"))
+    expect(page.locator("#status-error")).to_be_hidden()
+    assert page.locator("#status").inner_text().count("ANTHROPIC_BASE_URL is missing") == 1
     expect(page.locator("#count-pending")).to_have_text("1")
     expect(page.locator("#count-failed")).to_have_text("0")
 
@@ -717,3 +723,37 @@ def test_settings_catalogue_describes_every_setting() -> None:
         if spec.type == "choice":
             assert spec.default in spec.choices
     assert set(READ_ONLY_SETTINGS) == {k for k, s in CATALOGUE.items() if s.readOnly}
+
+
+def test_usage_view_shows_tokens_per_day_and_project(new_page: NewPage, start_worker: StartWorker,
+                                                     tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from worker import usage
+
+    data = tmp_path / "data"
+    conn = storage.open_store(data / "claude-mem.db")
+    now = time.time()
+    turns = [("webapp", 0, 1200, 300, 5000), ("webapp", 2 * 86400, 800, 200, 0), ("infra", 0, 400, 100, 0),
+             ("infra", 40 * 86400, 9999, 9999, 0)]  # the last one is older than the 30 days shown
+    with storage.Tx(conn):
+        for project, ago, tokens_in, tokens_out, cached in turns:
+            usage.record_turn(conn, session_id=None, project=project, kind="observation", events=1, fresh=False,
+                              usage=usage.TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out,
+                                                    cache_read_tokens=cached), model=MODEL, at=now - ago)
+    conn.close()
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    page = new_page()
+    _watch_errors(page)
+    page.goto(w.url)
+    page.locator("#tab-usage").click()
+    total = 1200 + 300 + 5000 + 800 + 200 + 400 + 100
+    expect(page.locator("#usage-summary")).to_contain_text(f"{total:,} tokens in the last 30 days")
+    bars = page.locator("#usage-chart svg .bar")
+    expect(bars).to_have_count(30)
+    expect(bars.last.locator("title")).to_contain_text("1,600 input")
+    projects = page.locator("#usage-projects .bar-row")
+    expect(projects).to_have_count(2)
+    expect(projects.first).to_contain_text("webapp")
+    expect(projects.first).to_contain_text(f"{1200 + 300 + 5000 + 800 + 200:,}")
+    _no_page_errors(page)
