@@ -372,7 +372,7 @@ HOOK_ROUTES = ["/api/sessions/init", "/api/sessions/observations", "/api/session
 WHOLE_BODY_CASES: list[tuple[bytes, str]] = [
     (b'{"contentSessionId": "x",', "malformed JSON body"),
     (b'{"contentSessionId": "x"} trailing', "malformed JSON body"),
-    (b"\xff\xfe{}", "malformed JSON body"),
+    (b"\xff\xfe{}", "request body is not valid UTF-8"),
     (b"{'contentSessionId': 'x'}", "malformed JSON body"),
     (b"", "request body is empty"),
     (b"[]", "request body: Expected `object`, got `array`"),

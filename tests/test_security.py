@@ -6,12 +6,26 @@ Each test names what must not happen. They run against a real worker process ove
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, running_worker
+from tests.fixtures.worker import (
+    HOLD_QUEUE,
+    StartWorker,
+    WorkerProcess,
+    free_port,
+    run_cli,
+    running_worker,
+    wait_for,
+    write_settings,
+)
+from tests.test_hook_cli import run_hook
+from worker.hook import dead_count
 
 EVIL = "https://evil.example"
 
@@ -222,3 +236,119 @@ def test_settings_api_never_returns_a_secret(start_worker: StartWorker) -> None:
     for path in ("/api/processing-status", "/api/readiness", "/api/health"):
         text = worker.get(path).text
         assert not any(v in text for k, v in planted.items() if k != "SOME_OTHER_TOOL"), path
+
+
+# --- 3. poison events: one event must never stop all later memory -------------------------------------
+
+
+def spool_files(data: Path) -> list[Path]:
+    """Events waiting in the hook spool (not the dead letters beside them)."""
+    return sorted(p for p in (data / "spool").glob("*") if p.name.endswith((".json", ".sending")))
+
+
+def big_edit(session: str, cwd: str, size: int = 2 * 1024 * 1024) -> dict[str, Any]:
+    """An Edit of a large file: Claude Code's PostToolUse carries the whole old and new text."""
+    text = "x = 1\n" * (size // 6)
+    return {"session_id": session, "transcript_path": "/dev/null", "cwd": cwd, "hook_event_name": "PostToolUse",
+            "tool_name": "Edit", "tool_use_id": "toolu_big",
+            "tool_input": {"file_path": f"{cwd}/big.py", "old_string": text, "new_string": text + "y = 2\n"},
+            "tool_response": {"filePath": f"{cwd}/big.py", "originalFile": text, "structuredPatch": []}}
+
+
+def test_a_2mb_edit_spooled_during_an_outage_does_not_block_later_events(start_worker: StartWorker,
+                                                                        tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
+    write_settings(data, settings)  # the worker is down (restarting) when the big Edit happens
+    s = sid()
+    run = run_hook("post-tool-use", big_edit(s, "/w/proj"), data)
+    assert run.code == 0 and "kept in the spool" in run.stderr
+    small = {**big_edit(s, "/w/proj"), "tool_name": "Read", "tool_input": {"file_path": "/w/proj/a.py"},
+             "tool_response": "ok", "tool_use_id": "toolu_small"}
+    assert run_hook("post-tool-use", small, data).code == 0
+    w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
+    wait_for(lambda: len(w.pending_payloads("observation")) == 2 and not spool_files(data), timeout=20)
+    edit, read = w.pending_payloads("observation")
+    assert edit["tool_name"] == "Edit" and read["tool_input"] == {"file_path": "/w/proj/a.py"}
+    old = edit["tool_input"]["old_string"]
+    assert old.startswith("x = 1\n") and "characters cut" in old and len(old) < 20_000
+    assert edit["tool_input"]["file_path"] == "/w/proj/big.py"  # small fields untouched
+    assert dead_count(str(data)) == 0
+
+
+def test_an_event_refused_for_good_goes_to_dead_letters_and_is_counted(start_worker: StartWorker,
+                                                                      tmp_path: Path) -> None:
+    """A worker with a small body limit refuses even the bounded Edit: set aside, counted, later events flow."""
+    data = tmp_path / "data"
+    w = start_worker(data_dir=data, settings={"CLAUDE_MEM_WORKER_PORT": str(free_port()),
+                                              "CLAUDE_MEM_MAX_BODY_BYTES": "4096"}, **HOLD_QUEUE)
+    s = sid()
+    run = run_hook("post-tool-use", big_edit(s, "/w/proj", size=300_000), data)
+    assert run.code == 0 and "HTTP 413" in run.stderr and len(run.stderr.splitlines()) == 1
+    # an older hook's spooled event the worker cannot accept (no tool_name), then a good one
+    (data / "spool").mkdir(exist_ok=True)
+    for n, body in enumerate(({"contentSessionId": s}, {"contentSessionId": s, "tool_name": "Read",
+                                                        "tool_input": {"file_path": "after"}})):
+        (data / "spool" / f"{time.time_ns():020d}-{n}.json").write_text(
+            json.dumps({"path": "/api/sessions/observations", "body": body}))
+    later = {**big_edit(s, "/w/proj"), "tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_response": "ok"}
+    run_hook("post-tool-use", later, data)  # behind the spool: its flusher sends all three
+    wait_for(lambda: len(w.pending_payloads("observation")) == 2 and not spool_files(data), timeout=20)
+    assert [p["tool_input"] for p in w.pending_payloads("observation")] == [{"file_path": "after"},
+                                                                           {"command": "ls"}]
+    assert dead_count(str(data)) == 2
+    dead = sorted((data / "spool" / "dead").iterdir())
+    assert {json.loads(f.read_text())["status"] for f in dead} == {413, 400}
+    assert {f.stat().st_mode & 0o777 for f in dead} == {0o600}
+    assert w.get("/api/processing-status").json()["deadLetters"] == 2
+    status = run_cli(["worker", "status"], data)
+    assert "refused by the worker: 2" in status.stdout, status.stdout
+    doctor = run_cli(["doctor"], data)
+    assert "hooks.refused" in doctor.stdout and "2 event(s)" in doctor.stdout, doctor.stdout
+
+
+# --- 7. bad input: a 4xx naming the problem, one log line, no traceback -----------------------------------
+
+
+def test_bad_bodies_get_400_naming_the_problem_never_500(w: WorkerProcess) -> None:
+    s = sid()
+    deep = b'{"contentSessionId":"' + s.encode() + b'","tool_name":"x","tool_input":' + b"[" * 500 + b"]" * 500 + b"}"
+    cases: list[tuple[str, bytes, str | None, str]] = [
+        ("/api/sessions/observations", deep, "tool_input", "deeper than"),
+        ("/api/sessions/observations",
+         b'{"contentSessionId":"s","tool_name":"x","tool_input":' + b'{"a":' * 5000 + b"1" + b"}" * 5001, "tool_input",
+         "deeper than"),
+        ("/api/sessions/init", b'{"contentSessionId": "' + s.encode() + b'", "prompt": "caf\xe9 \xff"}', None,
+         "UTF-8"),
+        ("/api/settings", b'{"CLAUDE_MEM_MODEL": "\xc3\x28"}', None, "UTF-8"),
+        ("/api/sessions/batch", b'{"events": [' + b"[" * 300 + b"]" * 300 + b"]}", "events", "deeper than"),
+        ("/api/sessions/init", b'{"contentSessionId": ""}', "contentSessionId", "contentSessionId"),
+        ("/api/observations/batch", b'{"ids": [18446744073709551616]}', "ids", "ids"),
+        ("/api/observations/batch", b'{"ids": [-1]}', "ids", "ids"),
+    ]
+    before = w.stderr_text()
+    for path, body, field, fragment in cases:
+        r = w.client.post(path, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400, (path, body[:80], r.status_code, r.text)
+        assert fragment in r.json()["error"], r.text
+        assert r.json().get("field") == field, r.text
+    assert sessions_named(w, s) == 0
+    logged = w.stderr_text()[len(before):]
+    assert "Traceback" not in logged
+    assert logged.count("refused POST") == len(cases), logged
+
+
+@pytest.mark.parametrize(("method", "path", "field"), [
+    ("GET", f"/api/observation/{2**64}", "obs_id"),
+    ("DELETE", f"/api/observation/{2**64}", "obs_id"),
+    ("GET", "/api/observation/-5", "obs_id"),
+    ("GET", f"/api/timeline?anchor={2**64}", "anchor"),
+    ("GET", f"/api/timeline?anchor=S{2**64}", "anchor"),
+    ("GET", "/api/timeline?anchor=-3", "anchor"),
+])
+def test_ids_and_anchors_out_of_range_are_400(w: WorkerProcess, method: str, path: str, field: str) -> None:
+    before = w.stderr_text()
+    r = w.client.request(method, path)
+    assert r.status_code == 400, r.text
+    assert r.json()["field"] == field
+    assert "Traceback" not in w.stderr_text()[len(before):]

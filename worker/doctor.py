@@ -372,6 +372,23 @@ def check_queue(s: Settings, probe: dict[str, Any]) -> list[Check]:
     return out
 
 
+def check_hook_events(s: Settings) -> list[Check]:
+    """Events the hooks on this machine could not deliver: waiting in the spool, or refused for good."""
+    from worker.hook import dead_count, spool_count
+
+    out = []
+    waiting = spool_count()
+    if waiting:
+        out.append(Check("hooks.spool", "warn", f"{waiting} event(s) kept in {s.data_dir / 'spool'}, not yet"
+                         " accepted by the worker", "claude-mem worker start (they are sent when it answers)"))
+    dead = dead_count(str(s.data_dir))
+    if dead:
+        where = s.data_dir / "spool" / "dead"
+        out.append(Check("hooks.refused", "warn", f"{dead} event(s) the worker refused for good (kept in {where};"
+                         " later events were not held up)", f"read the errors in {where}, then delete the files"))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- shell, Claude Code
 
 
@@ -464,6 +481,7 @@ def run_checks(claude_settings: str | None = None, environ: dict[str, str] | Non
         checks.extend(memory)
         if any(c.name == "worker.running" and c.status == "ok" for c in checks):
             checks.extend(check_queue(s, probe))
+        checks.extend(check_hook_events(s))
     checks.extend(check_shell(env))
     checks.extend(check_claude_code(claude_settings_path(claude_settings, env), claude_state_path(env)))
     return checks

@@ -32,6 +32,16 @@ FLUSH_WAIT = 10.0  # seconds a background flusher waits for an unreachable worke
 NOT_STORED = (500, 502, 503)
 
 
+# Bounds of one event, applied before it is sent or spooled: an Edit or Write of a large file carries the whole
+# file, and an event the worker refuses as too large (or too deep) would be refused forever. The memory agent
+# reads at most a few thousand characters of each field, so nothing it would use is lost.
+FIELD_MAX_CHARS = 16_000  # a string inside an event (prompt, tool input or output); head and tail kept
+EVENT_MAX_BYTES = 256 * 1024  # the whole JSON body; strings are cut harder until it fits
+MAX_ITEMS = 500  # entries of one list or object
+MAX_NESTING = 32  # deeper structures are sent as their (clipped) JSON text; the worker refuses past 100
+DEAD_LIMIT = 1000  # refused events kept for inspection in spool/dead/; the oldest go first
+
+
 class HookFailure(Exception):
     pass
 
@@ -151,6 +161,47 @@ def _dechunk(data: bytes) -> bytes:
     return bytes(out)
 
 
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    head, tail = text[: int(limit * 0.6)], text[-int(limit * 0.3):]
+    return f"{head}\n... [claude-mem: {len(text) - len(head) - len(tail)} characters cut] ...\n{tail}"
+
+
+def _bounded(value: Any, limit: int, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return _clip(value, limit)
+    if isinstance(value, (dict, list)):
+        if depth >= MAX_NESTING:
+            try:
+                text = json.dumps(value, ensure_ascii=False)
+            except (RecursionError, ValueError):
+                text = "[claude-mem: nested too deep to keep]"
+            return _clip(text, limit)
+        if isinstance(value, dict):
+            items = list(value.items())
+            out: Any = {str(k)[:200]: _bounded(v, limit, depth + 1) for k, v in items[:MAX_ITEMS]}
+            if len(items) > MAX_ITEMS:
+                out["[claude-mem]"] = f"{len(items) - MAX_ITEMS} more entries cut"
+            return out
+        out = [_bounded(v, limit, depth + 1) for v in value[:MAX_ITEMS]]
+        if len(value) > MAX_ITEMS:
+            out.append(f"[claude-mem: {len(value) - MAX_ITEMS} more items cut]")
+        return out
+    return value
+
+
+def bound_event(body: dict[str, Any], max_bytes: int = EVENT_MAX_BYTES) -> dict[str, Any]:
+    """The event with every long string clipped (head and tail, with a marker) and deep nesting flattened,
+    cut harder until its JSON is at most `max_bytes`: the worker must never have a reason to refuse it."""
+    limit = FIELD_MAX_CHARS
+    while True:
+        bounded = _bounded(body, limit)
+        if limit <= 64 or len(json.dumps(bounded, ensure_ascii=False).encode("utf-8", "replace")) <= max_bytes:
+            return bounded  # type: ignore[no-any-return]
+        limit //= 4
+
+
 def _last_assistant_text(transcript_path: str) -> str:
     """Stop may lack last_assistant_message; the transcript's last assistant text stands in."""
     try:
@@ -196,6 +247,48 @@ def spool_count() -> int:
         return sum(n.endswith((".json", ".sending")) for n in os.listdir(_spool_dir()))
     except OSError:
         return 0
+
+
+def _dead_dir(data_dir: str | None = None) -> str:
+    return os.path.join(data_dir or _data_dir(), "spool", "dead")
+
+
+def dead_count(data_dir: str | None = None) -> int:
+    """Events the worker refused for good (4xx other than auth), kept in spool/dead/ for inspection."""
+    try:
+        return sum(n.endswith(".json") for n in os.listdir(_dead_dir(data_dir)))
+    except OSError:
+        return 0
+
+
+def dead_letter(path: str, body: Any, status: int, error: str) -> None:
+    """Keep a refused event aside (never retried, never blocking later events); the oldest go past DEAD_LIMIT."""
+    directory = _dead_dir()
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}.json"
+        fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump({"path": path, "status": status, "error": error[:2000], "refusedAt": time.time(),
+                       "body": body}, fh)
+        names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+        for old in names[: max(0, len(names) - DEAD_LIMIT)]:
+            os.unlink(os.path.join(directory, old))
+    except OSError:
+        pass
+
+
+def refused_for_good(status: int) -> bool:
+    """A 4xx that sending again cannot fix. 401/403 (token, origin) are the user's to fix: kept and retried;
+    404 means nothing was recorded for the session (an excluded project), which is not an error."""
+    return 400 <= status < 500 and status not in (401, 403, 404, 408, 429)
+
+
+def _error_of(answer: bytes) -> str:
+    try:
+        return str(json.loads(answer).get("error") or "")
+    except (ValueError, AttributeError):
+        return answer[:200].decode("utf-8", "replace")
 
 
 def spool_event(path: str, body: dict[str, Any]) -> int:
@@ -274,25 +367,47 @@ def spool_waiting() -> bool:
 
 
 def _send_batch(claimed: list[tuple[str, dict[str, Any]]]) -> str:
-    """One batch request for claimed events: "sent", "retry" (nothing stored) or "stop" (refused as a whole)."""
+    """One batch request for claimed events: "sent", "retry" (nothing stored) or "stop" (the user must act).
+
+    Sent events are deleted; an event the worker refuses for good goes to the dead letters, so it never
+    holds up the events behind it."""
     try:
-        status, _ = request("POST", "/api/sessions/batch", {"events": [e for _, e in claimed]}, TIMEOUT)
+        # Bounded again: events spooled by an older hook may be larger than the worker takes.
+        events = [{**e, "body": bound_event(e["body"])} if isinstance(e.get("body"), dict) else e for _, e in claimed]
+        status, answer = request("POST", "/api/sessions/batch", {"events": events}, TIMEOUT)
     except HookFailure:  # no connection, or no answer: sent again later (each event's key makes that safe)
         return "retry"
     if status in NOT_STORED:
         return "retry"
-    if status == 404:  # a worker without the batch route: one request per event, in order
-        for target, event in claimed:
-            try:
-                one, _ = request("POST", str(event.get("path")), event.get("body"), TIMEOUT)
-            except HookFailure:
-                return "retry"
-            if one in NOT_STORED:
-                return "retry"
+    if status in (401, 403):  # a wrong token, or a refused Host: kept until the user fixes it
+        return "stop"
+    if 200 <= status < 300:
+        try:
+            results = json.loads(answer).get("results")
+        except (ValueError, AttributeError):
+            results = None
+        if not isinstance(results, list) or len(results) != len(claimed):
+            results = [{}] * len(claimed)
+        for (target, event), result in zip(claimed, results, strict=True):
+            code = result.get("status", 200) if isinstance(result, dict) else 200
+            if isinstance(code, int) and refused_for_good(code):
+                dead_letter(str(event.get("path")), event.get("body"), code, str(result.get("error") or ""))
             _remove(target)
         return "sent"
-    if status >= 400:  # a wrong token or a body over the worker's limit: kept until the user fixes it
-        return "stop"
+    # The batch as a whole was refused (a worker without the batch route, a body over its limit, one bad
+    # event in it): one request per event, in order, to keep the good ones and set the bad one aside.
+    for (target, _), event in zip(claimed, events, strict=True):
+        try:
+            one, answer = request("POST", str(event.get("path")), event.get("body"), TIMEOUT)
+        except HookFailure:
+            return "retry"
+        if one in NOT_STORED:
+            return "retry"
+        if one in (401, 403):
+            return "stop"
+        if refused_for_good(one):
+            dead_letter(str(event.get("path")), event.get("body"), one, _error_of(answer))
+        _remove(target)
     return "sent"
 
 
@@ -484,12 +599,17 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         raise HookFailure(f"unknown hook event {event!r}; expected one of {', '.join(EVENTS)}")
     if event != "session-end":  # completing a session is idempotent already
         body_out["eventKey"] = os.urandom(12).hex()
+    body_out = bound_event(body_out)
     answered = deliver(path, body_out, event)
     if answered is None:
         return None  # kept in the spool behind earlier events
     status, body = answered
     if status == 404 and event in ("stop", "session-end"):
         return None  # nothing was recorded for this session (e.g. an excluded project): nothing to do
+    if refused_for_good(status):
+        dead_letter(path, body_out, status, _error_of(body))
+        raise HookFailure(f"worker refused {event} (HTTP {status}): {_error_of(body)}; kept in"
+                          f" {_dead_dir()} ({dead_count()} refused)")
     _check(status, body, event)
     return None
 

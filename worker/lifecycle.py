@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from worker.client import call_worker
-from worker.hook import spool_count, start_flusher
+from worker.hook import dead_count, spool_count, start_flusher
 from worker.settings import Settings
 
 
@@ -137,9 +137,16 @@ def status(settings: Settings) -> int:
         print(f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
         if waiting:
             print(f"hook spool: {waiting} event(s) kept on this machine, sent when the worker answers")
+        dead = dead_count(str(settings.data_dir))
+        if dead:
+            print(f"hook events refused by the worker: {dead} (kept in {settings.data_dir / 'spool' / 'dead'})")
         return 1
     if waiting:
         print(f"hook spool: {waiting} event(s) kept on this machine, being sent")
+    dead = dead_count(str(settings.data_dir))
+    if dead:
+        print(f"hook events refused by the worker: {dead} (kept in {settings.data_dir / 'spool' / 'dead'};"
+              " later events are not held up)")
     print(f"worker running: pid {info.get('pid')}, {settings.base_url}, uptime {info.get('uptime', 0):.0f}s,"
           f" version {info.get('version')}")
     try:

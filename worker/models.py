@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 
+# A Claude Code session id: never empty (an empty one would merge unrelated sessions), never huge.
+SessionId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
 
 class SessionInitRequest(msgspec.Struct, kw_only=True):
-    contentSessionId: str
+    contentSessionId: SessionId
     project: str = ""
     prompt: str = ""
     platformSource: str = "claude"
@@ -25,7 +28,7 @@ class SessionInitResponse(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class ObservationRequest(msgspec.Struct, kw_only=True):
-    contentSessionId: str
+    contentSessionId: SessionId
     tool_name: str
     tool_input: Any = None
     tool_response: Any = None
@@ -38,14 +41,14 @@ class ObservationRequest(msgspec.Struct, kw_only=True):
 
 
 class SummarizeRequest(msgspec.Struct, kw_only=True):
-    contentSessionId: str
+    contentSessionId: SessionId
     last_assistant_message: str = ""
     platformSource: str = "claude"
     eventKey: str | None = None  # ours: set by our hook so a resent event is stored once
 
 
 class CompleteRequest(msgspec.Struct, kw_only=True):
-    contentSessionId: str
+    contentSessionId: SessionId
     reason: str = ""
     platformSource: str = "claude"
 
@@ -134,5 +137,6 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     pausedReason: str | None = None  # why it is paused (the cause's message), while pausedFor > 0
     pauseCause: str | None = None  # a short key: gateway-unreachable, upstream-unreachable, no-login, budget, ...
     usage: dict[str, Any] = {}  # the memory agent's tokens today and the local daily budget (GET /api/usage)
+    deadLetters: int = 0  # hook events the worker refused for good, set aside in the data dir's spool/dead/
     vectors: dict[str, Any] = {}
     hooks: HooksStatus | None = None

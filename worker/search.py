@@ -591,12 +591,18 @@ def resolve_anchor(conn: sqlite3.Connection, anchor: str) -> Anchor:
     text = anchor.strip()
     number = text.lstrip("#")
     if number.isdigit():
+        if int(number) > storage.MAX_ID:
+            raise ParamError("anchor", f"observation id out of range (at most {storage.MAX_ID})")
         row = conn.execute("SELECT id, created_at FROM observations WHERE id = ?", (int(number),)).fetchone()
         if row is None:
             raise LookupError(f"Observation #{number} not found")
         return Anchor(str(row["id"]), "observation", (row["created_at"], 0, row["id"]), ("observation", row["id"]))
+    if re.fullmatch(r"-\d+(\.\d*)?", number):
+        raise ParamError("anchor", "must not be negative: expected an observation id, a summary id (S12) or a date")
     if re.fullmatch(r"[Ss]\d+", number):
         sid = int(number[1:])
+        if sid > storage.MAX_ID:
+            raise ParamError("anchor", f"summary id out of range (at most {storage.MAX_ID})")
         row = conn.execute("SELECT id, created_at FROM session_summaries WHERE id = ?", (sid,)).fetchone()
         if row is None:
             raise LookupError(f"Session summary S{sid} not found")
@@ -745,6 +751,8 @@ def parse_ids(value: list[int] | str) -> list[int]:
                 raise ParamError("ids", "expected a list of observation ids") from None
     if not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
         raise ParamError("ids", "expected a list of integer observation ids")
+    if not all(1 <= i <= storage.MAX_ID for i in ids):
+        raise ParamError("ids", f"observation ids are between 1 and {storage.MAX_ID}")
     if len(ids) > 1000:
         raise ParamError("ids", "at most 1000 ids per request")
     return list(dict.fromkeys(ids))

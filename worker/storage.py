@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it cannot exist, and cannot be bound
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,

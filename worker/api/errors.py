@@ -32,9 +32,30 @@ def error_response(status: int, message: str, field: str | None = None,
     return Response(ErrorResponse(error=message, field=field or None), status_code=status, headers=headers)
 
 
+def refused(request: AnyRequest, status: int, message: str, field: str | None = None,
+            headers: dict[str, str] | None = None) -> Response[ErrorResponse]:
+    """A client's bad request: one log line (no traceback), and the answer naming the problem."""
+    log.info("refused %s %s: %d %s", request.method, request.url.path, status, message[:300])
+    return error_response(status, message, field, headers)
+
+
 def param_error(request: AnyRequest, exc: ParamError) -> Response[ErrorResponse]:
     """A bad request parameter: 400 naming it."""
-    return error_response(400, str(exc), exc.field)
+    return refused(request, 400, str(exc), exc.field)
+
+
+def out_of_range(request: AnyRequest, exc: OverflowError) -> Response[ErrorResponse]:
+    """A number past what SQLite stores (2^63-1) that no route validated by name: still the client's error."""
+    return refused(request, 400, "a number in the request is out of range (integers are at most 2^63-1)")
+
+
+def too_deep(request: AnyRequest, exc: RecursionError) -> Response[ErrorResponse]:
+    """Nesting past the interpreter's recursion limit (the body check refuses most of it first)."""
+    return refused(request, 400, "request nested too deep")
+
+
+def not_utf8(request: AnyRequest, exc: UnicodeDecodeError) -> Response[ErrorResponse]:
+    return refused(request, 400, f"request is not valid UTF-8 (byte offset {exc.start})")
 
 
 def corpus_error(request: AnyRequest, exc: CorpusError) -> Response[ErrorResponse]:
@@ -85,13 +106,15 @@ def http_error(request: AnyRequest, exc: HTTPException) -> Response[ErrorRespons
     """Litestar's own refusals (validation, auth, size, unknown path) in the same shape."""
     if isinstance(exc, ValidationException):
         message, field = _validation_answer(exc)
-        return error_response(400, message, field)
+        return refused(request, 400, message, field)
     detail = str(exc.detail)
     if exc.status_code == 413:
         detail = "request body too large"
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException):
         detail = f"malformed JSON body: {detail}"
     field = str(exc.extra["field"]) if isinstance(exc.extra, dict) and exc.extra.get("field") else None
+    if exc.status_code < 500:
+        return refused(request, exc.status_code, detail, field, headers=exc.headers)
     return error_response(exc.status_code, detail, field, headers=exc.headers)
 
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, delete, get, post
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
+from litestar.params import Parameter
 
 from worker import search, storage
 from worker.models_search import (
@@ -31,6 +32,8 @@ log = logging.getLogger("claude_mem.api.search")
 
 SEMANTIC_TIMEOUT_SECONDS = 10.0
 DELETE_TIMEOUT_SECONDS = 10.0
+# A path id SQLite can hold: past 2^63-1 (or below 1) it is a 400 naming obs_id, not an OverflowError.
+ObservationId = Annotated[int, Parameter(ge=1, le=storage.MAX_ID)]
 
 
 def _raw(request: Request[Any, Any, Any]) -> dict[str, str]:
@@ -103,14 +106,14 @@ class SearchController(Controller):
         return search.get_observations(services.conn, ids, data.orderBy, data.limit, data.project)
 
     @get("/observation/{obs_id:int}")
-    async def get_one(self, obs_id: int, services: Services) -> dict[str, Any]:
+    async def get_one(self, obs_id: ObservationId, services: Services) -> dict[str, Any]:
         found = search.get_observation(services.conn, obs_id)
         if found is None:
             raise NotFoundException(f"Observation #{obs_id} not found")
         return found
 
     @delete("/observation/{obs_id:int}", status_code=200)
-    async def delete_one(self, obs_id: int, services: Services) -> DeleteResponse:
+    async def delete_one(self, obs_id: ObservationId, services: Services) -> DeleteResponse:
         """Remove from SQLite and FTS now, and from Chroma now or, if it is down, by the backfill."""
         conn = services.conn
         with storage.Tx(conn):

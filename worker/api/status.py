@@ -16,6 +16,7 @@ from litestar.response import Response
 from worker import queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
+from worker.hook import dead_count
 from worker.models import (
     HealthResponse,
     HooksStatus,
@@ -152,6 +153,7 @@ def processing_status(services: Services) -> ProcessingStatus:
         pausedFor=round(runner.paused_for(), 3),
         pausedReason=runner.pause_reason if runner.paused_for() > 0 else None,
         pauseCause=runner.pause_cause if runner.paused_for() > 0 else None,
+        deadLetters=dead_count(str(services.settings.data_dir)),
         vectors=services.vector_status(),
         hooks=hooks_status(services),
         usage=_usage_today(services),
