@@ -759,16 +759,14 @@ def test_usage_view_shows_tokens_per_day_and_project(new_page: NewPage, start_wo
     _no_page_errors(page)
 
 
-def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(start_worker: StartWorker,
+def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(browser: Any, start_worker: StartWorker,
                                                                        tmp_path: Path) -> None:
     """The browser reaches the worker as http://mem.team.example:PORT (a name the worker allows, as behind
     a reverse proxy): the page's own JSON POSTs pass the Host/Origin checks. Stored text that looks like
     HTML (a prompt, a title) is shown as text and runs nothing."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium): no /usr/bin/chromium")
-    sync_api = pytest.importorskip("playwright.sync_api")
     from playwright.sync_api import expect
 
+    expect.set_options(timeout=TIMEOUT_MS)
     data = tmp_path / "data"
     hostile_prompt = '<img src=x onerror="window.__pwned = 1">why is this here?'
     hostile_title = "<script>window.__pwned = 2</script> a title"
@@ -782,32 +780,31 @@ def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(start_work
     conn.close()
     w = start_worker(data_dir=data, CLAUDE_MEM_ALLOWED_HOSTS="mem.team.example", CLAUDE_MEM_MAX_ATTEMPTS="50",
                      **HOLD_QUEUE)
-    rules = "MAP mem.team.example 127.0.0.1"
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), timeout=30_000,
-                                     args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
-        try:
-            page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            _watch_errors(page)
-            page.goto(f"http://mem.team.example:{w.port}/")
-            expect(page.locator("#conn")).to_have_text("live")
-            cards = page.locator("#feed .card")
-            expect(cards).to_have_count(2)
-            expect(cards.filter(has_text="why is this here?")).to_contain_text(hostile_prompt)
-            expect(cards.filter(has_text="a title")).to_contain_text(hostile_title)
-            assert page.evaluate("window.__pwned") is None
-            assert page.locator("#feed img, #feed script").count() == 0
+    rules = "MAP mem.team.example 127.0.0.1"  # the name resolves to the worker, as a proxy's would reach it
+    mapped = browser.browser_type.launch(executable_path=str(CHROMIUM), timeout=30_000,
+                                         args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+    try:
+        page = mapped.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        _watch_errors(page)
+        page.goto(f"http://mem.team.example:{w.port}/")
+        expect(page.locator("#conn")).to_have_text("live")
+        cards = page.locator("#feed .card")
+        expect(cards).to_have_count(2)
+        expect(cards.filter(has_text="why is this here?")).to_contain_text(hostile_prompt)
+        expect(cards.filter(has_text="a title")).to_contain_text(hostile_title)
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("#feed img, #feed script").count() == 0
 
-            # Two state-changing JSON POSTs from the page: retry by reason, and a settings change.
-            page.locator("#failed-reasons li", has_text="refused (401)").locator("button").click()
-            expect(page.locator("#toast")).to_contain_text("1 failed event went back to the queue")
-            page.locator("#settings summary").click()
-            page.locator("#setting-CLAUDE_MEM_CONTEXT_OBSERVATIONS").fill("12")
-            page.locator("#settings-form button[type=submit]").click()
-            expect(page.locator("#settings-message")).to_contain_text("Saved CLAUDE_MEM_CONTEXT_OBSERVATIONS")
-            assert json.loads((data / "settings.json").read_text())["CLAUDE_MEM_CONTEXT_OBSERVATIONS"] == "12"
-            assert w.query("SELECT state FROM pending_events WHERE id = ?", (event,))[0][0] != "failed"
-            _no_page_errors(page)
-        finally:
-            browser.close()
+        # Two state-changing JSON POSTs from the page: retry by reason, and a settings change.
+        page.locator("#failed-reasons li", has_text="refused (401)").locator("button").click()
+        expect(page.locator("#toast")).to_contain_text("1 failed event went back to the queue")
+        page.locator("#settings summary").click()
+        page.locator("#setting-CLAUDE_MEM_CONTEXT_OBSERVATIONS").fill("12")
+        page.locator("#settings-form button[type=submit]").click()
+        expect(page.locator("#settings-message")).to_contain_text("Saved CLAUDE_MEM_CONTEXT_OBSERVATIONS")
+        assert json.loads((data / "settings.json").read_text())["CLAUDE_MEM_CONTEXT_OBSERVATIONS"] == "12"
+        assert w.query("SELECT state FROM pending_events WHERE id = ?", (event,))[0][0] != "failed"
+        _no_page_errors(page)
+    finally:
+        mapped.close()
