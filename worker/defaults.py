@@ -49,6 +49,10 @@ DEFAULTS: dict[str, str] = {
     # Tokens (input, cached input and output) the memory agent may use per UTC day; 0 = no local limit.
     # When spent, processing pauses (events kept) until the next UTC day or until the value is raised.
     "CLAUDE_MEM_DAILY_TOKEN_BUDGET": "0",
+    # The vector store (Chroma client, embedding model) runs in a child process, replaced when a call leaves it
+    # above MAX_MB, so the worker itself stays small; false runs it inside the worker.
+    "CLAUDE_MEM_VECTOR_PROCESS": "true",
+    "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB": "500",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

@@ -140,6 +140,12 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
     _spec("CLAUDE_MEM_EVENT_FIELD_MAX_CHARS", "Tool output cut",
           "Each long text value of a tool event (a file read, a command's output) is cut to this, head and tail"
           " kept with a marker between.", "integer", min=200, max=1_000_000, unit="characters"),
+    _spec("CLAUDE_MEM_VECTOR_PROCESS", "Vector store in a child process",
+          "Run Chroma and the embedding model in a child process, so the worker stays small; off runs them"
+          " inside the worker.", "boolean"),
+    _spec("CLAUDE_MEM_VECTOR_PROCESS_MAX_MB", "Vector process memory bound",
+          "The vector child process is replaced after a call that leaves it above this (0 = no bound).",
+          "integer", min=0, max=64_000, unit="MB"),
     _spec("CLAUDE_MEM_EVENT_MAX_CHARS", "Tool event cut",
           "What one tool event may send the memory agent in all.", "integer", min=500, max=2_000_000,
           unit="characters"),
@@ -196,6 +202,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     event_field_max_chars: int
     event_max_chars: int
     daily_token_budget: int
+    vector_process: bool
+    vector_process_max_mb: int
     raw: dict[str, str]
 
     @property
@@ -436,6 +444,8 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         event_field_max_chars=_int(raw, "CLAUDE_MEM_EVENT_FIELD_MAX_CHARS"),
         event_max_chars=_int(raw, "CLAUDE_MEM_EVENT_MAX_CHARS"),
         daily_token_budget=_int(raw, "CLAUDE_MEM_DAILY_TOKEN_BUDGET"),
+        vector_process=_bool(raw, "CLAUDE_MEM_VECTOR_PROCESS"),
+        vector_process_max_mb=_int(raw, "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB"),
         raw=raw,
     )
 

@@ -257,6 +257,9 @@ class ChromaStore:
 
         (self._embedder or _default_embedder()).load()
 
+    def close(self) -> None:
+        """Release what the store holds outside this process (the child of `vector_process`); nothing here."""
+
     def reset(self) -> None:
         """Forget the collection handle (it may name a collection a restarted server no longer has)."""
         with self._lock:
@@ -364,7 +367,11 @@ class VectorSync:
     def __init__(self, settings: Settings, store: ChromaStore | None = None, *, retry_seconds: float = 10.0,
                  heartbeat_seconds: float = 15.0, full_scan_seconds: float = 300.0, batch_size: int = 64) -> None:
         self.settings = settings
-        self.store = store or ChromaStore(settings)
+        if store is None:
+            from worker.vector_process import make_store
+
+            store = make_store(settings)
+        self.store = store
         self.retry_seconds = retry_seconds
         self.heartbeat_seconds = heartbeat_seconds
         self.full_scan_seconds = full_scan_seconds
@@ -698,6 +705,7 @@ class VectorsPart:
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.vsync.stop)
+        await asyncio.to_thread(self.vsync.store.close)
 
     def readiness_problem(self) -> str | None:
         return self.vsync.readiness_problem()

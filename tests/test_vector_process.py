@@ -1,0 +1,116 @@
+"""The vector store (Chroma client and embedding model) in a bounded child process: the worker stays small,
+search still works, a child over its memory bound is replaced and a killed one comes back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures.worker import HOLD_QUEUE, wait_for
+from tests.test_vectors import make_settings, seed
+from worker import storage
+from worker.vector_process import ChildChromaStore, VectorProcessError, rss_mb
+from worker.vectors import Doc, VectorSync
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def maps_onnxruntime(pid: int) -> bool:
+    try:
+        return "onnxruntime" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def test_worker_embeds_in_a_child_process_and_search_still_finds_by_meaning(start_worker, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    conn = storage.open_store(settings.db_path)
+    ids = seed(conn)
+    conn.close()
+    w = start_worker(data_dir=data, CLAUDE_MEM_CHROMA_ENABLED="true", **HOLD_QUEUE)
+
+    def synced() -> bool:
+        vectors = w.get("/api/processing-status").json()["vectors"]
+        return bool(vectors["reachable"] and vectors["synced"].get("observation") == 2
+                    and not any(vectors["unsynced"].values()))
+
+    wait_for(synced, timeout=120, interval=0.5)
+    r = w.get("/api/search", params={"query": "authentication form fails when the secret is blank",
+                                      "mode": "semantic", "type": "observations"})
+    assert r.status_code == 200, r.text
+    assert str(ids["obs"][0]) in r.text
+    # the model runs in the child, not in the worker
+    assert not maps_onnxruntime(w.pid)
+    kids = [p for p in children(w.pid) if b"worker.vector_process" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    assert len(kids) == 1 and maps_onnxruntime(kids[0])
+    assert rss_mb(w.pid) < rss_mb(kids[0])
+    w.stop()
+    wait_for(lambda: not Path(f"/proc/{kids[0]}").exists(), timeout=20)  # it leaves with the worker
+
+
+def test_child_over_its_bound_is_replaced_and_a_killed_child_comes_back(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    store = ChildChromaStore(settings, max_mb=1)  # every call leaves it above: replaced each time
+    try:
+        text = "The login form crashes when the password field is left empty; a null check fixes it."
+        doc = Doc("obs-1", text, {"kind": "observation", "row_id": 1, "project": "web"})
+        assert store.upsert([doc]) == ["obs-1"]
+        assert store.restarts == 1 and store.child_pid is None and store.peak_child_mb > 100
+        hits = store.query("empty password crash", 1)  # a new child, same persisted collection
+        assert [h.row_id for h in hits] == [1]
+        store.max_mb = 0  # no bound from here on
+        store.count()
+        first = store.child_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        wait_for(lambda: store._child is not None and store._child.dead, timeout=10)
+        assert store.count() == 1  # the next call starts a new child
+        assert store.child_pid not in (None, first)
+
+        # a call in flight when the child dies fails with a retryable error, and nothing hangs
+        errors: list[BaseException] = []
+        docs = [Doc(f"obs-{i}", text * 20, {"kind": "observation", "row_id": i, "project": "web"})
+                for i in range(2, 60)]
+
+        def upsert() -> None:
+            try:
+                store.upsert(docs)
+            except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+                errors.append(exc)
+
+        t = threading.Thread(target=upsert)
+        t.start()
+        wait_for(lambda: store._child is not None and store._child.busy(), timeout=10)
+        pid = store.child_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        t.join(60)
+        assert not t.is_alive()
+        assert errors and isinstance(errors[0], VectorProcessError), errors
+    finally:
+        store.close()
+
+
+def test_vector_sync_uses_the_child_unless_turned_off(tmp_path: Path) -> None:
+    on = VectorSync(make_settings(tmp_path / "a"))
+    off = VectorSync(make_settings(tmp_path / "b", CLAUDE_MEM_VECTOR_PROCESS="false"))
+    assert isinstance(on.store, ChildChromaStore)
+    assert not isinstance(off.store, ChildChromaStore)

@@ -1,0 +1,313 @@
+"""The vector store (Chroma client and the embedding model) in a bounded child process.
+
+Embedding with onnxruntime in the worker took it from ~115 MB to 300-670 MB (the model's session ~190 MB,
+each batch's attention buffers on top); an embedded Chroma keeps its HNSW index in the process as well.
+Run here, the worker stays small and the child's memory is bounded: after a call that leaves the child
+above CLAUDE_MEM_VECTOR_PROCESS_MAX_MB it is replaced (the next call starts a fresh one, ~1-2 s to load the
+model), and the operating system gets every page back. What is computed is unchanged: the child runs the
+same `ChromaStore` (worker/vectors.py) the worker would run in-process.
+
+`ChildChromaStore` is a `ChromaStore` whose calls go to the child over a pipe (length-prefixed pickle
+frames, both ends our own code); several calls may be in flight (a search while the sync thread upserts),
+each answered by id. A dead child fails its pending calls with `VectorProcessError` (the sync retries,
+as for a Chroma outage) and is restarted by the next call. The child exits when the worker's end of the pipe
+closes, and gets SIGTERM when the worker dies (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import itertools
+import logging
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, BinaryIO
+
+from worker.settings import Settings, load_settings
+from worker.vectors import ChromaStore
+
+log = logging.getLogger("claude_mem.vector_process")
+
+_HEADER = struct.Struct("!I")
+CALL_TIMEOUT = 600.0  # a rebuild's drop or a large upsert on a slow machine
+# Calls that may run long and are background work: their thread in the child runs at nice 10, as the sync
+# thread does in-process; searches keep the child's normal priority.
+BACKGROUND = frozenset({"upsert", "ids_of", "delete", "delete_rows", "drop", "count", "warm", "scheme"})
+
+
+class VectorProcessError(RuntimeError):
+    """The vector child died or could not be started; the call may be retried (a new child starts)."""
+
+
+def _write(fh: BinaryIO, obj: Any, lock: threading.Lock) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    with lock:
+        fh.write(_HEADER.pack(len(data)) + data)
+        fh.flush()
+
+
+def _read(fh: BinaryIO) -> Any:
+    header = fh.read(_HEADER.size)
+    if len(header) < _HEADER.size:
+        raise EOFError
+    (size,) = _HEADER.unpack(header)
+    data = fh.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - our own child, over a private pipe
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+class _Child:
+    """One running child: its process, its pipes, the calls waiting for an answer."""
+
+    def __init__(self, settings: Settings) -> None:
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        cmd = [sys.executable, "-m", "worker.vector_process", "--data-dir", str(settings.data_dir),
+               "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
+        try:
+            self.proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
+                                         close_fds=True)
+        finally:
+            os.close(to_child_r)
+            os.close(from_child_w)
+        self.writer = os.fdopen(to_child_w, "wb")
+        self.reader = os.fdopen(from_child_r, "rb")
+        self.write_lock = threading.Lock()
+        self.pending: dict[int, Future[Any]] = {}
+        self.pending_lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.dead = False
+        self.thread = threading.Thread(target=self._read_loop, name="vector-process-reader", daemon=True)
+        self.thread.start()
+
+    def _read_loop(self) -> None:
+        try:
+            while True:
+                call_id, ok, value = _read(self.reader)
+                with self.pending_lock:
+                    future = self.pending.pop(call_id, None)
+                if future is not None:
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        except (EOFError, OSError, pickle.UnpicklingError) as exc:
+            self._fail(f"vector process exited ({exc.__class__.__name__}, code {self.proc.poll()})")
+
+    def _fail(self, message: str) -> None:
+        self.dead = True
+        with self.pending_lock:
+            waiting, self.pending = self.pending, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(VectorProcessError(message))
+
+    def call(self, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        future: Future[Any] = Future()
+        call_id = next(self.ids)
+        with self.pending_lock:
+            if self.dead:
+                raise VectorProcessError("vector process is not running")
+            self.pending[call_id] = future
+        try:
+            _write(self.writer, (call_id, method, args, kwargs), self.write_lock)
+        except OSError as exc:
+            self._fail(f"vector process unreachable: {exc}")
+        return future.result(timeout=CALL_TIMEOUT)
+
+    def busy(self) -> bool:
+        with self.pending_lock:
+            return bool(self.pending)
+
+    def stop(self, grace: float = 10.0) -> None:
+        self.dead = True
+        with contextlib.suppress(OSError):
+            self.writer.close()  # the child exits at EOF
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+        with contextlib.suppress(OSError):
+            self.reader.close()
+
+
+class ChildChromaStore(ChromaStore):
+    """`ChromaStore` with its work done in a bounded child process (see the module's docstring)."""
+
+    def __init__(self, settings: Settings, max_mb: int | None = None) -> None:
+        super().__init__(settings)
+        self.settings = settings
+        self.max_mb = settings.vector_process_max_mb if max_mb is None else max_mb
+        self._child: _Child | None = None
+        self._child_lock = threading.Lock()
+        self.restarts = 0  # children replaced for exceeding the memory bound
+        self.peak_child_mb = 0.0
+
+    @property
+    def child_pid(self) -> int | None:
+        child = self._child
+        return child.proc.pid if child is not None and not child.dead else None
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        with self._child_lock:
+            if self._child is None or self._child.dead:
+                if self._child is not None:
+                    self._child.stop(grace=2.0)
+                self._child = _Child(self.settings)
+            child = self._child
+        try:
+            return child.call(method, args, kwargs)
+        finally:
+            self._bound(child)
+
+    def _bound(self, child: _Child) -> None:
+        """Replace a child whose memory grew past the bound, once no other call is using it."""
+        used = rss_mb(child.proc.pid)
+        self.peak_child_mb = max(self.peak_child_mb, used)
+        if self.max_mb <= 0 or used <= self.max_mb or child.busy():
+            return
+        with self._child_lock:
+            if self._child is not child or child.busy():
+                return
+            self._child = None
+        log.info("vector process at %.0f MB (bound %d MB): replacing it", used, self.max_mb)
+        self.restarts += 1
+        child.stop()
+
+    def close(self) -> None:
+        with self._child_lock:
+            child, self._child = self._child, None
+        if child is not None:
+            child.stop()
+
+    # The calls VectorSync and search make; each runs in the child's ChromaStore.
+    def collection(self) -> Any:
+        self._call("collection")
+        return None  # the handle lives in the child; callers use it only to open the collection
+
+    def scheme(self) -> int:
+        return int(self._call("scheme"))
+
+    def warm(self) -> None:
+        self._call("warm")
+
+    def reset(self) -> None:
+        if self._child is not None and not self._child.dead:
+            self._call("reset")
+
+    def heartbeat(self) -> None:
+        self._call("heartbeat")
+
+    def upsert(self, docs: list[Any]) -> list[str]:
+        return list(self._call("upsert", docs))
+
+    def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
+        return list(self._call("ids_of", kind, row_ids))
+
+    def delete(self, ids: list[str]) -> None:
+        if ids:
+            self._call("delete", ids)
+
+    def delete_rows(self, kind: str, row_ids: list[int]) -> None:
+        if row_ids:
+            self._call("delete_rows", kind, row_ids)
+
+    def count(self) -> int:
+        return int(self._call("count"))
+
+    def drop(self) -> None:
+        self._call("drop")
+
+    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[Any]:
+        return list(self._call("query", text, n, where))
+
+
+def make_store(settings: Settings) -> ChromaStore:
+    """The worker's store: in a child process unless CLAUDE_MEM_VECTOR_PROCESS is off."""
+    return ChildChromaStore(settings) if settings.vector_process else ChromaStore(settings)
+
+
+# --- the child ----------------------------------------------------------------------------------------
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def serve(store: ChromaStore, reader: BinaryIO, writer: BinaryIO) -> None:
+    """Answer calls until the worker closes its end; each call in a pool thread, answers by id."""
+    write_lock = threading.Lock()
+    niced: set[int] = set()
+
+    def run(call_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if method in BACKGROUND and threading.get_native_id() not in niced:
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            niced.add(threading.get_native_id())
+        try:
+            result = getattr(store, method)(*args, **kwargs)
+            if method == "collection":
+                result = None
+            reply: tuple[int, bool, Any] = (call_id, True, result)
+        except Exception as exc:  # sent back and raised in the worker, as an in-process call would
+            reply = (call_id, False, exc)
+        try:
+            _write(writer, reply, write_lock)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            _write(writer, (call_id, False, RuntimeError(f"{method}: {reply[2]!r}")), write_lock)
+
+    foreground = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vector-query")
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-sync")
+    try:
+        while True:
+            try:
+                call_id, method, args, kwargs = _read(reader)
+            except EOFError:
+                return
+            pool = background if method in BACKGROUND else foreground
+            pool.submit(run, call_id, method, args, kwargs)
+    finally:
+        foreground.shutdown(wait=True)
+        background.shutdown(wait=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="claude-mem vector store child process (started by the worker)")
+    parser.add_argument("--data-dir", required=True)
+    parser.add_argument("--in-fd", type=int, required=True)
+    parser.add_argument("--out-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    _die_with_parent()
+    logging.basicConfig(level=logging.WARNING, format="vector-process %(levelname)s %(message)s")
+    from pathlib import Path
+
+    store = ChromaStore(load_settings(Path(args.data_dir)))
+    with os.fdopen(args.in_fd, "rb") as reader, os.fdopen(args.out_fd, "wb") as writer:
+        serve(store, reader, writer)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
