@@ -111,8 +111,15 @@ def group_members(pgid: int) -> list[int]:
     return out
 
 
+def _is_vector_process(pid: int) -> bool:
+    try:
+        return b"worker.vector_process" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 class ProcSampler(threading.Thread):
-    """Samples the worker's RSS (alone, and with its agent CLIs) until stopped; follows restarts."""
+    """Samples the worker's RSS (alone, its vector child, its agent CLIs) until stopped; follows restarts."""
 
     def __init__(self, worker: WorkerProcess, interval: float = 0.5) -> None:
         super().__init__(name="rss-sampler", daemon=True)
@@ -121,6 +128,10 @@ class ProcSampler(threading.Thread):
         self.peak_worker_kb = 0
         self.peak_total_kb = 0
         self.peak_children = 0
+        self.peak_vector_kb = 0  # the vector store's child process (worker/vector_process.py)
+        self.peak_clis_kb = 0  # every agent CLI at one moment, summed
+        self.peak_clis = 0
+        self.worker_samples_kb: list[int] = []
         self.samples = 0
         self._halt = threading.Event()
 
@@ -131,7 +142,14 @@ class ProcSampler(threading.Thread):
                 continue
             kids = descendants(proc.pid)
             alone = rss_kb(proc.pid)
-            total = alone + sum(rss_kb(k) for k in kids)
+            sizes = {k: rss_kb(k) for k in kids}
+            total = alone + sum(sizes.values())
+            vector = sum(v for k, v in sizes.items() if _is_vector_process(k))
+            clis = [v for k, v in sizes.items() if not _is_vector_process(k)]
+            self.peak_vector_kb = max(self.peak_vector_kb, vector)
+            self.peak_clis_kb = max(self.peak_clis_kb, sum(clis))
+            self.peak_clis = max(self.peak_clis, len(clis))
+            self.worker_samples_kb.append(alone)
             self.peak_worker_kb = max(self.peak_worker_kb, alone)
             self.peak_total_kb = max(self.peak_total_kb, total)
             self.peak_children = max(self.peak_children, len(kids))
@@ -621,6 +639,11 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
             "CLAUDE_MEM_CHROMA_URL": chroma.url, "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": str(args.slots),
             "CLAUDE_MEM_LOG_LEVEL": "INFO"})
         worker.start(timeout=60)
+        time.sleep(3.0)  # warmed before its port opened; a moment to settle
+        idle_kids = {k: rss_kb(k) for k in descendants(worker.pid)}
+        idle_line = (f"worker RSS idle after start    {_mb(rss_kb(worker.pid))} alone; vector child process"
+                     f" {_mb(sum(v for k, v in idle_kids.items() if _is_vector_process(k)))}")
+        say(idle_line)
         cfg = LoadConfig(sessions=args.sessions, tools=args.tools, seed=args.seed)
         total = expected_posts(cfg)
         say(f"scenario: {cfg.sessions} sessions x (prompt + {cfg.tools} tool events + Stop) = {total} posts;"
@@ -733,9 +756,21 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         say(f"retries                        {first.attempts_total} transient attempts before the first drain;"
             f" {retry.stdout.split()[0] if retry.stdout.strip() else '?'} events put back by `queue retry`;"
             f" {stats.resent} unanswered hook posts, {stats.batched} events delivered from a hook spool")
-        say(f"peak RSS                       worker alone {_mb(sampler.peak_worker_kb)}; worker + agent CLIs"
-            f" {_mb(sampler.peak_total_kb)} (max {sampler.peak_children} child processes,"
-            f" {sampler.samples} samples)")
+        ws = sorted(sampler.worker_samples_kb) or [0]
+        say(f"peak RSS                       worker alone {_mb(sampler.peak_worker_kb)} (median"
+            f" {_mb(ws[len(ws) // 2])}); vector child process {_mb(sampler.peak_vector_kb)}; agent CLIs"
+            f" {_mb(sampler.peak_clis_kb)} at most at once ({sampler.peak_clis} CLIs); everything"
+            f" {_mb(sampler.peak_total_kb)} ({sampler.samples} samples)")
+        try:
+            usage = w.get("/api/usage", params={"days": 2}).json()
+            rows = usage.get("days") or []
+            tokens = sum(r["totalTokens"] for r in rows)
+            turns = sum(r["turns"] for r in rows)
+            say(f"memory-agent tokens            {tokens:,} in {turns} turns: {tokens / max(1, done_events):,.0f}"
+                f" tokens per event (input {sum(r['inputTokens'] + r['cacheReadTokens'] for r in rows):,},"
+                f" output {sum(r['outputTokens'] for r in rows):,}; turns lost to a killed worker not counted)")
+        except Exception as exc:  # the figure is informative; the run's verdict does not depend on it
+            say(f"memory-agent tokens            unavailable: {exc}")
         spawns = w.stderr_text().count("starting memory agent")
         say(f"agent CLI spawns                {spawns} ({done_events / max(1, spawns):.1f} events per spawn; sessions"
             f" outnumber slots, so most turns start a CLI that resumes the session)")

@@ -225,6 +225,13 @@ def test_openai_stream_and_control_knobs(upstream: Upstream) -> None:
         t0 = time.monotonic()
         assert httpx.post(f"{upstream.url}/v1/messages", json={"messages": []}, timeout=10).status_code == 200
         assert time.monotonic() - t0 >= 0.3
+        upstream.control(delay=0.2, delay_max=0.5)  # a latency that varies, seeded
+        waits = []
+        for _ in range(4):
+            t0 = time.monotonic()
+            assert httpx.post(f"{upstream.url}/v1/messages", json={"messages": []}, timeout=10).status_code == 200
+            waits.append(time.monotonic() - t0)
+        assert all(w >= 0.2 for w in waits) and max(waits) - min(waits) > 0.01, waits
     finally:
         upstream.reset()
     assert upstream.requests() == []  # reset empties the record; indexes keep counting

@@ -520,7 +520,8 @@ class State:
 
     def reset(self) -> None:
         with self.lock:
-            self.knobs: dict[str, float] = {"delay": 0.0, "error_rate": 0.0, "error_status": 500.0,
+            # delay_max > delay: each reply waits a seeded uniform time between them (a model's varying latency)
+            self.knobs: dict[str, float] = {"delay": 0.0, "delay_max": 0.0, "error_rate": 0.0, "error_status": 500.0,
                                             "rate_429": 0.0, "seed": 0.0}
             self.rng = random.Random(0)
 
@@ -555,11 +556,12 @@ class State:
         with self.lock:
             roll = self.rng.random()
             k = self.knobs
+            delay = self.rng.uniform(k["delay"], k["delay_max"]) if k["delay_max"] > k["delay"] else k["delay"]
             if roll < k["rate_429"]:
-                return k["delay"], 429
+                return delay, 429
             if roll < k["rate_429"] + k["error_rate"]:
-                return k["delay"], int(k["error_status"])
-            return k["delay"], None
+                return delay, int(k["error_status"])
+            return delay, None
 
 
 STATE = State()

@@ -31,7 +31,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
-from worker.settings import Settings, load_settings
+from worker.settings import Settings
 from worker.vectors import ChromaStore
 
 log = logging.getLogger("claude_mem.vector_process")
@@ -82,8 +82,8 @@ class _Child:
     def __init__(self, settings: Settings) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "worker.vector_process", "--data-dir", str(settings.data_dir),
-               "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
+        cmd = [sys.executable, "-m", "worker.vector_process", "--in-fd", str(to_child_r),
+               "--out-fd", str(from_child_w)]
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
                                          close_fds=True)
@@ -97,6 +97,12 @@ class _Child:
         self.pending_lock = threading.Lock()
         self.ids = itertools.count(1)
         self.dead = False
+        # The first frame is the worker's own settings, so the child's store is the one the worker would
+        # open (settings given in code or the environment, not only those in settings.json).
+        try:
+            _write(self.writer, settings, self.write_lock)
+        except OSError:
+            self.dead = True
         self.thread = threading.Thread(target=self._read_loop, name="vector-process-reader", daemon=True)
         self.thread.start()
 
@@ -295,17 +301,19 @@ def serve(store: ChromaStore, reader: BinaryIO, writer: BinaryIO) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="claude-mem vector store child process (started by the worker)")
-    parser.add_argument("--data-dir", required=True)
     parser.add_argument("--in-fd", type=int, required=True)
     parser.add_argument("--out-fd", type=int, required=True)
     args = parser.parse_args(argv)
     _die_with_parent()
     logging.basicConfig(level=logging.WARNING, format="vector-process %(levelname)s %(message)s")
-    from pathlib import Path
-
-    store = ChromaStore(load_settings(Path(args.data_dir)))
     with os.fdopen(args.in_fd, "rb") as reader, os.fdopen(args.out_fd, "wb") as writer:
-        serve(store, reader, writer)
+        try:
+            settings = _read(reader)
+        except EOFError:
+            return 0
+        if not isinstance(settings, Settings):
+            raise SystemExit("vector process: expected the worker's settings first")
+        serve(ChromaStore(settings), reader, writer)
     return 0
 
 
