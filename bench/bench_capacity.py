@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
 import sqlite3
 import sys
@@ -92,7 +93,8 @@ async def developer(client: httpx.AsyncClient, n: int, window: float, compress: 
         nonlocal seq
         seq += 1
         key = f"{sid}-{seq}"
-        posted[0] += 1
+        if path != "/api/sessions/init":
+            posted[0] += 1
         for _ in range(5):  # as the hook's spool would: an unanswered post is sent again, same key
             try:
                 r = await client.post(path, json={**body, "contentSessionId": sid, "eventKey": key}, timeout=10)
@@ -240,6 +242,8 @@ def main() -> None:
         finally:
             proxy.stop()
             upstream.stop()
+    load = os.getloadavg()
+    print(f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
     print("\n| agent slots (S) | developers served (N) | p99 event→memory | worker peak RSS | agent CLIs peak RSS"
           " | memory-agent tokens/hour |")
     print("|---|---|---|---|---|---|")
