@@ -3,11 +3,11 @@
     python bench/walk_solo.py [--repo PATH] [--keep]
 
 Steps, as the README's "Solo" section gives them: clone; the worker's install command (README command 1,
-which also brings the `litellm` gateway at the tested version); the local LiteLLM gateway with the repo's
-`litellm-config.yaml`; `claude-mem install` for the gateway route; `worker start`; `doctor` (must exit 0);
+which also brings the `litellm` gateway at the tested version) and `worker start`; `claude-mem gateway
+start` (the repo's `litellm-config.yaml`); `claude-mem install` for the gateway route; `doctor` (must exit 0);
 one Claude Code session through the hook commands (prompt, tool use, stop); the observation stored and
-found by `claude-mem search`; the next session's context; then the subscription and API-key routes'
-`install` + `doctor` (without a Claude login or internet, doctor must name that cause); `uninstall`.
+found by `claude-mem search`; the next session's context; then the subscription route's `install` + `doctor`
+(without a Claude login, doctor must name that cause) and the API-key route's `install`; `uninstall`.
 
 The model behind the gateway is the test suite's scripted upstream (tests/upstream.py), standing in for
 a provider: nothing leaves the machine. pip uses its cache when warm. Ports are picked by the kernel.
@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -69,6 +70,7 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory")
     args = ap.parse_args()
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what it started, also when stopped
     root = Path(tempfile.mkdtemp(prefix="walk-solo-"))
     home = root / "home"
     home.mkdir()
@@ -102,25 +104,15 @@ def main() -> int:
             time.sleep(0.05)
 
         gw_port = free_port()
-        gw_env = {**env, "MEMORY_UPSTREAM_MODEL": "openai/scripted", "MEMORY_UPSTREAM_API_BASE": f"{upstream}/v1",
-                  "MEMORY_UPSTREAM_API_KEY": "sk-upstream-stand-in", "LITELLM_MASTER_KEY": "sk-litellm-solo-walk",
-                  "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-        t0 = time.monotonic()
-        gw_log = open(root / "litellm.log", "wb")  # noqa: SIM115
-        gateway = subprocess.Popen([str(clone / ".venv/bin/litellm"), "--config", "litellm-config.yaml", "--host",
-                                    "127.0.0.1", "--port", str(gw_port)], cwd=clone, env=gw_env, stdout=gw_log,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        procs.append(gateway)
-        wait_http(f"http://127.0.0.1:{gw_port}/health/liveliness", 180)
-        steps.append(("gateway: .venv/bin/litellm --config litellm-config.yaml (until it answers)",
-                      time.monotonic() - t0))
-        print(f"{steps[-1][1]:8.2f} s  {steps[-1][0]}", flush=True)
-
+        env.update(MEMORY_UPSTREAM_MODEL="openai/scripted", MEMORY_UPSTREAM_API_BASE=f"{upstream}/v1",
+                   MEMORY_UPSTREAM_API_KEY="sk-upstream-stand-in", LITELLM_MASTER_KEY="sk-litellm-solo-walk")
         cm = str(clone / ".venv/bin/claude-mem")
-        step("claude-mem install --auth gateway", [cm, "install", "--non-interactive", "--auth", "gateway",
-             "--gateway-url", f"http://127.0.0.1:{gw_port}", "--gateway-token", "sk-litellm-solo-walk"],
+        step("claude-mem worker start (README command 1's last part)", [cm, "worker", "start"], cwd=clone, env=env)
+        step("claude-mem gateway start (until it answers)", [cm, "gateway", "start", "--port", str(gw_port)],
              cwd=clone, env=env)
-        step("claude-mem worker start", [cm, "worker", "start"], cwd=clone, env=env)
+        step("claude-mem install --auth gateway (restarts the worker)", [cm, "install", "--non-interactive",
+             "--auth", "gateway", "--gateway-url", f"http://127.0.0.1:{gw_port}", "--gateway-token",
+             "sk-litellm-solo-walk"], cwd=clone, env=env)
         doctor = step("claude-mem doctor (exit 0 required)", [cm, "doctor"], cwd=clone, env=env)
         print("          " + "\n          ".join(line for line in doctor.stdout.splitlines()
                                                 if line.startswith(("ok   memory", "FAIL", "WARN"))), flush=True)
@@ -155,18 +147,17 @@ def main() -> int:
         nxt = step("next session-start gets the context", [cm, "hook", "session-start"], cwd=project, env=env,
                    stdin=json.dumps({**base, "session_id": "walk-2", "source": "startup"}))
         context = json.loads(nxt.stdout)["hookSpecificOutput"]["additionalContext"]
-        print(f"          context: {len(context)} characters", flush=True)
+        print(f"          context: {len(context)} characters: {' '.join(context.split())[:200]}", flush=True)
 
         step("worker stop", [cm, "worker", "stop"], cwd=clone, env=env)
         sub = step("subscription route: install --auth subscription + doctor", f"{cm} install --non-interactive "
                    f"--auth subscription --no-start && {cm} doctor", cwd=clone, env=env, ok=(1,))
         print("          " + next(line for line in sub.stdout.splitlines() if "memory.call" in line)[:160],
               flush=True)
-        key = step("API-key route: install --auth api-key + doctor", f"{cm} install --non-interactive --auth "
-                   f"api-key --api-key sk-ant-walk-not-a-real-key --no-start && {cm} doctor", cwd=clone, env=env,
-                   ok=(1,))
-        print("          " + next(line for line in key.stdout.splitlines() if "memory.call" in line)[:160],
-              flush=True)
+        # The API-key route's doctor would call api.anthropic.com: only its install is walked here.
+        step("API-key route: install --auth api-key", [cm, "install", "--non-interactive", "--auth", "api-key",
+             "--api-key", "sk-ant-walk-not-a-real-key", "--no-start"], cwd=clone, env=env)
+        step("claude-mem gateway stop", [cm, "gateway", "stop"], cwd=clone, env=env)
         step("claude-mem uninstall", [cm, "uninstall"], cwd=clone, env=env)
     finally:
         for proc in procs:
@@ -175,7 +166,9 @@ def main() -> int:
                 proc.wait(10)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 pass
-        subprocess.run([str(clone / ".venv/bin/claude-mem"), "worker", "stop"], env=env, capture_output=True)
+        for what in ("worker", "gateway"):
+            if (clone / ".venv/bin/claude-mem").exists():
+                subprocess.run([str(clone / ".venv/bin/claude-mem"), what, "stop"], env=env, capture_output=True)
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
     total = sum(s for _, s in steps)

@@ -81,6 +81,14 @@ def _parser():  # type: ignore[no-untyped-def]
     sy = sub.add_parser("sync", help="bring Chroma up to date with the SQLite store (works with the worker stopped)")
     sy.add_argument("--rebuild", action="store_true", help="drop the Chroma collection and resend every row")
 
+    gw = sub.add_parser("gateway", help="a local LiteLLM gateway for one developer (README \"Solo\")")
+    gwsub = gw.add_subparsers(dest="action", required=True)
+    for action in ("start", "stop", "status"):
+        ga = gwsub.add_parser(action)
+        ga.add_argument("--port", type=int, default=4000)
+        if action == "start":
+            ga.add_argument("--config", help="LiteLLM config (default: the repository's litellm-config.yaml)")
+
     sh = sub.add_parser("show", help="one remembered item in full: 12 or #12 (observation), S3 (summary), P7 (prompt)")
     sh.add_argument("id")
 
@@ -154,6 +162,12 @@ def _main(args: list[str]) -> int:
         from worker.recall import cli_sync
 
         return cli_sync(settings, ns.rebuild)
+    if ns.command == "gateway":
+        from worker import gateway
+
+        if ns.action == "start":
+            return gateway.start(settings, ns.config, ns.port)
+        return gateway.stop(settings) if ns.action == "stop" else gateway.status(settings, ns.port)
     if ns.command == "show":
         from worker.show import main as show_main
 
