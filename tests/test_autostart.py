@@ -127,6 +127,13 @@ def test_install_service_writes_a_systemd_user_unit_and_uninstall_removes_it(tmp
                            cwd=str(REPO), timeout=60)
     assert probe.returncode == 0 and "--foreground" in probe.stdout
 
+    # With the service registered, the SessionStart hook asks the service manager to start the worker.
+    hook_env = {**env, "CLAUDE_MEM_DATA_DIR": str(tmp_path / "home" / ".claude-mem")}
+    r = subprocess.run([CLAUDE_MEM, "hook", "session-start"], input=json.dumps({"session_id": "svc-1", "cwd": "/x"}),
+                       env=hook_env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and "starting it in the background" in r.stderr
+    wait_for(lambda: "systemctl --user start claude-mem-worker.service" in record.read_text(), timeout=15)
+
     u = subprocess.run([CLAUDE_MEM, "uninstall"], env=env, capture_output=True, text=True, timeout=60)
     assert u.returncode == 0, u.stderr
     assert not unit.exists()

@@ -514,6 +514,14 @@ def start_local_worker() -> bool:
         os.makedirs(_data_dir(), mode=0o700, exist_ok=True)
         lock = os.open(os.path.join(_data_dir(), ".worker-start.lock"), os.O_WRONLY | os.O_CREAT, 0o600)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises when another hook is starting it
+        from worker.service import start_command
+
+        supervised = start_command()
+        if supervised:  # `install --service` registered it: its service manager starts it, and watches it
+            try:
+                os.execvp(supervised[0], supervised)
+            except OSError:
+                pass
         os.set_inheritable(lock, True)  # held by `worker start` until the worker answers or it gives up
         os.execv(sys.executable, [sys.executable, "-m", "worker", "worker", "start"])
     finally:

@@ -100,6 +100,21 @@ WantedBy=default.target
                                 ["systemctl", "--user", "daemon-reload"]])
 
 
+def start_command(platform: str | None = None, home: Path | None = None,
+                  environ: dict[str, str] | None = None) -> list[str] | None:
+    """How to start the worker's user service, when `install --service` registered one (the hook uses it, so
+    the service manager stays the one supervisor); None when there is none."""
+    env = os.environ if environ is None else environ
+    platform = platform or sys.platform
+    home = home or Path.home()
+    if platform == "darwin":
+        if (home / "Library" / "LaunchAgents" / f"{LAUNCHD_LABEL}.plist").exists():
+            return ["launchctl", "kickstart", f"gui/{os.getuid()}/{LAUNCHD_LABEL}"]
+        return None
+    unit = Path(env.get("XDG_CONFIG_HOME") or home / ".config") / "systemd" / "user" / SYSTEMD_UNIT
+    return ["systemctl", "--user", "start", SYSTEMD_UNIT] if unit.exists() else None
+
+
 def _run_all(commands: list[list[str]]) -> str | None:
     """Run the service manager's commands; the first failure as one line, None when all worked."""
     for cmd in commands:

@@ -365,7 +365,7 @@ class ClaudeProvider:
         except Exception as exc:
             detail = " ".join(list(stderr)[-5:])
             err = classify(f"{exc} {detail}".strip(), route=self.settings.auth_method)
-            log.warning("memory agent for %s failed: %s", agent.key[:8], err.message)
+            log.debug("memory agent for %s failed: %s", agent.key[:8], err.message)  # the queue logs it once
             if pending and not pending.future.done():
                 pending.future.set_exception(err)
             while not agent.inbox.empty():
