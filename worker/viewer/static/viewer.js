@@ -943,17 +943,18 @@
     clearInterval(state.pauseTimer);
     const box = $("status-pause");
     const until = st.pausedFor > 0 ? Date.now() + st.pausedFor * 1000 : 0;
-    const why = st.pausedReason ? ` (${st.pausedReason})` : "";
+    box.hidden = !until;
+    if (!until) return;
+    const head = el("strong", {});
+    box.replaceChildren(head,
+      st.pausedReason ? el("span", { class: "pause-reason", text: st.pausedReason }) : null,
+      el("span", { class: "pause-note", text: "Nothing is lost: events wait in the queue." }));
     const show = () => {
       const left = (until - Date.now()) / 1000;
-      box.hidden = !until;
-      if (!until) return;
-      box.textContent = left > 0.5
-        ? `Processing is paused${why}; next try in ${seconds(left)}. Nothing is lost: events wait in the queue.`
-        : `Processing is paused${why}; trying again now…`;
+      head.textContent = left > 0.5 ? `Processing is paused; next try in ${seconds(left)}.` : "Processing is paused; trying again now…";
     };
     show();
-    if (until) state.pauseTimer = setInterval(show, 1000);
+    state.pauseTimer = setInterval(show, 1000);
   }
 
   function renderFailed(st) {
