@@ -14,7 +14,9 @@ What it measures, the way peers score LoCoMo (deja-vu, graph-memory, Hebb Mind):
   a scratch dir), as the worker does; every question is asked verbatim, scoped to its conversation's
   project, through `worker.search` (what `GET /api/search` runs, minus HTTP), in each mode.
 - Questions: categories 1-4 (category 5 is adversarial, with no answer in the conversation).
-- Latency is per search, query embedding and Chroma included (p50/p99 over all questions).
+- Latency is per search, query embedding and Chroma included (p50/p99 over all questions): wall time,
+  and the process's CPU time (all its threads), which a machine busy with other work inflates far less.
+  It also prints the machine's load average, so a wall-time p99 can be read against it.
 - `--split` also prints the figures over two halves of the conversations, so a weight tuned on one
   half can be checked on the other.
 
@@ -127,12 +129,14 @@ class Tally:
     hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
     questions: int = 0
     seconds: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         for k in KS:
             self.hits[k] += other.hits[k]
         self.questions += other.questions
         self.seconds.extend(other.seconds)
+        self.cpu.extend(other.cpu)
 
     def recall(self, k: int) -> float:
         return self.hits[k] / max(1, self.questions)
@@ -163,11 +167,12 @@ def run_mode(store: Store, conv: dict[str, Any], granularity: str, mode: str) ->
             continue
         params = search.parse_params({"query": str(qa["question"]), "project": conv["sample_id"],
                                       "limit": str(max(KS)), "mode": mode})
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), time.process_time()
         req = search.semantic_request(params)
         hits = store.vsync.query(req.text, req.n, req.where) if req else None
         result = search.search(store.conn, params, hits)
         tally.seconds.append(time.perf_counter() - began)
+        tally.cpu.append(time.process_time() - began_cpu)
         found = [store.keys.get(h.id) for h in result.results if h.kind == "observation"]
         tally.questions += 1
         for k in KS:
@@ -178,11 +183,11 @@ def run_mode(store: Store, conv: dict[str, Any], granularity: str, mode: str) ->
 
 def report(label: str, tallies: dict[str, Tally]) -> None:
     print(f"\n{label}")
-    print(f"  {'mode':<9} {'R@5':>6} {'R@10':>6} {'p50 ms':>8} {'p99 ms':>8}  questions")
+    print(f"  {'mode':<9} {'R@5':>6} {'R@10':>6} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'cpu p99':>8}  questions")
     for mode in MODES:
         t = tallies[mode]
         print(f"  {mode:<9} {t.recall(5):6.3f} {t.recall(10):6.3f} {pct(t.seconds, 0.5):8.1f}"
-              f" {pct(t.seconds, 0.99):8.1f}  {t.questions}")
+              f" {pct(t.seconds, 0.99):8.1f} {pct(t.cpu, 0.5):8.1f} {pct(t.cpu, 0.99):8.1f}  {t.questions}")
 
 
 def main() -> int:
@@ -202,6 +207,7 @@ def main() -> int:
     print(f"LoCoMo: {path.name}, {len(convs)} conversations, "
           f"{sum(1 for c in convs for q in c['qa'] if q.get('category') in CATEGORIES)} questions (categories 1-4)")
     half = (len(convs) + 1) // 2
+    print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     for granularity in [g.strip() for g in args.granularity.split(",") if g.strip()]:
         with tempfile.TemporaryDirectory(prefix="cm-locomo-") as tmp:
             store = build(Path(tmp), convs, granularity)
@@ -213,7 +219,8 @@ def main() -> int:
             for mode in MODES:
                 for t in per_conv[mode]:
                     total[mode].add(t)
-            report(f"{granularity} level, all conversations", total)
+            report(f"{granularity} level, all conversations (load average now"
+                   f" {os.getloadavg()[0]:.1f})", total)
             if args.split and len(convs) > 1:
                 for name, part in (("first", slice(0, half)), ("second", slice(half, None))):
                     sub = {mode: Tally() for mode in MODES}

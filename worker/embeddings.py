@@ -34,9 +34,10 @@ DIMENSIONS = 384
 MAX_TOKENS = 256
 BATCH_SIZE = 32
 # Long texts are embedded as several chunks of at most this many tokens, cut at sentence ends where
-# possible: the model reads only MAX_TOKENS, and was trained on sentence pairs of up to 128 tokens, so a
-# passage of that size is what its vectors describe best. Changing it changes the stored vectors.
-CHUNK_TOKENS = 128
+# possible: the model reads only MAX_TOKENS, and its vectors describe a passage of a few sentences best (on
+# LoCoMo, chunks of 64-96 tokens found more than 128 and far more than one vector per text: see
+# bench_retrieval.py). Changing it changes the stored vectors (vectors.EMBEDDING_SCHEME).
+CHUNK_TOKENS = 96
 CHUNK_OVERLAP_TOKENS = 32  # a chunk repeats the previous chunk's last sentence when it is this short
 BATCH_TOKENS = 1024  # about this many tokens per batch (texts x padded length)
 

@@ -35,9 +35,9 @@ log = logging.getLogger("claude_mem.vectors")
 COLLECTION = "claude_mem"
 # How rows become vectors. A collection built under another scheme (or before schemes were recorded) is
 # dropped and rebuilt from SQLite by the sync, so search never compares vectors made two ways.
-# 2: every document embedded in full, as chunks of at most CHUNK_TOKENS (ids `<doc id>` then
-#    `<doc id>-c<n>`), instead of one vector of its first 256 tokens.
-EMBEDDING_SCHEME = 2
+# 2: every document embedded in full, as chunks of at most 128 tokens (ids `<doc id>` then `<doc id>-c<n>`),
+#    instead of one vector of its first 256 tokens. 3: chunks of at most 96 tokens (CHUNK_TOKENS).
+EMBEDDING_SCHEME = 3
 KINDS = storage.KINDS
 TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
