@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -134,20 +135,24 @@ def main() -> int:
         t0 = time.monotonic()
         found = ""
         while time.monotonic() - t0 < 120:
-            r = subprocess.run([cm, "search", "client.py", "--mode", "keyword"], cwd=clone, env=env, text=True,
-                               capture_output=True)
-            if r.returncode == 0 and "#" in r.stdout and "Found" in r.stdout:
-                found = r.stdout
+            r = subprocess.run([cm, "search", "--type", "observations", "--project", "proj"], cwd=clone, env=env,
+                               text=True, capture_output=True)
+            hit = re.search(r"^(#\d+) \[.*$", r.stdout, re.M)
+            if r.returncode == 0 and hit:
+                found = hit.group(0)
                 break
             time.sleep(0.5)
-        steps.append(("observation stored and found by claude-mem search", time.monotonic() - t0))
-        print(f"{steps[-1][1]:8.2f} s  {steps[-1][0]}", flush=True)
+        steps.append(("hooks' events stored as an observation (until claude-mem search lists it)",
+                      time.monotonic() - t0))
+        print(f"{steps[-1][1]:8.2f} s  {steps[-1][0]}\n          {found[:150]}", flush=True)
         if not found:
             raise SystemExit("no observation within 120 s")
         nxt = step("next session-start gets the context", [cm, "hook", "session-start"], cwd=project, env=env,
                    stdin=json.dumps({**base, "session_id": "walk-2", "source": "startup"}))
         context = json.loads(nxt.stdout)["hookSpecificOutput"]["additionalContext"]
         print(f"          context: {len(context)} characters: {' '.join(context.split())[:200]}", flush=True)
+        if found.split()[0] not in context and found.split("] ", 1)[1].split(" — ")[0][:40] not in context:
+            raise SystemExit("the next session's context does not hold the observation")
 
         step("worker stop", [cm, "worker", "stop"], cwd=clone, env=env)
         sub = step("subscription route: install --auth subscription + doctor", f"{cm} install --non-interactive "
