@@ -101,11 +101,17 @@ def test_client_install_runs_hook_install_doctor_without_server_deps(client_venv
                                                                                 "cwd": str(tmp_path)}))
     assert start.returncode == 0 and "hookSpecificOutput" in start.stdout
 
+    queue = _run(client_venv, data, "queue")  # the team worker's queue, not an empty local one
+    assert queue.returncode == 0 and "pending: " in queue.stdout and team.url in queue.stdout, queue.stdout
+    assert not (data / "claude-mem.db").exists()
+    retry = _run(client_venv, data, "queue", "retry")
+    assert retry.returncode == 0 and "0 failed events returned to pending on" in retry.stdout, retry.stderr
+
     doctor = _run(client_venv, data, "doctor")
     assert "ModuleNotFoundError" not in doctor.stdout + doctor.stderr
     assert "worker.running" in doctor.stdout
 
-    for done in (r, hook, start, doctor):
+    for done in (r, hook, start, queue, retry, doctor):
         loaded = _imported(done.stderr) & set(SERVER_MODULES)
         assert not loaded, f"{done.args[3:5]} imported server modules: {loaded}"
 

@@ -235,7 +235,9 @@ def _corpus(settings, ns) -> int:  # type: ignore[no-untyped-def]
 
 
 def _queue(settings, ns) -> int:  # type: ignore[no-untyped-def]
-    """Works on the database directly, so it also helps when the worker is down."""
+    """Works on the database directly, so it also helps when the worker is down; a team worker's over HTTP."""
+    if settings.worker_url:
+        return _remote_queue(settings, ns)
     from worker import queue
     from worker.storage import open_store
 
@@ -264,6 +266,31 @@ def _queue(settings, ns) -> int:  # type: ignore[no-untyped-def]
         code, body = 0, None
     if code == 200 and isinstance(body, dict) and body.get("pausedFor") and body.get("pausedReason"):
         print(f"paused: {body['pausedReason']}; next try in {float(body['pausedFor']):.0f} s")
+    return 0
+
+
+def _remote_queue(settings, ns) -> int:  # type: ignore[no-untyped-def]
+    """`claude-mem queue [retry]` for hooks that post to a team worker: its queue, not an empty local one."""
+    from worker.client import call_worker
+
+    if ns.action == "retry":
+        answer = call_worker(settings, "/api/queue/retry", method="POST", timeout=10,
+                             body={"reason": ns.reason, "session": ns.session})
+    else:
+        answer = call_worker(settings, "/api/processing-status", timeout=10)
+    if answer.error or answer.status != 200 or not isinstance(answer.body, dict):
+        print(f"claude-mem: the team worker at {settings.base_url} answered "
+              f"{answer.error or answer.status}", file=sys.stderr)
+        return 1
+    body = answer.body
+    if ns.action == "retry":
+        print(f"{body.get('retried', 0)} failed events returned to pending on {settings.base_url}")
+        return 0
+    print("  ".join(f"{state}: {n}" for state, n in (body.get("queue") or {}).items()) + f"  ({settings.base_url})")
+    from worker.lifecycle import problem_lines
+
+    for line in problem_lines(body):
+        print(line)
     return 0
 
 
