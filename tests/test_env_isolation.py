@@ -21,7 +21,14 @@ LEAKY_SHELL = {
     "CLAUDE_CODE_EFFORT_LEVEL": "high",
     "OPENAI_API_KEY": "sk-other",
     "AWS_SECRET_ACCESS_KEY": "aws",
+    "CLAUDE_CODE_USE_BEDROCK": "1",
+    "ANTHROPIC_CUSTOM_HEADERS": "X-Exfil: yes",
 }
+
+
+def effective(base: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """What the CLI really gets: the SDK puts our env over the worker's os.environ; empty means unset."""
+    return {k: v for k, v in {**base, **env}.items() if v}
 
 
 def _settings(tmp_path: Path, env_text: str | None, auth: str = "gateway"):  # type: ignore[no-untyped-def]
@@ -32,11 +39,12 @@ def _settings(tmp_path: Path, env_text: str | None, auth: str = "gateway"):  # t
 
 def test_gateway_env_blocks_shell_credentials_and_injects_only_dotenv(tmp_path: Path) -> None:
     s = _settings(tmp_path, "ANTHROPIC_BASE_URL=http://127.0.0.1:4000\nANTHROPIC_AUTH_TOKEN=sk-gw\nOTHER=x\n")
-    env = build_agent_env(s, base=LEAKY_SHELL)
+    env = effective(LEAKY_SHELL, build_agent_env(s, base=LEAKY_SHELL))
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:4000"
     assert env["ANTHROPIC_AUTH_TOKEN"] == "sk-gw"
     for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDECODE", "CLAUDE_CODE_EFFORT_LEVEL",
-                 "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "OTHER"):
+                 "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "OTHER", "CLAUDE_CODE_USE_BEDROCK",
+                 "ANTHROPIC_CUSTOM_HEADERS"):
         assert name not in env
     assert env["CLAUDE_MEM_INTERNAL"] == "1"
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
@@ -57,9 +65,12 @@ def test_gateway_without_base_url_is_a_configuration_error(tmp_path: Path) -> No
 
 def test_subscription_mode_injects_nothing_and_keeps_the_users_login(tmp_path: Path) -> None:
     s = _settings(tmp_path, None, auth="subscription")
-    env = build_agent_env(s, base=LEAKY_SHELL)
+    env = effective(LEAKY_SHELL, build_agent_env(s, base=LEAKY_SHELL))
     assert not set(BLOCKED) & set(env)
+    assert "CLAUDE_CODE_USE_BEDROCK" not in env and "ANTHROPIC_CUSTOM_HEADERS" not in env
     assert "CLAUDE_CONFIG_DIR" not in env
+    login = {**LEAKY_SHELL, "CLAUDE_CONFIG_DIR": "/home/dev/.claude-work"}  # where the user's login lives
+    assert build_agent_env(s, base=login)["CLAUDE_CONFIG_DIR"] == "/home/dev/.claude-work"
 
 
 def test_edited_dotenv_applies_at_next_build(tmp_path: Path) -> None:

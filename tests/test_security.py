@@ -6,6 +6,8 @@ Each test names what must not happen. They run against a real worker process ove
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from tests.fixtures.worker import (
     write_settings,
 )
 from tests.test_hook_cli import run_hook
+from tests.test_memory_agent import cli_children_env, gateway_worker, post_session, write_dotenv
 from worker.hook import dead_count
 
 EVIL = "https://evil.example"
@@ -352,3 +355,137 @@ def test_ids_and_anchors_out_of_range_are_400(w: WorkerProcess, method: str, pat
     assert r.status_code == 400, r.text
     assert r.json()["field"] == field
     assert "Traceback" not in w.stderr_text()[len(before):]
+
+
+# --- 4. secrets by name and by value, wherever an error is stored, shown or logged --------------------
+
+
+def test_a_credential_echoed_by_the_gateway_is_stored_shown_and_logged_redacted(start_worker: StartWorker,
+                                                                               tmp_path: Path,
+                                                                               upstream: Any) -> None:
+    """The provider's 401 echoes the key it was sent; the worker keeps the reason, never the key."""
+    data = tmp_path / "data"
+    secret = "sk-or-v1-echoed-4711-" + uuid.uuid4().hex
+    write_dotenv(data, OPENROUTER_API_KEY=secret)
+    w = start_worker(data_dir=data, CLAUDE_MEM_PROVIDER="openrouter", CLAUDE_MEM_OPENROUTER_MODEL="scripted",
+                     CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1", CLAUDE_MEM_CHROMA_ENABLED="false",
+                     CLAUDE_MEM_LOG_LEVEL="DEBUG")
+    mark = upstream.mark()
+    post_session(w, "sess-echo", [("Bash", {"command": "echo UPSTREAM:401"})], summarize=False)
+    wait_for(lambda: w.query("SELECT 1 FROM pending_events WHERE state = 'failed'"), timeout=90)
+    echoed = [r for r in upstream.requests(since=mark) if r["status"] == 401]
+    assert echoed, "the upstream refused the key"
+    stored = w.query("SELECT last_error FROM pending_events WHERE state = 'failed'")[0]["last_error"]
+    assert "[redacted]" in stored and secret not in stored
+    for text in (w.get("/api/processing-status").text, run_cli(["queue"], data).stdout,
+                 run_cli(["worker", "status"], data).stdout, w.stderr_text()):
+        assert secret not in text
+        assert secret[:12] not in text  # not even the recognisable head of an sk- key
+    assert all(secret.encode() not in p.read_bytes() for p in data.glob("claude-mem.db*"))
+
+
+# --- 5. files private to their user ------------------------------------------------------------------
+
+
+def test_memory_files_are_private_even_when_they_already_existed_wider(start_worker: StartWorker,
+                                                                      tmp_path: Path) -> None:
+    """A data dir created 0755 by an older version (or a user's umask 022) with a 0644 database and log."""
+    data = tmp_path / "data"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    (data / "logs").mkdir(mode=0o755)
+    (data / "logs").chmod(0o755)
+    for name in ("claude-mem.db", "claude-mem.db-wal", "claude-mem.db-shm", "logs/worker.log",
+                 "logs/worker.log.1", "settings.json"):
+        (data / name).write_text("" if name != "settings.json" else "{}")
+        (data / name).chmod(0o644)
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    assert w.post("/api/sessions/init", {"contentSessionId": sid(), "prompt": "private"}).status_code == 200
+    wide = []
+    for path in [data, *data.rglob("*")]:
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            wide.append(f"{path.relative_to(data)} {mode:o}")
+    assert not wide, wide
+    assert data.stat().st_mode & 0o777 == 0o700
+    assert (data / "claude-mem.db").stat().st_mode & 0o777 == 0o600
+
+
+def test_background_worker_log_is_created_private(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    port = free_port()
+    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(port), "CLAUDE_MEM_CHROMA_ENABLED": "false"})
+    try:
+        started = run_cli(["worker", "start"], data, **HOLD_QUEUE)
+        assert started.returncode == 0, started.stderr
+        assert (data / "logs" / "worker.log").stat().st_mode & 0o777 == 0o600
+        assert (data / "logs").stat().st_mode & 0o777 == 0o700
+    finally:
+        run_cli(["worker", "stop"], data)
+
+
+# --- 6. the agent's environment: an allowlist, whatever the worker's shell holds -------------------------
+
+
+def test_bedrock_and_custom_headers_in_the_workers_shell_never_reach_the_agent(start_worker: StartWorker,
+                                                                              tmp_path: Path,
+                                                                              litellm_proxy: Any) -> None:
+    """`CLAUDE_CODE_USE_BEDROCK=1` sent the agent to Bedrock (nothing reached the gateway); custom headers and
+    a shell's AWS keys went along. The live CLI's own environment is read from /proc."""
+    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_CODE_USE_BEDROCK="1",
+                       CLAUDE_CODE_USE_VERTEX="1", ANTHROPIC_CUSTOM_HEADERS="X-Exfil: planted",
+                       ANTHROPIC_MODEL="planted-model", AWS_SECRET_ACCESS_KEY="planted-aws-secret",
+                       NODE_OPTIONS="--require /tmp/planted.js")
+    post_session(w, "sess-bedrock", [("Read", {"file_path": "/work/demo/README.md"})], summarize=False)
+    wait_for(lambda: w.query("SELECT 1 FROM observations"), timeout=90)  # it went through the gateway
+    envs = cli_children_env(w.pid)
+    assert envs, "the long-lived SDK client should still be running"
+    for env in envs:
+        for name in ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_CUSTOM_HEADERS",
+                     "ANTHROPIC_MODEL", "AWS_SECRET_ACCESS_KEY", "NODE_OPTIONS"):
+            assert not env.get(name), name
+        assert env["ANTHROPIC_BASE_URL"] == litellm_proxy.url and env["CLAUDE_MEM_INTERNAL"] == "1"
+
+
+def test_rest_provider_imports_litellm_off_the_loop_with_its_local_cost_map(start_worker: StartWorker,
+                                                                           tmp_path: Path, upstream: Any) -> None:
+    """Offline, litellm fetched its cost map from the internet at the first turn, on the event loop. Any
+    outbound HTTP(S) request goes through the proxy the worker's shell names: the proxy must see none."""
+    seen: list[bytes] = []
+    proxy = socket.socket()
+    proxy.bind(("127.0.0.1", 0))
+    proxy.listen(16)
+    proxy.settimeout(0.2)
+    stop = threading.Event()
+
+    def record() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = proxy.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    seen.append(conn.recv(4096).split(b"\r\n", 1)[0])
+                except OSError:
+                    pass
+
+    recorder = threading.Thread(target=record, daemon=True)
+    recorder.start()
+    try:
+        data = tmp_path / "data"
+        write_dotenv(data, OPENROUTER_API_KEY="sk-or-offline-test-key")
+        proxy_url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
+        w = start_worker(data_dir=data, CLAUDE_MEM_PROVIDER="openrouter", CLAUDE_MEM_OPENROUTER_MODEL="scripted",
+                         CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1", CLAUDE_MEM_CHROMA_ENABLED="false",
+                         HTTPS_PROXY=proxy_url, HTTP_PROXY=proxy_url, NO_PROXY="127.0.0.1,localhost",
+                         LITELLM_LOCAL_MODEL_COST_MAP="False")
+        post_session(w, "sess-rest-offline", [("Edit", {"file_path": "/work/demo/app.py"})], summarize=False)
+        wait_for(lambda: w.query("SELECT 1 FROM observations"), timeout=90)
+        assert w.get("/api/health").status_code == 200
+    finally:
+        stop.set()
+        recorder.join(timeout=5)
+        proxy.close()
+    assert seen == [], f"outbound requests besides the configured endpoint: {seen}"

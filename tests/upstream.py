@@ -8,7 +8,8 @@ test can drive the memory agent, a real Claude Code host session, and faults fro
   `<observation>` per event or a `<summary>`, wrapped in a little prose;
 - a host session whose prompt has a line `SCRIPT: write p text ;; read p ;; bash cmd` gets one tool
   call per step (the number of tool results so far picks the step), then `DONE: ...`;
-- `UPSTREAM:<status>|malformed|garbage|skip|slow=<s>` in the last user turn injects a fault;
+- `UPSTREAM:<status>|malformed|garbage|skip|slow=<s>` in the last user turn injects a fault (a 401/403
+  echoes the credential it was sent, as careless gateways do: the worker must never store or show it);
 - `POST /_control` sets seeded random faults and a delay for every reply; `GET /_requests` shows
   what arrived.
 
@@ -674,6 +675,10 @@ class Handler(BaseHTTPRequestHandler):
         status = reply.error_status or random_status
         if status:
             message = reply.error_message or f"scripted upstream random fault {status}"
+            if status in (401, 403):  # as careless gateways do: the refused credential, echoed in full
+                sent = self.headers.get("x-api-key") or (self.headers.get("authorization") or "")[7:].strip()
+                if sent:
+                    message += f" (invalid credential: {sent})"
             entry.update(status=status, kind=reply.kind if reply.error_status else f"random-{status}")
             headers = {"retry-after": "1"} if status == 429 else None
             self._send_json(status, error_body(flavor, status, message), headers)

@@ -86,10 +86,19 @@ def agent_home(settings: Settings) -> Path:
     return settings.data_dir / "agent"
 
 
-def build_agent_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The SDK subprocess's environment: a minimal base, markers, and only `.env`'s credentials."""
+def build_agent_env(settings: Settings, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The SDK subprocess's environment: an allowlist of the host's variables, markers, and only `.env`'s
+    credentials.
+
+    The SDK starts the CLI with the worker's whole `os.environ` *under* this mapping, so an allowlist alone
+    would not hold: every other inherited name is overridden with an empty value, which the CLI reads as
+    unset. So `CLAUDE_CODE_USE_BEDROCK=1`, `ANTHROPIC_CUSTOM_HEADERS`, `ANTHROPIC_MODEL`, AWS or Vertex
+    settings in the worker's shell can never steer the agent away from the configured gateway."""
     source = os.environ if base is None else base
-    env = {k: v for k, v in source.items() if (k in BASE_KEYS or k.startswith("LC_")) and k not in BLOCKED}
+    keep = {k: v for k, v in source.items() if (k in BASE_KEYS or k.startswith("LC_")) and k not in BLOCKED}
+    env = {k: "" for k in source if k not in keep}
+    env.update(keep)
+    env["CLAUDE_CODE_ENTRYPOINT"] = "sdk-py"
     env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] = "1"
     env["CLAUDE_MEM_INTERNAL"] = "1"
     creds = load_credentials(settings.env_path)
@@ -104,6 +113,8 @@ def build_agent_env(settings: Settings, base: dict[str, str] | None = None) -> d
         home = agent_home(settings)
         home.mkdir(parents=True, exist_ok=True)
         env["CLAUDE_CONFIG_DIR"] = str(home)
+    elif source.get("CLAUDE_CONFIG_DIR"):
+        env["CLAUDE_CONFIG_DIR"] = source["CLAUDE_CONFIG_DIR"]  # subscription mode: where the user's login is
     return env
 
 

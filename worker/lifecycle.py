@@ -83,8 +83,9 @@ def start(settings: Settings, wait: float = 60.0) -> int:
               " or point the hooks at a team worker: claude-mem install --worker-url URL",
               file=sys.stderr)
         return 1
-    settings.log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(settings.log_path, "ab") as log_file:
+    settings.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # The log holds prompts and tool output in error lines: private to this user from its first byte.
+    with os.fdopen(os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
             stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,

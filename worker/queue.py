@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from worker.redaction import redact
 from worker.storage import Tx
 
 log = logging.getLogger("claude_mem.queue")
@@ -47,6 +48,7 @@ class ProcessingError(Exception):
 
     def __init__(self, kind: str, message: str, retry_after: float | None = None,
                  event_ids: list[int] | None = None, budget: bool = False, cause: str | None = None) -> None:
+        message = redact(message)  # stored as last_error, shown in status and the viewer, logged
         super().__init__(message)
         self.kind = kind
         self.cause = cause  # a short key for the fix (worker/agent/errors.py), when the cause is known
@@ -335,7 +337,7 @@ class QueueRunner:
                 self._dispatch()
             except Exception as exc:  # the loop must outlive any one bad turn
                 log.exception("queue loop turn failed")
-                self.last_error = f"queue loop: {exc}"
+                self.last_error = redact(f"queue loop: {exc}")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
             except TimeoutError:
@@ -429,7 +431,7 @@ class QueueRunner:
                 log.exception("processor crashed on session %s", session_id)
                 settle_error(self.conn, events, ProcessingError("transient", f"internal error: {exc!r}"),
                              self.max_attempts)
-                self.last_error = f"internal error: {exc!r}"
+                self.last_error = redact(f"internal error: {exc!r}")
             self.last_progress = time.time()
         finally:
             if claimed:

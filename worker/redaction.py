@@ -47,18 +47,50 @@ def looks_secret(value: str) -> bool:
 
 
 class Redactor:
-    """Replaces every known credential value, and anything shaped like one, with `[redacted]`."""
+    """Replaces every known credential value, and anything shaped like one, with `[redacted]`.
+
+    Watches `.env`: a key added there while the worker runs (the agent reads it at each spawn) is
+    learnt at the next call after the file changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._known: tuple[str, ...] = ()
+        self._env_path: Path | None = None
+        self._env_mtime: float | None = None
 
     def add(self, values: Iterable[str]) -> None:
         with self._lock:
             merged = set(self._known) | {v for v in values if v and len(v) >= MIN_KNOWN_SECRET}
             self._known = tuple(sorted(merged, key=len, reverse=True))  # longest first: a key inside a URL
 
+    def watch(self, env_path: Path) -> None:
+        self._env_path = env_path
+        self._reload_env()
+
+    def _reload_env(self) -> None:
+        path = self._env_path
+        if path is None:
+            return
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return
+        if mtime == self._env_mtime:
+            return
+        self._env_mtime = mtime
+        try:
+            from dotenv import dotenv_values
+
+            values = dotenv_values(path)
+        except (OSError, ValueError):
+            return
+        self.add(v for k, v in values.items()
+                 if v and k != "ANTHROPIC_BASE_URL" and (k in CREDENTIAL_KEYS or is_secret_name(k)))
+
     def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        self._reload_env()
         for secret in self._known:
             if secret in text:
                 text = text.replace(secret, REDACTED)
@@ -77,19 +109,12 @@ redact = Redactor()
 
 
 def learn_credentials(env_path: Path | None, *extra: str) -> None:
-    """Teach `redact` every credential this worker knows: `.env`'s values, the worker token, and secret-named
-    variables of its own environment. Never raises: a missing `.env` simply adds nothing."""
-    values: list[str] = [e for e in extra if e]
+    """Teach `redact` every credential this worker knows: `.env`'s values (watched from now on), the worker
+    token, and secret-named variables of its own environment. Never raises."""
+    redact.add([e for e in extra if e])
+    redact.add(v for k, v in os.environ.items() if v and is_secret_name(k))
     if env_path is not None:
-        try:
-            from dotenv import dotenv_values
-
-            values.extend(v for k, v in dotenv_values(env_path).items()
-                          if v and k != "ANTHROPIC_BASE_URL" and (k in CREDENTIAL_KEYS or is_secret_name(k)))
-        except (OSError, ValueError):
-            pass
-    values.extend(v for k, v in os.environ.items() if v and is_secret_name(k))
-    redact.add(values)
+        redact.watch(env_path)
 
 
 class RedactingFilter(logging.Filter):

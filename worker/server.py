@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import stat
 import sys
 from pathlib import Path
 
 from worker.env_isolation import scrub_process_environment
+from worker.redaction import RedactingFilter, learn_credentials
 from worker.settings import Settings, SettingsError, ensure_settings_file, load_settings
 
 log = logging.getLogger("claude_mem.server")
@@ -24,16 +26,55 @@ def setup_logging(level: str, log_path: Path | None) -> None:
             handlers.append(logging.handlers.RotatingFileHandler(log_path, maxBytes=10_000_000, backupCount=3))
         except OSError:
             pass
+    for handler in handlers:
+        handler.addFilter(RedactingFilter())
     logging.basicConfig(level=level, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
+MIN_TOKEN_CHARS = 16  # a token guessable in an afternoon protects nothing on a network
+
+
 def check_bind(settings: Settings) -> None:
-    if not settings.is_loopback and not settings.worker_token:
+    if settings.is_loopback:
+        return
+    if not settings.worker_token:
         raise SettingsError(
             f"CLAUDE_MEM_WORKER_HOST={settings.host} is not a loopback address: set CLAUDE_MEM_WORKER_TOKEN"
             " so only your team's hooks can post"
         )
+    if len(settings.worker_token) < MIN_TOKEN_CHARS:
+        raise SettingsError(
+            f"CLAUDE_MEM_WORKER_TOKEN has {len(settings.worker_token)} characters: a worker bound to"
+            f" {settings.host} needs at least {MIN_TOKEN_CHARS} (e.g. the output of `openssl rand -hex 32`)"
+        )
+
+
+def secure_data_dir(directory: Path) -> list[str]:
+    """Private to its user: the data dir and every directory in it 0700, every file 0600 (database, WAL, SHM,
+    logs, settings, spool, Chroma's files), also what an older version or another tool created wider.
+
+    Returns what was narrowed. A file this user cannot change (a read-only `.env` mount) is left alone."""
+    os.umask(0o077)  # everything the worker creates from now on
+    fixed: list[str] = []
+
+    def narrow(path: str, wanted: int) -> None:
+        try:
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                return
+            os.chmod(path, stat.S_IMODE(mode) & wanted)
+            fixed.append(os.path.relpath(path, directory))
+        except OSError:
+            pass
+
+    narrow(str(directory), 0o700)
+    for root, dirs, files in os.walk(directory):
+        for name in dirs:
+            narrow(os.path.join(root, name), 0o700)
+        for name in files:
+            narrow(os.path.join(root, name), 0o600)
+    return fixed
 
 
 def run_foreground(log_to_file: bool = True) -> int:
@@ -41,14 +82,20 @@ def run_foreground(log_to_file: bool = True) -> int:
 
     directory = data_dir()
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        narrowed = secure_data_dir(directory)
         ensure_settings_file(directory)
         settings = load_settings(directory)
         check_bind(settings)
     except SettingsError as exc:
         sys.stderr.write(f"claude-mem: {exc}\n")
         return 2
+    # Before anything is logged: every credential the worker knows is redacted from every log line.
+    learn_credentials(settings.env_path, settings.worker_token)
     setup_logging(settings.log_level, settings.log_path if log_to_file else None)
+    if narrowed:
+        log.warning("made private to this user (were readable by others): %s", ", ".join(narrowed[:20])
+                    + (f" and {len(narrowed) - 20} more" if len(narrowed) > 20 else ""))
     # Hook posts share the event loop with CPU-bound threads (the agent SDK's import, embeddings, the Chroma
     # client), and such a thread keeps the GIL for the switch interval each time the loop wants it back: at
     # the default 5 ms a post waited 50-170 ms behind the SDK's import; at 0.5 ms, 10-50 ms (bench_load.py).

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from worker import storage
+from worker.redaction import redact
 from worker.settings import Settings
 
 if TYPE_CHECKING:
@@ -607,7 +608,7 @@ class VectorSync:
             log.warning("Chroma sync failed (%s): %s; retrying every %ss", self.store.location, message,
                         self.retry_seconds)
         self.reachable = False
-        self.last_error = message[:500]
+        self.last_error = redact(message)[:500]
         self.last_error_at = time.time()
         self._checked_collection = False
         self.store.reset()

@@ -49,7 +49,10 @@ class MemoryAgent:
         # The SDK's import (pydantic models, ~0.6-1.7 s holding the GIL in stretches) happens before the port
         # opens, not at the first event, when the session's hooks (or, after a restart, a team's) pour in.
         if self.settings.provider != "claude":
-            return None
+            from worker.agent.rest import import_litellm
+
+            await import_litellm()
+            return "litellm"
         from worker.agent.claude import import_sdk
 
         await import_sdk()

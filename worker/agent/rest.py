@@ -5,6 +5,9 @@ Same prompts and parser as the Claude provider; each turn is stateless (system p
 
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
 import time
 from typing import Any
 
@@ -23,6 +26,31 @@ def _usage_of(response: Any) -> TurnUsage:
     return TurnUsage(input_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
                      output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
                      cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
+
+
+_litellm: Any = None
+_litellm_lock = threading.Lock()
+
+
+def load_litellm() -> Any:
+    """Import litellm (seconds of CPU) with its bundled cost map: offline, and with no request anywhere but
+    the configured endpoint (by default it fetches the cost map from the internet at import). Blocking:
+    call it in a thread (`import_litellm`)."""
+    global _litellm
+    with _litellm_lock:
+        if _litellm is None:
+            os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # forced: a shell's "False" would reach out
+            import litellm
+
+            litellm.telemetry = False
+            litellm.suppress_debug_info = True
+            _litellm = litellm
+    return _litellm
+
+
+async def import_litellm() -> Any:
+    """The import off the event loop: hooks' posts keep being answered while it runs."""
+    return await asyncio.to_thread(load_litellm)
 
 
 class RestProvider:
@@ -56,7 +84,7 @@ class RestProvider:
             model, api_key, base = self._target()
         except SettingsError as exc:
             raise ProcessingError("paused", str(exc), retry_after=60.0) from None
-        import litellm
+        litellm = await import_litellm()
 
         started = time.perf_counter()
         kwargs: dict[str, Any] = {"model": model, "api_key": api_key, "timeout": TURN_TIMEOUT, "num_retries": 0,
@@ -65,7 +93,9 @@ class RestProvider:
         if base:
             kwargs["api_base"] = base
         try:
-            response = await litellm.acompletion(**kwargs)
+            # The whole call in a thread: litellm does seconds of synchronous work around the request (client
+            # set-up, token counting, cost), which on the loop would stall every hook's post.
+            response = await asyncio.to_thread(litellm.completion, **kwargs)
         except Exception as exc:
             status = getattr(exc, "status_code", None)
             raise classify(f"{type(exc).__name__}: {exc}", status if isinstance(status, int) else None) from None
