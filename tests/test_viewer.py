@@ -808,3 +808,70 @@ def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(browser: A
         _no_page_errors(page)
     finally:
         mapped.close()
+
+
+def test_every_view_fits_phone_and_desktop_in_light_and_dark(browser: Any, start_worker: StartWorker,
+                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each view at 390×844 and 1280×800, light and dark: nothing wider than the screen (no sideways
+    scrolling on a phone), the colour scheme followed, no script error. Screenshots go to tmp_path
+    (printed) for a person to look at."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    data = tmp_path / "data"
+    ids = seed(data)
+    seed_history(data, 60)
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    w.post("/api/sessions/observations", {"contentSessionId": "session-web-0001", "tool_name": "Bash",
+                                          "tool_input": {"command": "ls"}, "tool_response": "ok"})  # a pause
+    shots = tmp_path / "screens"
+    shots.mkdir()
+    problems: list[str] = []
+    for width, height, form in ((390, 844, "phone"), (1280, 800, "desktop")):
+        for scheme in ("light", "dark"):
+            context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme,
+                                          is_mobile=form == "phone", has_touch=form == "phone")
+            try:
+                page = context.new_page()
+                page.set_default_timeout(TIMEOUT_MS)
+                _watch_errors(page)
+                page.goto(w.url)
+                expect(page.locator("#feed .card").first).to_be_visible()
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                dark = sum(int(x) for x in re.findall(r"\d+", background)[:3]) < 150
+                if dark != (scheme == "dark"):
+                    problems.append(f"{form} {scheme}: body background {background}")
+
+                def check(view: str, page: Any = page, name: str = f"{form}-{scheme}", width: int = width) -> None:
+                    # Against the screen's width: a mobile layout viewport widens to fit what overflows.
+                    page.wait_for_timeout(300)
+                    over = page.evaluate("document.documentElement.scrollWidth") - width
+                    if over > 0:
+                        problems.append(f"{name} {view}: {over}px wider than the screen")
+                    page.screenshot(path=str(shots / f"{name}-{view}.png"))
+
+                check("feed")
+                page.locator(f'#feed .card[data-key="observation:{ids["target"]}"]').click()
+                expect(page.locator("#details")).to_contain_text(TARGET["narrative"])
+                check("details")
+                page.locator("#session-open").click()
+                expect(page.locator("#session-items .card")).to_have_count(2)
+                check("session")
+                page.locator("#tab-overview").click()
+                expect(page.locator("#overview-days-chart svg")).to_be_visible()
+                check("overview")
+                page.locator("#tab-usage").click()
+                expect(page.locator("#usage-chart svg")).to_be_visible()
+                check("usage")
+                if form == "phone":
+                    page.locator("#tab-status").click()
+                expect(page.locator("#status-pause")).to_contain_text("next try in")
+                page.locator("#settings summary").click()
+                page.locator("#settings").scroll_into_view_if_needed()
+                check("status-settings")
+                _no_page_errors(page)
+            finally:
+                context.close()
+    with capsys.disabled():
+        print(f"\nviewer screenshots: {shots}")
+    assert problems == []

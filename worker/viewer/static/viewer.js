@@ -126,7 +126,8 @@
     const date = new Date(ms);
     const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
     if (date.toDateString() === new Date().toDateString()) return time;
-    return `${date.toLocaleDateString([], { month: "short", day: "numeric" })} ${time}`;
+    const sameYear = date.getFullYear() === new Date().getFullYear();
+    return `${date.toLocaleDateString([], { month: "short", day: "numeric", year: sameYear ? undefined : "numeric" })} ${time}`;
   }
 
   function ordinal(n) {
