@@ -273,6 +273,7 @@ def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: S
     expect(hit).to_contain_text(TARGET["title"])
     expect(page.locator("#search-summary")).to_contain_text("hybrid")
     expect(page.locator("#feed")).to_be_hidden()
+    expect(hit.locator(".card-meta button.link")).to_have_attribute("title", "Open session session-web-0001")
 
     hit.click()
     details = page.locator("#details")

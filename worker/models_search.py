@@ -29,6 +29,8 @@ class SearchHit(msgspec.Struct, kw_only=True):
     snippet: str
     score: float | None  # bm25 (keyword), cosine similarity (semantic), RRF (hybrid); None unranked
     sources: list[str] = []  # which ranked lists found it: keyword, semantic
+    session: str | None = None  # Claude Code's session id (contentSessionId), for the session view
+    promptNumber: int | None = None  # which prompt of its session the item belongs to
 
 
 class SearchResponse(msgspec.Struct, kw_only=True):

@@ -439,6 +439,7 @@ def to_hit(kind: str, row: sqlite3.Row, snippet: str, score: float | None, sourc
         id=row["id"], kind=kind, project=row["project"] or "", type=type_, title=title,
         created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
         snippet=snippet or fallback, score=None if score is None else round(score, 6), sources=sources,
+        session=row["content_session_id"], promptNumber=row["prompt_number"],
     )
 
 
