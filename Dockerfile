@@ -37,7 +37,7 @@ RUN pip install --no-cache-dir --no-deps . \
 # for its distributed server mode, kubernetes, with the packages only it pulls in (requirements.lock says
 # "via kubernetes"), 130 MB; and the installers pip and setuptools, 24 MB. The bytecode stays: without it
 # the non-root worker would recompile every module at each start (imports take twice as long).
-RUN pip uninstall --yes --quiet kubernetes aiohttp-retry durationpy requests-oauthlib oauthlib websocket-client \
+RUN pip uninstall --yes --quiet kubernetes aiohttp-retry durationpy requests-oauthlib websocket-client \
     && python -c "import chromadb, worker.server, worker.vectors, worker.agent.claude, worker.agent.rest" \
     && pip uninstall --yes --quiet setuptools pip
 

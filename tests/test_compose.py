@@ -1401,3 +1401,24 @@ def test_equivalent_forms_pass(tmp_path: Path, file: str, edit: Callable[[str], 
     path = root / file
     path.write_text(edit(path.read_text()))
     assert CHECKS[check](Sandbox.load(root)) == []
+
+
+def test_dockerfile_trims_only_what_nothing_else_needs() -> None:
+    """The Dockerfile uninstalls a few locked packages to shrink the image (issue 13). Each must be needed,
+    per requirements.lock's "via" lines, only by packages it also uninstalls (or chromadb's optional
+    distributed mode, kubernetes): when a dependency change makes another package need one, this fails."""
+    dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    trimmed: set[str] = set()
+    for command in re.findall(r"pip uninstall ([^&\n]+)", dockerfile):
+        trimmed |= {w.lower() for w in command.split() if not w.startswith("-")}
+    trimmed -= {"pip", "setuptools"}
+    assert "kubernetes" in trimmed, trimmed
+    lock = (ROOT / "requirements.lock").read_text()
+    needed_by: dict[str, set[str]] = {}
+    for name, via in re.findall(r"^([A-Za-z0-9_.\-]+)==\S+\n((?:[ \t]+#.*\n)*)", lock, re.M):
+        parents = {p.lower() for p in re.findall(r"#\s+(?:via\s+)?([A-Za-z0-9_.\-]+)\s*$", via, re.M)}
+        needed_by[name.lower()] = parents - {"via", "requirements-test.lock"}
+    for package in sorted(trimmed):
+        assert package in needed_by, f"{package} is not in requirements.lock"
+        others = needed_by[package] - trimmed - ({"chromadb"} if package == "kubernetes" else set())
+        assert not others, f"the Dockerfile uninstalls {package}, which {sorted(others)} need"
