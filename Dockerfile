@@ -1,7 +1,9 @@
 # claude-mem worker image (the `worker` service of compose.yaml).
 #
-# Two stages: `builder` installs the locked dependencies and the package into a virtualenv;
-# `runtime` copies only that virtualenv onto a clean slim base and runs it as a non-root user.
+# Stages: `deps` installs the locked dependencies into a virtualenv and `venv` trims it; `builder`
+# installs the package itself into a separate prefix; `runtime` copies both onto a clean slim base and
+# runs them as a non-root user. The large dependency layer changes only with requirements.lock, so a
+# code change rebuilds and ships only the package's own small layer.
 # Every dependency in requirements.lock ships a manylinux wheel, so no compiler is needed, and the
 # bundled Claude Code CLI (inside the claude-agent-sdk wheel) needs only glibc, which the base has.
 #
@@ -12,7 +14,7 @@
 # No secret is baked in: the worker token comes from compose's environment and the gateway
 # credentials from a file mounted read-only at ~/.claude-mem/.env when the container starts.
 
-FROM python:3.11.15-slim-bookworm AS builder
+FROM python:3.11.15-slim-bookworm AS deps
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -23,30 +25,39 @@ ENV PATH="/opt/venv/bin:${PATH}"
 
 WORKDIR /src
 
-# Dependencies first, from the lock file alone, so this layer is cached until the lock changes.
+# The dependencies, from the lock file alone, so this layer is cached until the lock changes. Then out
+# with what the worker never runs: chromadb's dependency for its distributed server mode, kubernetes,
+# with the packages only it pulls in (requirements.lock says "via kubernetes"), 130 MB; and polars, which
+# only the LiteLLM proxy's FOCUS cost export imports (the proxy runs in its own container), 180 MB.
+# tests/test_compose.py checks that nothing else needs them. The bytecode stays: without it the non-root
+# worker would recompile every module at each start (its imports take twice as long).
 COPY requirements.lock ./
-RUN pip install --no-cache-dir --only-binary=:all: -r requirements.lock
+RUN pip install --no-cache-dir --only-binary=:all: -r requirements.lock \
+    && pip uninstall --yes --quiet kubernetes aiohttp-retry durationpy requests-oauthlib websocket-client \
+        polars polars-runtime-32 \
+    && LITELLM_LOCAL_MODEL_COST_MAP=True python -c "import chromadb, claude_agent_sdk, litestar, litellm, onnxruntime"
 
-# Then the package itself, without letting pip resolve anything beyond the lock.
+
+# The installers are not needed at run time either (24 MB).
+FROM deps AS venv
+RUN pip uninstall --yes --quiet setuptools pip
+
+
+# The package itself, into its own prefix, without letting pip resolve anything beyond the lock.
+FROM deps AS builder
 COPY pyproject.toml README.md ./
 COPY worker/ ./worker/
-RUN pip install --no-cache-dir --no-deps . \
-    && claude-mem --help > /dev/null
-
-# Then out with what the worker never runs (README "Team sandbox", image size): chromadb's dependency
-# for its distributed server mode, kubernetes, with the packages only it pulls in (requirements.lock says
-# "via kubernetes"), 130 MB; and the installers pip and setuptools, 24 MB. The bytecode stays: without it
-# the non-root worker would recompile every module at each start (imports take twice as long).
-RUN pip uninstall --yes --quiet kubernetes aiohttp-retry durationpy requests-oauthlib websocket-client \
-    && python -c "import chromadb, worker.server, worker.vectors, worker.agent.claude, worker.agent.rest" \
-    && pip uninstall --yes --quiet setuptools pip
+RUN pip install --no-cache-dir --no-deps --prefix /opt/package . \
+    && PYTHONPATH=/opt/package/lib/python3.11/site-packages /opt/package/bin/claude-mem --help > /dev/null \
+    && PYTHONPATH=/opt/package/lib/python3.11/site-packages \
+        python -c "import worker.server, worker.vectors, worker.agent.claude, worker.agent.rest"
 
 
 FROM python:3.11.15-slim-bookworm AS runtime
 
-# The virtualenv first: this large layer does not depend on the uid/gid below, so images built for
-# different WORKER_UID/WORKER_GID share it.
-COPY --from=builder /opt/venv /opt/venv
+# The dependencies first: this large layer depends neither on the code nor on the uid/gid below, so it
+# is shared by every rebuild after a code change and by images for different WORKER_UID/WORKER_GID.
+COPY --from=venv /opt/venv /opt/venv
 
 # The uid/gid can be set at build time (compose passes WORKER_UID/WORKER_GID) so the bind-mounted
 # credentials file can stay mode 0600 and owned by the admin on the host. Any id an admin can have
@@ -60,6 +71,9 @@ RUN set -eu; \
     getent passwd "${APP_UID}" > /dev/null || useradd --system --uid "${APP_UID}" --gid "${APP_GID}" \
         --home-dir /home/claude-mem --no-create-home --shell /usr/sbin/nologin claude-mem; \
     install -d -o "${APP_UID}" -g "${APP_GID}" -m 0700 /home/claude-mem /home/claude-mem/.claude-mem
+
+# The package (the worker's code and the `claude-mem` script), merged into the virtualenv.
+COPY --from=builder /opt/package/ /opt/venv/
 
 ENV PATH="/opt/venv/bin:${PATH}" \
     PYTHONUNBUFFERED=1 \

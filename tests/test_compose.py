@@ -1405,8 +1405,10 @@ def test_equivalent_forms_pass(tmp_path: Path, file: str, edit: Callable[[str], 
 
 def test_dockerfile_trims_only_what_nothing_else_needs() -> None:
     """The Dockerfile uninstalls a few locked packages to shrink the image (issue 13). Each must be needed,
-    per requirements.lock's "via" lines, only by packages it also uninstalls (or chromadb's optional
-    distributed mode, kubernetes): when a dependency change makes another package need one, this fails."""
+    per requirements.lock's "via" lines, only by packages it also uninstalls, or by the one user the
+    Dockerfile names (chromadb's distributed mode for kubernetes, LiteLLM's proxy for polars): when a
+    dependency change makes another package need one, this fails."""
+    known_users = {"kubernetes": {"chromadb"}, "polars": {"litellm"}}
     dockerfile = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
     trimmed: set[str] = set()
     for command in re.findall(r"pip uninstall ([^&\n]+)", dockerfile):
@@ -1420,5 +1422,5 @@ def test_dockerfile_trims_only_what_nothing_else_needs() -> None:
         needed_by[name.lower()] = parents - {"via", "requirements-test.lock"}
     for package in sorted(trimmed):
         assert package in needed_by, f"{package} is not in requirements.lock"
-        others = needed_by[package] - trimmed - ({"chromadb"} if package == "kubernetes" else set())
+        others = needed_by[package] - trimmed - known_users.get(package, set())
         assert not others, f"the Dockerfile uninstalls {package}, which {sorted(others)} need"
