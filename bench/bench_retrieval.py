@@ -51,11 +51,11 @@ DEFAULT_PATHS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "loco
 
 
 def find_data(given: str | None) -> Path | None:
-    env = os.environ.get("LOCOMO_PATH")
-    for candidate in ([Path(given)] if given else []) + ([Path(env)] if env else []) + list(DEFAULT_PATHS):
-        if candidate.is_file():
-            return candidate
-    return None
+    """The LoCoMo file: the one named (--data, else $LOCOMO_PATH), or the shared dev split; None if absent."""
+    named = given or os.environ.get("LOCOMO_PATH")
+    if named:
+        return Path(named) if Path(named).is_file() else None
+    return next((p for p in DEFAULT_PATHS if p.is_file()), None)
 
 
 def turn_text(turn: dict[str, Any]) -> str:
