@@ -159,6 +159,7 @@ def evidence(qa: dict[str, Any], granularity: str) -> set[str]:
 
 def run_mode(store: Store, conv: dict[str, Any], granularity: str, mode: str) -> Tally:
     tally = Tally()
+    store.vsync.store.forget_queries()  # each mode embeds its questions itself: no cache hits across modes
     for qa in conv["qa"]:
         if qa.get("category") not in CATEGORIES:
             continue

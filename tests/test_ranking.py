@@ -158,3 +158,19 @@ def test_split_covers_the_whole_text_in_bounded_chunks() -> None:
     words = set(text.split())
     assert words == set(" ".join(chunks).split())  # nothing lost
     assert embedder.split("short text") == ["short text"]
+
+
+def test_a_repeated_query_reuses_its_vector(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, conn, vsync = world
+    oid = add(conn, "Billing backup", TAIL)
+    vsync.sync_now()
+    embedder = vsync.store.embedder()
+    asked: list[list[str]] = []
+    real = embedder.embed
+    monkeypatch.setattr(embedder, "embed", lambda texts: asked.append(list(texts)) or real(texts))
+    first = run(conn, vsync, "why did the billing backup fail", "semantic")
+    page2 = run(conn, vsync, "why did the billing backup fail", "hybrid", offset="0", limit="5")
+    assert asked == [["why did the billing backup fail"]]  # embedded once, reused by the next search
+    assert first.results[0].id == page2.results[0].id == oid
+    run(conn, vsync, "something else entirely", "semantic")
+    assert asked[-1] == ["something else entirely"]

@@ -43,6 +43,9 @@ KINDS = storage.KINDS
 TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
 HTTP_TIMEOUT_SECONDS = 30.0
+# Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
+# twice, timeline?query after search): embedding is about a third of a hybrid search's CPU.
+QUERY_CACHE_SIZE = 256
 
 
 class VectorsUnavailable(Exception):
@@ -196,6 +199,8 @@ class ChromaStore:
         self.path = settings.data_dir / "chroma"
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._query_lock = threading.Lock()
+        self._query_vectors: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
         self._client: ClientAPI | None = None
         self._collection: Collection | None = None
 
@@ -325,8 +330,8 @@ class ChromaStore:
         collection = self.collection()
         if n <= 0:
             return []
-        result = collection.query(query_texts=[text], n_results=n, where=where,
-                                  include=["distances", "documents"])  # type: ignore[list-item]
+        result = collection.query(query_embeddings=[self.query_vector(text)], n_results=n,  # type: ignore[arg-type]
+                                  where=where, include=["distances", "documents"])  # type: ignore[list-item]
         ids = (result.get("ids") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
         documents = (result.get("documents") or [[]])[0] or [""] * len(ids)
@@ -336,6 +341,25 @@ class ChromaStore:
             if parsed:
                 hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
         return hits
+
+
+    def query_vector(self, text: str) -> list[float]:
+        """The query's embedding, from a small LRU cache when the same text was asked recently."""
+        with self._query_lock:
+            found = self._query_vectors.get(text)
+            if found is not None:
+                self._query_vectors.move_to_end(text)
+                return found
+        vector = [float(x) for x in self.embedder().embed([text])[0]]
+        with self._query_lock:
+            self._query_vectors[text] = vector
+            while len(self._query_vectors) > QUERY_CACHE_SIZE:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+    def forget_queries(self) -> None:
+        with self._query_lock:
+            self._query_vectors.clear()
 
 
 def _bound_http_timeout(client: Any) -> None:
