@@ -27,7 +27,7 @@ class SearchHit(msgspec.Struct, kw_only=True):
     created_at: str  # ISO 8601, UTC
     created_at_epoch: int  # milliseconds, as claude-mem
     snippet: str
-    score: float | None  # bm25 (keyword), cosine similarity (semantic), RRF (hybrid); None unranked
+    score: float | None  # bm25 (keyword), cosine similarity (semantic), fused 0-1 (hybrid); None unranked
     sources: list[str] = []  # which ranked lists found it: keyword, semantic
     session: str | None = None  # Claude Code's session id (contentSessionId), for the session view
     promptNumber: int | None = None  # which prompt of its session the item belongs to
