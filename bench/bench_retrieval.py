@@ -13,7 +13,8 @@ What it measures, the way peers score LoCoMo (deja-vu, graph-memory, Hebb Mind):
 - Rows are written with `worker.storage` and embedded by `worker.vectors.VectorSync` (embedded Chroma in
   a scratch dir), as the worker does; every question is asked verbatim, scoped to its conversation's
   project, through `worker.search` (what `GET /api/search` runs, minus HTTP), in each mode.
-- Questions: categories 1-4 (category 5 is adversarial, with no answer in the conversation).
+- Questions: categories 1-4 (category 5 is adversarial, with no answer in the conversation), less those
+  with no evidence ids (2 in the dev split).
 - Latency is per search, query embedding and Chroma included (p50/p99 over all questions): wall time,
   and the process's CPU time (all its threads), which a machine busy with other work inflates far less.
   It also prints the machine's load average, so a wall-time p99 can be read against it.
