@@ -490,6 +490,7 @@ def _protected_calls(s: str) -> list[tuple[str, str, Any]]:
         ("POST", "/api/settings", {"CLAUDE_MEM_LOG_LEVEL": "INFO"}),
         ("POST", "/api/queue/retry", {}),
         ("GET", "/api/feed", None),
+        ("GET", "/api/feed/prompt/1", None),
         ("GET", "/api/overview", None),
         ("GET", "/schema/openapi.json", None),
     ]

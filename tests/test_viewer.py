@@ -515,6 +515,9 @@ def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartW
     _no_page_errors(page)
 
 
+LONG_TAIL = "It must also cover the charts, the code blocks and the settings panel itself. " * 6 + "END-OF-PROMPT"
+
+
 def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: StartWorker,
                                                tmp_path: Path) -> None:
     from playwright.sync_api import expect
@@ -534,7 +537,7 @@ def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: 
             storage.add_prompt(conn, session["id"], text)
             return f"prompt:{conn.execute('SELECT max(id) FROM user_prompts').fetchone()[0]}"
 
-        order.append(prompt(s, "Add a dark mode to the settings page"))
+        order.append(prompt(s, "Add a dark mode to the settings page. " + LONG_TAIL))
         prompt(other, "an unrelated session's prompt")
         order += [obs("feature", "Theme tokens found in tokens.css", 1), obs("feature", "Dark palette added", 1)]
         order.append(prompt(s, "Now make it follow the system setting"))
@@ -561,6 +564,13 @@ def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: 
     expect(items.nth(3)).to_contain_text("2nd prompt of its session")
     expect(page.locator("#session-meta")).to_contain_text("2 prompts · 3 observations · 1 summary")
     expect(page.locator("#session-view")).not_to_contain_text("unrelated")
+    # A timeline entry carries a snippet; its details show the whole prompt.
+    assert "END-OF-PROMPT" not in items.first.inner_text()
+    items.first.click()
+    expect(page.locator("#details-title")).to_have_text("First prompt of the session")
+    expect(page.locator("#details-body")).to_contain_text("END-OF-PROMPT")
+    assert w.get("/api/feed/prompt/999").status_code == 404
+    assert w.get("/api/feed/table/1").json()["field"] == "kind"
     page.locator("#session-back").click()
     expect(page.locator("#feed-view")).to_be_visible()
     _no_page_errors(page)

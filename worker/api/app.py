@@ -32,7 +32,16 @@ from worker.api.hooks import HookController
 from worker.api.search import SearchController
 from worker.api.status import StatusController, health_route, readiness_route, usage_route
 from worker.api.unicode import lone_surrogate_middleware
-from worker.api.viewer import FeedPart, feed_page, feed_stats, feed_stream, overview_route, viewer_asset, viewer_page
+from worker.api.viewer import (
+    FeedPart,
+    feed_item,
+    feed_page,
+    feed_stats,
+    feed_stream,
+    overview_route,
+    viewer_asset,
+    viewer_page,
+)
 from worker.feed import FeedHub
 from worker.knowledge import CorpusError, KnowledgeAgent
 from worker.queue import ProcessingError, QueueRunner
@@ -56,7 +65,7 @@ def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Ba
 
 ROUTES: list[Any] = [
     health_route, readiness_route, HookController, StatusController, usage_route, SearchController,
-    CorpusController, viewer_page, viewer_asset, feed_stream, feed_stats, feed_page, overview_route,
+    CorpusController, viewer_page, viewer_asset, feed_stream, feed_stats, feed_page, feed_item, overview_route,
 ]
 
 

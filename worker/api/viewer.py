@@ -25,8 +25,18 @@ from litestar.response import Response, ServerSentEvent
 
 from worker import storage
 from worker.api.auth import bearer_ok
-from worker.feed import DEFAULT_SNAPSHOT, MAX_SNAPSHOT, FeedFilter, FeedHub, overview, parse_cursor, snapshot
+from worker.feed import (
+    DEFAULT_SNAPSHOT,
+    MAX_SNAPSHOT,
+    FeedFilter,
+    FeedHub,
+    load_items,
+    overview,
+    parse_cursor,
+    snapshot,
+)
 from worker.services import Services
+from worker.storage import KINDS
 
 log = logging.getLogger("claude_mem.api.viewer")
 
@@ -146,6 +156,18 @@ def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, 
     more = len(items) > limit
     items = items[:limit]
     return {"items": items, "next": items[-1]["cursor"] if more and items else None}
+
+
+@get("/api/feed/{kind:str}/{item_id:int}", tags=["viewer"], sync_to_thread=False)
+def feed_item(kind: str, item_id: int, services: Services) -> dict[str, Any]:
+    """One item as the feed shows it (a prompt's whole text, a summary's fields): what a search hit or
+    a timeline entry, which carry a snippet, opens to in the viewer's details."""
+    if kind not in KINDS:
+        raise ValidationException(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}", extra=[{"key": "kind"}])
+    found = load_items(services.conn, kind, [item_id])
+    if not found:
+        raise NotFoundException(f"{kind} {item_id} not found")
+    return found[0]
 
 
 @get("/api/overview", tags=["viewer"])

@@ -169,6 +169,7 @@
       key: `${hit.kind}:${hit.id}`, kind: hit.kind, id: hit.id, type: hit.type, project: hit.project,
       title: hit.title, snippet: hit.snippet, text: hit.snippet, createdAt: hit.created_at_epoch,
       sources: hit.sources || [], session: hit.session || "", promptNumber: hit.promptNumber,
+      partial: true, // a snippet: the details fetch the whole item
     };
   }
 
@@ -859,8 +860,21 @@
     $("details-actions").hidden = false;
     $("delete-button").hidden = entry.kind !== "observation";
     $("session-open").hidden = !entry.session || state.view === "session";
-    if (entry.kind === "summary") return renderSummary(entry);
-    if (entry.kind === "prompt") return renderPrompt(entry);
+    if (entry.kind === "summary" || entry.kind === "prompt") {
+      const render = entry.kind === "summary" ? renderSummary : renderPrompt;
+      render(entry);
+      if (!entry.partial) return undefined;
+      try {
+        const whole = await api("GET", `/api/feed/${entry.kind}/${entry.id}`);
+        Object.assign(entry, whole, { partial: false, sources: entry.sources });
+        if (state.selected === entry) render(entry);
+      } catch (err) {
+        if (err.status === 404 && state.selected === entry) {
+          $("details-body").replaceChildren(el("p", { class: "muted", text: "This item no longer exists." }));
+        }
+      }
+      return undefined;
+    }
     $("details-title").textContent = `Observation ${ref("observation", entry.id)}`;
     $("details-body").replaceChildren(el("p", { class: "muted", text: "Loading…" }));
     try {
