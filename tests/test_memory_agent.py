@@ -64,7 +64,8 @@ def cli_children(worker_pid: int) -> list[int]:
             try:
                 stat = (entry / "stat").read_text()
                 ppid = int(stat.rsplit(")", 1)[1].split()[1])
-                if ppid == worker_pid and b"claude" in (entry / "cmdline").read_bytes():
+                cmdline = (entry / "cmdline").read_bytes()
+                if ppid == worker_pid and b"claude" in cmdline and b"worker.vector_process" not in cmdline:
                     pids.append(int(entry.name))
             except (OSError, ValueError, IndexError):
                 continue
