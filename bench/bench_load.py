@@ -707,7 +707,12 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
                 say(f"  +{time.monotonic() - t0:6.1f}s queue {counts}; Chroma synced {vec.get('synced')}"
                     f" unsynced {vec.get('unsynced')}")
 
-        counts = wait_drained(w, timeout=args.max_seconds, on_tick=tick)
+        try:
+            counts = wait_drained(w, timeout=args.max_seconds, on_tick=tick)
+        except TimeoutError:  # a saturated machine: the memory figures still stand
+            say(f"peak RSS so far                worker alone {_mb(sampler.peak_worker_kb)}; vector child process"
+                f" {_mb(sampler.peak_vector_kb)}; agent CLIs {_mb(sampler.peak_clis_kb)} ({sampler.peak_clis} CLIs)")
+            raise
         drained_at = time.monotonic()
         first = audit(w.db_path, stats.acked)
         say(f"first drain at +{drained_at - t0:.1f}s: queue {counts}")
