@@ -886,3 +886,32 @@ def test_every_view_fits_phone_and_desktop_in_light_and_dark(browser: Any, start
     with capsys.disabled():
         print(f"\nviewer screenshots: {shots}")
     assert problems == []
+
+
+def test_hooks_status_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """installed / partial / missing / unknown (a broken settings.json, or a worker serving other machines)."""
+    from types import SimpleNamespace
+
+    from worker import install
+    from worker.api.status import hooks_status
+    from worker.settings import load_settings
+
+    config_dir = tmp_path / "claude"
+    config_dir.mkdir()
+    monkeypatch.setenv("CLAUDE_CONFIG_DIR", str(config_dir))
+    local = SimpleNamespace(settings=load_settings(tmp_path / "data", environ={}))
+    path = config_dir / "settings.json"
+    assert hooks_status(local).state == "missing"  # type: ignore[arg-type]
+    config, _ = install.merge_hooks({"model": "opus"}, tmp_path / "data")
+    path.write_text(json.dumps(config))
+    assert hooks_status(local).state == "installed"  # type: ignore[arg-type]
+    del config["hooks"]["Stop"]
+    path.write_text(json.dumps(config))
+    status = hooks_status(local)  # type: ignore[arg-type]
+    assert status.state == "partial" and status.missing == ["Stop"]
+    path.write_text("{ not json")
+    broken = hooks_status(local)  # type: ignore[arg-type]
+    assert broken.state == "unknown" and "invalid JSON" in broken.detail
+    remote = SimpleNamespace(settings=load_settings(tmp_path / "data", environ={
+        "CLAUDE_MEM_WORKER_HOST": "0.0.0.0", "CLAUDE_MEM_WORKER_TOKEN": TOKEN}))
+    assert hooks_status(remote).state == "unknown"  # type: ignore[arg-type]

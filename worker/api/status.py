@@ -93,7 +93,7 @@ async def readiness_route(services: Services, request: Request[Any, Any, Any]) -
     return Response(ReadinessResponse(ready=not reasons, reasons=reasons), status_code=503 if reasons else 200)
 
 
-_hooks_cache: dict[str, tuple[float, HooksStatus]] = {}
+_hooks_cache: dict[str, tuple[tuple[int, int], HooksStatus]] = {}
 
 
 def hooks_status(services: Services) -> HooksStatus:
@@ -109,11 +109,12 @@ def hooks_status(services: Services) -> HooksStatus:
                                                    " on a developer's machine to check its hooks")
     path = install.claude_settings_path()
     try:
-        mtime = path.stat().st_mtime
+        info = path.stat()
+        stamp = (info.st_mtime_ns, info.st_size)
     except OSError:
-        mtime = -1.0
+        stamp = (-1, -1)
     cached = _hooks_cache.get(str(path))
-    if cached and cached[0] == mtime:
+    if cached and cached[0] == stamp:
         return cached[1]
     wanted = list(install.HOOK_EVENTS)
     try:
@@ -125,7 +126,7 @@ def hooks_status(services: Services) -> HooksStatus:
         missing = [e for e in wanted if e not in found]
         state = "installed" if not missing else "partial" if events else "missing"
         result = HooksStatus(state=state, settingsPath=str(path), events=events, missing=missing)
-    _hooks_cache[str(path)] = (mtime, result)
+    _hooks_cache[str(path)] = (stamp, result)
     return result
 
 
