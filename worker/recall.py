@@ -130,5 +130,5 @@ def cli_search(settings: Settings, ns: Any) -> int:
 def _cli_footer(text: str) -> str:
     """The search text names the MCP tool for full items; on the command line, `claude-mem show` does it."""
     return text.replace("Fetch full observations with get_observations (POST /api/observations/batch) by their #id.",
-                        "Show one in full: claude-mem show ID (#12, S3 or P7 as listed above).")
+                        "Show one in full: claude-mem show ID (12 for #12, S3, P7: the ids listed above).")
 
