@@ -23,6 +23,7 @@ from worker.env_isolation import gateway_problems
 from worker.settings import LOOPBACK_HOSTS, Settings, SettingsError, data_dir, load_credentials, load_settings
 
 HTTP_TIMEOUT = 3.0
+GATEWAY_TIMEOUT = 15.0  # a busy LiteLLM can take seconds to list its models; that is slow, not down
 SHELL_CREDENTIALS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN")
 LABELS = {"ok": "ok  ", "warn": "WARN", "fail": "FAIL", "skip": "skip"}
 
@@ -133,10 +134,13 @@ def check_gateway(s: Settings, creds: dict[str, str]) -> list[Check]:
     elif creds.get("ANTHROPIC_API_KEY"):
         headers["x-api-key"] = creds["ANTHROPIC_API_KEY"]
     root = base_url[:-3] if base_url.endswith("/v1") else base_url
-    answer = request(f"{root}/v1/models", headers=headers, timeout=HTTP_TIMEOUT)
+    answer = request(f"{root}/v1/models", headers=headers, timeout=GATEWAY_TIMEOUT)
+    if answer.error and "timed out" in answer.error:
+        return [Check("gateway.reachable", "fail", f"{base_url} accepted the connection but did not answer within "
+                      f"{GATEWAY_TIMEOUT:.0f} s", "see the gateway's log (claude-mem gateway status names it)")]
     if answer.error:
         return [Check("gateway.reachable", "fail", f"{base_url} does not answer ({answer.error})",
-                      "start the gateway (e.g. litellm --config config.yaml --port 4000) or correct its URL: "
+                      "start the gateway (claude-mem gateway start, README \"Solo\") or correct its URL: "
                       "claude-mem install --gateway-url URL")]
     out = [Check("gateway.reachable", "ok", f"{base_url} answered in {answer.seconds * 1000:.0f} ms")]
     message = _error_message(answer)
@@ -244,8 +248,8 @@ def fix_for(cause: str | None, route: str) -> str:
                "api-key": "claude-mem install --auth api-key --api-key KEY (a valid Anthropic API key)",
                "subscription": "run `claude`, then /login, to renew your Claude login"}
     fixes = {
-        "gateway-unreachable": "start the gateway (README \"Solo\": .venv/bin/litellm --config litellm-config.yaml"
-                               " --port 4000) or correct its URL: claude-mem install --gateway-url URL",
+        "gateway-unreachable": "start the gateway (claude-mem gateway start, README \"Solo\") or correct its URL: "
+                               "claude-mem install --gateway-url URL",
         "upstream-unreachable": "the gateway is up but cannot reach its upstream: check the upstream's address and key"
                                 " in the LiteLLM config (MEMORY_UPSTREAM_API_BASE, MEMORY_UPSTREAM_API_KEY) and "
                                 "the gateway's log",

@@ -81,6 +81,10 @@ def start(settings: Settings, config: str | None, port: int, environ: dict[str, 
             pid_path.unlink(missing_ok=True)
             return 1
         if _alive(url):
+            # The first model listing loads the proxy's routes (seconds on a busy machine): done here, so the
+            # doctor that follows meets a warm gateway.
+            request(f"{url}/v1/models", headers={"Authorization": f"Bearer {env['LITELLM_MASTER_KEY']}"},
+                    timeout=60.0)
             print(f"gateway running at {url} (pid {proc.pid}; log {log_path}); point claude-mem at it with: "
                   f"claude-mem install --auth gateway --gateway-url {url} --gateway-token \"$LITELLM_MASTER_KEY\"")
             return 0
