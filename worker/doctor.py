@@ -418,11 +418,11 @@ def _executable(command: str) -> str:
 
 
 def check_claude_code(settings_path: Path, state_path: Path) -> list[Check]:
-    from worker.install import HOOK_EVENTS, InstallError, installed_hooks, read_json_object
+    from worker.claude_code import HOOK_EVENTS, ConfigFileError, installed_hooks, read_json_object
 
     try:
         found = installed_hooks(read_json_object(settings_path))
-    except InstallError as exc:
+    except ConfigFileError as exc:
         return [Check("hooks", "fail", str(exc), f"repair {settings_path}, then claude-mem install")]
     out: list[Check] = []
     missing = [e for e in HOOK_EVENTS if e not in found]
@@ -440,7 +440,7 @@ def check_claude_code(settings_path: Path, state_path: Path) -> list[Check]:
         out.append(Check("hooks", "ok", f"{len(found)} hooks in {settings_path}"))
     try:
         state = read_json_object(state_path)
-    except InstallError as exc:
+    except ConfigFileError as exc:
         return [*out, Check("mcp", "warn", str(exc))]
     servers = state.get("mcpServers") if isinstance(state.get("mcpServers"), dict) else {}
     if isinstance(servers, dict) and "claude-mem" in servers:
@@ -452,7 +452,7 @@ def check_claude_code(settings_path: Path, state_path: Path) -> list[Check]:
 
 
 def run_checks(claude_settings: str | None = None, environ: dict[str, str] | None = None) -> list[Check]:
-    from worker.install import claude_settings_path, claude_state_path
+    from worker.claude_code import claude_settings_path, claude_state_path
 
     env = dict(os.environ if environ is None else environ)
     directory = data_dir()
