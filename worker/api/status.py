@@ -102,12 +102,12 @@ def hooks_status(services: Services) -> HooksStatus:
     Re-read only when the file changes (the viewer polls every few seconds). A worker bound beyond
     loopback serves other machines, whose hooks it cannot see: `unknown`, and doctor checks there.
     """
-    from worker import install
+    from worker import claude_code
 
     if not services.settings.is_loopback:
         return HooksStatus(state="unknown", detail="this worker serves other machines; run `claude-mem doctor`"
                                                    " on a developer's machine to check its hooks")
-    path = install.claude_settings_path()
+    path = claude_code.claude_settings_path()
     try:
         info = path.stat()
         stamp = (info.st_mtime_ns, info.st_size)
@@ -116,10 +116,10 @@ def hooks_status(services: Services) -> HooksStatus:
     cached = _hooks_cache.get(str(path))
     if cached and cached[0] == stamp:
         return cached[1]
-    wanted = list(install.HOOK_EVENTS)
+    wanted = list(claude_code.HOOK_EVENTS)
     try:
-        found = install.installed_hooks(install.read_json_object(path))
-    except install.InstallError as exc:
+        found = claude_code.installed_hooks(claude_code.read_json_object(path))
+    except claude_code.ConfigFileError as exc:
         result = HooksStatus(state="unknown", settingsPath=str(path), missing=wanted, detail=str(exc))
     else:
         events = [e for e in wanted if e in found]
