@@ -22,7 +22,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.upstream import LiteLLMProxy, Upstream, free_port  # noqa: E402
+from tests.fixtures.model_servers import LiteLLMProxy, Upstream, free_port  # noqa: E402
 from worker.agent.claude import ClaudeProvider  # noqa: E402
 from worker.agent.prompts import observation_message, tool_event_block  # noqa: E402
 from worker.settings import load_settings  # noqa: E402

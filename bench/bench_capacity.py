@@ -42,10 +42,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
 from bench_cost import make_session  # noqa: E402
-from bench_load import ProcSampler  # noqa: E402
 
-from tests.fixtures.upstream import LiteLLMProxy, Upstream  # noqa: E402
+from tests.fixtures.model_servers import LiteLLMProxy, Upstream  # noqa: E402
 from tests.fixtures.worker import WorkerProcess  # noqa: E402
+from tests.load_driver import ProcSampler  # noqa: E402
 
 GOAL_SECONDS = 300.0  # p99 event → memory, simulated
 

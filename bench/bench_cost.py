@@ -41,7 +41,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.fixtures.upstream import LiteLLMProxy, Upstream  # noqa: E402
+from tests.fixtures.model_servers import LiteLLMProxy, Upstream  # noqa: E402
 from tests.fixtures.worker import clean_env, free_port  # noqa: E402
 from tests.upstream import parse_openai  # noqa: E402
 

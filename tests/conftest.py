@@ -2,6 +2,6 @@
 
 pytest_plugins = [
     "tests.fixtures.worker",
-    "tests.fixtures.upstream",
+    "tests.fixtures.model_servers",
     "tests.fixtures.chroma",
 ]

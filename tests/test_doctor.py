@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.fixtures.upstream import DEAD_UPSTREAM_MODEL, MODEL, LiteLLMProxy, Upstream
+from tests.fixtures.model_servers import DEAD_UPSTREAM_MODEL, MODEL, LiteLLMProxy, Upstream
 from tests.fixtures.worker import CLAUDE_MEM, StartWorker, WorkerProcess, clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.timeout(180)

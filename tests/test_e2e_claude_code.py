@@ -19,7 +19,7 @@ from typing import Any
 import claude_agent_sdk
 import pytest
 
-from tests.fixtures.upstream import MODEL, LiteLLMProxy, Upstream
+from tests.fixtures.model_servers import MODEL, LiteLLMProxy, Upstream
 from tests.fixtures.worker import CLAUDE_MEM, StartWorker, WorkerProcess, clean_env, wait_for
 
 pytestmark = pytest.mark.timeout(240)

@@ -21,7 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
-from bench.bench_load import (
+from tests.fixtures.chroma import ChromaServer
+from tests.fixtures.model_servers import LiteLLMProxy, Upstream
+from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, run_cli, wait_for
+from tests.load_driver import (
     Fault,
     FaultPlan,
     LoadConfig,
@@ -39,9 +42,6 @@ from bench.bench_load import (
     wait_drained,
     wait_vectors_synced,
 )
-from tests.fixtures.chroma import ChromaServer
-from tests.fixtures.upstream import LiteLLMProxy, Upstream
-from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, run_cli, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -204,7 +204,7 @@ def test_processing_resumes_when_the_gateway_budget_allows_again(start_worker, t
     """A deployment budget that one call spends, in a 4 s window: every turn after the first in a window is
     refused with LiteLLM's "crossed budget" 429. The queue pauses (no attempt spent, whatever the attempt
     limit), shows the gateway's message, probes after CLAUDE_MEM_BUDGET_RETRY_SECONDS and finishes the work."""
-    from tests.fixtures.upstream import BUDGET_WINDOW_MODEL
+    from tests.fixtures.model_servers import BUDGET_WINDOW_MODEL
 
     w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_MODEL=BUDGET_WINDOW_MODEL,
                        CLAUDE_MEM_BUDGET_RETRY_SECONDS="1", CLAUDE_MEM_MAX_ATTEMPTS="1")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.upstream import Upstream
+from tests.fixtures.model_servers import Upstream
 from tests.fixtures.worker import REPO, clean_env, free_port
 
 pytestmark = pytest.mark.timeout(300)

@@ -19,7 +19,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.fixtures.upstream import LiteLLMProxy
+from tests.fixtures.model_servers import LiteLLMProxy
 from tests.fixtures.worker import run_cli
 from tests.test_memory_agent import wait_until
 

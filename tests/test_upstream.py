@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.fixtures.upstream import ANTHROPIC_MODEL, BUDGET_MODEL, MODEL, LiteLLMProxy, Upstream
+from tests.fixtures.model_servers import ANTHROPIC_MODEL, BUDGET_MODEL, MODEL, LiteLLMProxy, Upstream
 
 _SDK = importlib.util.find_spec("claude_agent_sdk")
 CLAUDE = Path(_SDK.origin or "").parent / "_bundled" / "claude" if _SDK else Path("/nonexistent")

@@ -681,7 +681,7 @@ def test_empty_state_says_whether_hooks_are_installed(new_page: NewPage, start_w
                                                       tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
-    from worker import install
+    from worker import claude_code
 
     data = tmp_path / "data"
     w = start_worker(data_dir=data, **HOLD_QUEUE)
@@ -698,7 +698,7 @@ def test_empty_state_says_whether_hooks_are_installed(new_page: NewPage, start_w
     # The user installs the hooks (as `claude-mem install` writes them); the page notices by itself.
     settings_path = tmp_path / "home" / ".claude" / "settings.json"
     settings_path.parent.mkdir(parents=True, exist_ok=True)
-    config, _ = install.merge_hooks({}, data)
+    config, _ = claude_code.merge_hooks({}, data)
     settings_path.write_text(json.dumps(config))
     expect(empty).to_contain_text("Claude Code hooks are installed", timeout=15_000)
     expect(page.locator("#st-hooks")).to_have_text("installed")

@@ -18,7 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from worker import storage
-from worker.models_search import (
+from worker.storage import KIND_RANK, KINDS
+from worker.vectors import SemanticHit
+from worker.wire_search import (
     SearchHit,
     SearchResponse,
     TextContent,
@@ -26,8 +28,6 @@ from worker.models_search import (
     TimelineResponse,
     TimelineSession,
 )
-from worker.storage import KIND_RANK, KINDS
-from worker.vectors import SemanticHit
 
 MODES = ("keyword", "semantic", "hybrid")
 CATEGORIES = {"observations": "observation", "sessions": "summary", "summaries": "summary", "prompts": "prompt"}

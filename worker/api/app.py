@@ -28,8 +28,8 @@ from worker.api import errors
 from worker.api.auth import bearer_ok
 from worker.api.browser import browser_safety_middleware
 from worker.api.corpus import CorpusController
-from worker.api.hooks import HookController
 from worker.api.search import SearchController
+from worker.api.sessions import HookController
 from worker.api.status import StatusController, health_route, readiness_route, usage_route
 from worker.api.unicode import lone_surrogate_middleware
 from worker.api.viewer import (

@@ -17,10 +17,10 @@ from litestar.exceptions import HTTPException, SerializationException, Validatio
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from worker.knowledge import CorpusError
-from worker.models import ErrorResponse
 from worker.queue import ProcessingError
 from worker.search import ParamError
 from worker.vectors import VectorsUnavailable
+from worker.wire import ErrorResponse
 
 log = logging.getLogger("claude_mem.api")
 

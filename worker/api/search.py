@@ -16,7 +16,9 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import Parameter
 
 from worker import search, storage
-from worker.models_search import (
+from worker.services import Services
+from worker.vectors import SemanticHit, VectorsUnavailable
+from worker.wire_search import (
     BatchRequest,
     ByFileResponse,
     DeleteResponse,
@@ -25,8 +27,6 @@ from worker.models_search import (
     TextContent,
     TimelineResponse,
 )
-from worker.services import Services
-from worker.vectors import SemanticHit, VectorsUnavailable
 
 log = logging.getLogger("claude_mem.api.search")
 
@@ -41,7 +41,7 @@ def _raw(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {key: str(params.get(key) or "") for key in params}
 
 
-async def semantic_hits(services: Services, req: search.SemanticRequest | None
+async def chroma_hits(services: Services, req: search.SemanticRequest | None
                         ) -> tuple[list[SemanticHit] | None, str | None]:
     """Chroma's answer, or None and the reason it is missing."""
     if req is None:
@@ -68,7 +68,7 @@ class SearchController(Controller):
         """Keyword, semantic or hybrid search; filters before ranking; `content` is claude-mem's text."""
         raw = _raw(request)
         params = search.parse_params(raw)
-        hits, error = await semantic_hits(services, search.semantic_request(params))
+        hits, error = await chroma_hits(services, search.semantic_request(params))
         return search.search(services.conn, params, hits, error, want_rows=raw.get("format") == "json")
 
     @get("/search/by-file")
@@ -96,7 +96,7 @@ class SearchController(Controller):
         hits, error = None, None
         if query and not anchor:
             req = search.semantic_request(search.timeline_search_params(query, project))
-            hits, error = await semantic_hits(services, req)
+            hits, error = await chroma_hits(services, req)
         return search.timeline(services.conn, anchor, query, before, after, project, hits, error, session)
 
     @post("/observations/batch", status_code=200)

@@ -17,14 +17,6 @@ from worker import queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.hook import dead_count
-from worker.models import (
-    HealthResponse,
-    HooksStatus,
-    ProcessingStatus,
-    ReadinessResponse,
-    RetryRequest,
-    RetryResponse,
-)
 from worker.services import Services
 from worker.settings import (
     MAX_SETTING_CHARS,
@@ -33,6 +25,14 @@ from worker.settings import (
     catalogue,
     load_settings,
     update_settings,
+)
+from worker.wire import (
+    HealthResponse,
+    HooksStatus,
+    ProcessingStatus,
+    ReadinessResponse,
+    RetryRequest,
+    RetryResponse,
 )
 
 # The consumer must turn its loop at least this often; more stale than this while work is

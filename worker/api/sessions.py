@@ -1,4 +1,7 @@
-"""Hook routes (SPEC.md section 4): each accepted event is committed to the queue before the answer."""
+"""The routes Claude Code's hooks post to (SPEC.md section 4: sessions, context); `worker/hook.py` is their client.
+
+Each accepted event is committed to the queue before the answer.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from litestar.response import Response
 
 from worker import queue, storage
 from worker.context import build_context
-from worker.models import (
+from worker.privacy import strip_private, strip_private_any
+from worker.services import Services
+from worker.wire import (
     BatchRequest,
     BatchResponse,
     BatchResult,
@@ -26,8 +31,6 @@ from worker.models import (
     SessionInitResponse,
     SummarizeRequest,
 )
-from worker.privacy import strip_private, strip_private_any
-from worker.services import Services
 
 
 def _project_of(cwd: str) -> str:
