@@ -6,16 +6,17 @@ server dependencies to import.
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
 
+TYPE_CHECKING = False  # as in hook.py: `hook` imports this module and must not pay for typing or argparse
 if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+    from typing import Any
+
     from worker.settings import Settings
 
-Command = Callable[[argparse.Namespace], int]
+    Command = Callable[[argparse.Namespace], int]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +47,8 @@ def _with_settings(command: Callable[[Settings, argparse.Namespace], int]) -> Co
 
 
 def _parser() -> argparse.ArgumentParser:
+    import argparse
+
     from worker import __version__
 
     p = argparse.ArgumentParser(prog="claude-mem", description="Memory for Claude Code: worker, hooks, search.")
@@ -265,6 +268,8 @@ def _context(settings: Settings, ns: argparse.Namespace) -> int:
 
 def _corpus(settings: Settings, ns: argparse.Namespace) -> int:
     """Through the worker's API: priming and questions run on the worker's isolated SDK path."""
+    import json
+
     from worker.lifecycle import api
 
     def split(value: str | None) -> list[str]:
@@ -326,6 +331,7 @@ def _queue(settings: Settings, ns: argparse.Namespace) -> int:
         for r in reasons:
             print(f"  {r['count']:>6}  {r['reason']}")
         print("once the cause is fixed: claude-mem queue retry [--reason TEXT]")
+
     from worker.lifecycle import api
 
     try:  # the pause lives in the running worker, not in the database
@@ -402,6 +408,7 @@ def _print_counts(status: dict[str, Any]) -> None:
 
 def _sync(settings: Settings, ns: argparse.Namespace) -> int:
     """Through the running worker (one Chroma writer), else directly on the store."""
+
     from worker.lifecycle import api
     from worker.vectors import VectorsUnavailable, VectorSync
 
@@ -448,6 +455,8 @@ def _sync(settings: Settings, ns: argparse.Namespace) -> int:
 
 def _search(settings: Settings, ns: argparse.Namespace) -> int:
     """Through the worker when it runs, else on the store directly."""
+    import json
+
     from worker.lifecycle import api
     raw = {"query": " ".join(ns.query), "mode": ns.mode, "limit": str(ns.limit), "offset": str(ns.offset)}
     for key, value in (("project", ns.project), ("type", ns.type), ("obs_type", ns.obs_type),
