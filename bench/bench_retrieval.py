@@ -41,8 +41,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker import search, storage  # noqa: E402
+from worker.chroma_store import ChromaStore  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
-from worker.vectors import ChromaStore, VectorSync  # noqa: E402
+from worker.vectors import VectorSync  # noqa: E402
 
 MODES = ("keyword", "semantic", "hybrid")
 KS = (5, 10)

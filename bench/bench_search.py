@@ -23,10 +23,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker import search, storage  # noqa: E402
+from worker.chroma_store import ChromaStore  # noqa: E402
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
-from worker.vectors import ChromaStore, VectorSync, load_docs  # noqa: E402
+from worker.vectors import VectorSync, load_docs  # noqa: E402
 
 WORDS = ("login password session token cache sqlite index migration docker image build layer test flaky"
          " timeout retry queue worker hook prompt summary chroma vector embedding search keyword hybrid"

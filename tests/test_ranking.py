@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from worker import search, storage
+from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore
 from worker.embeddings import CHUNK_TOKENS, MiniLMEmbeddingFunction, default_embedder
 from worker.settings import Settings, load_settings
-from worker.vectors import EMBEDDING_SCHEME, ChromaStore, VectorSync
+from worker.vectors import VectorSync
 
 # Filler about one subject, long enough that the model's 256-token window never reaches the end.
 GARDEN = ("The vegetable garden behind the office gets watered every morning before the heat. Tomatoes grow along "

@@ -17,9 +17,10 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.chroma import ChromaServer
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, wait_for
 from worker import search, storage
+from worker.chroma_store import ChromaStore
 from worker.search import ParamError
 from worker.settings import load_settings
-from worker.vectors import ChromaStore, VectorSync
+from worker.vectors import VectorSync
 
 TARGET = "Login page crashes with an empty password"
 QUERY = "authentication form errors on blank credentials"  # shares no word (nor stem) with TARGET

@@ -13,8 +13,9 @@ import pytest
 from tests.fixtures.worker import HOLD_QUEUE, wait_for
 from tests.test_vectors import make_settings, seed
 from worker import storage
+from worker.chroma_store import Doc
 from worker.vector_process import ChildChromaStore, VectorProcessError, rss_mb
-from worker.vectors import Doc, VectorSync
+from worker.vectors import VectorSync
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -15,8 +15,9 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.chroma import ChromaServer
 from tests.fixtures.worker import free_port, run_cli, wait_for
 from worker import search, storage
+from worker.chroma_store import ChromaStore
 from worker.settings import Settings, load_settings
-from worker.vectors import ChromaStore, VectorsUnavailable, VectorSync
+from worker.vectors import VectorsUnavailable, VectorSync
 
 
 def make_settings(data_dir: Path, **env: str) -> Settings:

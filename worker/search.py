@@ -18,8 +18,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from worker import storage
+from worker.chroma_store import SemanticHit
 from worker.storage import KIND_RANK, KINDS
-from worker.vectors import SemanticHit
 from worker.wire_search import (
     SearchHit,
     SearchResponse,

@@ -5,7 +5,7 @@ each batch's attention buffers on top); an embedded Chroma keeps its HNSW index 
 Run here, the worker stays small and the child's memory is bounded: after a call that leaves the child
 above CLAUDE_MEM_VECTOR_PROCESS_MAX_MB it is replaced (the next call starts a fresh one, ~1-2 s to load the
 model), and the operating system gets every page back. What is computed is unchanged: the child runs the
-same `ChromaStore` (worker/vectors.py) the worker would run in-process.
+same `ChromaStore` (worker/chroma_store.py) the worker would run in-process.
 
 `ChildChromaStore` is a `ChromaStore` whose calls go to the child over a pipe (length-prefixed pickle
 frames, both ends our own code); several calls may be in flight (a search while the sync thread upserts),
@@ -31,8 +31,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, BinaryIO
 
+from worker.chroma_store import ChromaStore
 from worker.settings import Settings
-from worker.vectors import ChromaStore
 
 log = logging.getLogger("claude_mem.vector_process")
 

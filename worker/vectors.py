@@ -19,71 +19,25 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
 
 from worker import storage
+from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore, Doc, SemanticHit
 from worker.redaction import redact
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-    from chromadb.api import ClientAPI
-    from chromadb.api.models.Collection import Collection
 
-    from worker.embeddings import Embedder
+    pass
 
 log = logging.getLogger("claude_mem.vectors")
 
-COLLECTION = "claude_mem"
-# How rows become vectors. A collection built under another scheme (or before schemes were recorded) is
-# dropped and rebuilt from SQLite by the sync, so search never compares vectors made two ways.
-# 2: every document embedded in full, as chunks of at most 128 tokens (ids `<doc id>` then `<doc id>-c<n>`),
-#    instead of one vector of its first 256 tokens. 3: chunks of at most 96 tokens (CHUNK_TOKENS).
-EMBEDDING_SCHEME = 3
 KINDS = storage.KINDS
 TABLES = storage.KIND_TABLES
 SUMMARY_FIELDS = storage.SUMMARY_FIELDS
-HTTP_TIMEOUT_SECONDS = 30.0
-# Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
-# twice, timeline?query after search): embedding is about a third of a hybrid search's CPU.
-QUERY_CACHE_SIZE = 256
 
 
 class VectorsUnavailable(Exception):
     """Chroma is disabled, not reachable, or failed: callers fall back to keyword search."""
-
-
-@dataclass
-class Doc:
-    id: str
-    text: str
-    metadata: dict[str, str | int | float | bool]
-
-
-@dataclass
-class SemanticHit:
-    kind: str
-    row_id: int
-    distance: float
-    doc_id: str
-    document: str = ""
-
-    @property
-    def similarity(self) -> float:
-        return 1.0 - self.distance
-
-
-def rows_where(kind: str, row_ids: list[int]) -> dict[str, Any]:
-    """The Chroma filter for every document (field, chunk) the given rows own."""
-    return {"$and": [{"kind": kind}, {"sqlite_id": {"$in": [int(r) for r in row_ids]}}]}
-
-
-def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
-    head, _, rest = doc_id.partition("-")
-    number = rest.split("-", 1)[0]
-    kind = {"obs": "observation", "sum": "summary", "prompt": "prompt"}.get(head)
-    if kind is None or not number.isdigit():
-        return None
-    return kind, int(number)
 
 
 def _json_list(value: str | None) -> list[str]:
@@ -177,200 +131,6 @@ def load_docs(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, 
         else:
             out[row["id"]] = [prompt_doc(row)]
     return out
-
-
-def _default_embedder() -> Embedder:
-    from worker.embeddings import default_embedder
-
-    return default_embedder()
-
-
-class ChromaStore:
-    """The `claude_mem` collection, opened lazily and reopened after a failure.
-
-    Embedded (`PersistentClient` under the data dir) unless CLAUDE_MEM_CHROMA_URL names a server.
-    Embeddings are always computed here, by the offline model, so a server needs no model.
-    """
-
-    def __init__(self, settings: Settings, embedder: Embedder | None = None, collection: str = COLLECTION) -> None:
-        self.url = settings.chroma_url
-        self.collection_name = collection
-        self.mode = "http" if self.url else "embedded"
-        self.path = settings.data_dir / "chroma"
-        self._embedder = embedder
-        self._lock = threading.Lock()
-        self._query_lock = threading.Lock()
-        self._query_vectors: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
-        self._client: ClientAPI | None = None
-        self._collection: Collection | None = None
-
-    @property
-    def location(self) -> str:
-        return self.url if self.mode == "http" else str(self.path)
-
-    def _open_client(self) -> ClientAPI:
-        import chromadb
-        from chromadb.config import Settings as ChromaSettings
-
-        chroma_settings = ChromaSettings(anonymized_telemetry=False)
-        if self.mode == "embedded":
-            self.path.mkdir(parents=True, exist_ok=True)
-            return chromadb.PersistentClient(path=str(self.path), settings=chroma_settings)
-        # chromadb talks through httpx, which logs every request at INFO: a heartbeat every few
-        # seconds would drown the worker's log.
-        httpx_log = logging.getLogger("httpx")
-        if httpx_log.getEffectiveLevel() < logging.WARNING:
-            httpx_log.setLevel(logging.WARNING)
-        parsed = urlparse(self.url if "://" in self.url else f"http://{self.url}")
-        ssl = parsed.scheme == "https"
-        # chromadb's client has no timeout and talks to the server while it is constructed: probe
-        # first, so an unroutable URL fails in seconds instead of hanging the sync thread.
-        import httpx
-
-        base = f"{parsed.scheme or 'http'}://{parsed.netloc}"
-        httpx.get(f"{base}/api/v2/heartbeat", timeout=httpx.Timeout(10.0, connect=5.0)).raise_for_status()
-        client = chromadb.HttpClient(host=parsed.hostname or "localhost", port=parsed.port or (443 if ssl else 8000),
-                                     ssl=ssl, settings=chroma_settings)
-        _bound_http_timeout(client)
-        return client
-
-    def collection(self) -> Collection:
-        with self._lock:
-            if self._collection is None:
-                from worker.embeddings import MiniLMEmbeddingFunction
-
-                client = self._client or self._open_client()
-                self._client = client
-                self._collection = client.get_or_create_collection(
-                    self.collection_name,
-                    embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
-                        self._embedder or _default_embedder()),
-                    configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": "claude-mem-worker", "scheme": EMBEDDING_SCHEME},
-                )
-            return self._collection
-
-    def scheme(self) -> int:
-        """The embedding scheme the collection's vectors were made with (1: before schemes were recorded)."""
-        metadata = self.collection().metadata or {}
-        value = metadata.get("scheme", 1)
-        return value if isinstance(value, int) else 1
-
-    def warm(self) -> None:
-        """Import chromadb and load the embedding model now: both hold the GIL for long stretches, which on a
-        serving worker stalls every hook post behind them (the worker calls this before its port opens)."""
-        import chromadb  # noqa: F401
-
-        (self._embedder or _default_embedder()).load()
-
-    def close(self) -> None:
-        """Release what the store holds outside this process (the child of `vector_process`); nothing here."""
-
-    def reset(self) -> None:
-        """Forget the collection handle (it may name a collection a restarted server no longer has)."""
-        with self._lock:
-            self._collection = None
-
-    def heartbeat(self) -> None:
-        self.collection()
-        assert self._client is not None
-        self._client.heartbeat()
-
-    def embedder(self) -> Embedder:
-        return self._embedder or _default_embedder()
-
-    def chunks(self, docs: list[Doc]) -> list[Doc]:
-        """Each document as the chunks its whole text is embedded as (the first keeps the document's id)."""
-        out: list[Doc] = []
-        embedder = self.embedder()
-        for doc in docs:
-            for n, text in enumerate(embedder.split(doc.text)):
-                out.append(Doc(doc.id if n == 0 else f"{doc.id}-c{n}", text, {**doc.metadata, "chunk": n}))
-        return out
-
-    def upsert(self, docs: list[Doc]) -> list[str]:
-        """Store the documents as their chunks; returns the chunk ids stored."""
-        chunks = self.chunks(docs)
-        if chunks:
-            collection = self.collection()
-            collection.upsert(ids=[d.id for d in chunks], documents=[d.text for d in chunks],
-                              metadatas=[d.metadata for d in chunks])  # type: ignore[arg-type]
-        return [d.id for d in chunks]
-
-    def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
-        """The ids of every document Chroma holds for these rows."""
-        if not row_ids:
-            return []
-        return list(self.collection().get(where=rows_where(kind, row_ids), include=[])["ids"])  # type: ignore[dict-item]
-
-    def delete(self, ids: list[str]) -> None:
-        if ids:
-            self.collection().delete(ids=ids)
-
-    def delete_rows(self, kind: str, row_ids: list[int]) -> None:
-        """Remove every document (fields, chunks) of these rows."""
-        if row_ids:
-            self.collection().delete(where=rows_where(kind, row_ids))  # type: ignore[arg-type]
-
-    def count(self) -> int:
-        return self.collection().count()
-
-    def drop(self) -> None:
-        """Delete the whole collection (rebuild); the next call recreates it empty."""
-        self.collection()
-        with self._lock:
-            assert self._client is not None
-            try:
-                self._client.delete_collection(self.collection_name)
-            except Exception as exc:  # already gone is fine
-                log.debug("delete_collection: %s", exc)
-            self._collection = None
-
-    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[SemanticHit]:
-        collection = self.collection()
-        if n <= 0:
-            return []
-        result = collection.query(query_embeddings=[self.query_vector(text)], n_results=n,  # type: ignore[arg-type]
-                                  where=where, include=["distances", "documents"])  # type: ignore[list-item]
-        ids = (result.get("ids") or [[]])[0]
-        distances = (result.get("distances") or [[]])[0]
-        documents = (result.get("documents") or [[]])[0] or [""] * len(ids)
-        hits: list[SemanticHit] = []
-        for doc_id, distance, document in zip(ids, distances, documents, strict=False):
-            parsed = parse_doc_id(doc_id)
-            if parsed:
-                hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
-        return hits
-
-
-    def query_vector(self, text: str) -> list[float]:
-        """The query's embedding, from a small LRU cache when the same text was asked recently."""
-        with self._query_lock:
-            found = self._query_vectors.get(text)
-            if found is not None:
-                self._query_vectors.move_to_end(text)
-                return found
-        vector = [float(x) for x in self.embedder().embed([text])[0]]
-        with self._query_lock:
-            self._query_vectors[text] = vector
-            while len(self._query_vectors) > QUERY_CACHE_SIZE:
-                self._query_vectors.popitem(last=False)
-        return vector
-
-    def forget_queries(self) -> None:
-        with self._query_lock:
-            self._query_vectors.clear()
-
-
-def _bound_http_timeout(client: Any) -> None:
-    """chromadb's HTTP client waits forever by default; a hung server must not hang a search."""
-    try:
-        import httpx
-
-        session = client._server._session  # private, hence best effort
-        session.timeout = httpx.Timeout(HTTP_TIMEOUT_SECONDS, connect=5.0)
-    except Exception:
-        log.debug("could not bound the Chroma HTTP timeout", exc_info=True)
 
 
 @dataclass

@@ -16,8 +16,9 @@ from litestar.exceptions import HTTPException, NotFoundException, ValidationExce
 from litestar.params import Parameter
 
 from worker import search, storage
+from worker.chroma_store import SemanticHit
 from worker.services import Services
-from worker.vectors import SemanticHit, VectorsUnavailable
+from worker.vectors import VectorsUnavailable
 from worker.wire_search import (
     BatchRequest,
     ByFileResponse,
