@@ -1,0 +1,74 @@
+"""Rules of the code's shape that DEVELOPERS.md states and nothing else enforces, checked on the source.
+
+Each test reads `worker/` as syntax trees (no process, no import of the modules checked), so it runs in
+milliseconds and names the file and line that breaks the rule.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+WORKER = Path(__file__).resolve().parents[1] / "worker"
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    return [(str(p.relative_to(WORKER.parent)), ast.parse(p.read_text(encoding="utf-8"), str(p)))
+            for p in sorted(WORKER.rglob("*.py"))]
+
+
+def _is_tx(item: ast.withitem) -> bool:
+    call = item.context_expr
+    if not isinstance(call, ast.Call):
+        return False
+    name = call.func.attr if isinstance(call.func, ast.Attribute) else getattr(call.func, "id", "")
+    return name == "Tx"
+
+
+def _awaits(body: list[ast.stmt]) -> list[ast.AST]:
+    """Await, async for and async with in these statements, not in functions defined inside them."""
+    found: list[ast.AST] = []
+    stack: list[ast.AST] = list(body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            continue
+        if isinstance(node, (ast.Await, ast.AsyncFor, ast.AsyncWith)):
+            found.append(node)
+        stack.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_no_await_inside_a_storage_transaction() -> None:
+    """The worker shares one SQLite connection on its event loop: a transaction that awaited would let
+    another coroutine's statements run inside it (and commit or roll back with it)."""
+    offenders = [f"{path}:{awaited.lineno}"  # type: ignore[attr-defined]
+                 for path, tree in _modules() for block in ast.walk(tree)
+                 if isinstance(block, ast.With) and any(_is_tx(i) for i in block.items)
+                 for awaited in _awaits(block.body)]
+    assert offenders == [], f"await inside `with Tx(...)`: {offenders}"
+
+
+def test_the_rule_sees_an_await_in_a_transaction() -> None:
+    """The check above would catch the mistake it exists for (and not a coroutine merely defined there)."""
+    bad = ast.parse("async def f(conn):\n    with storage.Tx(conn):\n        await g()\n")
+    fine = ast.parse("async def f(conn):\n    with Tx(conn):\n        async def later():\n            await g()\n")
+    [with_bad] = [n for n in ast.walk(bad) if isinstance(n, ast.With)]
+    [with_fine] = [n for n in ast.walk(fine) if isinstance(n, ast.With)]
+    assert _is_tx(with_bad.items[0]) and len(_awaits(with_bad.body)) == 1
+    assert _is_tx(with_fine.items[0]) and _awaits(with_fine.body) == []
+
+
+def test_only_the_cli_imports_the_installer() -> None:
+    """Claude Code's config files live in claude_code.py; the doctor and the worker read them there."""
+    importers = []
+    for path, tree in _modules():
+        for node in ast.walk(tree):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module or ""]
+            if any(n == "worker.install" or n.startswith("worker.install.") for n in names):
+                importers.append(path)
+    assert set(importers) <= {"worker/cli.py"}, importers
