@@ -892,7 +892,7 @@ def test_hooks_status_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """installed / partial / missing / unknown (a broken settings.json, or a worker serving other machines)."""
     from types import SimpleNamespace
 
-    from worker import install
+    from worker import claude_code
     from worker.api.status import hooks_status
     from worker.settings import load_settings
 
@@ -902,7 +902,7 @@ def test_hooks_status_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     local = SimpleNamespace(settings=load_settings(tmp_path / "data", environ={}))
     path = config_dir / "settings.json"
     assert hooks_status(local).state == "missing"  # type: ignore[arg-type]
-    config, _ = install.merge_hooks({"model": "opus"}, tmp_path / "data")
+    config, _ = claude_code.merge_hooks({"model": "opus"}, tmp_path / "data")
     path.write_text(json.dumps(config))
     assert hooks_status(local).state == "installed"  # type: ignore[arg-type]
     del config["hooks"]["Stop"]
