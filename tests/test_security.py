@@ -6,7 +6,10 @@ Each test names what must not happen. They run against a real worker process ove
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -18,8 +21,10 @@ import pytest
 
 from tests.fixtures.worker import (
     HOLD_QUEUE,
+    WORKER_CMD,
     StartWorker,
     WorkerProcess,
+    clean_env,
     free_port,
     run_cli,
     running_worker,
@@ -29,6 +34,7 @@ from tests.fixtures.worker import (
 from tests.test_hook_cli import run_hook
 from tests.test_memory_agent import cli_children_env, gateway_worker, post_session, write_dotenv
 from worker.hook import dead_count
+from worker.settings import load_settings
 
 EVIL = "https://evil.example"
 
@@ -489,3 +495,117 @@ def test_rest_provider_imports_litellm_off_the_loop_with_its_local_cost_map(star
         recorder.join(timeout=5)
         proxy.close()
     assert seen == [], f"outbound requests besides the configured endpoint: {seen}"
+
+
+# --- 8. identity, stale pid files, slow clients, weak tokens ---------------------------------------------
+
+
+def test_worker_stop_never_signals_a_process_a_stale_pid_file_names(tmp_path: Path) -> None:
+    """After a crash and a reboot the pid in worker.pid belongs to some other program of the user's."""
+    data = tmp_path / "data"
+    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(free_port())})
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        (data / "worker.pid").write_text(str(bystander.pid))
+        out = run_cli(["worker", "stop"], data)
+        assert out.returncode == 0 and "left alone" in out.stdout, out.stdout + out.stderr
+        time.sleep(0.3)
+        assert bystander.poll() is None, "worker stop killed an unrelated process"
+        assert not (data / "worker.pid").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_a_worker_of_another_data_dir_on_the_port_is_not_taken_for_ours(start_worker: StartWorker,
+                                                                       tmp_path: Path) -> None:
+    port = free_port()
+    other = start_worker(data_dir=tmp_path / "other", settings={"CLAUDE_MEM_WORKER_PORT": str(port)}, **HOLD_QUEUE)
+    mine = tmp_path / "mine"
+    write_settings(mine, {"CLAUDE_MEM_WORKER_PORT": str(port)})
+    health = other.get("/api/health").json()
+    assert health["instance"] and health["instance"] != load_settings(mine, environ={}).instance
+    status = run_cli(["worker", "status"], mine)
+    assert status.returncode == 1 and "another process answers" in status.stdout, status.stdout
+    start = run_cli(["worker", "start"], mine)
+    assert start.returncode == 1 and "not this user's worker" in start.stderr, start.stdout + start.stderr
+    assert other.alive()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to listen as another user")
+def test_hooks_send_nothing_to_another_users_process_on_the_port(tmp_path: Path) -> None:
+    """On a shared machine another user listens on 37777 before your worker starts: your prompts stay home."""
+    port = free_port()
+    squatter = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, socket, sys\n"
+         "os.setuid(65534)\n"
+         "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+         f"s.bind(('127.0.0.1', {port})); s.listen()\n"
+         "print('ready', flush=True)\n"
+         "while True:\n"
+         "    c, _ = s.accept(); data = c.recv(65536); sys.stdout.write(repr(data[:40]) + '\\n'); sys.stdout.flush()\n"
+         "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}'); c.close()\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
+        data = tmp_path / "data"
+        write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(port)})
+        s = sid()
+        run = run_hook("user-prompt-submit", {"session_id": s, "cwd": "/w/p", "prompt": "my private plans"}, data)
+        assert run.code == 0 and "another user" in run.stderr, run.stderr
+        time.sleep(0.5)
+    finally:
+        squatter.kill()
+        out, _ = squatter.communicate(timeout=5)
+    assert out == "", f"the other user's process received: {out}"
+    assert spool_files(data), "the event is kept for your own worker"
+
+
+def test_slow_clients_are_cut_off_and_others_still_served(start_worker: StartWorker) -> None:
+    """Slowloris: half a request head, or a body that never comes, on many connections at once."""
+    w = start_worker(CLAUDE_MEM_REQUEST_TIMEOUT_SECONDS="1", **HOLD_QUEUE)
+    heads, bodies = [], []
+    for _ in range(20):
+        c = socket.create_connection(("127.0.0.1", w.port))
+        c.sendall(b"POST /api/sessions/init HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        heads.append(c)
+    for _ in range(5):
+        c = socket.create_connection(("127.0.0.1", w.port))
+        c.sendall(b"POST /api/sessions/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: 500\r\n\r\n{\"contentSessionId\": ")
+        bodies.append(c)
+    assert w.get("/api/health").status_code == 200  # served meanwhile
+    deadline = time.monotonic() + 8
+    for c in heads + bodies:
+        c.settimeout(max(0.1, deadline - time.monotonic()))
+        got = b""
+        try:
+            while chunk := c.recv(4096):
+                got += chunk
+        except ConnectionResetError:
+            pass
+        except TimeoutError:
+            raise AssertionError("a slow connection was still open after the timeout") from None
+        finally:
+            c.close()
+        if c in bodies:
+            assert got.startswith(b"HTTP/1.1 408"), got[:200]
+    assert w.get("/api/health").status_code == 200
+
+
+def test_a_short_token_is_refused_for_a_network_bind(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = subprocess.run(WORKER_CMD, env=clean_env(data, CLAUDE_MEM_WORKER_HOST="127.0.0.2",
+                                                    CLAUDE_MEM_WORKER_PORT=str(free_port()),
+                                                    CLAUDE_MEM_WORKER_TOKEN="abc123"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "at least 16" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_impossible_port_is_refused_by_name_not_bound_elsewhere(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": "99999"})
+    env = {k: v for k, v in clean_env(data).items() if k != "CLAUDE_MEM_WORKER_PORT"}
+    proc = subprocess.run(WORKER_CMD, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and "CLAUDE_MEM_WORKER_PORT" in proc.stderr and "65535" in proc.stderr

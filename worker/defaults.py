@@ -32,6 +32,8 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_GEMINI_BASE_URL": "",
     "CLAUDE_MEM_LOG_LEVEL": "INFO",
     "CLAUDE_MEM_MAX_BODY_BYTES": "1048576",
+    # A connection that has not sent a whole request head (or stops sending its body) this long is closed.
+    "CLAUDE_MEM_REQUEST_TIMEOUT_SECONDS": "10",
     # Readiness fails when no queued event settles for this long while work is due (a wedged agent).
     "CLAUDE_MEM_STALL_SECONDS": "300",
     # A spent gateway budget pauses all processing; after this long one request probes whether it allows again.

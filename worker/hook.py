@@ -89,10 +89,39 @@ def _endpoint(values: dict[str, str]) -> tuple[str, int, str, bool]:
     return host, int(values.get("CLAUDE_MEM_WORKER_PORT") or 37777), "", False
 
 
+def listener_uid(port: int) -> int | None:
+    """The user owning the TCP socket listening on `port` on this machine (Linux's /proc/net), else None."""
+    wanted = f":{port:04X}"
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, encoding="ascii") as fh:
+                next(fh, None)
+                for line in fh:
+                    fields = line.split()
+                    if len(fields) > 7 and fields[3] == "0A" and fields[1].endswith(wanted):
+                        return int(fields[7])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _check_local_listener(host: str, port: int) -> None:
+    """On a shared machine another user can start a process on the port first: a local worker must be ours
+    (or root's, e.g. a container runtime's port proxy) before a prompt or tool output is sent to it."""
+    if host not in ("127.0.0.1", "localhost", "::1") or not hasattr(os, "getuid"):
+        return
+    owner = listener_uid(port)
+    if owner is not None and owner not in (os.getuid(), 0):
+        raise NotDelivered(f"the process listening on {host}:{port} belongs to another user (uid {owner}),"
+                           " not to you: nothing was sent to it")
+
+
 def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
     """One HTTP/1.1 request over a plain socket: http.client alone costs more than this whole hook."""
     values = _settings()
     host, port, prefix, tls = _endpoint(values)
+    if not values.get("CLAUDE_MEM_WORKER_URL", "").strip():
+        _check_local_listener(host, port)
     # A lone surrogate (a tool output cut mid-character) is valid to Python's json but rejected by the
     # worker's decoder; sent as UTF-8 with the half character replaced, the event is kept.
     payload = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8", "replace")

@@ -53,12 +53,64 @@ def api(settings: Settings, path: str, timeout: float = 2.0, method: str = "GET"
     return answer.status, answer.body
 
 
-def healthy(settings: Settings) -> dict[str, Any] | None:
+def _health(settings: Settings) -> dict[str, Any] | None:
+    """Whatever answers /api/health at the configured address, trusted or not."""
     try:
         status, body = api(settings, "/api/health", timeout=1.0)
     except (OSError, ValueError):
         return None
     return body if status == 200 and isinstance(body, dict) else None
+
+
+def ours(settings: Settings, health: dict[str, Any]) -> bool:
+    """A local worker is ours when it runs as this user on this data dir (its `instance`). A team worker
+    (CLAUDE_MEM_WORKER_URL) is another machine's: its token is what identifies it."""
+    return bool(settings.worker_url) or health.get("instance") == settings.instance
+
+
+def healthy(settings: Settings) -> dict[str, Any] | None:
+    """The health answer of *our* worker; None when nothing answers or another user's (or data dir's) does."""
+    body = _health(settings)
+    return body if body is not None and ours(settings, body) else None
+
+
+def foreign_worker(settings: Settings) -> str | None:
+    """A message when the port answers but not with this user's worker for this data dir."""
+    body = _health(settings)
+    if body is None or ours(settings, body):
+        return None
+    return (f"another process answers at {settings.base_url} (pid {body.get('pid')}), not this user's worker for"
+            f" {settings.data_dir}: hooks will not send it anything; stop it, or give this worker another port"
+            " (CLAUDE_MEM_WORKER_PORT in settings.json)")
+
+
+def is_this_worker(pid: int, settings: Settings) -> bool:
+    """The pid file's process is this data dir's worker: it says so over HTTP, or its command line and data
+    dir say so. A stale pid file may name any process by now; that one must never be signalled."""
+    body = _health(settings)
+    if body is not None and body.get("pid") == pid and ours(settings, body):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            args = [a.decode("utf-8", "replace") for a in fh.read().split(b"\0") if a]
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc (macOS): the command line from ps; the data dir cannot be read there
+        try:
+            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
+                                 timeout=5).stdout
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return "worker start" in out and ("claude-mem" in out or "-m worker" in out)
+    if not ("worker" in args and "start" in args and any("claude-mem" in a or a == "worker" for a in args)):
+        return False
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = dict(item.split("=", 1) for item in fh.read().decode("utf-8", "replace").split("\0") if "=" in item)
+    except OSError:
+        return False  # another user's process
+    data = env.get("CLAUDE_MEM_DATA_DIR") or os.path.join(env.get("HOME", ""), ".claude-mem")
+    return os.path.realpath(data) == os.path.realpath(settings.data_dir)
 
 
 SERVER_MODULES = ("litestar", "uvicorn", "claude_agent_sdk", "chromadb", "litellm")
@@ -76,6 +128,10 @@ def start(settings: Settings, wait: float = 60.0) -> int:
     if running:
         print(f"worker already running (pid {running.get('pid')}) at {settings.base_url}")
         return 0
+    foreign = foreign_worker(settings)
+    if foreign:
+        print(f"claude-mem: {foreign}", file=sys.stderr)
+        return 1
     missing = missing_server_modules()
     if missing:
         print(f"this is a client-only install ({', '.join(missing)} not installed), which cannot run the worker;"
@@ -110,6 +166,15 @@ def stop(settings: Settings, timeout: float = 15.0) -> int:
     if pid is None:
         print("worker is not running")
         return 0
+    if not is_this_worker(pid, settings):
+        print(f"worker is not running: {settings.pid_path} names process {pid}, which is not the claude-mem worker"
+              f" of {settings.data_dir}; it was left alone and the stale pid file removed")
+        try:
+            if settings.pid_path.read_text().strip() == str(pid):
+                settings.pid_path.unlink()
+        except OSError:
+            pass
+        return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -135,7 +200,8 @@ def status(settings: Settings) -> int:
     waiting = spool_count()
     if not info:
         pid = _pid(settings)
-        print(f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
+        foreign = foreign_worker(settings)
+        print(foreign or f"worker not answering at {settings.base_url}" + (f" (pid file names {pid})" if pid else ""))
         if waiting:
             print(f"hook spool: {waiting} event(s) kept on this machine, sent when the worker answers")
         dead = dead_count(str(settings.data_dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.handlers
 import os
@@ -48,6 +49,57 @@ def check_bind(settings: Settings) -> None:
             f"CLAUDE_MEM_WORKER_TOKEN has {len(settings.worker_token)} characters: a worker bound to"
             f" {settings.host} needs at least {MIN_TOKEN_CHARS} (e.g. the output of `openssl rand -hex 32`)"
         )
+
+
+def guarded_protocol(head_timeout: float) -> type:
+    """uvicorn's HTTP protocol, closing a connection that has not sent a whole request head in `head_timeout`.
+
+    uvicorn times out idle keep-alive connections only: one that sends half a request line (slowloris) is
+    held for ever, and enough of them exhaust the worker's file descriptors. The timer runs from the
+    connection's start and from the end of each response until a request head is complete."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    except ImportError:  # httptools is optional
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # type: ignore[assignment]
+
+    class HeadTimeoutProtocol(base):  # type: ignore[misc, valid-type]
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._head_timer = self.loop.call_later(head_timeout, self._head_timed_out)
+
+        def _disarm(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            self._head_timer = None
+            if not self.transport.is_closing():
+                log.info("closed a connection from %s: no whole request within %gs", self.client, head_timeout)
+                self.transport.close()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm()
+
+        def data_received(self, data: bytes) -> None:
+            before = self.cycle
+            super().data_received(data)
+            if self.cycle is not before:  # a request head was parsed: the handler's own pace from here
+                self._disarm()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+    return HeadTimeoutProtocol
 
 
 def secure_data_dir(directory: Path) -> list[str]:
@@ -129,7 +181,8 @@ def run_foreground(log_to_file: bool = True) -> int:
     app.on_shutdown.append(remove_pid_file)
     try:
         uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=10, lifespan="on")
+                    timeout_graceful_shutdown=10, lifespan="on", http=guarded_protocol(settings.request_timeout),
+                    timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024)
     finally:
         remove_pid_file()
     return 0

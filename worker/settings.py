@@ -117,6 +117,9 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
           choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")),
     _spec("CLAUDE_MEM_MAX_BODY_BYTES", "Largest request", "Requests bigger than this are refused.", "integer",
           min=1024, max=64 * 1024 * 1024, unit="bytes"),
+    _spec("CLAUDE_MEM_REQUEST_TIMEOUT_SECONDS", "Request read timeout",
+          "A connection that has not sent a whole request head, or stops sending its body, for this long is"
+          " closed (a slow client cannot hold the worker's connections).", "integer", min=1, max=300, unit="s"),
     _spec("CLAUDE_MEM_STALL_SECONDS", "Stall alarm",
           "Readiness fails when no queued event settles for this long while work is due.", "integer",
           min=1, max=86_400, unit="s"),
@@ -195,6 +198,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     log_level: str
     max_body_bytes: int
     stall_seconds: int
+    request_timeout: int
     budget_retry_seconds: int
     agent_context_tokens: int
     agent_idle_seconds: int
@@ -245,6 +249,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if hostname:
                 names.append(hostname)
         return tuple(names)
+
+    @property
+    def instance(self) -> str:
+        """Who this worker is: its user and data dir, hashed. `/api/health` answers it; clients compare it
+        with their own before trusting a local worker (another user's, or one on another data dir)."""
+        import hashlib
+
+        seed = f"{os.getuid() if hasattr(os, 'getuid') else 0}:{os.path.realpath(self.data_dir)}"
+        return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
     @property
     def is_loopback(self) -> bool:
@@ -437,6 +450,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         log_level="WARNING" if log_level == "WARN" else log_level,
         max_body_bytes=_int(raw, "CLAUDE_MEM_MAX_BODY_BYTES"),
         stall_seconds=_int(raw, "CLAUDE_MEM_STALL_SECONDS"),
+        request_timeout=_int(raw, "CLAUDE_MEM_REQUEST_TIMEOUT_SECONDS"),
         budget_retry_seconds=_int(raw, "CLAUDE_MEM_BUDGET_RETRY_SECONDS"),
         agent_context_tokens=_int(raw, "CLAUDE_MEM_AGENT_CONTEXT_TOKENS"),
         agent_idle_seconds=_int(raw, "CLAUDE_MEM_AGENT_IDLE_SECONDS"),

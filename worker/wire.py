@@ -83,6 +83,7 @@ class HealthResponse(msgspec.Struct, kw_only=True):
     version: str
     uptime: float
     pid: int
+    instance: str = ""  # hash of the worker's user and data dir (Settings.instance): who answers on this port
 
 
 class ReadinessResponse(msgspec.Struct, kw_only=True):

@@ -136,7 +136,8 @@ def create_app(services: Services) -> Litestar:
         request_max_body_size=services.settings.max_body_bytes,
         # Outermost first: a hostile page's request is refused before its body is read.
         middleware=[lambda app: browser_safety_middleware(app, services.settings.host_names),
-                    lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes)],
+                    lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes,
+                                                          services.settings.request_timeout)],
         openapi_config=OpenAPIConfig(title="claude-mem-worker", version=__version__, path="/schema"),
         logging_config=None,
     )

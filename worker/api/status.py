@@ -42,7 +42,7 @@ HEARTBEAT_STALE_SECONDS = 30.0
 
 def health(services: Services) -> HealthResponse:
     return HealthResponse(status="ok", version=services.version, uptime=round(time.time() - services.started_at, 3),
-                          pid=os.getpid())
+                          pid=os.getpid(), instance=services.settings.instance)
 
 
 @get(["/api/health", "/health"], opt={"public": True}, tags=["status"])

@@ -14,11 +14,12 @@ Litestar decodes it. Only bodies that fail to decode and contain such an escape 
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
 import msgspec
-from litestar.exceptions import ValidationException
+from litestar.exceptions import HTTPException, ValidationException
 
 MAX_DEPTH = 100  # arrays/objects inside each other; our hook flattens deeper tool data before sending
 _STRINGS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -83,8 +84,11 @@ def body_problem(body: bytes) -> tuple[str, str | None] | None:
     return f"request body nests deeper than {MAX_DEPTH} levels" + (f" in {name}" if name else ""), name
 
 
-def lone_surrogate_middleware(app: Any, limit: int = 1 << 20) -> Any:
-    """ASGI middleware: buffer a POST body up to `limit` (past it Litestar answers 413 as usual)."""
+def lone_surrogate_middleware(app: Any, limit: int = 1 << 20, read_timeout: float = 10.0) -> Any:
+    """ASGI middleware: buffer a POST body up to `limit` (past it Litestar answers 413 as usual).
+
+    A client that stops sending its body for `read_timeout` seconds gets 408 (a slow-body client must not
+    hold a connection and its buffer open for ever)."""
 
     async def middleware(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
@@ -94,7 +98,11 @@ def lone_surrogate_middleware(app: Any, limit: int = 1 << 20) -> Any:
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), read_timeout)
+            except TimeoutError:
+                raise HTTPException(status_code=408, detail=f"request body not received within {read_timeout:g}s"
+                                    f" ({size} bytes arrived)", headers={"Connection": "close"}) from None
             if message["type"] != "http.request":
                 break
             chunks.append(message.get("body", b""))
