@@ -20,9 +20,9 @@ PROCESS_FIXTURES = {"chroma_server", "chroma_factory", "upstream", "litellm_prox
 # Modules whose tests start processes themselves (run_hook, run_cli, subprocess, a WorkerProcess).
 PROCESS_MODULES = {
     "test_api", "test_autostart", "test_client_install", "test_compose", "test_doctor", "test_e2e_claude_code",
-    "test_hook_cli", "test_install", "test_knowledge", "test_lifecycle", "test_load", "test_mcp",
-    "test_memory_agent", "test_rest_providers", "test_security", "test_settings", "test_stream",
-    "test_topology", "test_upstream", "test_viewer",
+    "test_cli_polish", "test_hook_cli", "test_install", "test_knowledge", "test_lifecycle", "test_load",
+    "test_mcp", "test_memory_agent", "test_rest_providers", "test_security", "test_settings", "test_solo",
+    "test_stream", "test_topology", "test_upstream", "test_vector_process", "test_viewer",
 }
 
 

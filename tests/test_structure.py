@@ -7,11 +7,13 @@ milliseconds and names the file and line that breaks the rule.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 WORKER = Path(__file__).resolve().parents[1] / "worker"
 
 
+@functools.cache
 def _modules() -> list[tuple[str, ast.Module]]:
     return [(str(p.relative_to(WORKER.parent)), ast.parse(p.read_text(encoding="utf-8"), str(p)))
             for p in sorted(WORKER.rglob("*.py"))]

@@ -153,6 +153,7 @@ def test_chroma_killed_store_goes_on_and_backfill_catches_up(chroma_factory: Any
         vsync.stop()
 
 
+@pytest.mark.slow  # runs the CLI as processes
 def test_cli_sync_with_worker_stopped_and_cli_search(tmp_path: Path) -> None:
     data = tmp_path / "data"
     conn = storage.open_store(make_settings(data).db_path)
