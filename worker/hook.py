@@ -89,17 +89,22 @@ def _endpoint(values: dict[str, str]) -> tuple[str, int, str, bool]:
     return host, int(values.get("CLAUDE_MEM_WORKER_PORT") or 37777), "", False
 
 
+# Listening addresses a loopback client reaches, as /proc/net/tcp{,6} spells them: 127.0.0.1, 0.0.0.0, ::1, ::.
+_LOOPBACK_LISTEN = ("0100007F", "00000000", "00000000000000000000000001000000", "0" * 32)
+
+
 def listener_uid(port: int) -> int | None:
-    """The user owning the TCP socket listening on `port` on this machine (Linux's /proc/net), else None."""
-    wanted = f":{port:04X}"
+    """The user owning the TCP socket listening for loopback clients on `port` (Linux's /proc/net), else None."""
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:
             with open(table, encoding="ascii") as fh:
                 next(fh, None)
                 for line in fh:
                     fields = line.split()
-                    if len(fields) > 7 and fields[3] == "0A" and fields[1].endswith(wanted):
-                        return int(fields[7])
+                    if len(fields) > 7 and fields[3] == "0A":
+                        address, _, hex_port = fields[1].partition(":")
+                        if int(hex_port, 16) == port and address in _LOOPBACK_LISTEN:
+                            return int(fields[7])
         except (OSError, ValueError):
             continue
     return None
