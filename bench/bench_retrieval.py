@@ -21,7 +21,9 @@ What it measures, the way peers score LoCoMo (deja-vu, graph-memory, Hebb Mind):
 - `--split` also prints the figures over two halves of the conversations, so a weight tuned on one
   half can be checked on the other.
 
-Deterministic: fixed insertion order, no sampling. The data (CC BY-NC) is never copied: it is read from
+Deterministic but for Chroma: fixed insertion order, no sampling; Chroma builds its HNSW index with
+several threads, which can move a turn-level figure by a question or two between runs.
+The data (CC BY-NC) is never copied: it is read from
 `--data`, $LOCOMO_PATH or ../shared/data/locomo-dev.json, and the bench skips when it is absent.
 """
 
