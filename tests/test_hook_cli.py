@@ -490,12 +490,30 @@ def test_concurrent_hooks_send_each_spooled_event_once(start_worker: StartWorker
     assert sorted(stored) == expected  # each exactly once
 
 
+def processes_of(data_dir: Path) -> list[int]:
+    """Pids of live processes (hooks, their flushers) whose environment names this data dir."""
+    marker = f"CLAUDE_MEM_DATA_DIR={data_dir}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0"):
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
+
+
 def test_a_claim_left_by_a_dead_hook_is_taken_over(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
     write_settings(data, settings)
     assert "kept" in run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
                                                 "tool_input": {"file_path": "orphan"}}, data).stderr
+    # The hook's own detached flusher waits up to FLUSH_WAIT for a worker; were it still alive when the worker
+    # starts, it would send the orphan before the second hook runs. Stage the dead claim once it has given up.
+    wait_for(lambda: not processes_of(data), timeout=30)
     [spooled] = spool_files(data)
     dead = subprocess.Popen(["true"])
     dead.wait()
