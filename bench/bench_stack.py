@@ -49,9 +49,10 @@ def rss_mib(stack: Stack) -> dict[str, float]:
     """Sum of the resident set sizes of every process in each container (`docker top ... rss`, KiB)."""
     found: dict[str, float] = {}
     for service in SERVICES:
-        out = subprocess.run(["docker", "top", stack.container(service), "-o", "rss"], capture_output=True,
-                             text=True, check=True).stdout.split()[1:]
-        found[service] = sum(int(v) for v in out if v.isdigit()) / 1024
+        # docker top needs the pid column to pick the container's processes out of the host's
+        out = subprocess.run(["docker", "top", stack.container(service), "-eo", "pid,rss"], capture_output=True,
+                             text=True, check=True).stdout.splitlines()[1:]
+        found[service] = sum(int(line.split()[1]) for line in out if len(line.split()) == 2) / 1024
     return found
 
 
