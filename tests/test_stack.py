@@ -35,7 +35,7 @@ from tests.compose.stack import (
     wait_until,
 )
 
-pytestmark = [pytest.mark.stack, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.stack, pytest.mark.slow, pytest.mark.timeout(2400)]
 
 PROCESS_TIMEOUT = 240  # seconds for the memory agent to work through a session (2 cores, shared)
 
