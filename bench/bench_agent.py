@@ -40,9 +40,18 @@ async def provider_costs(data_dir: Path, events: int) -> None:
         times: list[float] = []
         first = 0.0
         for i in range(events + 1):
-            message = observation_message([tool_event_block(
-                {"tool_name": "Read", "tool_input": {"file_path": f"/bench/f{i}.py"}, "tool_response": "x" * 200},
-                time.time())])
+            message = observation_message(
+                [
+                    tool_event_block(
+                        {
+                            "tool_name": "Read",
+                            "tool_input": {"file_path": f"/bench/f{i}.py"},
+                            "tool_response": "x" * 200,
+                        },
+                        time.time(),
+                    )
+                ]
+            )
             started = time.perf_counter()
             await provider.turn("bench-session", message, None)
             elapsed = (time.perf_counter() - started) * 1000
@@ -52,16 +61,28 @@ async def provider_costs(data_dir: Path, events: int) -> None:
                 times.append(elapsed)
         await provider.shutdown()
         label = "long-lived client (streaming input)" if long_lived else "one query() per event"
-        print(f"  {label:38s} median {statistics.median(times):7.1f} ms  p95 {pct(times, 95):7.1f} ms"
-              f"  first turn {first:7.1f} ms  processes spawned {provider.spawns}")
+        print(
+            f"  {label:38s} median {statistics.median(times):7.1f} ms  p95 {pct(times, 95):7.1f} ms"
+            f"  first turn {first:7.1f} ms  processes spawned {provider.spawns}"
+        )
 
 
 def end_to_end(data_dir: Path, events: int) -> None:
     port = free_port()
-    env = {**os.environ, "CLAUDE_MEM_DATA_DIR": str(data_dir), "CLAUDE_MEM_WORKER_PORT": str(port),
-           "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway", "CLAUDE_MEM_CHROMA_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
-                            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "CLAUDE_MEM_DATA_DIR": str(data_dir),
+        "CLAUDE_MEM_WORKER_PORT": str(port),
+        "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway",
+        "CLAUDE_MEM_CHROMA_ENABLED": "false",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
@@ -77,17 +98,26 @@ def end_to_end(data_dir: Path, events: int) -> None:
             for i in range(events + 1):
                 before = db.execute("SELECT COUNT(*) FROM observations").fetchone()[0]
                 started = time.perf_counter()
-                client.post("/api/sessions/observations", json={
-                    "contentSessionId": "e2e", "tool_name": "Edit", "cwd": "/bench",
-                    "tool_input": {"file_path": f"/bench/e{i}.py"}, "tool_response": "ok"})
+                client.post(
+                    "/api/sessions/observations",
+                    json={
+                        "contentSessionId": "e2e",
+                        "tool_name": "Edit",
+                        "cwd": "/bench",
+                        "tool_input": {"file_path": f"/bench/e{i}.py"},
+                        "tool_response": "ok",
+                    },
+                )
                 while db.execute("SELECT COUNT(*) FROM observations").fetchone()[0] == before:
                     time.sleep(0.002)
                     if time.perf_counter() - started > 60:
                         raise SystemExit("no observation stored within 60 s")
                 if i:  # the first includes spawning the agent process
                     latencies.append((time.perf_counter() - started) * 1000)
-            print(f"  hook post → stored observation (warm)    median {statistics.median(latencies):7.1f} ms"
-                  f"  p95 {pct(latencies, 95):7.1f} ms  over {len(latencies)} events")
+            print(
+                f"  hook post → stored observation (warm)    median {statistics.median(latencies):7.1f} ms"
+                f"  p95 {pct(latencies, 95):7.1f} ms  over {len(latencies)} events"
+            )
     finally:
         proc.terminate()
         proc.wait(15)

@@ -81,8 +81,16 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
-async def developer(client: httpx.AsyncClient, n: int, window: float, compress: float, tools: list[Any],
-                    rng: random.Random, acked: list[str], posted: list[int]) -> None:
+async def developer(
+    client: httpx.AsyncClient,
+    n: int,
+    window: float,
+    compress: float,
+    tools: list[Any],
+    rng: random.Random,
+    acked: list[str],
+    posted: list[int],
+) -> None:
     """One developer's hook posts for `window` real seconds (already compressed)."""
     sid = f"dev-{n:03d}"
     end = time.monotonic() + window
@@ -109,12 +117,19 @@ async def developer(client: httpx.AsyncClient, n: int, window: float, compress: 
     prompt_no = 0
     while time.monotonic() < end:
         prompt_no += 1
-        await post("/api/sessions/init", {"project": f"proj-{n % 7}", "prompt": f"Task {prompt_no} of {sid}:"
-                                          " fix the failing import in the loader and add a test"})
+        await post(
+            "/api/sessions/init",
+            {
+                "project": f"proj-{n % 7}",
+                "prompt": f"Task {prompt_no} of {sid}: fix the failing import in the loader and add a test",
+            },
+        )
         for _ in range(rng.randint(4, 20)):
             name, tool_input, response = tools[rng.randrange(len(tools))]
-            await post("/api/sessions/observations", {"tool_name": name, "tool_input": tool_input,
-                                                      "tool_response": response, "cwd": f"/home/{sid}/proj"})
+            await post(
+                "/api/sessions/observations",
+                {"tool_name": name, "tool_input": tool_input, "tool_response": response, "cwd": f"/home/{sid}/proj"},
+            )
             await asyncio.sleep(rng.uniform(3, 15) / compress)
             if time.monotonic() >= end:
                 break
@@ -122,17 +137,30 @@ async def developer(client: httpx.AsyncClient, n: int, window: float, compress: 
         await asyncio.sleep(rng.uniform(60, 240) / compress)
 
 
-def run_once(slots: int, developers: int, args: argparse.Namespace, proxy: LiteLLMProxy, upstream: Upstream,
-             tools: list[Any], root: Path) -> RunResult:
+def run_once(
+    slots: int,
+    developers: int,
+    args: argparse.Namespace,
+    proxy: LiteLLMProxy,
+    upstream: Upstream,
+    tools: list[Any],
+    root: Path,
+) -> RunResult:
     c = args.compress
     result = RunResult(slots, developers)
     data = root / f"s{slots}-n{developers}" / "data"
     data.mkdir(parents=True)
     (data / ".env").write_text(f"ANTHROPIC_BASE_URL={proxy.url}\nANTHROPIC_AUTH_TOKEN={proxy.master_key}\n")
-    worker = WorkerProcess(data, {"CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway", "CLAUDE_MEM_CHROMA_ENABLED": "false",
-                                  "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": str(slots),
-                                  "CLAUDE_MEM_AGENT_IDLE_SECONDS": str(max(1, int(300 / c))),
-                                  "CLAUDE_MEM_LOG_LEVEL": "WARNING"})
+    worker = WorkerProcess(
+        data,
+        {
+            "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway",
+            "CLAUDE_MEM_CHROMA_ENABLED": "false",
+            "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": str(slots),
+            "CLAUDE_MEM_AGENT_IDLE_SECONDS": str(max(1, int(300 / c))),
+            "CLAUDE_MEM_LOG_LEVEL": "WARNING",
+        },
+    )
     worker.start(timeout=60)
     sampler = ProcSampler(worker)
     sampler.start()
@@ -145,8 +173,12 @@ def run_once(slots: int, developers: int, args: argparse.Namespace, proxy: LiteL
         rng = random.Random(args.seed * 1000 + developers)
         limits = httpx.Limits(max_connections=developers + 4)
         async with httpx.AsyncClient(base_url=worker.url, limits=limits) as client:
-            await asyncio.gather(*(developer(client, i, window, c, tools, random.Random(rng.random()), acked,
-                                             posted) for i in range(developers)))
+            await asyncio.gather(
+                *(
+                    developer(client, i, window, c, tools, random.Random(rng.random()), acked, posted)
+                    for i in range(developers)
+                )
+            )
 
     try:
         asyncio.run(drive())
@@ -159,8 +191,10 @@ def run_once(slots: int, developers: int, args: argparse.Namespace, proxy: LiteL
             time.sleep(0.25)
         result.wall = time.monotonic() - started
         db = sqlite3.connect(f"file:{worker.db_path}?mode=ro", uri=True)
-        rows = db.execute("SELECT event_key, state, created_at, updated_at FROM pending_events"
-                          " WHERE kind IN ('observation', 'summarize')").fetchall()
+        rows = db.execute(
+            "SELECT event_key, state, created_at, updated_at FROM pending_events"
+            " WHERE kind IN ('observation', 'summarize')"
+        ).fetchall()
         by_key = {r[0]: r for r in rows}
         lat = []
         for key in acked:
@@ -192,10 +226,13 @@ def run_once(slots: int, developers: int, args: argparse.Namespace, proxy: LiteL
 
 
 def show(r: RunResult) -> None:
-    print(f"  S={r.slots} N={r.developers:>3}: {'PASS' if r.passed else 'FAIL'}  events {r.acked}/{r.posted} acked,"
-          f" {r.done} done, {r.failed} failed, {r.missing} lost; event→memory p50 {r.p50:.0f} s, p99 {r.p99:.0f} s"
-          f" (simulated); worker peak {r.worker_mb:.0f} MB, CLIs {r.clis_mb:.0f} MB ({r.clis} at once);"
-          f" {r.tokens_per_hour:,.0f} tokens/h for {r.events_per_hour:,.0f} events/h; ran {r.wall:.0f} s", flush=True)
+    print(
+        f"  S={r.slots} N={r.developers:>3}: {'PASS' if r.passed else 'FAIL'}  events {r.acked}/{r.posted} acked,"
+        f" {r.done} done, {r.failed} failed, {r.missing} lost; event→memory p50 {r.p50:.0f} s, p99 {r.p99:.0f} s"
+        f" (simulated); worker peak {r.worker_mb:.0f} MB, CLIs {r.clis_mb:.0f} MB ({r.clis} at once);"
+        f" {r.tokens_per_hour:,.0f} tokens/h for {r.events_per_hour:,.0f} events/h; ran {r.wall:.0f} s",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -209,8 +246,10 @@ def main() -> None:
     args = parser.parse_args()
     slot_list = [int(s) for s in args.slots.split(",") if s.strip()]
     tools = [item for kind, item in make_session(120, seed=args.seed) if kind == "tool"]
-    print(f"capacity: {args.minutes:.0f} simulated minutes per run, compressed {args.compress:g}x; developer ="
-          " prompt, 4-20 tool events 3-15 s apart, Stop, 1-4 min pause; upstream 1-3 s; goal p99 < 5 min, 0 lost")
+    print(
+        f"capacity: {args.minutes:.0f} simulated minutes per run, compressed {args.compress:g}x; developer ="
+        " prompt, 4-20 tool events 3-15 s apart, Stop, 1-4 min pause; upstream 1-3 s; goal p99 < 5 min, 0 lost"
+    )
     table: list[tuple[int, RunResult | None]] = []
     with tempfile.TemporaryDirectory(prefix="bench-capacity-") as tmp:
         root = Path(tmp)
@@ -244,21 +283,27 @@ def main() -> None:
             upstream.stop()
     load = os.getloadavg()
     print(f"load average at the end {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs")
-    print("\n| agent slots (S) | developers served (N) | p99 event→memory | worker peak RSS | agent CLIs peak RSS"
-          " | memory-agent tokens/hour |")
+    print(
+        "\n| agent slots (S) | developers served (N) | p99 event→memory | worker peak RSS | agent CLIs peak RSS"
+        " | memory-agent tokens/hour |"
+    )
     print("|---|---|---|---|---|---|")
     for slots, best in table:
         if best is None:
             print(f"| {slots} | < {args.start} | | | | |")
             continue
-        print(f"| {slots} | {best.developers} | {best.p99:.0f} s | {best.worker_mb:.0f} MB |"
-              f" {best.clis_mb:.0f} MB ({best.clis} CLIs) | {best.tokens_per_hour:,.0f} |")
+        print(
+            f"| {slots} | {best.developers} | {best.p99:.0f} s | {best.worker_mb:.0f} MB |"
+            f" {best.clis_mb:.0f} MB ({best.clis} CLIs) | {best.tokens_per_hour:,.0f} |"
+        )
     for slots, best in table:
         if best is not None:
             per_slot_mb = best.clis_mb / max(1, slots)
-            print(f"rule: {slots} slot(s) serve about {best.developers} developers; each slot costs about"
-                  f" {per_slot_mb:.0f} MB (its agent CLI) and {best.tokens_per_hour / slots:,.0f} tokens an hour"
-                  f" at this load")
+            print(
+                f"rule: {slots} slot(s) serve about {best.developers} developers; each slot costs about"
+                f" {per_slot_mb:.0f} MB (its agent CLI) and {best.tokens_per_hour / slots:,.0f} tokens an hour"
+                f" at this load"
+            )
 
 
 if __name__ == "__main__":

@@ -82,9 +82,20 @@ def read_event(path: Path) -> tuple[str, dict[str, Any], Any]:
     text = path.read_text(errors="replace")
     lines = text.splitlines()[:2000]  # Claude Code's Read returns at most 2000 lines
     numbered = "\n".join(f"{i + 1:>6}\u2192{line}" for i, line in enumerate(lines))
-    return "Read", {"file_path": f"{PROJECT_DIR}/lib/{path.name}"}, {
-        "type": "text", "file": {"filePath": f"{PROJECT_DIR}/lib/{path.name}", "content": numbered,
-                                 "numLines": len(lines), "startLine": 1, "totalLines": len(text.splitlines())}}
+    return (
+        "Read",
+        {"file_path": f"{PROJECT_DIR}/lib/{path.name}"},
+        {
+            "type": "text",
+            "file": {
+                "filePath": f"{PROJECT_DIR}/lib/{path.name}",
+                "content": numbered,
+                "numLines": len(lines),
+                "startLine": 1,
+                "totalLines": len(text.splitlines()),
+            },
+        },
+    )
 
 
 def edit_event(path: Path, rng: random.Random) -> tuple[str, dict[str, Any], Any]:
@@ -92,22 +103,36 @@ def edit_event(path: Path, rng: random.Random) -> tuple[str, dict[str, Any], Any
     lines = text.splitlines(keepends=True)
     defs = [i for i, line in enumerate(lines) if line.lstrip().startswith("def ")] or [0]
     start = rng.choice(defs)
-    old = "".join(lines[start:start + 6])
+    old = "".join(lines[start : start + 6])
     new = old.replace("def ", "def _", 1) + "    # checked: the caller validates its input first\n"
     patch = list(difflib.unified_diff(old.splitlines(), new.splitlines(), lineterm="", n=3))[2:]
     fp = f"{PROJECT_DIR}/lib/{path.name}"
-    return "Edit", {"file_path": fp, "old_string": old, "new_string": new, "replace_all": False}, {
-        "filePath": fp, "oldString": old, "newString": new, "originalFile": text,
-        "structuredPatch": [{"oldStart": start + 1, "oldLines": 6, "newStart": start + 1, "newLines": 7,
-                             "lines": patch}], "userModified": False, "replaceAll": False}
+    return (
+        "Edit",
+        {"file_path": fp, "old_string": old, "new_string": new, "replace_all": False},
+        {
+            "filePath": fp,
+            "oldString": old,
+            "newString": new,
+            "originalFile": text,
+            "structuredPatch": [
+                {"oldStart": start + 1, "oldLines": 6, "newStart": start + 1, "newLines": 7, "lines": patch}
+            ],
+            "userModified": False,
+            "replaceAll": False,
+        },
+    )
 
 
 def write_event(path: Path, n: int) -> tuple[str, dict[str, Any], Any]:
     source = path.read_text(errors="replace")
     content = f'"""Generated helper {n}, adapted from {path.name}."""\n\n' + source[:3_000]
     fp = f"{PROJECT_DIR}/src/helper_{n}.py"
-    return "Write", {"file_path": fp, "content": content}, {
-        "type": "create", "filePath": fp, "content": content, "structuredPatch": [], "originalFile": None}
+    return (
+        "Write",
+        {"file_path": fp, "content": content},
+        {"type": "create", "filePath": fp, "content": content, "structuredPatch": [], "originalFile": None},
+    )
 
 
 def bash_event(rng: random.Random, files: list[Path]) -> tuple[str, dict[str, Any], Any]:
@@ -123,23 +148,37 @@ def bash_event(rng: random.Random, files: list[Path]) -> tuple[str, dict[str, An
         ([sys.executable, "-m", "pydoc", f[:-3]], f"python -m pydoc {f[:-3]}"),
     ]
     cmd, shown = rng.choice(choices)
-    return "Bash", {"command": shown, "description": "inspect"}, {
-        "stdout": run(cmd), "stderr": "", "interrupted": False, "isImage": False}
+    return (
+        "Bash",
+        {"command": shown, "description": "inspect"},
+        {"stdout": run(cmd), "stderr": "", "interrupted": False, "isImage": False},
+    )
 
 
 def grep_event(rng: random.Random, files: list[Path]) -> tuple[str, dict[str, Any], Any]:
     word = rng.choice(["raise ValueError", "encoding", "def __init__", "import os", "timeout", "lock"])
     out = run(["grep", "-rn", "--include=*.py", word, *[p.name for p in files[:25]]])
     lines = out.splitlines()
-    return "Grep", {"pattern": word, "path": f"{PROJECT_DIR}/lib", "output_mode": "content"}, {
-        "mode": "content", "numFiles": len({line.split(":", 1)[0] for line in lines}),
-        "filenames": [], "content": "\n".join(lines[:250]), "numLines": min(250, len(lines))}
+    return (
+        "Grep",
+        {"pattern": word, "path": f"{PROJECT_DIR}/lib", "output_mode": "content"},
+        {
+            "mode": "content",
+            "numFiles": len({line.split(":", 1)[0] for line in lines}),
+            "filenames": [],
+            "content": "\n".join(lines[:250]),
+            "numLines": min(250, len(lines)),
+        },
+    )
 
 
 def glob_event(files: list[Path], rng: random.Random) -> tuple[str, dict[str, Any], Any]:
     names = [f"{PROJECT_DIR}/lib/{p.name}" for p in files if p.name.startswith(rng.choice("abcdefghilmnoprstuw"))]
-    return "Glob", {"pattern": "lib/**/*.py"}, {"filenames": names[:100], "durationMs": 4, "numFiles": len(names),
-                                                "truncated": len(names) > 100}
+    return (
+        "Glob",
+        {"pattern": "lib/**/*.py"},
+        {"filenames": names[:100], "durationMs": 4, "numFiles": len(names), "truncated": len(names) > 100},
+    )
 
 
 def make_session(events: int, seed: int = 7) -> list[tuple[str, Any]]:
@@ -214,18 +253,28 @@ class Replay:
             mark = self.upstream.mark()
             if kind == "prompt":
                 current_prompt = item
-                self.client.post("/api/sessions/init", json={"contentSessionId": self.sid, "project": "shop",
-                                                             "prompt": item}).raise_for_status()
+                self.client.post(
+                    "/api/sessions/init", json={"contentSessionId": self.sid, "project": "shop", "prompt": item}
+                ).raise_for_status()
             elif kind == "tool":
                 name, tool_input, response = item
                 n += 1
-                self.client.post("/api/sessions/observations", json={
-                    "contentSessionId": self.sid, "tool_name": name, "tool_input": tool_input,
-                    "tool_response": response, "cwd": PROJECT_DIR, "tool_use_id": f"toolu_{n:05d}",
-                    "eventKey": f"bench-{n}"}).raise_for_status()
+                self.client.post(
+                    "/api/sessions/observations",
+                    json={
+                        "contentSessionId": self.sid,
+                        "tool_name": name,
+                        "tool_input": tool_input,
+                        "tool_response": response,
+                        "cwd": PROJECT_DIR,
+                        "tool_use_id": f"toolu_{n:05d}",
+                        "eventKey": f"bench-{n}",
+                    },
+                ).raise_for_status()
             elif kind == "stop":
-                self.client.post("/api/sessions/summarize", json={
-                    "contentSessionId": self.sid, "last_assistant_message": item}).raise_for_status()
+                self.client.post(
+                    "/api/sessions/summarize", json={"contentSessionId": self.sid, "last_assistant_message": item}
+                ).raise_for_status()
             else:
                 time.sleep(idle)
                 continue
@@ -254,7 +303,7 @@ class Replay:
 def tenth(values: list[int], which: int) -> float:
     size = max(1, len(values) // 10)
     start = {0: 0, 1: (len(values) - size) // 2, 2: len(values) - size}[which]
-    return statistics.mean(values[start:start + size])
+    return statistics.mean(values[start : start + size])
 
 
 def worker_usage(url: str) -> dict[str, Any] | None:
@@ -276,9 +325,11 @@ def main() -> None:
     session = make_session(args.events)
     tools = [item for kind, item in session if kind == "tool"]
     raw_chars = sum(len(json.dumps(t[1])) + len(json.dumps(t[2])) for t in tools)
-    print(f"replay: {len(tools)} tool events ({', '.join(sorted({t[0] for t in tools}))}),"
-          f" {sum(k == 'prompt' for k, _ in session)} prompts, {sum(k == 'stop' for k, _ in session)} stops,"
-          f" {sum(k == 'idle' for k, _ in session)} idle spells; {raw_chars / 1e6:.1f} MB of tool input/output")
+    print(
+        f"replay: {len(tools)} tool events ({', '.join(sorted({t[0] for t in tools}))}),"
+        f" {sum(k == 'prompt' for k, _ in session)} prompts, {sum(k == 'stop' for k, _ in session)} stops,"
+        f" {sum(k == 'idle' for k, _ in session)} idle spells; {raw_chars / 1e6:.1f} MB of tool input/output"
+    )
     print(f"worker code: {args.worker_src}")
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -291,12 +342,21 @@ def main() -> None:
         data.mkdir()
         (data / ".env").write_text(f"ANTHROPIC_BASE_URL={proxy.url}\nANTHROPIC_AUTH_TOKEN={proxy.master_key}\n")
         port = free_port()
-        env = clean_env(data, CLAUDE_MEM_WORKER_PORT=str(port), CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway",
-                        CLAUDE_MEM_CHROMA_ENABLED="false", CLAUDE_MEM_AGENT_IDLE_SECONDS=str(args.idle_limit),
-                        PYTHONPATH=str(args.worker_src.resolve()))
-        worker = subprocess.Popen([sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
-                                  env=env, cwd=args.worker_src, stdout=subprocess.DEVNULL,
-                                  stderr=open(root / "worker.stderr", "wb"))
+        env = clean_env(
+            data,
+            CLAUDE_MEM_WORKER_PORT=str(port),
+            CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway",
+            CLAUDE_MEM_CHROMA_ENABLED="false",
+            CLAUDE_MEM_AGENT_IDLE_SECONDS=str(args.idle_limit),
+            PYTHONPATH=str(args.worker_src.resolve()),
+        )
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
+            env=env,
+            cwd=args.worker_src,
+            stdout=subprocess.DEVNULL,
+            stderr=open(root / "worker.stderr", "wb"),
+        )
         url = f"http://127.0.0.1:{port}"
         try:
             for _ in range(600):
@@ -311,11 +371,15 @@ def main() -> None:
             per_event = result["per_event"]
             first, middle, last = (tenth(per_event, i) for i in range(3))
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(result["kinds"].items()))
-            print(f"model calls: {len(result['calls'])} ({kinds});"
-                  f" largest call {max(result['calls']):,} tokens; replay took {elapsed:.0f}s")
-            print(f"input tokens per event: first tenth {first:,.0f}, middle tenth {middle:,.0f},"
-                  f" last tenth {last:,.0f}; mean {statistics.mean(per_event):,.0f};"
-                  f" total {sum(per_event):,} over {len(per_event)} events")
+            print(
+                f"model calls: {len(result['calls'])} ({kinds});"
+                f" largest call {max(result['calls']):,} tokens; replay took {elapsed:.0f}s"
+            )
+            print(
+                f"input tokens per event: first tenth {first:,.0f}, middle tenth {middle:,.0f},"
+                f" last tenth {last:,.0f}; mean {statistics.mean(per_event):,.0f};"
+                f" total {sum(per_event):,} over {len(per_event)} events"
+            )
             seen = result["prompt_seen"]
             if seen:
                 print(f"observation turns whose request shows the current user prompt: {sum(seen)}/{len(seen)}")
@@ -326,9 +390,11 @@ def main() -> None:
             usage = worker_usage(url)
             if usage:
                 for row in usage.get("days", []):
-                    print(f"worker's own accounting ({row['day']}, {row['project']}): {row['turns']} turns,"
-                          f" input {row['inputTokens']:,} (+{row['cacheReadTokens']:,} cache read),"
-                          f" output {row['outputTokens']:,} tokens, cost ${row['costUsd']:.4f}")
+                    print(
+                        f"worker's own accounting ({row['day']}, {row['project']}): {row['turns']} turns,"
+                        f" input {row['inputTokens']:,} (+{row['cacheReadTokens']:,} cache read),"
+                        f" output {row['outputTokens']:,} tokens, cost ${row['costUsd']:.4f}"
+                    )
             if args.json:
                 args.json.write_text(json.dumps({"per_event": per_event, "calls": result["calls"]}))
         finally:

@@ -52,15 +52,27 @@ def hook_inputs(session: str, cwd: str, transcript: str) -> dict[str, dict[str, 
     common = {"session_id": session, "transcript_path": transcript, "cwd": cwd}
     return {
         "session-start": {**common, "hook_event_name": "SessionStart", "source": "startup"},
-        "user-prompt-submit": {**common, "hook_event_name": "UserPromptSubmit", "prompt": "add a retry to the client",
-                               "prompt_id": "p1", "permission_mode": "default"},
-        "post-tool-use": {**common, "hook_event_name": "PostToolUse", "tool_name": "Edit",
-                          "tool_input": {"file_path": f"{cwd}/client.py", "old_string": "a" * 200,
-                                         "new_string": "b" * 200},
-                          "tool_response": {"filePath": f"{cwd}/client.py", "success": True},
-                          "tool_use_id": "toolu_bench"},
-        "stop": {**common, "hook_event_name": "Stop", "stop_hook_active": False,
-                 "last_assistant_message": "Added the retry with backoff."},
+        "user-prompt-submit": {
+            **common,
+            "hook_event_name": "UserPromptSubmit",
+            "prompt": "add a retry to the client",
+            "prompt_id": "p1",
+            "permission_mode": "default",
+        },
+        "post-tool-use": {
+            **common,
+            "hook_event_name": "PostToolUse",
+            "tool_name": "Edit",
+            "tool_input": {"file_path": f"{cwd}/client.py", "old_string": "a" * 200, "new_string": "b" * 200},
+            "tool_response": {"filePath": f"{cwd}/client.py", "success": True},
+            "tool_use_id": "toolu_bench",
+        },
+        "stop": {
+            **common,
+            "hook_event_name": "Stop",
+            "stop_hook_active": False,
+            "last_assistant_message": "Added the retry with backoff.",
+        },
         "session-end": {**common, "hook_event_name": "SessionEnd", "reason": "exit"},
     }
 
@@ -87,15 +99,27 @@ def bench_hooks(worker: WorkerProcess, runs: int) -> tuple[dict[str, list[float]
     cpu: dict[str, list[float]] = {e: [] for e in order}
     for event in order:  # warm-up: bytecode caches, page cache
         for _ in range(3):
-            subprocess.run([CLAUDE_MEM, "hook", event], input=json.dumps(inputs[event]), env=env,
-                           capture_output=True, text=True, timeout=30)
+            subprocess.run(
+                [CLAUDE_MEM, "hook", event],
+                input=json.dumps(inputs[event]),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
     failures = 0
     for _ in range(runs):
         for event in order:
             cpu_before = child_cpu_ms()
             start = time.perf_counter()
-            proc = subprocess.run([CLAUDE_MEM, "hook", event], input=json.dumps(inputs[event]), env=env,
-                                  capture_output=True, text=True, timeout=30)
+            proc = subprocess.run(
+                [CLAUDE_MEM, "hook", event],
+                input=json.dumps(inputs[event]),
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
             times[event].append((time.perf_counter() - start) * 1000)
             cpu[event].append(child_cpu_ms() - cpu_before)
             failures += bool(proc.returncode or proc.stderr)
@@ -116,9 +140,13 @@ def bench_ingest(worker: WorkerProcess, posts: int, clients: int) -> tuple[list[
         nonlocal errors
         mine: list[float] = []
         bad = 0
-        body = {"contentSessionId": f"bench-{n}", "tool_name": "Bash", "cwd": "/home/dev/code/benchproj",
-                "tool_input": {"command": "pytest -q tests/test_client.py"},
-                "tool_response": {"stdout": "." * 600 + "\n12 passed in 0.4s", "exitCode": 0}}
+        body = {
+            "contentSessionId": f"bench-{n}",
+            "tool_name": "Bash",
+            "cwd": "/home/dev/code/benchproj",
+            "tool_input": {"command": "pytest -q tests/test_client.py"},
+            "tool_response": {"stdout": "." * 600 + "\n12 passed in 0.4s", "exitCode": 0},
+        }
         with httpx.Client(base_url=worker.url, timeout=30) as c:
             c.get("/api/health")
             barrier.wait()
@@ -178,12 +206,18 @@ def main() -> int:
     for event, values in hook_times.items():
         all_hooks.extend(values)
         all_cpu.extend(hook_cpu[event])
-        print(f"  {event:<20} {statistics.median(values):>10.1f} {pct(values, 95):>8.1f} {min(values):>8.1f}"
-              f" {statistics.median(hook_cpu[event]):>14.1f}")
-    print(f"  {'all events':<20} {statistics.median(all_hooks):>10.1f} {pct(all_hooks, 95):>8.1f}"
-          f" {min(all_hooks):>8.1f} {statistics.median(all_cpu):>14.1f}")
-    print(f"  load average during the run: {os.getloadavg()[0]:.2f} (wall times are inflated when it exceeds"
-          f" {os.cpu_count()})")
+        print(
+            f"  {event:<20} {statistics.median(values):>10.1f} {pct(values, 95):>8.1f} {min(values):>8.1f}"
+            f" {statistics.median(hook_cpu[event]):>14.1f}"
+        )
+    print(
+        f"  {'all events':<20} {statistics.median(all_hooks):>10.1f} {pct(all_hooks, 95):>8.1f}"
+        f" {min(all_hooks):>8.1f} {statistics.median(all_cpu):>14.1f}"
+    )
+    print(
+        f"  load average during the run: {os.getloadavg()[0]:.2f} (wall times are inflated when it exceeds"
+        f" {os.cpu_count()})"
+    )
     print()
     n = len(latencies)
     print(f"ingest: {n} observation posts, {args.clients} concurrent keep-alive clients")

@@ -80,8 +80,10 @@ def _latency_report(say: Report, stats: LoadStats, plan: FaultPlan, t0: float, s
     lat = stats.latency_ms()
     restarts = [(a, b) for name, a, b in plan.log if "worker" in name]
     steady = stats.latency_ms([(a, b + 3.0) for a, b in restarts])
-    say(f"hook post latency (answered)   p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
-        f"  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms  ({len(lat)} answered posts)")
+    say(
+        f"hook post latency (answered)   p50 {pct(lat, 50):.1f} ms  p90 {pct(lat, 90):.1f} ms"
+        f"  p99 {pct(lat, 99):.1f} ms  max {max(lat):.1f} ms  ({len(lat)} answered posts)"
+    )
     windows: dict[int, list[float]] = {}
     for t, ms in stats.latencies:
         windows.setdefault(int((t - t0) // 2), []).append(ms)
@@ -89,17 +91,24 @@ def _latency_report(say: Report, stats: LoadStats, plan: FaultPlan, t0: float, s
     slow = sorted(stats.latencies, key=lambda x: -x[1])[:show_slow]
     if slow:
         wall = time.time() - time.monotonic()
-        say("  slowest posts at: " + ", ".join(f"+{t - t0:.1f}s {ms:.0f}ms" for t, ms in slow)
+        say(
+            "  slowest posts at: "
+            + ", ".join(f"+{t - t0:.1f}s {ms:.0f}ms" for t, ms in slow)
             + f" (first at {time.strftime('%H:%M:%S', time.localtime(slow[0][0] + wall))}"
-            f".{int((slow[0][0] + wall) % 1 * 1000):03d})")
-    say(f"  without 3 s after a restart  p50 {pct(steady, 50):.1f} ms  p99 {pct(steady, 99):.1f} ms"
-        f"  ({len(steady)} posts)")
+            f".{int((slow[0][0] + wall) % 1 * 1000):03d})"
+        )
+    say(
+        f"  without 3 s after a restart  p50 {pct(steady, 50):.1f} ms  p99 {pct(steady, 99):.1f} ms"
+        f"  ({len(steady)} posts)"
+    )
     say(f"  hook runs that spooled their event (no connection, or events already waiting): {stats.spooled}")
     flush = [ms for _, ms in stats.flush_latencies]
     if flush:
-        say(f"background spool flushes         {len(flush)} batch requests carrying {stats.batched} events:"
+        say(
+            f"background spool flushes         {len(flush)} batch requests carrying {stats.batched} events:"
             f" p50 {pct(flush, 50):.1f} ms  p99 {pct(flush, 99):.1f} ms  max {max(flush):.1f} ms"
-            " (a detached process; no session waits for it)")
+            " (a detached process; no session waits for it)"
+        )
 
 
 def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
@@ -115,26 +124,37 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         proxy.start()
         chroma.start()
         load_start = os.getloadavg()[0]
-        upstream.control(delay=args.delay, error_rate=args.error_rate, error_status=500, rate_429=args.rate_429,
-                         seed=args.seed)
+        upstream.control(
+            delay=args.delay, error_rate=args.error_rate, error_status=500, rate_429=args.rate_429, seed=args.seed
+        )
         data = root / "data"
         data.mkdir()
         (data / ".env").write_text(f"ANTHROPIC_BASE_URL={proxy.url}\nANTHROPIC_AUTH_TOKEN={proxy.master_key}\n")
-        worker = WorkerProcess(data, {
-            "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway", "CLAUDE_MEM_CHROMA_ENABLED": "true",
-            "CLAUDE_MEM_CHROMA_URL": chroma.url, "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": str(args.slots),
-            "CLAUDE_MEM_LOG_LEVEL": "INFO"})
+        worker = WorkerProcess(
+            data,
+            {
+                "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway",
+                "CLAUDE_MEM_CHROMA_ENABLED": "true",
+                "CLAUDE_MEM_CHROMA_URL": chroma.url,
+                "CLAUDE_MEM_MAX_CONCURRENT_AGENTS": str(args.slots),
+                "CLAUDE_MEM_LOG_LEVEL": "INFO",
+            },
+        )
         worker.start(timeout=60)
         time.sleep(3.0)  # warmed before its port opened; a moment to settle
         idle_kids = {k: rss_kb(k) for k in descendants(worker.pid)}
-        idle_line = (f"worker RSS idle after start    {_mb(rss_kb(worker.pid))} alone; vector child process"
-                     f" {_mb(sum(v for k, v in idle_kids.items() if _is_vector_process(k)))}")
+        idle_line = (
+            f"worker RSS idle after start    {_mb(rss_kb(worker.pid))} alone; vector child process"
+            f" {_mb(sum(v for k, v in idle_kids.items() if _is_vector_process(k)))}"
+        )
         say(idle_line)
         cfg = LoadConfig(sessions=args.sessions, tools=args.tools, seed=args.seed)
         total = expected_posts(cfg)
-        say(f"scenario: {cfg.sessions} sessions x (prompt + {cfg.tools} tool events + Stop) = {total} posts;"
+        say(
+            f"scenario: {cfg.sessions} sessions x (prompt + {cfg.tools} tool events + Stop) = {total} posts;"
             f" {args.slots} agent slots; upstream delay {args.delay}s, 500s {args.error_rate:.0%},"
-            f" 429s {args.rate_429:.0%}; LiteLLM {proxy.url}; Chroma {chroma.url}")
+            f" 429s {args.rate_429:.0%}; LiteLLM {proxy.url}; Chroma {chroma.url}"
+        )
 
         orphans: list[int] = []
         w = worker
@@ -164,9 +184,11 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         t0 = time.monotonic()
         asyncio.run(asyncio.wait_for(drive(lambda: w.url, cfg, stats), timeout=args.max_seconds))
         posted_at = time.monotonic()
-        say(f"posting done in {posted_at - t0:.1f}s: {stats.acked_count}/{total} acknowledged,"
+        say(
+            f"posting done in {posted_at - t0:.1f}s: {stats.acked_count}/{total} acknowledged,"
             f" {stats.posts} requests, {stats.resent} unanswered, {stats.spooled} spooled, {stats.batched} events"
-            f" delivered by spool flushers, {sum(stats.rejected.values())} 4xx")
+            f" delivered by spool flushers, {sum(stats.rejected.values())} 4xx"
+        )
         if args.posting_only:
             for name, a, b in sorted(plan.log, key=lambda x: x[1]):
                 say(f"  fault at +{a - t0:6.1f}s ({b - a:5.1f}s): {name}")
@@ -190,20 +212,26 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
                     vec = w.get("/api/processing-status").json().get("vectors") or {}
                 except httpx.HTTPError:
                     vec = {}
-                say(f"  +{time.monotonic() - t0:6.1f}s queue {counts}; Chroma synced {vec.get('synced')}"
-                    f" unsynced {vec.get('unsynced')}")
+                say(
+                    f"  +{time.monotonic() - t0:6.1f}s queue {counts}; Chroma synced {vec.get('synced')}"
+                    f" unsynced {vec.get('unsynced')}"
+                )
 
         try:
             counts = wait_drained(w, timeout=args.max_seconds, on_tick=tick)
         except TimeoutError:  # a saturated machine: the memory figures still stand
-            say(f"peak RSS so far                worker alone {_mb(sampler.peak_worker_kb)}; vector child process"
-                f" {_mb(sampler.peak_vector_kb)}; agent CLIs {_mb(sampler.peak_clis_kb)} ({sampler.peak_clis} CLIs)")
+            say(
+                f"peak RSS so far                worker alone {_mb(sampler.peak_worker_kb)}; vector child process"
+                f" {_mb(sampler.peak_vector_kb)}; agent CLIs {_mb(sampler.peak_clis_kb)} ({sampler.peak_clis} CLIs)"
+            )
             raise
         drained_at = time.monotonic()
         first = audit(w.db_path, stats.acked)
         say(f"first drain at +{drained_at - t0:.1f}s: queue {counts}")
-        say(f"  acknowledged events by state: {dict(first.by_state)}; transient attempts recorded:"
-            f" {first.attempts_total}")
+        say(
+            f"  acknowledged events by state: {dict(first.by_state)}; transient attempts recorded:"
+            f" {first.attempts_total}"
+        )
         for reason, n in first.failed_reasons.most_common(8):
             say(f"    failed x{n}: {reason}")
         out = run_cli(["queue"], w.data_dir)
@@ -220,9 +248,11 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
             vectors = wait_vectors_synced(w, timeout=300)
             in_chroma = chroma_ids(chroma.url, "observation")
             in_sqlite = observation_ids(w.db_path)
-            chroma_line = (f"Chroma: reachable, synced {vectors['synced']}, unsynced {vectors['unsynced']};"
-                           f" observations in SQLite {len(in_sqlite)}, in Chroma {len(in_chroma & in_sqlite)}"
-                           f" (missing {len(in_sqlite - in_chroma)})")
+            chroma_line = (
+                f"Chroma: reachable, synced {vectors['synced']}, unsynced {vectors['unsynced']};"
+                f" observations in SQLite {len(in_sqlite)}, in Chroma {len(in_chroma & in_sqlite)}"
+                f" (missing {len(in_sqlite - in_chroma)})"
+            )
             chroma_ok = in_sqlite <= in_chroma
         except TimeoutError as exc:
             chroma_line, chroma_ok = f"Chroma: NOT IN SYNC: {exc}", False
@@ -232,50 +262,74 @@ def run_scenario(args: argparse.Namespace, root: Path, say: Report) -> int:
         done_events = counts["done"]
         say("")
         say("=== figures ===")
-        say(f"events acknowledged            {stats.acked_count} of {total} posts ({final.duplicates} stored twice"
-            f" after a lost answer)")
+        say(
+            f"events acknowledged            {stats.acked_count} of {total} posts ({final.duplicates} stored twice"
+            f" after a lost answer)"
+        )
         say(f"lost (acked, no stored event)  {len(final.missing)}")
         say(f"acked, not done at the end     {len(final.not_done)}")
         say(f"observations missing           {len(final.observations_missing)}")
         say(f"4xx answers                    {dict(stats.rejected) or 0}")
         _latency_report(say, stats, plan, t0, args.show_slow)
-        say(f"ingest                         {stats.acked_count / (posted_at - t0):.0f} events/s acknowledged"
-            f" over {posted_at - t0:.1f}s")
-        say(f"drain                          {done_events} events done in {final_at - t0:.1f}s from the first post"
+        say(
+            f"ingest                         {stats.acked_count / (posted_at - t0):.0f} events/s acknowledged"
+            f" over {posted_at - t0:.1f}s"
+        )
+        say(
+            f"drain                          {done_events} events done in {final_at - t0:.1f}s from the first post"
             f" ({done_events / (final_at - t0):.1f} events/s); first drain {drained_at - t0:.1f}s,"
-            f" backlog after posting {drained_at - posted_at:.1f}s")
-        say(f"retries                        {first.attempts_total} transient attempts before the first drain;"
+            f" backlog after posting {drained_at - posted_at:.1f}s"
+        )
+        say(
+            f"retries                        {first.attempts_total} transient attempts before the first drain;"
             f" {retry.stdout.split()[0] if retry.stdout.strip() else '?'} events put back by `queue retry`;"
-            f" {stats.resent} unanswered hook posts, {stats.batched} events delivered from a hook spool")
+            f" {stats.resent} unanswered hook posts, {stats.batched} events delivered from a hook spool"
+        )
         ws = sorted(sampler.worker_samples_kb) or [0]
-        say(f"peak RSS                       worker alone {_mb(sampler.peak_worker_kb)} (median"
+        say(
+            f"peak RSS                       worker alone {_mb(sampler.peak_worker_kb)} (median"
             f" {_mb(ws[len(ws) // 2])}); vector child process {_mb(sampler.peak_vector_kb)}; agent CLIs"
             f" {_mb(sampler.peak_clis_kb)} at most at once ({sampler.peak_clis} CLIs); everything"
-            f" {_mb(sampler.peak_total_kb)} ({sampler.samples} samples)")
+            f" {_mb(sampler.peak_total_kb)} ({sampler.samples} samples)"
+        )
         try:
             usage = w.get("/api/usage", params={"days": 2}).json()
             rows = usage.get("days") or []
             tokens = sum(r["totalTokens"] for r in rows)
             turns = sum(r["turns"] for r in rows)
-            say(f"memory-agent tokens            {tokens:,} in {turns} turns: {tokens / max(1, done_events):,.0f}"
+            say(
+                f"memory-agent tokens            {tokens:,} in {turns} turns: {tokens / max(1, done_events):,.0f}"
                 f" tokens per event (input {sum(r['inputTokens'] + r['cacheReadTokens'] for r in rows):,},"
-                f" output {sum(r['outputTokens'] for r in rows):,}; turns lost to a killed worker not counted)")
+                f" output {sum(r['outputTokens'] for r in rows):,}; turns lost to a killed worker not counted)"
+            )
         except Exception as exc:  # the figure is informative; the run's verdict does not depend on it
             say(f"memory-agent tokens            unavailable: {exc}")
         spawns = w.stderr_text().count("starting memory agent")
-        say(f"agent CLI spawns                {spawns} ({done_events / max(1, spawns):.1f} events per spawn; sessions"
-            f" outnumber slots, so most turns start a CLI that resumes the session)")
+        say(
+            f"agent CLI spawns                {spawns} ({done_events / max(1, spawns):.1f} events per spawn; sessions"
+            f" outnumber slots, so most turns start a CLI that resumes the session)"
+        )
         alive = [p for p in orphans if Path(f"/proc/{p}").exists()]
         say(f"agent CLIs outliving a killed worker  {len(orphans)} after 3 s, {len(alive)} still alive at the end")
         say(chroma_line)
-        say(f"worker at the end: RSS {_mb(rss_kb(w.pid))} alone; load average {os.getloadavg()[0]:.1f}"
-            f" (at the start {load_start:.1f}) on {os.cpu_count()} CPUs shared by every process above")
+        say(
+            f"worker at the end: RSS {_mb(rss_kb(w.pid))} alone; load average {os.getloadavg()[0]:.1f}"
+            f" (at the start {load_start:.1f}) on {os.cpu_count()} CPUs shared by every process above"
+        )
         say(CLAUDE_MEM_FIGURES)
-        ok = (not final.missing and not final.not_done and not final.observations_missing and chroma_ok
-              and not stats.rejected and not plan.errors)
+        ok = (
+            not final.missing
+            and not final.not_done
+            and not final.observations_missing
+            and chroma_ok
+            and not stats.rejected
+            and not plan.errors
+        )
         target = pct(lat, 99) < 50.0
-        say(f"RESULT: {'PASS' if ok else 'FAIL'} (zero lost, all processed, Chroma in sync);"
-            f" hook p99 target < 50 ms: {'met' if target else 'MISSED'}")
+        say(
+            f"RESULT: {'PASS' if ok else 'FAIL'} (zero lost, all processed, Chroma in sync);"
+            f" hook p99 target < 50 ms: {'met' if target else 'MISSED'}"
+        )
         return 0 if ok else 1
     finally:
         if sampler is not None:
@@ -302,8 +356,11 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=1200.0, help="bound on each phase")
     parser.add_argument("--no-faults", action="store_true", help="no kills or outages (to isolate throughput)")
     parser.add_argument("--show-slow", type=int, default=10, help="list the N slowest posts")
-    parser.add_argument("--posting-only", action="store_true",
-                        help="stop after the posting phase (latency figures only; no drain or audit)")
+    parser.add_argument(
+        "--posting-only",
+        action="store_true",
+        help="stop after the posting phase (latency figures only; no drain or audit)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch dir (logs, database)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-load-"))

@@ -50,8 +50,10 @@ from worker.vectors import VectorSync  # noqa: E402
 MODES = ("keyword", "semantic", "hybrid")
 KS = (5, 10)
 CATEGORIES = {1, 2, 3, 4}
-DEFAULT_PATHS = (Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json",
-                 Path("/work/shared/data/locomo-dev.json"))
+DEFAULT_PATHS = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo-dev.json",
+    Path("/work/shared/data/locomo-dev.json"),
+)
 
 
 def find_data(given: str | None) -> Path | None:
@@ -108,20 +110,31 @@ def build(directory: Path, convs: list[dict[str, Any]], granularity: str) -> Sto
                 stored: list[int] = []
                 if granularity == "session":
                     narrative = "\n".join(f"{t['speaker']}: {turn_text(t)}" for t in turns)
-                    oid = storage.insert_observation(conn, sid, project, {
-                        "type": "discovery", "title": f"Session {number} ({when})", "narrative": narrative}, 1)
+                    oid = storage.insert_observation(
+                        conn,
+                        sid,
+                        project,
+                        {"type": "discovery", "title": f"Session {number} ({when})", "narrative": narrative},
+                        1,
+                    )
                     keys[oid] = f"D{number}"
                     stored.append(oid)
                 else:
                     for t in turns:
-                        oid = storage.insert_observation(conn, sid, project, {
-                            "type": "discovery", "title": f"{t['speaker']} ({when})", "narrative": turn_text(t)}, 1)
+                        oid = storage.insert_observation(
+                            conn,
+                            sid,
+                            project,
+                            {"type": "discovery", "title": f"{t['speaker']} ({when})", "narrative": turn_text(t)},
+                            1,
+                        )
                         keys[oid] = t["dia_id"]
                         stored.append(oid)
                 moment = when_epoch(when)
                 if moment is not None:  # the session's date is the observations' date, as in a live store
-                    conn.executemany("UPDATE observations SET created_at = ? WHERE id = ?",
-                                     [(moment, oid) for oid in stored])
+                    conn.executemany(
+                        "UPDATE observations SET created_at = ? WHERE id = ?", [(moment, oid) for oid in stored]
+                    )
     vsync = VectorSync(settings, ChromaStore(settings))
     began = time.perf_counter()
     vsync.sync_now()
@@ -170,8 +183,9 @@ def run_mode(store: Store, conv: dict[str, Any], granularity: str, mode: str) ->
         wanted = evidence(qa, granularity)
         if not wanted:
             continue
-        params = search.parse_params({"query": str(qa["question"]), "project": conv["sample_id"],
-                                      "limit": str(max(KS)), "mode": mode})
+        params = search.parse_params(
+            {"query": str(qa["question"]), "project": conv["sample_id"], "limit": str(max(KS)), "mode": mode}
+        )
         began, began_cpu = time.perf_counter(), time.process_time()
         req = search.semantic_request(params)
         hits = store.vsync.query(req.text, req.n, req.where) if req else None
@@ -191,8 +205,10 @@ def report(label: str, tallies: dict[str, Tally]) -> None:
     print(f"  {'mode':<9} {'R@5':>6} {'R@10':>6} {'p50 ms':>8} {'p99 ms':>8} {'cpu p50':>8} {'cpu p99':>8}  questions")
     for mode in MODES:
         t = tallies[mode]
-        print(f"  {mode:<9} {t.recall(5):6.3f} {t.recall(10):6.3f} {pct(t.seconds, 0.5):8.1f}"
-              f" {pct(t.seconds, 0.99):8.1f} {pct(t.cpu, 0.5):8.1f} {pct(t.cpu, 0.99):8.1f}  {t.questions}")
+        print(
+            f"  {mode:<9} {t.recall(5):6.3f} {t.recall(10):6.3f} {pct(t.seconds, 0.5):8.1f}"
+            f" {pct(t.seconds, 0.99):8.1f} {pct(t.cpu, 0.5):8.1f} {pct(t.cpu, 0.99):8.1f}  {t.questions}"
+        )
 
 
 def main() -> int:
@@ -209,23 +225,26 @@ def main() -> int:
     convs = json.loads(path.read_text())
     if args.conversations:
         convs = convs[: args.conversations]
-    print(f"LoCoMo: {path.name}, {len(convs)} conversations, "
-          f"{sum(1 for c in convs for q in c['qa'] if q.get('category') in CATEGORIES)} questions (categories 1-4)")
+    print(
+        f"LoCoMo: {path.name}, {len(convs)} conversations, "
+        f"{sum(1 for c in convs for q in c['qa'] if q.get('category') in CATEGORIES)} questions (categories 1-4)"
+    )
     half = (len(convs) + 1) // 2
     print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     for granularity in [g.strip() for g in args.granularity.split(",") if g.strip()]:
         with tempfile.TemporaryDirectory(prefix="cm-locomo-") as tmp:
             store = build(Path(tmp), convs, granularity)
             docs = store.vsync.store.count()
-            print(f"\n{granularity} granularity: {len(store.keys)} observations, {docs} vectors,"
-                  f" embedded in {store.embed_seconds:.1f}s")
+            print(
+                f"\n{granularity} granularity: {len(store.keys)} observations, {docs} vectors,"
+                f" embedded in {store.embed_seconds:.1f}s"
+            )
             per_conv = {mode: [run_mode(store, conv, granularity, mode) for conv in convs] for mode in MODES}
             total = {mode: Tally() for mode in MODES}
             for mode in MODES:
                 for t in per_conv[mode]:
                     total[mode].add(t)
-            report(f"{granularity} level, all conversations (load average now"
-                   f" {os.getloadavg()[0]:.1f})", total)
+            report(f"{granularity} level, all conversations (load average now {os.getloadavg()[0]:.1f})", total)
             if args.split and len(convs) > 1:
                 for name, part in (("first", slice(0, half)), ("second", slice(half, None))):
                     sub = {mode: Tally() for mode in MODES}

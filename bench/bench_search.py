@@ -29,14 +29,25 @@ from worker.embeddings import default_embedder  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 from worker.vectors import VectorSync, load_docs  # noqa: E402
 
-WORDS = ("login password session token cache sqlite index migration docker image build layer test flaky"
-         " timeout retry queue worker hook prompt summary chroma vector embedding search keyword hybrid"
-         " rank fusion config settings env gateway proxy model budget key route handler error crash"
-         " null check refactor feature bugfix decision discovery file path parser xml stream socket").split()
+WORDS = (
+    "login password session token cache sqlite index migration docker image build layer test flaky"
+    " timeout retry queue worker hook prompt summary chroma vector embedding search keyword hybrid"
+    " rank fusion config settings env gateway proxy model budget key route handler error crash"
+    " null check refactor feature bugfix decision discovery file path parser xml stream socket"
+).split()
 TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
-QUERIES = ["login crashes with empty password", "why is the docker build slow", "sqlite migration index",
-           "flaky test timeout retry", "gateway proxy budget", "vector search ranking", "hook prompt queue",
-           "parser error on xml", "settings env config", "session token cache"]
+QUERIES = [
+    "login crashes with empty password",
+    "why is the docker build slow",
+    "sqlite migration index",
+    "flaky test timeout retry",
+    "gateway proxy budget",
+    "vector search ranking",
+    "hook prompt queue",
+    "parser error on xml",
+    "settings env config",
+    "session token cache",
+]
 DISTINCT_VECTORS = 500
 
 
@@ -55,14 +66,25 @@ def build_store(directory: Path, size: int, rng: random.Random) -> None:
         sids = [storage.ensure_session(conn, f"s{i}", f"proj{i % 5}")["id"] for i in range(max(1, size // 50))]
         for i in range(size):
             sid = sids[i % len(sids)]
-            storage.insert_observation(conn, sid, f"proj{(i // 50) % 5}", {
-                "type": rng.choice(TYPES), "title": sentence(rng, 6).capitalize(), "subtitle": sentence(rng, 8),
-                "narrative": sentence(rng, 40), "facts": [sentence(rng, 8) for _ in range(3)],
-                "concepts": ["how-it-works"], "files_modified": [f"src/{rng.choice(WORDS)}/{rng.choice(WORDS)}.py"]},
-                1)
+            storage.insert_observation(
+                conn,
+                sid,
+                f"proj{(i // 50) % 5}",
+                {
+                    "type": rng.choice(TYPES),
+                    "title": sentence(rng, 6).capitalize(),
+                    "subtitle": sentence(rng, 8),
+                    "narrative": sentence(rng, 40),
+                    "facts": [sentence(rng, 8) for _ in range(3)],
+                    "concepts": ["how-it-works"],
+                    "files_modified": [f"src/{rng.choice(WORDS)}/{rng.choice(WORDS)}.py"],
+                },
+                1,
+            )
         for i, sid in enumerate(sids):
-            storage.insert_summary(conn, sid, f"proj{i % 5}", {"request": sentence(rng, 10),
-                                                                "completed": sentence(rng, 20)}, 1)
+            storage.insert_summary(
+                conn, sid, f"proj{i % 5}", {"request": sentence(rng, 10), "completed": sentence(rng, 20)}, 1
+            )
     conn.close()
 
 
@@ -77,7 +99,7 @@ def fill_chroma(vsync: VectorSync, rng: random.Random) -> float:
         table = "observations" if kind == "observation" else "session_summaries"
         ids = [r[0] for r in conn.execute(f"SELECT id FROM {table} ORDER BY id")]
         for start in range(0, len(ids), 2000):
-            chunk = ids[start:start + 2000]
+            chunk = ids[start : start + 2000]
             docs = [d for row_docs in load_docs(conn, kind, chunk).values() for d in row_docs]
             if base is None:
                 began = time.perf_counter()
@@ -87,12 +109,17 @@ def fill_chroma(vsync: VectorSync, rng: random.Random) -> float:
             noisy = picks + np.random.default_rng(start).normal(0, 0.02, picks.shape).astype(np.float32)
             noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
             for b in range(0, len(docs), 1000):
-                part = docs[b:b + 1000]
-                collection.upsert(ids=[d.id for d in part], embeddings=noisy[b:b + len(part)],
-                                  documents=[d.text for d in part], metadatas=[d.metadata for d in part])
+                part = docs[b : b + 1000]
+                collection.upsert(
+                    ids=[d.id for d in part],
+                    embeddings=noisy[b : b + len(part)],
+                    documents=[d.text for d in part],
+                    metadatas=[d.metadata for d in part],
+                )
             with storage.Tx(conn):
-                conn.executemany("INSERT OR REPLACE INTO vector_sync VALUES (?, ?, ?)",
-                                 [(kind, i, time.time()) for i in chunk])
+                conn.executemany(
+                    "INSERT OR REPLACE INTO vector_sync VALUES (?, ?, ?)", [(kind, i, time.time()) for i in chunk]
+                )
     return spent
 
 

@@ -39,8 +39,9 @@ def image_sizes(stack: Stack) -> dict[str, float]:
     sizes: dict[str, float] = {}
     images = {service: stack.inspect(service)["Config"]["Image"] for service in SERVICES}
     for service, image in images.items():
-        out = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", image], capture_output=True,
-                             text=True, check=True).stdout
+        out = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Size}}", image], capture_output=True, text=True, check=True
+        ).stdout
         sizes[f"{service} ({image})"] = int(out) / 1e6
     return sizes
 
@@ -50,8 +51,9 @@ def rss_mib(stack: Stack) -> dict[str, float]:
     found: dict[str, float] = {}
     for service in SERVICES:
         # docker top needs the pid column to pick the container's processes out of the host's
-        out = subprocess.run(["docker", "top", stack.container(service), "-eo", "pid,rss"], capture_output=True,
-                             text=True, check=True).stdout.splitlines()[1:]
+        out = subprocess.run(
+            ["docker", "top", stack.container(service), "-eo", "pid,rss"], capture_output=True, text=True, check=True
+        ).stdout.splitlines()[1:]
         found[service] = sum(int(line.split()[1]) for line in out if len(line.split()) == 2) / 1024
     return found
 
@@ -82,17 +84,28 @@ def main() -> int:
             times: list[float] = []
             with httpx.Client(base_url=stack.url, headers=headers, timeout=30) as client:
                 sid = f"bench-{uuid.uuid4().hex[:8]}"
-                client.post("/api/sessions/init", json={"contentSessionId": sid, "project": "bench",
-                                                        "prompt": "bench", "cwd": "/bench"}).raise_for_status()
+                client.post(
+                    "/api/sessions/init",
+                    json={"contentSessionId": sid, "project": "bench", "prompt": "bench", "cwd": "/bench"},
+                ).raise_for_status()
                 for i in range(args.posts):
                     started = time.perf_counter()
-                    r = client.post("/api/sessions/observations", json={
-                        "contentSessionId": sid, "tool_name": "Read", "cwd": "/bench",
-                        "tool_input": {"file_path": f"/bench/f{i}.py"}, "tool_response": "x" * 400})
+                    r = client.post(
+                        "/api/sessions/observations",
+                        json={
+                            "contentSessionId": sid,
+                            "tool_name": "Read",
+                            "cwd": "/bench",
+                            "tool_input": {"file_path": f"/bench/f{i}.py"},
+                            "tool_response": "x" * 400,
+                        },
+                    )
                     times.append((time.perf_counter() - started) * 1000)
                     r.raise_for_status()
-            print(f"hook post through the published port ({args.posts} posts, HTTP): "
-                  f"p50 {pct(times, 50):.1f} ms, p99 {pct(times, 99):.1f} ms")
+            print(
+                f"hook post through the published port ({args.posts} posts, HTTP): "
+                f"p50 {pct(times, 50):.1f} ms, p99 {pct(times, 99):.1f} ms"
+            )
             wait_until(stack.drained, 1800, interval=2, what="bench posts processed")
             print("RSS after processing them: " + ", ".join(f"{k} {v:.0f} MiB" for k, v in rss_mib(stack).items()))
 
@@ -105,22 +118,29 @@ def main() -> int:
                 run = session.tool("Read", {"file_path": f"{session.cwd}/h{i}.py"})
                 whole.append((time.perf_counter() - started) * 1000)
                 assert run.returncode == 0 and not run.stderr, run.stderr
-            print(f"`claude-mem hook post-tool-use` process, host → published port ({args.hooks} runs): "
-                  f"p50 {pct(whole, 50):.0f} ms, p99 {pct(whole, 99):.0f} ms")
+            print(
+                f"`claude-mem hook post-tool-use` process, host → published port ({args.hooks} runs): "
+                f"p50 {pct(whole, 50):.0f} ms, p99 {pct(whole, 99):.0f} ms"
+            )
             wait_until(stack.drained, 600, interval=1, what="hook events processed")
 
             stored: list[float] = []
             for i in range(args.stored):
                 name = f"stored{i}-{uuid.uuid4().hex[:6]}.py"
                 started = time.monotonic()
-                run = session.tool("Edit", {"file_path": f"{session.cwd}/{name}", "old_string": "a",
-                                            "new_string": "b"})
+                run = session.tool("Edit", {"file_path": f"{session.cwd}/{name}", "old_string": "a", "new_string": "b"})
                 assert run.returncode == 0, run.stderr
-                wait_until(lambda n=name: any(n in (r["title"] or "") for r in stack.items("bench-hooks")),
-                           300, interval=0.05, what="observation stored")
+                wait_until(
+                    lambda n=name: any(n in (r["title"] or "") for r in stack.items("bench-hooks")),
+                    300,
+                    interval=0.05,
+                    what="observation stored",
+                )
                 stored.append(time.monotonic() - started)
-            print(f"event → stored (hook run until searchable, {args.stored} samples): "
-                  f"median {statistics.median(stored):.2f} s, max {max(stored):.2f} s")
+            print(
+                f"event → stored (hook run until searchable, {args.stored} samples): "
+                f"median {statistics.median(stored):.2f} s, max {max(stored):.2f} s"
+            )
         finally:
             stack.close()
     return 0

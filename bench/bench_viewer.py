@@ -42,9 +42,17 @@ def seed(db: Path, rows: int) -> None:
                 sid = storage.insert_summary(conn, s["id"], s["project"], {"request": "r", "completed": "c"}, 1)
                 conn.execute("UPDATE session_summaries SET created_at = ? WHERE id = ?", (at, sid))
             else:
-                oid = storage.insert_observation(conn, s["id"], s["project"], {
-                    "type": rng.choice(storage.OBSERVATION_TYPES), "title": "a title",
-                    "narrative": "a narrative of a few dozen words " * 6}, 1)
+                oid = storage.insert_observation(
+                    conn,
+                    s["id"],
+                    s["project"],
+                    {
+                        "type": rng.choice(storage.OBSERVATION_TYPES),
+                        "title": "a title",
+                        "narrative": "a narrative of a few dozen words " * 6,
+                    },
+                    1,
+                )
                 conn.execute("UPDATE observations SET created_at = ? WHERE id = ?", (at, oid))
     conn.close()
 
@@ -79,8 +87,9 @@ def main() -> int:
         try:
             client = httpx.Client(base_url=worker.url, timeout=30)
             first = client.get("/api/feed", params={"limit": "50"}).json()
-            show("GET /api/feed (first page)",
-                 timed(lambda: client.get("/api/feed", params={"limit": "50"}), ns.repeat))
+            show(
+                "GET /api/feed (first page)", timed(lambda: client.get("/api/feed", params={"limit": "50"}), ns.repeat)
+            )
             cursor = first["next"]
             pages: list[float] = []
             for _ in range(ns.repeat):
@@ -89,16 +98,24 @@ def main() -> int:
                 pages.append((time.perf_counter() - began) * 1000)
                 cursor = page["next"]
             show("GET /api/feed?before= (next pages)", pages)
-            show("GET /api/feed?project=b&before=", timed(
-                lambda: client.get("/api/feed", params={"limit": "50", "project": "b", "before": first["next"]}),
-                ns.repeat))
+            show(
+                "GET /api/feed?project=b&before=",
+                timed(
+                    lambda: client.get("/api/feed", params={"limit": "50", "project": "b", "before": first["next"]}),
+                    ns.repeat,
+                ),
+            )
             show("GET /api/overview (30 days)", timed(lambda: client.get("/api/overview"), ns.repeat))
-            show("GET /api/overview?project=b&days=90",
-                 timed(lambda: client.get("/api/overview", params={"project": "b", "days": "90"}), ns.repeat))
+            show(
+                "GET /api/overview?project=b&days=90",
+                timed(lambda: client.get("/api/overview", params={"project": "b", "days": "90"}), ns.repeat),
+            )
 
             def post() -> None:
-                client.post("/api/sessions/init", json={"contentSessionId": f"bench-post-{random.random()}",
-                                                        "project": "a", "prompt": "hello"})
+                client.post(
+                    "/api/sessions/init",
+                    json={"contentSessionId": f"bench-post-{random.random()}", "project": "a", "prompt": "hello"},
+                )
 
             show("POST /api/sessions/init (idle)", timed(post, ns.repeat))
             stop = threading.Event()

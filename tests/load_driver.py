@@ -195,8 +195,10 @@ async def http_post(url: str, path: str, body: dict[str, Any], timeout: float) -
     which 100 concurrent sessions in one client process would add to every figure)."""
     host, port = url.rsplit("//", 1)[1].split(":")
     payload = json.dumps(body).encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n").encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(payload)}\r\nConnection: close\r\n\r\n"
+    ).encode()
 
     async def exchange() -> tuple[int, bytes]:
         try:
@@ -259,19 +261,28 @@ async def _flush(url: Callable[[], str], spool: Spool, stats: LoadStats, timeout
                 else:
                     stats.rejected[f"{result['status']} {p} (batched)"] += 1
             stats.batched += len(batch)
-        del spool.events[:len(batch)]
+        del spool.events[: len(batch)]
 
 
-def _to_spool(url: Callable[[], str], spool: Spool, stats: LoadStats, timeout: float,
-              item: tuple[str, str, str, dict[str, Any]]) -> None:
+def _to_spool(
+    url: Callable[[], str], spool: Spool, stats: LoadStats, timeout: float, item: tuple[str, str, str, dict[str, Any]]
+) -> None:
     spool.events.append(item)
     stats.spooled += 1
     if spool.flusher is None or spool.flusher.done():
         spool.flusher = asyncio.get_running_loop().create_task(_flush(url, spool, stats, timeout))
 
 
-async def _post(url: Callable[[], str], path: str, body: dict[str, Any], marker: str, kind: str,
-                stats: LoadStats, timeout: float, spool: Spool) -> None:
+async def _post(
+    url: Callable[[], str],
+    path: str,
+    body: dict[str, Any],
+    marker: str,
+    kind: str,
+    stats: LoadStats,
+    timeout: float,
+    spool: Spool,
+) -> None:
     """One hook run, as worker/hook.py does it.
 
     Events waiting in the spool: this one joins them and the run ends (the flusher sends them). No
@@ -312,10 +323,22 @@ async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadS
     spool = Spool()
     await asyncio.sleep(rng.uniform(0, cfg.start_spread))
     marker = f"{sid}-prompt"
-    await _post(url, "/api/sessions/init", {
-        "contentSessionId": sid, "eventKey": marker, "project": PROJECT, "cwd": cwd,
-        "prompt": f"Refactor module {n} of the load bench ({marker})"}, marker, "prompt", stats, cfg.post_timeout,
-        spool)
+    await _post(
+        url,
+        "/api/sessions/init",
+        {
+            "contentSessionId": sid,
+            "eventKey": marker,
+            "project": PROJECT,
+            "cwd": cwd,
+            "prompt": f"Refactor module {n} of the load bench ({marker})",
+        },
+        marker,
+        "prompt",
+        stats,
+        cfg.post_timeout,
+        spool,
+    )
     tools = ("Read", "Edit", "Bash", "Grep", "Write")
     for i in range(cfg.tools):
         await asyncio.sleep(rng.uniform(*cfg.gap))
@@ -328,15 +351,36 @@ async def _session(url: Callable[[], str], n: int, cfg: LoadConfig, stats: LoadS
             tool_input["pattern"] = marker
         else:
             tool_input["file_path"] = f"{cwd}/src/{marker}.py"
-        await _post(url, "/api/sessions/observations", {
-            "contentSessionId": sid, "eventKey": marker, "tool_name": tool, "tool_input": tool_input, "cwd": cwd,
-            "tool_response": {"ok": True, "output": f"result of {marker} " + "x" * rng.randint(100, 1500)},
-            "tool_use_id": f"toolu_{marker}"}, marker, "observation", stats, cfg.post_timeout, spool)
+        await _post(
+            url,
+            "/api/sessions/observations",
+            {
+                "contentSessionId": sid,
+                "eventKey": marker,
+                "tool_name": tool,
+                "tool_input": tool_input,
+                "cwd": cwd,
+                "tool_response": {"ok": True, "output": f"result of {marker} " + "x" * rng.randint(100, 1500)},
+                "tool_use_id": f"toolu_{marker}",
+            },
+            marker,
+            "observation",
+            stats,
+            cfg.post_timeout,
+            spool,
+        )
     await asyncio.sleep(rng.uniform(*cfg.gap))
     marker = f"{sid}-stop"
-    await _post(url, "/api/sessions/summarize", {
-        "contentSessionId": sid, "eventKey": marker, "last_assistant_message": f"Module {n} refactored ({marker})"},
-        marker, "summarize", stats, cfg.post_timeout, spool)
+    await _post(
+        url,
+        "/api/sessions/summarize",
+        {"contentSessionId": sid, "eventKey": marker, "last_assistant_message": f"Module {n} refactored ({marker})"},
+        marker,
+        "summarize",
+        stats,
+        cfg.post_timeout,
+        spool,
+    )
     if spool.flusher is not None:  # the session's hooks are done; its flusher may still be sending
         await spool.flusher
 
@@ -377,8 +421,9 @@ class FaultPlan:
         self.log: list[tuple[str, float, float]] = []  # (name, start, end) on the monotonic clock
         self.errors: list[str] = []
         self._halt = threading.Event()
-        self._threads = [threading.Thread(target=self._run, args=(f,), name=f"fault-{i}", daemon=True)
-                         for i, f in enumerate(faults)]
+        self._threads = [
+            threading.Thread(target=self._run, args=(f,), name=f"fault-{i}", daemon=True) for i, f in enumerate(faults)
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -414,6 +459,7 @@ _WORKER_FAULTS = threading.Lock()
 
 def kill_and_restart(worker: WorkerProcess, orphans: list[int]) -> Callable[[], float | None]:
     """SIGKILL the worker alone (as the OOM killer would) and start it again on the same data dir."""
+
     def action() -> float:
         with _WORKER_FAULTS:
             old = worker.pid
@@ -441,8 +487,9 @@ def queue_counts(worker: WorkerProcess) -> dict[str, int]:
         conn.close()
 
 
-def wait_drained(worker: WorkerProcess, timeout: float, on_tick: Callable[[dict[str, int]], None] | None = None
-                 ) -> dict[str, int]:
+def wait_drained(
+    worker: WorkerProcess, timeout: float, on_tick: Callable[[dict[str, int]], None] | None = None
+) -> dict[str, int]:
     """Until nothing is pending or processing; raises TimeoutError with the counts when it takes too long."""
     deadline = time.monotonic() + timeout
     while True:

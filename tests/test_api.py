@@ -38,8 +38,9 @@ QUEUED = ("pending", "processing")
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     """One worker for the module: agent held (events stay pending), two excluded-project globs."""
-    with running_worker(tmp_path_factory.mktemp("api") / "data", env=HOLD_QUEUE,
-                        CLAUDE_MEM_EXCLUDED_PROJECTS=EXCLUDED) as proc:
+    with running_worker(
+        tmp_path_factory.mktemp("api") / "data", env=HOLD_QUEUE, CLAUDE_MEM_EXCLUDED_PROJECTS=EXCLUDED
+    ) as proc:
         yield proc
 
 
@@ -55,7 +56,9 @@ def session_row(w: WorkerProcess, content_session_id: str) -> sqlite3.Row | None
 def events_of(w: WorkerProcess, content_session_id: str) -> list[dict[str, Any]]:
     rows = w.query(
         "SELECT e.kind, e.state, e.payload FROM pending_events e JOIN sessions s ON s.id = e.session_id"
-        " WHERE s.content_session_id = ? ORDER BY e.id", (content_session_id,))
+        " WHERE s.content_session_id = ? ORDER BY e.id",
+        (content_session_id,),
+    )
     return [{"kind": r["kind"], "state": r["state"], **json.loads(r["payload"])} for r in rows]
 
 
@@ -65,8 +68,12 @@ def stored_bytes(w: WorkerProcess) -> bytes:
 
 
 def row_counts(w: WorkerProcess) -> tuple[int, int, int]:
-    return tuple(w.query("SELECT (SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM pending_events),"
-                         " (SELECT COUNT(*) FROM user_prompts)")[0])  # type: ignore[return-value]
+    return tuple(
+        w.query(
+            "SELECT (SELECT COUNT(*) FROM sessions), (SELECT COUNT(*) FROM pending_events),"
+            " (SELECT COUNT(*) FROM user_prompts)"
+        )[0]
+    )  # type: ignore[return-value]
 
 
 # --- health, readiness, status, schema ---------------------------------------------------------
@@ -95,8 +102,13 @@ def test_readiness_names_what_is_not_ready(api: WorkerProcess) -> None:
 def test_processing_status_counts_queued_events(held_worker: WorkerProcess) -> None:
     s = sid()
     for i in range(3):
-        assert held_worker.post("/api/sessions/observations", {
-            "contentSessionId": s, "tool_name": "Bash", "tool_input": {"command": f"echo {i}"}}).status_code == 200
+        assert (
+            held_worker.post(
+                "/api/sessions/observations",
+                {"contentSessionId": s, "tool_name": "Bash", "tool_input": {"command": f"echo {i}"}},
+            ).status_code
+            == 200
+        )
     body = wait_held(held_worker)
     assert body["queue"]["pending"] == 3
     assert "ANTHROPIC_BASE_URL" in body["lastError"]
@@ -113,9 +125,17 @@ def test_openapi_schema_describes_hook_routes(api: WorkerProcess) -> None:
     r = api.get("/schema/openapi.json")
     assert r.status_code == 200
     schema = r.json()
-    for path in ("/api/sessions/init", "/api/sessions/observations", "/api/sessions/summarize",
-                 "/api/sessions/complete", "/api/context/inject", "/api/health", "/api/readiness",
-                 "/api/processing-status", "/api/settings"):
+    for path in (
+        "/api/sessions/init",
+        "/api/sessions/observations",
+        "/api/sessions/summarize",
+        "/api/sessions/complete",
+        "/api/context/inject",
+        "/api/health",
+        "/api/readiness",
+        "/api/processing-status",
+        "/api/settings",
+    ):
         assert path in schema["paths"], path
     components = schema["components"]["schemas"]
     assert components["SessionInitRequest"]["required"] == ["contentSessionId"]
@@ -134,8 +154,16 @@ def test_unknown_route_and_method_answer_json(api: WorkerProcess) -> None:
 
 def test_init_creates_session_and_numbers_prompts(api: WorkerProcess) -> None:
     s = sid()
-    first = api.post("/api/sessions/init", {"contentSessionId": s, "project": "proj-a", "prompt": "first ask",
-                                            "platformSource": "claude", "customTitle": "Title A"})
+    first = api.post(
+        "/api/sessions/init",
+        {
+            "contentSessionId": s,
+            "project": "proj-a",
+            "prompt": "first ask",
+            "platformSource": "claude",
+            "customTitle": "Title A",
+        },
+    )
     assert first.status_code == 200
     body = first.json()
     assert isinstance(body["sessionDbId"], int) and body["promptNumber"] == 1
@@ -145,27 +173,38 @@ def test_init_creates_session_and_numbers_prompts(api: WorkerProcess) -> None:
 
     row = session_row(api, s)
     assert row is not None
-    assert (row["id"], row["project"], row["platform_source"], row["custom_title"], row["status"]) == \
-        (body["sessionDbId"], "proj-a", "claude", "Title A", "active")
+    assert (row["id"], row["project"], row["platform_source"], row["custom_title"], row["status"]) == (
+        body["sessionDbId"],
+        "proj-a",
+        "claude",
+        "Title A",
+        "active",
+    )
     assert row["memory_session_id"] and row["memory_session_id"] != s
-    prompts = api.query("SELECT prompt_number, text FROM user_prompts WHERE session_id = ? ORDER BY prompt_number",
-                        (row["id"],))
+    prompts = api.query(
+        "SELECT prompt_number, text FROM user_prompts WHERE session_id = ? ORDER BY prompt_number", (row["id"],)
+    )
     assert [tuple(p) for p in prompts] == [(1, "first ask"), (2, "second ask")]
     events = events_of(api, s)
-    assert [(e["kind"], e["prompt"], e["promptNumber"]) for e in events] == \
-        [("prompt", "first ask", 1), ("prompt", "second ask", 2)]
+    assert [(e["kind"], e["prompt"], e["promptNumber"]) for e in events] == [
+        ("prompt", "first ask", 1),
+        ("prompt", "second ask", 2),
+    ]
     # The memory agent may take a prompt as context at once (done); it never fails it.
     assert all(e["state"] in ("pending", "processing", "done") for e in events)
 
 
 def test_init_strips_private_spans(api: WorkerProcess) -> None:
     s = sid()
-    prompt = ("fix the login bug <private>password=hunter2-AAA</private> now\n"
-              "<PRIVATE>multi\nline BBB-secret</PRIVATE>thanks <private>unclosed CCC-secret")
+    prompt = (
+        "fix the login bug <private>password=hunter2-AAA</private> now\n"
+        "<PRIVATE>multi\nline BBB-secret</PRIVATE>thanks <private>unclosed CCC-secret"
+    )
     r = api.post("/api/sessions/init", {"contentSessionId": s, "project": "p", "prompt": prompt})
     assert r.status_code == 200 and r.json()["promptNumber"] == 1
-    text = api.query("SELECT text FROM user_prompts p JOIN sessions s ON s.id = p.session_id"
-                     " WHERE s.content_session_id = ?", (s,))[0]["text"]
+    text = api.query(
+        "SELECT text FROM user_prompts p JOIN sessions s ON s.id = p.session_id WHERE s.content_session_id = ?", (s,)
+    )[0]["text"]
     assert text == "fix the login bug  now\nthanks "
     assert events_of(api, s)[0]["prompt"] == text
     data = stored_bytes(api)
@@ -173,8 +212,9 @@ def test_init_strips_private_spans(api: WorkerProcess) -> None:
         assert secret not in data
 
 
-@pytest.mark.parametrize("prompt", ["<private>all of it DDD-secret</private>",
-                                    "  \n<private>DDD-secret</private>\n<private>more</private> "])
+@pytest.mark.parametrize(
+    "prompt", ["<private>all of it DDD-secret</private>", "  \n<private>DDD-secret</private>\n<private>more</private> "]
+)
 def test_all_private_prompt_is_skipped_and_nothing_stored(api: WorkerProcess, prompt: str) -> None:
     s = sid()
     r = api.post("/api/sessions/init", {"contentSessionId": s, "project": "p", "prompt": prompt})
@@ -203,22 +243,43 @@ def test_excluded_project_init_is_skipped(api: WorkerProcess, project: str, cwd:
 def test_observation_is_queued_with_private_stripped_everywhere(api: WorkerProcess) -> None:
     s = sid()
     api.post("/api/sessions/init", {"contentSessionId": s, "project": "proj-o", "prompt": "go"})
-    tool_input = {"file_path": "/src/a.py", "content": "x <private>EEE-secret</private>y",
-                  "nested": [{"deep": "<private>FFF-secret</private>z", "n": 3, "ok": True}, None]}
+    tool_input = {
+        "file_path": "/src/a.py",
+        "content": "x <private>EEE-secret</private>y",
+        "nested": [{"deep": "<private>FFF-secret</private>z", "n": 3, "ok": True}, None],
+    }
     tool_response = {"stdout": "ok <private>GGG-secret</private>", "lines": ["<private>HHH-secret</private>"]}
-    r = api.post("/api/sessions/observations", {
-        "contentSessionId": s, "tool_name": "Edit", "tool_input": tool_input, "tool_response": tool_response,
-        "cwd": "/home/u/proj-o", "tool_use_id": "toolu_1", "agentId": "a1", "agentType": "Explore"})
+    r = api.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": s,
+            "tool_name": "Edit",
+            "tool_input": tool_input,
+            "tool_response": tool_response,
+            "cwd": "/home/u/proj-o",
+            "tool_use_id": "toolu_1",
+            "agentId": "a1",
+            "agentType": "Explore",
+        },
+    )
     assert r.status_code == 200
     body = r.json()
     assert body["status"] == "queued" and isinstance(body["eventId"], int)
     event = events_of(api, s)[-1]
     assert event["kind"] == "observation" and event["state"] in QUEUED
-    assert event["tool_input"] == {"file_path": "/src/a.py", "content": "x y",
-                                   "nested": [{"deep": "z", "n": 3, "ok": True}, None]}
+    assert event["tool_input"] == {
+        "file_path": "/src/a.py",
+        "content": "x y",
+        "nested": [{"deep": "z", "n": 3, "ok": True}, None],
+    }
     assert event["tool_response"] == {"stdout": "ok ", "lines": [""]}
-    assert (event["tool_name"], event["tool_use_id"], event["agentId"], event["agentType"], event["promptNumber"]) \
-        == ("Edit", "toolu_1", "a1", "Explore", 1)
+    assert (event["tool_name"], event["tool_use_id"], event["agentId"], event["agentType"], event["promptNumber"]) == (
+        "Edit",
+        "toolu_1",
+        "a1",
+        "Explore",
+        1,
+    )
     data = stored_bytes(api)
     for secret in (b"EEE-secret", b"FFF-secret", b"GGG-secret", b"HHH-secret"):
         assert secret not in data
@@ -228,22 +289,33 @@ def test_observation_accepts_any_json_tool_values(api: WorkerProcess) -> None:
     """Claude Code sends tool_response as a string, an object or a list depending on the tool."""
     s = sid()
     for value in ("plain text <private>III-secret</private>", ["a", 1, None], 42, None):
-        assert api.post("/api/sessions/observations", {"contentSessionId": s, "tool_name": "Bash",
-                                                       "tool_response": value}).status_code == 200
+        assert (
+            api.post(
+                "/api/sessions/observations", {"contentSessionId": s, "tool_name": "Bash", "tool_response": value}
+            ).status_code
+            == 200
+        )
     assert [e["tool_response"] for e in events_of(api, s)] == ["plain text ", ["a", 1, None], 42, None]
 
 
 def test_observation_for_unknown_session_creates_it(api: WorkerProcess) -> None:
     """A lost init must not lose the tool event: the session is created from the observation."""
     s = sid()
-    r = api.post("/api/sessions/observations", {"contentSessionId": s, "tool_name": "Read",
-                                                "tool_input": {"file_path": "README.md"},
-                                                "cwd": "/home/u/projects/my-app/"})
+    r = api.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": s,
+            "tool_name": "Read",
+            "tool_input": {"file_path": "README.md"},
+            "cwd": "/home/u/projects/my-app/",
+        },
+    )
     assert r.status_code == 200 and r.json()["status"] == "queued"
     row = session_row(api, s)
     assert row is not None and row["project"] == "my-app" and row["status"] == "active"
-    assert [(e["kind"], e["tool_input"], e["promptNumber"]) for e in events_of(api, s)] == \
-        [("observation", {"file_path": "README.md"}, 0)]
+    assert [(e["kind"], e["tool_input"], e["promptNumber"]) for e in events_of(api, s)] == [
+        ("observation", {"file_path": "README.md"}, 0)
+    ]
 
 
 @pytest.mark.parametrize("tool", ["ListMcpResourcesTool", "SlashCommand", "Skill", "TodoWrite", "AskUserQuestion"])
@@ -266,8 +338,9 @@ def test_excluded_project_observation_is_skipped(api: WorkerProcess, cwd: str) -
 def test_non_excluded_project_is_queued(api: WorkerProcess) -> None:
     """The control for the exclusion tests: the globs do not swallow everything."""
     s = sid()
-    r = api.post("/api/sessions/observations", {"contentSessionId": s, "tool_name": "Read",
-                                                "cwd": "/home/u/public-site"})
+    r = api.post(
+        "/api/sessions/observations", {"contentSessionId": s, "tool_name": "Read", "cwd": "/home/u/public-site"}
+    )
     assert r.json()["status"] == "queued"
 
 
@@ -277,8 +350,10 @@ def test_non_excluded_project_is_queued(api: WorkerProcess) -> None:
 def test_summarize_queues_with_private_stripped(api: WorkerProcess) -> None:
     s = sid()
     api.post("/api/sessions/init", {"contentSessionId": s, "project": "p", "prompt": "task"})
-    r = api.post("/api/sessions/summarize", {"contentSessionId": s,
-                                             "last_assistant_message": "Done. <private>JJJ-secret</private>Bye"})
+    r = api.post(
+        "/api/sessions/summarize",
+        {"contentSessionId": s, "last_assistant_message": "Done. <private>JJJ-secret</private>Bye"},
+    )
     assert r.status_code == 200 and r.json()["status"] == "queued"
     event = events_of(api, s)[-1]
     assert (event["kind"], event["last_assistant_message"], event["promptNumber"]) == ("summarize", "Done. Bye", 1)
@@ -308,8 +383,9 @@ def test_unknown_fields_are_accepted_and_ignored(api: WorkerProcess) -> None:
     s = sid()
     extra = {"someFutureField": {"nested": [1, 2]}, "hook_event_name": "X", "permission_mode": "default"}
     assert api.post("/api/sessions/init", {"contentSessionId": s, "prompt": "p", **extra}).status_code == 200
-    assert api.post("/api/sessions/observations", {"contentSessionId": s, "tool_name": "Read", **extra}
-                    ).status_code == 200
+    assert (
+        api.post("/api/sessions/observations", {"contentSessionId": s, "tool_name": "Read", **extra}).status_code == 200
+    )
     assert api.post("/api/sessions/summarize", {"contentSessionId": s, **extra}).status_code == 200
     assert api.post("/api/sessions/complete", {"contentSessionId": s, **extra}).status_code == 200
     assert "someFutureField" not in json.dumps(events_of(api, s))
@@ -335,12 +411,23 @@ def test_context_inject_lists_stored_memory(api: WorkerProcess) -> None:
         assert session is not None
         session_id = session["id"]
         with storage.Tx(conn):
-            older = storage.insert_observation(conn, session_id, "ctx-proj", {
-                "type": "discovery", "title": "Older finding"}, 1)
-            newer = storage.insert_observation(conn, session_id, "ctx-proj", {
-                "type": "bugfix", "title": "Login crash fixed", "files_modified": ["src/login.py"]}, 1)
-            storage.insert_summary(conn, session_id, "ctx-proj", {
-                "request": "fix login", "completed": "patched the crash", "next_steps": "add a test"}, 1)
+            older = storage.insert_observation(
+                conn, session_id, "ctx-proj", {"type": "discovery", "title": "Older finding"}, 1
+            )
+            newer = storage.insert_observation(
+                conn,
+                session_id,
+                "ctx-proj",
+                {"type": "bugfix", "title": "Login crash fixed", "files_modified": ["src/login.py"]},
+                1,
+            )
+            storage.insert_summary(
+                conn,
+                session_id,
+                "ctx-proj",
+                {"request": "fix login", "completed": "patched the crash", "next_steps": "add a test"},
+                1,
+            )
     finally:
         conn.close()
     r = api.get("/api/context/inject", {"projects": "ctx-proj,other-proj"})
@@ -365,8 +452,7 @@ def test_context_inject_without_project_is_a_named_error(api: WorkerProcess) -> 
 
 # --- bad input -----------------------------------------------------------------------------------
 
-HOOK_ROUTES = ["/api/sessions/init", "/api/sessions/observations", "/api/sessions/summarize",
-               "/api/sessions/complete"]
+HOOK_ROUTES = ["/api/sessions/init", "/api/sessions/observations", "/api/sessions/summarize", "/api/sessions/complete"]
 
 # (raw body, expected fragment of the error)
 WHOLE_BODY_CASES: list[tuple[bytes, str]] = [
@@ -407,11 +493,13 @@ FIELD_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("/api/sessions/observations", {"tool_name": "Read"}, "contentSessionId"),
     ("/api/sessions/observations", {"contentSessionId": "s", "tool_name": 7}, "tool_name"),
     ("/api/sessions/observations", {"contentSessionId": "s", "tool_name": "Read", "cwd": 1}, "cwd"),
-    ("/api/sessions/observations", {"contentSessionId": "s", "tool_name": "Read", "tool_use_id": []},
-     "tool_use_id"),
+    ("/api/sessions/observations", {"contentSessionId": "s", "tool_name": "Read", "tool_use_id": []}, "tool_use_id"),
     ("/api/sessions/summarize", {}, "contentSessionId"),
-    ("/api/sessions/summarize", {"contentSessionId": "s", "last_assistant_message": {"a": 1}},
-     "last_assistant_message"),
+    (
+        "/api/sessions/summarize",
+        {"contentSessionId": "s", "last_assistant_message": {"a": 1}},
+        "last_assistant_message",
+    ),
     ("/api/sessions/complete", {"contentSessionId": ["s"]}, "contentSessionId"),
     ("/api/sessions/complete", {"contentSessionId": "s", "reason": 1}, "reason"),
 ]
@@ -440,8 +528,7 @@ def test_body_over_default_limit_is_413_and_under_is_kept(api: WorkerProcess) ->
             yield b"y" * 65536
         yield b'"}'
 
-    r = api.client.post("/api/sessions/observations", content=chunks(),
-                        headers={"Content-Type": "application/json"})
+    r = api.client.post("/api/sessions/observations", content=chunks(), headers={"Content-Type": "application/json"})
     assert r.status_code == 413, "a chunked body without Content-Length must hit the limit too"
     assert session_row(api, s) is None
 
@@ -500,8 +587,12 @@ def test_token_rule(start_worker: StartWorker) -> None:
     w = start_worker(CLAUDE_MEM_WORKER_TOKEN=TOKEN, **HOLD_QUEUE)
     s = sid()
     bad_headers: list[dict[str, str]] = [
-        {}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"},
-        {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
     ]
     for method, path, body in _protected_calls(s):
         for headers in bad_headers:
@@ -527,8 +618,9 @@ def test_token_rule(start_worker: StartWorker) -> None:
 def test_non_loopback_bind_without_token_refuses_to_start(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
-    env = clean_env(data, CLAUDE_MEM_WORKER_HOST="0.0.0.0", CLAUDE_MEM_WORKER_PORT=str(port),
-                    CLAUDE_MEM_CHROMA_ENABLED="false")
+    env = clean_env(
+        data, CLAUDE_MEM_WORKER_HOST="0.0.0.0", CLAUDE_MEM_WORKER_PORT=str(port), CLAUDE_MEM_CHROMA_ENABLED="false"
+    )
     proc = subprocess.run(WORKER_CMD, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
@@ -542,13 +634,22 @@ def test_non_loopback_bind_without_token_refuses_to_start(tmp_path: Path) -> Non
 def test_lone_surrogate_escapes_from_a_javascript_client_are_kept_not_refused(api: WorkerProcess) -> None:
     """JSON.stringify writes a tool output cut mid-character as a lone \\udXXX escape: keep the event."""
     s = sid()
-    body = ('{"contentSessionId": "SID", "tool_name": "Read", "tool_response": "cut \\ud83d here \\ud83d\\ude00 ok",'
-            ' "tool_input": {"note": "literal \\\\ud800 stays"}}').replace("SID", s).encode()
+    body = (
+        (
+            '{"contentSessionId": "SID", "tool_name": "Read", "tool_response": "cut \\ud83d here \\ud83d\\ude00 ok",'
+            ' "tool_input": {"note": "literal \\\\ud800 stays"}}'
+        )
+        .replace("SID", s)
+        .encode()
+    )
     r = api.post("/api/sessions/observations", content=body)
     assert r.status_code == 200, r.text
-    payload = next(p for p in api.pending_payloads("observation")
-                   if isinstance(p["tool_response"], str) and p["tool_response"].startswith("cut"))
-    assert payload["tool_response"] == "cut \ufffd here \U0001F600 ok"
+    payload = next(
+        p
+        for p in api.pending_payloads("observation")
+        if isinstance(p["tool_response"], str) and p["tool_response"].startswith("cut")
+    )
+    assert payload["tool_response"] == "cut \ufffd here \U0001f600 ok"
     assert payload["tool_input"] == {"note": "literal \\ud800 stays"}
 
 
@@ -556,8 +657,10 @@ def test_batch_replays_spooled_events_in_order_with_one_status_each(api: WorkerP
     sid = f"batch-{uuid.uuid4().hex[:8]}"
     items = [
         {"path": "/api/sessions/init", "body": {"contentSessionId": sid, "project": "demo", "prompt": "spooled"}},
-        {"path": "/api/sessions/observations", "body": {"contentSessionId": sid, "tool_name": "Read",
-                                                        "tool_input": {"file_path": "/a"}}},
+        {
+            "path": "/api/sessions/observations",
+            "body": {"contentSessionId": sid, "tool_name": "Read", "tool_input": {"file_path": "/a"}},
+        },
         {"path": "/api/sessions/observations", "body": {"contentSessionId": sid, "tool_name": 7}},  # wrong type
         {"path": "/api/sessions/summarize", "body": {"contentSessionId": "never-seen"}},
         {"path": "/api/settings", "body": {}},  # not a hook route
@@ -569,8 +672,11 @@ def test_batch_replays_spooled_events_in_order_with_one_status_each(api: WorkerP
     assert [x["status"] for x in results] == [200, 200, 400, 404, 404, 200]
     assert results[0]["result"]["promptNumber"] == 1 and results[1]["result"]["status"] == "queued"
     assert "tool_name" in results[2]["error"] and "never-seen" in results[3]["error"]
-    rows = api.query("SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
-                     " WHERE s.content_session_id = ? ORDER BY e.id", (sid,))
+    rows = api.query(
+        "SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
+        " WHERE s.content_session_id = ? ORDER BY e.id",
+        (sid,),
+    )
     assert [row["kind"] for row in rows] == ["prompt", "observation", "summarize"]
     bad = api.post("/api/sessions/batch", {"events": [{"path": "/api/sessions/init"}]})
     assert bad.status_code == 400 and bad.json()["field"]
@@ -581,16 +687,29 @@ def test_an_event_sent_again_with_its_key_is_stored_once(api: WorkerProcess) -> 
     init = {"contentSessionId": sid, "project": "demo", "prompt": "p", "eventKey": f"k-init-{sid}"}
     tool = {"contentSessionId": sid, "tool_name": "Read", "tool_input": {"file_path": "/a"}, "eventKey": f"k-t-{sid}"}
     stop = {"contentSessionId": sid, "last_assistant_message": "done", "eventKey": f"k-s-{sid}"}
-    first = [api.post(path, body).json() for path, body in (("/api/sessions/init", init),
-                                                             ("/api/sessions/observations", tool),
-                                                             ("/api/sessions/summarize", stop))]
-    again = [api.post(path, body).json() for path, body in (("/api/sessions/init", init),
-                                                             ("/api/sessions/observations", tool),
-                                                             ("/api/sessions/summarize", stop))]
+    first = [
+        api.post(path, body).json()
+        for path, body in (
+            ("/api/sessions/init", init),
+            ("/api/sessions/observations", tool),
+            ("/api/sessions/summarize", stop),
+        )
+    ]
+    again = [
+        api.post(path, body).json()
+        for path, body in (
+            ("/api/sessions/init", init),
+            ("/api/sessions/observations", tool),
+            ("/api/sessions/summarize", stop),
+        )
+    ]
     assert again == first  # the first answers again
     batch = api.post("/api/sessions/batch", {"events": [{"path": "/api/sessions/observations", "body": tool}]})
     assert batch.json()["results"][0]["result"] == first[1]
-    rows = api.query("SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
-                     " WHERE s.content_session_id = ? ORDER BY e.id", (sid,))
+    rows = api.query(
+        "SELECT e.kind FROM pending_events e JOIN sessions s ON s.id = e.session_id"
+        " WHERE s.content_session_id = ? ORDER BY e.id",
+        (sid,),
+    )
     assert [r["kind"] for r in rows] == ["prompt", "observation", "summarize"]
     assert api.query("SELECT prompt_counter FROM sessions WHERE content_session_id = ?", (sid,))[0][0] == 1

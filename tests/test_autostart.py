@@ -23,11 +23,19 @@ from tests.fixtures.worker import CLAUDE_MEM, REPO, clean_env, free_port, wait_f
 pytestmark = pytest.mark.timeout(180)
 
 
-def hook(data: Path, event: str, payload: dict[str, object], **env: str) -> tuple[subprocess.CompletedProcess[str],
-                                                                                    float]:
+def hook(
+    data: Path, event: str, payload: dict[str, object], **env: str
+) -> tuple[subprocess.CompletedProcess[str], float]:
     t0 = time.monotonic()
-    r = subprocess.run([CLAUDE_MEM, "hook", event], input=json.dumps(payload), capture_output=True, text=True,
-                       env=clean_env(data, **env), timeout=30, cwd=str(data.parent))
+    r = subprocess.run(
+        [CLAUDE_MEM, "hook", event],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        env=clean_env(data, **env),
+        timeout=30,
+        cwd=str(data.parent),
+    )
     return r, time.monotonic() - t0
 
 
@@ -42,8 +50,14 @@ def health(port: int) -> dict[str, object] | None:
 def test_session_start_starts_the_local_worker_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = free_port()
-    write_settings(data, {"CLAUDE_MEM_WORKER_PORT": str(port), "CLAUDE_MEM_CHROMA_ENABLED": "false",
-                          "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway"})
+    write_settings(
+        data,
+        {
+            "CLAUDE_MEM_WORKER_PORT": str(port),
+            "CLAUDE_MEM_CHROMA_ENABLED": "false",
+            "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway",
+        },
+    )
     payload = {"session_id": "auto-1", "cwd": str(tmp_path), "hook_event_name": "SessionStart", "source": "startup"}
     pids: set[int] = set()
     try:
@@ -75,8 +89,10 @@ def test_session_start_starts_the_local_worker_once(tmp_path: Path) -> None:
 def test_no_autostart_for_a_remote_worker_or_when_turned_off(tmp_path: Path) -> None:
     port = free_port()
     payload = {"session_id": "auto-2", "cwd": str(tmp_path), "source": "startup"}
-    for name, settings in (("remote", {"CLAUDE_MEM_WORKER_URL": f"http://127.0.0.1:{port}"}),
-                           ("off", {"CLAUDE_MEM_WORKER_PORT": str(port), "CLAUDE_MEM_WORKER_AUTOSTART": "false"})):
+    for name, settings in (
+        ("remote", {"CLAUDE_MEM_WORKER_URL": f"http://127.0.0.1:{port}"}),
+        ("off", {"CLAUDE_MEM_WORKER_PORT": str(port), "CLAUDE_MEM_WORKER_AUTOSTART": "false"}),
+    ):
         data = tmp_path / name
         write_settings(data, settings)
         r, _ = hook(data, "session-start", payload)
@@ -91,7 +107,7 @@ def test_no_autostart_for_a_remote_worker_or_when_turned_off(tmp_path: Path) -> 
 def fake_manager(bin_dir: Path, name: str, record: Path) -> None:
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / name
-    script.write_text(f"#!/bin/sh\necho \"{name} $*\" >> {record}\n")
+    script.write_text(f'#!/bin/sh\necho "{name} $*" >> {record}\n')
     script.chmod(0o755)
 
 
@@ -109,8 +125,14 @@ def test_install_service_writes_a_systemd_user_unit_and_uninstall_removes_it(tmp
     bin_dir, record = tmp_path / "bin", tmp_path / "calls.txt"
     fake_manager(bin_dir, "systemctl", record)
     env = box_env(tmp_path, bin_dir)
-    r = subprocess.run([CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--service"],
-                       env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     unit = tmp_path / "home" / ".config" / "systemd" / "user" / "claude-mem-worker.service"
     text = unit.read_text()
@@ -119,26 +141,37 @@ def test_install_service_writes_a_systemd_user_unit_and_uninstall_removes_it(tmp
     assert os.access(python, os.X_OK) and exec_start.endswith("-m worker worker start --foreground")
     assert f"Environment=CLAUDE_MEM_DATA_DIR={tmp_path / 'home' / '.claude-mem'}" in text
     assert "Restart=on-failure" in text and "WantedBy=default.target" in text
-    assert record.read_text().splitlines() == ["systemctl --user daemon-reload",
-                                               "systemctl --user enable --now claude-mem-worker.service"]
+    assert record.read_text().splitlines() == [
+        "systemctl --user daemon-reload",
+        "systemctl --user enable --now claude-mem-worker.service",
+    ]
     assert "written and enabled" in r.stdout
     # The unit's command really is a worker: it imports and parses its arguments.
-    probe = subprocess.run([python, "-m", "worker", "worker", "start", "--help"], capture_output=True, text=True,
-                           cwd=str(REPO), timeout=60)
+    probe = subprocess.run(
+        [python, "-m", "worker", "worker", "start", "--help"], capture_output=True, text=True, cwd=str(REPO), timeout=60
+    )
     assert probe.returncode == 0 and "--foreground" in probe.stdout
 
     # With the service registered, the SessionStart hook asks the service manager to start the worker.
     hook_env = {**env, "CLAUDE_MEM_DATA_DIR": str(tmp_path / "home" / ".claude-mem")}
-    r = subprocess.run([CLAUDE_MEM, "hook", "session-start"], input=json.dumps({"session_id": "svc-1", "cwd": "/x"}),
-                       env=hook_env, capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [CLAUDE_MEM, "hook", "session-start"],
+        input=json.dumps({"session_id": "svc-1", "cwd": "/x"}),
+        env=hook_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0 and "starting it in the background" in r.stderr
     wait_for(lambda: "systemctl --user start claude-mem-worker.service" in record.read_text(), timeout=15)
 
     u = subprocess.run([CLAUDE_MEM, "uninstall"], env=env, capture_output=True, text=True, timeout=60)
     assert u.returncode == 0, u.stderr
     assert not unit.exists()
-    assert record.read_text().splitlines()[-2:] == ["systemctl --user disable --now claude-mem-worker.service",
-                                                    "systemctl --user daemon-reload"]
+    assert record.read_text().splitlines()[-2:] == [
+        "systemctl --user disable --now claude-mem-worker.service",
+        "systemctl --user daemon-reload",
+    ]
 
 
 def test_launchd_agent_for_macos(tmp_path: Path) -> None:
@@ -171,8 +204,14 @@ def test_without_a_service_manager_install_says_how_to_enable(tmp_path: Path) ->
     bin_dir.mkdir()
     env = box_env(tmp_path, bin_dir)
     env["PATH"] = str(bin_dir)  # no systemctl at all
-    r = subprocess.run([CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--service"],
-                       env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--service"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stderr
     assert "systemctl not found" in r.stdout and "systemctl --user enable --now claude-mem-worker.service" in r.stdout
 
@@ -180,8 +219,14 @@ def test_without_a_service_manager_install_says_how_to_enable(tmp_path: Path) ->
 def test_uninstall_removes_the_claude_code_files_install_created(tmp_path: Path) -> None:
     env = box_env(tmp_path, tmp_path / "bin")
     home = tmp_path / "home"
-    r = subprocess.run([CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--no-start"],
-                       env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [CLAUDE_MEM, "install", "--non-interactive", "--auth", "subscription", "--no-start"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert r.returncode == 0, r.stderr
     assert (home / ".claude" / "settings.json").exists() and (home / ".claude.json").exists()
     u = subprocess.run([CLAUDE_MEM, "uninstall"], env=env, capture_output=True, text=True, timeout=60)
@@ -189,7 +234,13 @@ def test_uninstall_removes_the_claude_code_files_install_created(tmp_path: Path)
     assert not (home / ".claude" / "settings.json").exists() and not (home / ".claude.json").exists()
     # A file the user had keeps existing, even when only our entries were in it.
     (home / ".claude.json").write_text("{}\n")
-    subprocess.run([CLAUDE_MEM, "install", "--non-interactive", "--no-start"], env=env, capture_output=True,
-                   timeout=60, stdin=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        [CLAUDE_MEM, "install", "--non-interactive", "--no-start"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
     subprocess.run([CLAUDE_MEM, "uninstall"], env=env, capture_output=True, timeout=60, check=True)
     assert "claude-mem" not in json.loads((home / ".claude.json").read_text()).get("mcpServers", {})

@@ -15,13 +15,24 @@ def seed(data: Path) -> dict[str, int]:
     with storage.Tx(conn):
         sid = int(storage.ensure_session(conn, "polish-1", "shop")["id"])
         prompt = storage.add_prompt(conn, sid, "Why does the checkout drop the coupon?")
-        oid = storage.insert_observation(conn, sid, "shop", {
-            "type": "bugfix", "title": "Coupon lost at checkout", "subtitle": "cart serializer",
-            "narrative": "The cart serializer skipped the coupon field when the cart was empty.",
-            "facts": ["The zebrafish coupon was dropped by serialize_cart", "Fixed by always writing coupon"],
-            "concepts": ["problem-solution"], "files_modified": ["shop/cart.py"]}, 1)
-        summary = storage.insert_summary(conn, sid, "shop", {"request": "Fix the coupon bug",
-                                                            "completed": "Coupons survive checkout"}, 1)
+        oid = storage.insert_observation(
+            conn,
+            sid,
+            "shop",
+            {
+                "type": "bugfix",
+                "title": "Coupon lost at checkout",
+                "subtitle": "cart serializer",
+                "narrative": "The cart serializer skipped the coupon field when the cart was empty.",
+                "facts": ["The zebrafish coupon was dropped by serialize_cart", "Fixed by always writing coupon"],
+                "concepts": ["problem-solution"],
+                "files_modified": ["shop/cart.py"],
+            },
+            1,
+        )
+        summary = storage.insert_summary(
+            conn, sid, "shop", {"request": "Fix the coupon bug", "completed": "Coupons survive checkout"}, 1
+        )
     conn.close()
     return {"observation": oid, "prompt": prompt, "summary": summary}
 

@@ -21,8 +21,20 @@ from tests.fixtures.worker import HOLD_QUEUE, REPO, StartWorker, clean_env
 
 pytestmark = pytest.mark.timeout(240)
 
-SERVER_MODULES = ("litestar", "uvicorn", "chromadb", "litellm", "claude_agent_sdk", "onnxruntime", "tokenizers",
-                  "fastapi", "httpx", "openai", "pydantic", "numpy")
+SERVER_MODULES = (
+    "litestar",
+    "uvicorn",
+    "chromadb",
+    "litellm",
+    "claude_agent_sdk",
+    "onnxruntime",
+    "tokenizers",
+    "fastapi",
+    "httpx",
+    "openai",
+    "pydantic",
+    "numpy",
+)
 CLIENT_DISTS = ("msgspec", "python-dotenv")
 
 
@@ -37,14 +49,33 @@ def _dist_paths(name: str) -> list[Path]:
 def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("client")
     wheels = root / "wheels"
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "-q", "-w", str(wheels), str(REPO)], capture_output=True, text=True, timeout=180)
+    built = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "-q",
+            "-w",
+            str(wheels),
+            str(REPO),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert built.returncode == 0, built.stderr
     venv = root / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    site = Path(subprocess.run([str(venv / "bin" / "python"), "-c", purelib],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [str(venv / "bin" / "python"), "-c", purelib], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    )
     for name in CLIENT_DISTS:  # the client's only dependencies, as files in its own site-packages
         for path in _dist_paths(name):
             target = site / path.name
@@ -54,8 +85,23 @@ def client_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 subprocess.run(["cp", str(path), str(target)], check=True)
     wheel = next(wheels.glob("claude_mem_worker-*.whl"))
     # The test venv's pip installs into the client venv; no index, no dependency resolution beyond the wheel.
-    inst = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "-q",
-                           "--no-index", "--no-deps", str(wheel)], capture_output=True, text=True, timeout=180)
+    inst = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert inst.returncode == 0, inst.stderr
     return venv
 
@@ -64,16 +110,24 @@ def _run(venv: Path, data: Path, *args: str, stdin: str = "", **env: str) -> sub
     e = clean_env(data, **env)
     e.pop("PYTHONPATH", None)  # the installed wheel only, not this checkout
     e["HOME"] = str(data.parent / "home")
-    return subprocess.run([str(venv / "bin" / "python"), "-X", "importtime", str(venv / "bin" / "claude-mem"), *args],
-                          env=e, input=stdin, capture_output=True, text=True, timeout=90, cwd=str(data.parent))
+    return subprocess.run(
+        [str(venv / "bin" / "python"), "-X", "importtime", str(venv / "bin" / "claude-mem"), *args],
+        env=e,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=str(data.parent),
+    )
 
 
 def _imported(stderr: str) -> set[str]:
     return {m.group(1).strip().split(".")[0] for m in re.finditer(r"^import time:.*\|\s*(\S+)\s*$", stderr, re.M)}
 
 
-def test_client_install_runs_hook_install_doctor_without_server_deps(client_venv: Path, tmp_path: Path,
-                                                                    start_worker: StartWorker) -> None:
+def test_client_install_runs_hook_install_doctor_without_server_deps(
+    client_venv: Path, tmp_path: Path, start_worker: StartWorker
+) -> None:
     site = next((client_venv / "lib").glob("python3*/site-packages"))
     for module in SERVER_MODULES:
         assert not (site / module).exists()
@@ -92,13 +146,19 @@ def test_client_install_runs_hook_install_doctor_without_server_deps(client_venv
     command = settings["hooks"]["SessionStart"][0]["hooks"][0]["command"]
     assert str(client_venv / "bin" / "claude-mem") in command
 
-    hook = _run(client_venv, data, "hook", "user-prompt-submit",
-                stdin=json.dumps({"session_id": "client-1", "cwd": str(tmp_path), "prompt": "hello from a client"}))
+    hook = _run(
+        client_venv,
+        data,
+        "hook",
+        "user-prompt-submit",
+        stdin=json.dumps({"session_id": "client-1", "cwd": str(tmp_path), "prompt": "hello from a client"}),
+    )
     assert hook.returncode == 0 and "claude-mem:" not in hook.stderr.replace("import time", ""), hook.stderr
     assert team.query("SELECT count(*) AS n FROM user_prompts")[0]["n"] == 1
 
-    start = _run(client_venv, data, "hook", "session-start", stdin=json.dumps({"session_id": "client-1",
-                                                                                "cwd": str(tmp_path)}))
+    start = _run(
+        client_venv, data, "hook", "session-start", stdin=json.dumps({"session_id": "client-1", "cwd": str(tmp_path)})
+    )
     assert start.returncode == 0 and "hookSpecificOutput" in start.stdout
 
     queue = _run(client_venv, data, "queue")  # the team worker's queue, not an empty local one

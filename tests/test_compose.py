@@ -465,16 +465,11 @@ def check_ports(box: Sandbox) -> list[str]:
             if port.host_ip is None:
                 problems.append(f"{name}: port {raw!r} has no host IP, so it is published on 0.0.0.0")
             elif port.host_ip.strip("[]") != "127.0.0.1":
-                problems.append(
-                    f"{name}: port {raw!r} is published on {port.host_ip}, not 127.0.0.1, by default"
-                )
+                problems.append(f"{name}: port {raw!r} is published on {port.host_ip}, not 127.0.0.1, by default")
             elif not (
-                port.raw_host_ip
-                and re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-127\.0\.0\.1\}", port.raw_host_ip)
+                port.raw_host_ip and re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*:-127\.0\.0\.1\}", port.raw_host_ip)
             ):
-                problems.append(
-                    f"{name}: port {raw!r} host IP is not overridable (use ${{NAME_BIND:-127.0.0.1}})"
-                )
+                problems.append(f"{name}: port {raw!r} host IP is not overridable (use ${{NAME_BIND:-127.0.0.1}})")
     if published != EXPECTED_PUBLISHED:
         problems.append(f"published ports are {sorted(published)}, expected {sorted(EXPECTED_PUBLISHED)}")
     return problems
@@ -545,9 +540,7 @@ def check_secrets(box: Sandbox) -> list[str]:
             problems.append(f"{secret} is never used in compose.yaml")
         for operator, argument in uses:
             if operator != ":?" or not argument.strip():
-                problems.append(
-                    f"{secret} is not required: use ${{{secret}:?message}}, not {operator or 'a bare'} ref"
-                )
+                problems.append(f"{secret} is not required: use ${{{secret}:?message}}, not {operator or 'a bare'} ref")
         try:
             interpolate_tree(box.compose, dummy_env(without=secret))
         except MissingVariable as exc:
@@ -607,25 +600,18 @@ def check_worker(box: Sandbox) -> list[str]:
     all_mounts = mounts(worker, box.named_volumes)
     env_mounts = [m for m in all_mounts if m.target == f"{data_dir}/.env"]
     if not env_mounts:
-        problems.append(
-            f"worker: nothing is mounted at {data_dir}/.env (the worker user's ~/.claude-mem/.env)"
-        )
+        problems.append(f"worker: nothing is mounted at {data_dir}/.env (the worker user's ~/.claude-mem/.env)")
     for mount in env_mounts:
         if not mount.read_only:
             problems.append(f"worker: {mount.source} is mounted read-write at {mount.target}")
         if mount.type != "bind":
-            problems.append(
-                f"worker: {mount.target} is a {mount.type}, not a bind mount of the credentials file"
-            )
+            problems.append(f"worker: {mount.target} is a {mount.type}, not a bind mount of the credentials file")
         elif not (box.root / (Path(mount.source).name + ".example")).is_file():
             problems.append(f"worker: no {Path(mount.source).name}.example template beside compose.yaml")
     stateful = {"worker": data_dir, "chroma": "/data", "postgres": "/var/lib/postgresql/data"}
     for name, target in stateful.items():
         service_mounts = mounts(box.services.get(name) or {}, box.named_volumes)
-        if not any(
-            m.target == target and m.type == "volume" and m.source in box.named_volumes
-            for m in service_mounts
-        ):
+        if not any(m.target == target and m.type == "volume" and m.source in box.named_volumes for m in service_mounts):
             problems.append(f"{name}: no named volume at {target}")
 
     base_url = box.worker_env.get("ANTHROPIC_BASE_URL") or ""
@@ -730,9 +716,7 @@ def check_dockerfile(box: Sandbox) -> list[str]:
         if "/api/health" not in " ".join(argv):
             problems.append("Dockerfile: HEALTHCHECK does not probe /api/health")
         if not argv or Path(argv[0]).name not in ("python", "python3"):
-            problems.append(
-                f"Dockerfile: HEALTHCHECK runs {argv[:1]}, not python (the slim base has no curl)"
-            )
+            problems.append(f"Dockerfile: HEALTHCHECK runs {argv[:1]}, not python (the slim base has no curl)")
 
     cmds = [i for i in final.instructions if i.keyword == "CMD"]
     try:
@@ -740,9 +724,7 @@ def check_dockerfile(box: Sandbox) -> list[str]:
     except json.JSONDecodeError:
         cmd = None
     if cmd != WORKER_CMD:
-        problems.append(
-            f"Dockerfile: CMD is {cmds[-1].args if cmds else None}, expected {json.dumps(WORKER_CMD)}"
-        )
+        problems.append(f"Dockerfile: CMD is {cmds[-1].args if cmds else None}, expected {json.dumps(WORKER_CMD)}")
 
     runs = [i.args for stage in stages for i in stage.instructions if i.keyword == "RUN"]
     copies = [i for stage in stages for i in stage.instructions if i.keyword in ("COPY", "ADD")]
@@ -756,9 +738,7 @@ def check_dockerfile(box: Sandbox) -> list[str]:
     for stage in stages:
         for instruction in stage.instructions:
             if instruction.keyword in ("ENV", "ARG"):
-                names = [
-                    key for key, _ in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)', instruction.args)
-                ]
+                names = [key for key, _ in re.findall(r'([A-Za-z_][A-Za-z0-9_]*)=("[^"]*"|\S*)', instruction.args)]
                 names = names or instruction.args.split()[:1]
                 for name in names:
                     if SECRET_NAME.search(name) or name.startswith("ANTHROPIC_"):
@@ -780,17 +760,11 @@ def check_dockerfile(box: Sandbox) -> list[str]:
             for match in matches:
                 relative = match.relative_to(box.root).as_posix()
                 files = [p for p in match.rglob("*") if p.is_file()] if match.is_dir() else [match]
-                included = [
-                    p for p in files if not is_dockerignored(p.relative_to(box.root).as_posix(), box.ignore)
-                ]
+                included = [p for p in files if not is_dockerignored(p.relative_to(box.root).as_posix(), box.ignore)]
                 if relative != "." and is_dockerignored(relative, box.ignore) and not included:
-                    problems.append(
-                        f"Dockerfile line {instruction.line}: COPY source {source} is in .dockerignore"
-                    )
+                    problems.append(f"Dockerfile line {instruction.line}: COPY source {source} is in .dockerignore")
                 elif match.is_dir() and not included:
-                    problems.append(
-                        f"Dockerfile line {instruction.line}: every file of {source} is dockerignored"
-                    )
+                    problems.append(f"Dockerfile line {instruction.line}: every file of {source} is dockerignored")
 
     home = worker_home(stages)
     if home and variables.get("HOME", home) != home:
@@ -839,9 +813,7 @@ def check_hadolint(box: Sandbox) -> list[str]:
     except json.JSONDecodeError:
         return [f"hadolint failed: {result.stdout} {result.stderr}"]
     for finding in findings:
-        problems.append(
-            f"hadolint {finding['level']} {finding['code']} line {finding['line']}: {finding['message']}"
-        )
+        problems.append(f"hadolint {finding['level']} {finding['code']} line {finding['line']}: {finding['message']}")
     if result.returncode != 0 and not problems:
         problems.append(f"hadolint exited {result.returncode}: {result.stderr.strip()}")
     # A rule may be ignored only with a justification: a comment line right above the pragma.
@@ -850,9 +822,7 @@ def check_hadolint(box: Sandbox) -> list[str]:
         if re.match(r"\s*#\s*hadolint\s+(global\s+)?ignore=", line):
             previous = lines[number - 1].strip() if number else ""
             if not previous.startswith("#") or "hadolint" in previous or len(previous) < 12:
-                problems.append(
-                    f"Dockerfile line {number + 1}: hadolint ignore without a justification comment"
-                )
+                problems.append(f"Dockerfile line {number + 1}: hadolint ignore without a justification comment")
     return problems
 
 
@@ -882,9 +852,7 @@ def repo() -> Sandbox:
 
 def test_vendored_schema_is_the_compose_spec() -> None:
     data = SCHEMA_PATH.read_bytes()
-    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256, (
-        "tests/data/compose-spec.json changed: see its README"
-    )
+    assert hashlib.sha256(data).hexdigest() == SCHEMA_SHA256, "tests/data/compose-spec.json changed: see its README"
     schema = json.loads(data)
     assert schema["title"] == "Compose Specification"
     jsonschema.Draft7Validator.check_schema(schema)
@@ -914,9 +882,9 @@ def test_ports_follow_bind_overrides(repo: Sandbox) -> None:
 
 def test_interpolation_matches_compose_semantics() -> None:
     env = {"SET": "x", "EMPTY": ""}
-    assert interpolate(
-        "$$HOME ${SET} $SET ${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} ${SET:+alt} ${UNSET:+alt}", env
-    ) == ("$HOME x x d d  alt ")
+    assert interpolate("$$HOME ${SET} $SET ${UNSET:-d} ${EMPTY:-d} ${EMPTY-d} ${SET:+alt} ${UNSET:+alt}", env) == (
+        "$HOME x x d d  alt "
+    )
     assert interpolate("${UNSET:-${SET}}", env) == "x"
     assert interpolate("${EMPTY?m}", env) == ""
     with pytest.raises(MissingVariable):
@@ -936,9 +904,7 @@ def _sanitize_for_compose_1(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-@pytest.mark.skipif(
-    shutil.which("docker-compose") is None, reason="docker-compose (Debian's 1.29) not installed"
-)
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (Debian's 1.29) not installed")
 def test_docker_compose_1_config(repo: Sandbox, tmp_path: Path) -> None:
     path = tmp_path / "compose.yaml"
     path.write_text(yaml.safe_dump(_sanitize_for_compose_1(repo.compose), sort_keys=False))
@@ -1017,9 +983,7 @@ def _yaml(edit: Callable[[dict[str, Any]], None]) -> Callable[[str], str]:
 
 def _worker_env_mount(document: dict[str, Any]) -> dict[str, Any]:
     return next(
-        v
-        for v in document["services"]["worker"]["volumes"]
-        if isinstance(v, dict) and v["target"].endswith("/.env")
+        v for v in document["services"]["worker"]["volumes"] if isinstance(v, dict) and v["target"].endswith("/.env")
     )
 
 
@@ -1072,12 +1036,8 @@ def _worker_var(name: str, value: str) -> Callable[[str], str]:
 
 MUTATIONS: dict[str, Mutation] = {
     # published ports
-    "port-on-0.0.0.0": Mutation(
-        "compose.yaml", _replace(WORKER_PORT, '"0.0.0.0:37777:37777"'), "ports", "0.0.0.0"
-    ),
-    "port-without-ip": Mutation(
-        "compose.yaml", _replace(WORKER_PORT, '"37777:37777"'), "ports", "no host IP"
-    ),
+    "port-on-0.0.0.0": Mutation("compose.yaml", _replace(WORKER_PORT, '"0.0.0.0:37777:37777"'), "ports", "0.0.0.0"),
+    "port-without-ip": Mutation("compose.yaml", _replace(WORKER_PORT, '"37777:37777"'), "ports", "no host IP"),
     "port-default-0.0.0.0": Mutation(
         "compose.yaml", _replace("${LITELLM_BIND:-127.0.0.1}", "${LITELLM_BIND:-0.0.0.0}"), "ports", "0.0.0.0"
     ),
@@ -1093,19 +1053,13 @@ MUTATIONS: dict[str, Mutation] = {
     "postgres-published": Mutation(
         "compose.yaml", _yaml(_set("services.postgres.ports", ["127.0.0.1:5432:5432"])), "ports", "expected"
     ),
-    "host-network": Mutation(
-        "compose.yaml", _yaml(_set("services.chroma.network_mode", "host")), "ports", "host"
-    ),
+    "host-network": Mutation("compose.yaml", _yaml(_set("services.chroma.network_mode", "host")), "ports", "host"),
     # pinned images
     "latest-tag": Mutation(
         "compose.yaml", _replace("chromadb/chroma:1.5.9", "chromadb/chroma:latest"), "images", "latest"
     ),
-    "no-tag": Mutation(
-        "compose.yaml", _replace("chromadb/chroma:1.5.9", "chromadb/chroma"), "images", "no tag"
-    ),
-    "bare-major": Mutation(
-        "compose.yaml", _replace("postgres:17.9-bookworm", "postgres:17"), "images", "exact"
-    ),
+    "no-tag": Mutation("compose.yaml", _replace("chromadb/chroma:1.5.9", "chromadb/chroma"), "images", "no tag"),
+    "bare-major": Mutation("compose.yaml", _replace("postgres:17.9-bookworm", "postgres:17"), "images", "exact"),
     "floating-litellm": Mutation(
         "compose.yaml", _replace("litellm:v1.108.7", "litellm:main-stable"), "images", "floating"
     ),
@@ -1185,9 +1139,7 @@ MUTATIONS: dict[str, Mutation] = {
         "health",
         "service_healthy",
     ),
-    "no-restart": Mutation(
-        "compose.yaml", _yaml(_set("services.worker.restart", _DELETE)), "health", "restart"
-    ),
+    "no-restart": Mutation("compose.yaml", _yaml(_set("services.worker.restart", _DELETE)), "health", "restart"),
     # secrets
     "token-default": Mutation(
         "compose.yaml",
@@ -1209,9 +1161,7 @@ MUTATIONS: dict[str, Mutation] = {
     ),
     "literal-db-password": Mutation(
         "compose.yaml",
-        _yaml(
-            _set("services.litellm.environment.DATABASE_URL", "postgresql://litellm:hunter2@postgres/litellm")
-        ),
+        _yaml(_set("services.litellm.environment.DATABASE_URL", "postgresql://litellm:hunter2@postgres/litellm")),
         "secrets",
         "literal password",
     ),
@@ -1260,9 +1210,7 @@ MUTATIONS: dict[str, Mutation] = {
         "read-write",
     ),
     # the Dockerfile
-    "user-root": Mutation(
-        "Dockerfile", _replace("USER ${APP_UID}:${APP_GID}", "USER root"), "dockerfile", "root"
-    ),
+    "user-root": Mutation("Dockerfile", _replace("USER ${APP_UID}:${APP_GID}", "USER root"), "dockerfile", "root"),
     "uid-zero": Mutation("Dockerfile", _replace("ARG APP_UID=10001", "ARG APP_UID=0"), "dockerfile", "root"),
     "no-user": Mutation("Dockerfile", _replace("USER ${APP_UID}:${APP_GID}\n", ""), "dockerfile", "no USER"),
     "no-healthcheck-dockerfile": Mutation(
@@ -1273,9 +1221,7 @@ MUTATIONS: dict[str, Mutation] = {
     ),
     "healthcheck-curl": Mutation(
         "Dockerfile",
-        lambda t: re.sub(
-            r'CMD \["python", "-c", [^\n]*', 'CMD ["curl", "-f", "http://127.0.0.1:37777/api/health"]', t
-        ),
+        lambda t: re.sub(r'CMD \["python", "-c", [^\n]*', 'CMD ["curl", "-f", "http://127.0.0.1:37777/api/health"]', t),
         "dockerfile",
         "curl",
     ),

@@ -13,11 +13,21 @@ def seed(db: Path) -> None:
     conn = storage.open_store(db)
     with storage.Tx(conn):
         a = storage.ensure_session(conn, "a1", "alpha")
-        storage.insert_summary(conn, a["id"], "alpha", {"request": "Add OAuth login", "completed": "Login works",
-                                                        "next_steps": "Add logout"}, 1)
+        storage.insert_summary(
+            conn,
+            a["id"],
+            "alpha",
+            {"request": "Add OAuth login", "completed": "Login works", "next_steps": "Add logout"},
+            1,
+        )
         for i in range(200):
-            storage.insert_observation(conn, a["id"], "alpha", {"type": "feature", "title": f"Alpha change {i}",
-                                                                "files_modified": [f"src/a{i}.py"]}, 1)
+            storage.insert_observation(
+                conn,
+                a["id"],
+                "alpha",
+                {"type": "feature", "title": f"Alpha change {i}", "files_modified": [f"src/a{i}.py"]},
+                1,
+            )
         b = storage.ensure_session(conn, "b1", "beta")
         storage.insert_observation(conn, b["id"], "beta", {"type": "bugfix", "title": "Beta secret fix"}, 1)
     conn.close()
@@ -25,8 +35,9 @@ def seed(db: Path) -> None:
 
 def test_context_is_per_project_newest_first_and_within_the_token_budget(tmp_path: Path) -> None:
     seed(tmp_path / "claude-mem.db")
-    settings = load_settings(tmp_path, environ={"CLAUDE_MEM_CONTEXT_TOKEN_BUDGET": "300",
-                                                "CLAUDE_MEM_CONTEXT_OBSERVATIONS": "500"})
+    settings = load_settings(
+        tmp_path, environ={"CLAUDE_MEM_CONTEXT_TOKEN_BUDGET": "300", "CLAUDE_MEM_CONTEXT_OBSERVATIONS": "500"}
+    )
     conn = storage.open_store(settings.db_path)
     text = build_context(conn, settings, ["alpha"])
     assert len(text) <= 300 * CHARS_PER_TOKEN

@@ -28,11 +28,20 @@ BIG_FILE = "".join(f"def handler_{i}(request):\n    return respond(request, code
 
 def edit_payload() -> dict[str, Any]:
     old, new = "def handler_3(request):\n", "def handler_3(request, *, strict=False):\n"
-    return {"tool_name": "Edit", "cwd": "/w",
-            "tool_input": {"file_path": "/w/app.py", "old_string": old, "new_string": new, "replace_all": False},
-            "tool_response": {"filePath": "/w/app.py", "oldString": old, "newString": new, "originalFile": BIG_FILE,
-                              "structuredPatch": [{"oldStart": 7, "lines": [f"-{old}", f"+{new}"]}],
-                              "userModified": False, "replaceAll": False}}
+    return {
+        "tool_name": "Edit",
+        "cwd": "/w",
+        "tool_input": {"file_path": "/w/app.py", "old_string": old, "new_string": new, "replace_all": False},
+        "tool_response": {
+            "filePath": "/w/app.py",
+            "oldString": old,
+            "newString": new,
+            "originalFile": BIG_FILE,
+            "structuredPatch": [{"oldStart": 7, "lines": [f"-{old}", f"+{new}"]}],
+            "userModified": False,
+            "replaceAll": False,
+        },
+    }
 
 
 def test_edit_sends_neither_the_pre_edit_file_nor_a_second_copy_of_its_strings() -> None:
@@ -46,9 +55,17 @@ def test_edit_sends_neither_the_pre_edit_file_nor_a_second_copy_of_its_strings()
 
 def test_write_content_goes_once() -> None:
     content = "import os\n" + "print(os.getcwd())\n" * 50
-    payload = {"tool_name": "Write", "tool_input": {"file_path": "/w/new.py", "content": content},
-               "tool_response": {"type": "create", "filePath": "/w/new.py", "content": content,
-                                 "structuredPatch": [], "originalFile": None}}
+    payload = {
+        "tool_name": "Write",
+        "tool_input": {"file_path": "/w/new.py", "content": content},
+        "tool_response": {
+            "type": "create",
+            "filePath": "/w/new.py",
+            "content": content,
+            "structuredPatch": [],
+            "originalFile": None,
+        },
+    }
     block = tool_event_block(payload, time.time())
     assert block.count("print(os.getcwd())") == 50
     assert "create" in block
@@ -56,22 +73,29 @@ def test_write_content_goes_once() -> None:
 
 def test_long_outputs_are_cut_to_the_limits_with_a_marker() -> None:
     out = "\n".join(f"line {i}: " + "x" * 60 for i in range(2000))
-    payload = {"tool_name": "Bash", "tool_input": {"command": "make test"},
-               "tool_response": {"stdout": out, "stderr": "", "interrupted": False}}
+    payload = {
+        "tool_name": "Bash",
+        "tool_input": {"command": "make test"},
+        "tool_response": {"stdout": out, "stderr": "", "interrupted": False},
+    }
     params, outcome = trimmed_event(payload, Limits(field_chars=1000, event_chars=4000))
     assert params == '{"command": "make test"}'
     assert len(outcome) < 1200
     assert "chars elided (oversize) ...]" in outcome and "line 0:" in outcome and "line 1999:" in outcome
     # a structure of many long strings is held to the event limit as a whole
-    many = {"tool_name": "Grep", "tool_input": {"pattern": "x"},
-            "tool_response": {"chunks": [out[:900] + str(i) for i in range(40)]}}
+    many = {
+        "tool_name": "Grep",
+        "tool_input": {"pattern": "x"},
+        "tool_response": {"chunks": [out[:900] + str(i) for i in range(40)]},
+    }
     _, outcome = trimmed_event(many, Limits(field_chars=1000, event_chars=4000))
     assert len(outcome) <= 4000 + 200 and "chars elided (oversize) ...]" in outcome
 
 
 def test_limits_come_from_the_settings(tmp_path: Path) -> None:
-    settings = load_settings(tmp_path, environ={"CLAUDE_MEM_EVENT_FIELD_MAX_CHARS": "500",
-                                                "CLAUDE_MEM_EVENT_MAX_CHARS": "900"})
+    settings = load_settings(
+        tmp_path, environ={"CLAUDE_MEM_EVENT_FIELD_MAX_CHARS": "500", "CLAUDE_MEM_EVENT_MAX_CHARS": "900"}
+    )
     assert (settings.event_field_max_chars, settings.event_max_chars) == (500, 900)
     with pytest.raises(Exception, match="CLAUDE_MEM_EVENT_FIELD_MAX_CHARS"):
         load_settings(tmp_path, environ={"CLAUDE_MEM_EVENT_FIELD_MAX_CHARS": "lots"})
@@ -80,11 +104,24 @@ def test_limits_come_from_the_settings(tmp_path: Path) -> None:
 
 
 def test_digest_keeps_requests_state_and_newest_observations_within_its_size() -> None:
-    observations = [{"id": i, "type": "feature", "title": f"Added retry step {i} to the uploader",
-                     "subtitle": f"step {i} backs off exponentially", "files_modified": [f"/w/up{i}.py"],
-                     "files_read": []} for i in range(1, 201)]
-    text = session_digest([(1, "Make the uploader retry"), (2, "Now add jitter " + "please " * 200)],
-                          observations, {"completed": "retries in place", "next_steps": "jitter"}, 200, 3000)
+    observations = [
+        {
+            "id": i,
+            "type": "feature",
+            "title": f"Added retry step {i} to the uploader",
+            "subtitle": f"step {i} backs off exponentially",
+            "files_modified": [f"/w/up{i}.py"],
+            "files_read": [],
+        }
+        for i in range(1, 201)
+    ]
+    text = session_digest(
+        [(1, "Make the uploader retry"), (2, "Now add jitter " + "please " * 200)],
+        observations,
+        {"completed": "retries in place", "next_steps": "jitter"},
+        200,
+        3000,
+    )
     assert len(text) <= 3000
     assert text.startswith("<session_so_far>") and text.endswith("</session_so_far>")
     assert '<user_request n="1">Make the uploader retry</user_request>' in text
@@ -99,19 +136,40 @@ def test_digest_keeps_requests_state_and_newest_observations_within_its_size() -
 # ---------------------------------------------------------------- the local daily budget
 
 
-def test_daily_budget_counts_today_only_and_resumes_the_next_utc_day(tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_daily_budget_counts_today_only_and_resumes_the_next_utc_day(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conn = storage.open_store(tmp_path / "db.sqlite")
     write_settings(tmp_path, {"CLAUDE_MEM_DAILY_TOKEN_BUDGET": "1000", "CLAUDE_MEM_BUDGET_RETRY_SECONDS": "60"})
     settings = load_settings(tmp_path, environ={})
     budget = usage.DailyBudget(settings, conn)
     now = time.time()
     spent = usage.TurnUsage(input_tokens=900, output_tokens=150, cost_usd=0.01)
-    usage.record(conn, budget, session_id=None, project="p", kind="observation", events=1, fresh=True,
-                 usage=usage.TurnUsage(input_tokens=10**6), model="m", at=now - 86400)  # yesterday's spending
+    usage.record(
+        conn,
+        budget,
+        session_id=None,
+        project="p",
+        kind="observation",
+        events=1,
+        fresh=True,
+        usage=usage.TurnUsage(input_tokens=10**6),
+        model="m",
+        at=now - 86400,
+    )  # yesterday's spending
     assert not budget.exhausted() and budget.used_today() == 0
-    usage.record(conn, budget, session_id=None, project="p", kind="observation", events=1, fresh=True,
-                 usage=spent, model="m", at=now)
+    usage.record(
+        conn,
+        budget,
+        session_id=None,
+        project="p",
+        kind="observation",
+        events=1,
+        fresh=True,
+        usage=spent,
+        model="m",
+        at=now,
+    )
     assert budget.exhausted() and budget.used_today() == 1050
     with pytest.raises(Exception) as paused:
         budget.check()
@@ -138,8 +196,11 @@ def test_daily_budget_counts_today_only_and_resumes_the_next_utc_day(tmp_path: P
 
 
 def agent_requests(upstream: Any, since: int) -> list[Any]:
-    return [parse_openai(r["body"]) for r in upstream.requests(since)
-            if r["path"].endswith("completions") and r.get("kind") in ("observations", "summary", "skip")]
+    return [
+        parse_openai(r["body"])
+        for r in upstream.requests(since)
+        if r["path"].endswith("completions") and r.get("kind") in ("observations", "summary", "skip")
+    ]
 
 
 def reading(n: int, size: int = 6000) -> list[tuple[str, dict[str, Any]]]:
@@ -148,22 +209,38 @@ def reading(n: int, size: int = 6000) -> list[tuple[str, dict[str, Any]]]:
 
 def post_tools(w: Any, sid: str, tools: list[tuple[str, dict[str, Any]]], response: Any) -> None:
     for name, tool_input in tools:
-        r = w.post("/api/sessions/observations", {"contentSessionId": sid, "tool_name": name,
-                                                  "tool_input": tool_input, "tool_response": response,
-                                                  "cwd": "/work/demo"})
+        r = w.post(
+            "/api/sessions/observations",
+            {
+                "contentSessionId": sid,
+                "tool_name": name,
+                "tool_input": tool_input,
+                "tool_response": response,
+                "cwd": "/work/demo",
+            },
+        )
         assert r.json()["status"] == "queued"
         wait_until(lambda: settled(w), timeout=90)
 
 
 def post_tools_nowait(w: Any, sid: str, tools: list[tuple[str, dict[str, Any]]]) -> None:
     for name, tool_input in tools:
-        r = w.post("/api/sessions/observations", {"contentSessionId": sid, "tool_name": name,
-                                                  "tool_input": tool_input, "tool_response": "ok", "cwd": "/work/demo"})
+        r = w.post(
+            "/api/sessions/observations",
+            {
+                "contentSessionId": sid,
+                "tool_name": name,
+                "tool_input": tool_input,
+                "tool_response": "ok",
+                "cwd": "/work/demo",
+            },
+        )
         assert r.json()["status"] == "queued"
 
 
-def test_conversation_starts_afresh_with_a_digest_once_past_its_token_budget(start_worker, tmp_path,
-                                                                            litellm_proxy, upstream) -> None:
+def test_conversation_starts_afresh_with_a_digest_once_past_its_token_budget(
+    start_worker, tmp_path, litellm_proxy, upstream
+) -> None:
     w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_AGENT_CONTEXT_TOKENS="3000")
     since = upstream.mark()
     post_session(w, "sess-bound", [], summarize=False, prompt="Speed up the module loader")
@@ -181,7 +258,7 @@ def test_conversation_starts_afresh_with_a_digest_once_past_its_token_budget(sta
     opening = convs[fresh[0]].turns[0].visible.strip()
     # the fresh conversation opens with the digest: earlier observations by title, and not their raw events
     assert opening.startswith("<session_so_far>"), opening[:200]
-    earlier = w.query("SELECT id, title FROM observations ORDER BY id")[:fresh[0]]
+    earlier = w.query("SELECT id, title FROM observations ORDER BY id")[: fresh[0]]
     for row in earlier:
         assert f"#{row['id']} " in opening and row["title"] in opening
     assert "/work/demo/mod0.py" not in opening.split("</session_so_far>")[1]
@@ -206,13 +283,20 @@ def test_conversation_starts_afresh_after_an_idle_spell(start_worker, tmp_path, 
     assert "2 observation(s) recorded so far" in opening
 
 
-def test_tokens_of_every_turn_are_recorded_and_shown_per_day_and_project(start_worker, tmp_path, litellm_proxy,
-                                                                        upstream) -> None:
+def test_tokens_of_every_turn_are_recorded_and_shown_per_day_and_project(
+    start_worker, tmp_path, litellm_proxy, upstream
+) -> None:
     w = gateway_worker(start_worker, tmp_path, litellm_proxy)
     since = upstream.mark()
-    post_session(w, "sess-usage", [("Edit", {"file_path": "/work/demo/a.py", "old_string": "a = 1",
-                                            "new_string": "a = 2"}),
-                                   ("Read", {"file_path": "/work/demo/b.py"})], summarize=True)
+    post_session(
+        w,
+        "sess-usage",
+        [
+            ("Edit", {"file_path": "/work/demo/a.py", "old_string": "a = 1", "new_string": "a = 2"}),
+            ("Read", {"file_path": "/work/demo/b.py"}),
+        ],
+        summarize=True,
+    )
     wait_until(lambda: settled(w), timeout=90)
     calls = [r for r in upstream.requests(since) if r["path"].endswith("completions")]
     expected_in = sum(len(parse_openai(r["body"]).flat()) // 4 for r in calls)  # what the upstream billed
@@ -228,8 +312,12 @@ def test_tokens_of_every_turn_are_recorded_and_shown_per_day_and_project(start_w
     assert day["project"] == "demo" and day["day"] == usage.utc_day() == body["today"]
     assert day["turns"] == len(rows) and day["inputTokens"] == sum(r["input_tokens"] for r in rows)
     assert abs(day["costUsd"] - sum(r["cost_usd"] for r in rows)) < 1e-6
-    assert body["budget"] == {"dailyTokenBudget": 0, "usedToday": day["totalTokens"], "exhausted": False,
-                              "resumesAt": None}
+    assert body["budget"] == {
+        "dailyTokenBudget": 0,
+        "usedToday": day["totalTokens"],
+        "exhausted": False,
+        "resumesAt": None,
+    }
     assert w.get("/api/usage", params={"project": "other"}).json()["days"] == []
     bad = w.get("/api/usage", params={"days": 0})
     assert bad.status_code == 400 and bad.json().get("field") == "days"
@@ -240,18 +328,21 @@ def test_tokens_of_every_turn_are_recorded_and_shown_per_day_and_project(start_w
     assert f"demo: {len(rows)} turns, 3 events" in out, out
 
 
-def test_local_daily_budget_pauses_keeps_events_and_resumes_when_raised(start_worker, tmp_path, litellm_proxy,
-                                                                         upstream) -> None:
+def test_local_daily_budget_pauses_keeps_events_and_resumes_when_raised(
+    start_worker, tmp_path, litellm_proxy, upstream
+) -> None:
     # in settings.json, not the environment (which would override whatever the user saves later)
     write_settings(tmp_path / "data", {"CLAUDE_MEM_DAILY_TOKEN_BUDGET": "1000"})
-    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_BUDGET_RETRY_SECONDS="1",
-                       CLAUDE_MEM_MAX_ATTEMPTS="1")
+    w = gateway_worker(
+        start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_BUDGET_RETRY_SECONDS="1", CLAUDE_MEM_MAX_ATTEMPTS="1"
+    )
     post_session(w, "sess-local-budget", [("Read", {"file_path": "/work/demo/f0.py"})], summarize=False)
     wait_until(lambda: settled(w), timeout=90)  # this first turn spends the day's 1,000 tokens
     assert w.query("SELECT SUM(input_tokens + output_tokens) AS n FROM agent_usage")[0]["n"] >= 1000
     post_tools_nowait(w, "sess-local-budget", [("Read", {"file_path": f"/work/demo/f{i}.py"}) for i in (1, 2)])
-    wait_until(lambda: w.query("SELECT 1 FROM pending_events WHERE last_error LIKE '%local daily token budget%'"),
-               timeout=90)
+    wait_until(
+        lambda: w.query("SELECT 1 FROM pending_events WHERE last_error LIKE '%local daily token budget%'"), timeout=90
+    )
     time.sleep(1.5)  # a probe or two while spent: nothing moves, nothing fails
     status = w.get("/api/processing-status").json()
     assert "local daily token budget spent" in status["lastError"], status["lastError"]

@@ -41,13 +41,33 @@ class Doctor:
         return env
 
     def cli(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLAUDE_MEM, *args], env=self.env(**extra), capture_output=True, text=True,
-                              timeout=60, cwd=str(self.home), stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [CLAUDE_MEM, *args],
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=str(self.home),
+            stdin=subprocess.DEVNULL,
+        )
 
     def install(self, *args: str, url: str | None = None, token: str | None = None, model: str = MODEL) -> None:
-        r = self.cli("install", "--non-interactive", "--no-start", "--provider", "claude", "--auth", "gateway",
-                     "--gateway-url", url or self.proxy.url, "--gateway-token",
-                     self.proxy.master_key if token is None else token, "--model", model, *args)
+        r = self.cli(
+            "install",
+            "--non-interactive",
+            "--no-start",
+            "--provider",
+            "claude",
+            "--auth",
+            "gateway",
+            "--gateway-url",
+            url or self.proxy.url,
+            "--gateway-token",
+            self.proxy.master_key if token is None else token,
+            "--model",
+            model,
+            *args,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
 
     def settings(self, **changes: str) -> None:
@@ -95,9 +115,22 @@ def test_healthy_setup_passes_and_shell_exports_only_warn(doc: Doctor, start_wor
     code, checks, out = doc.run()
     assert code == 0, out
     assert failing(checks) == set() and "WARN" not in checks.values(), out
-    for name in ("provider", "auth", "gateway.url", "gateway.reachable", "gateway.token", "gateway.model",
-                 "worker.running", "worker.restart", "worker.ready", "memory.call", "worker.queue", "shell", "hooks",
-                 "mcp"):
+    for name in (
+        "provider",
+        "auth",
+        "gateway.url",
+        "gateway.reachable",
+        "gateway.token",
+        "gateway.model",
+        "worker.running",
+        "worker.restart",
+        "worker.ready",
+        "memory.call",
+        "worker.queue",
+        "shell",
+        "hooks",
+        "mcp",
+    ):
         assert checks.get(name) == "ok", f"{name}: {out}"
     assert doc.proxy.master_key not in out
 
@@ -113,8 +146,9 @@ def test_healthy_setup_passes_and_shell_exports_only_warn(doc: Doctor, start_wor
 
 def test_provider_not_claude_while_a_gateway_is_configured(doc: Doctor) -> None:
     doc.settings(CLAUDE_MEM_PROVIDER="openrouter")
-    doc.dotenv(ANTHROPIC_BASE_URL=doc.proxy.url, ANTHROPIC_AUTH_TOKEN=doc.proxy.master_key,
-               OPENROUTER_API_KEY="sk-or-x")
+    doc.dotenv(
+        ANTHROPIC_BASE_URL=doc.proxy.url, ANTHROPIC_AUTH_TOKEN=doc.proxy.master_key, OPENROUTER_API_KEY="sk-or-x"
+    )
     code, checks, out = doc.run()
     assert code == 1
     assert failing(checks) == {"provider", "worker.running"}, out
@@ -227,10 +261,22 @@ def test_hooks_not_installed_or_pointing_at_a_removed_install(doc: Doctor) -> No
     assert "claude-mem install" in out
 
     settings = doc.home / ".claude" / "settings.json"
-    settings.write_text(json.dumps({"hooks": {e: [{"hooks": [
-        {"type": "command", "command": f"/gone/venv/bin/claude-mem hook {a}"}]}] for e, a in [
-        ("SessionStart", "session-start"), ("UserPromptSubmit", "user-prompt-submit"),
-        ("PostToolUse", "post-tool-use"), ("Stop", "stop"), ("SessionEnd", "session-end")]}}))
+    settings.write_text(
+        json.dumps(
+            {
+                "hooks": {
+                    e: [{"hooks": [{"type": "command", "command": f"/gone/venv/bin/claude-mem hook {a}"}]}]
+                    for e, a in [
+                        ("SessionStart", "session-start"),
+                        ("UserPromptSubmit", "user-prompt-submit"),
+                        ("PostToolUse", "post-tool-use"),
+                        ("Stop", "stop"),
+                        ("SessionEnd", "session-end"),
+                    ]
+                }
+            }
+        )
+    )
     code, checks, out = doc.run()
     assert failing(checks) == {"hooks", "worker.running"}, out
     assert "/gone/venv/bin/claude-mem, which does not exist" in out
@@ -250,20 +296,29 @@ def wait_status(w: WorkerProcess, predicate: Callable[[dict[str, Any]], bool], t
     def check() -> dict[str, Any] | None:
         body = w.get("/api/processing-status").json()
         return body if predicate(body) else None
+
     return wait_for(check, timeout=timeout, interval=0.2)
 
 
 def post_event(w: WorkerProcess, session: str) -> None:
     r = w.post("/api/sessions/init", {"contentSessionId": session, "project": "doc", "prompt": "fix the parser"})
     assert r.status_code < 300, r.text
-    r = w.post("/api/sessions/observations", {"contentSessionId": session, "tool_name": "Edit", "cwd": "/x/doc",
-                                              "tool_input": {"file_path": "/x/doc/parser.py"},
-                                              "tool_response": {"success": True}})
+    r = w.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": session,
+            "tool_name": "Edit",
+            "cwd": "/x/doc",
+            "tool_input": {"file_path": "/x/doc/parser.py"},
+            "tool_response": {"success": True},
+        },
+    )
     assert r.status_code < 300, r.text
 
 
-def test_upstream_down_behind_the_gateway_is_named_with_the_pause(tmp_path: Path, litellm_proxy: LiteLLMProxy,
-                                                                  start_worker: StartWorker) -> None:
+def test_upstream_down_behind_the_gateway_is_named_with_the_pause(
+    tmp_path: Path, litellm_proxy: LiteLLMProxy, start_worker: StartWorker
+) -> None:
     """LiteLLM answers, its upstream does not: not "gateway unreachable"; the pause and its next try shown."""
     doc = Doctor(tmp_path, litellm_proxy)
     doc.install(model=DEAD_UPSTREAM_MODEL)
@@ -304,8 +359,9 @@ def test_subscription_without_a_claude_login(tmp_path: Path, litellm_proxy: Lite
     assert "refused the credentials" not in out
 
 
-def test_gateway_back_up_resumes_at_once_and_doctor_exits_0(tmp_path: Path, litellm_proxy: LiteLLMProxy,
-                                                             upstream: Upstream, start_worker: StartWorker) -> None:
+def test_gateway_back_up_resumes_at_once_and_doctor_exits_0(
+    tmp_path: Path, litellm_proxy: LiteLLMProxy, upstream: Upstream, start_worker: StartWorker
+) -> None:
     """Gateway down: events wait (paused). Once it is back, doctor's test call proves it and ends the pause."""
     port = free_port()
     doc = Doctor(tmp_path, litellm_proxy)
@@ -329,8 +385,7 @@ def test_gateway_back_up_resumes_at_once_and_doctor_exits_0(tmp_path: Path, lite
         proxy.stop()
 
 
-def test_failed_events_name_queue_retry(tmp_path: Path, litellm_proxy: LiteLLMProxy,
-                                        start_worker: StartWorker) -> None:
+def test_failed_events_name_queue_retry(tmp_path: Path, litellm_proxy: LiteLLMProxy, start_worker: StartWorker) -> None:
     """Events failed for a cause since fixed: doctor passes (the path works) and says `claude-mem queue retry`."""
     doc = Doctor(tmp_path, litellm_proxy)
     doc.install(model="memory-compressor")  # unknown to the gateway: events fail at once

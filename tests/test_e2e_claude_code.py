@@ -44,26 +44,65 @@ class Machine:
     def install(self, worker_url: str) -> subprocess.CompletedProcess[str]:
         env = clean_env(self.data, HOME=str(self.home), CLAUDE_CONFIG_DIR=str(self.config))
         return subprocess.run(
-            [CLAUDE_MEM, "install", "--non-interactive", "--provider", "claude", "--auth", "gateway",
-             "--gateway-url", self.proxy.url, "--gateway-token", self.proxy.master_key, "--model", MODEL,
-             "--worker-url", worker_url], env=env, capture_output=True, text=True, timeout=60)
+            [
+                CLAUDE_MEM,
+                "install",
+                "--non-interactive",
+                "--provider",
+                "claude",
+                "--auth",
+                "gateway",
+                "--gateway-url",
+                self.proxy.url,
+                "--gateway-token",
+                self.proxy.master_key,
+                "--model",
+                MODEL,
+                "--worker-url",
+                worker_url,
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def claude_env(self) -> dict[str, str]:
         """What a developer's shell gives Claude Code: nothing of claude-mem's, the gateway for Claude Code."""
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(self.home),
-            "CLAUDE_CONFIG_DIR": str(self.config), "ANTHROPIC_BASE_URL": self.proxy.url,
-            "ANTHROPIC_AUTH_TOKEN": self.proxy.master_key, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-            "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.home),
+            "CLAUDE_CONFIG_DIR": str(self.config),
+            "ANTHROPIC_BASE_URL": self.proxy.url,
+            "ANTHROPIC_AUTH_TOKEN": self.proxy.master_key,
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "NO_PROXY": "127.0.0.1,localhost",
+            "no_proxy": "127.0.0.1,localhost",
         }
 
     def claude(self, project: str, prompt: str) -> dict[str, Any]:
         """One real print-mode Claude Code session in work/<project>; returns its JSON result."""
         cwd = self.work / project
         cwd.mkdir(exist_ok=True)
-        r = subprocess.run([str(CLAUDE), "-p", prompt, "--model", MODEL, "--output-format", "json",
-                            "--allowedTools", "Write,Read,Bash"], cwd=cwd, env=self.claude_env(),
-                           capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            [
+                str(CLAUDE),
+                "-p",
+                prompt,
+                "--model",
+                MODEL,
+                "--output-format",
+                "json",
+                "--allowedTools",
+                "Write,Read,Bash",
+            ],
+            cwd=cwd,
+            env=self.claude_env(),
+            capture_output=True,
+            text=True,
+            timeout=90,
+            stdin=subprocess.DEVNULL,
+        )
         assert r.returncode == 0, f"claude exited {r.returncode}:\n{r.stdout}\n{r.stderr}"
         result = json.loads(r.stdout.strip().splitlines()[-1])
         assert not result.get("is_error"), result
@@ -72,8 +111,9 @@ class Machine:
 
 def host_requests(upstream: Upstream, since: int) -> list[str]:
     """Bodies (as JSON text) of the model requests Claude Code itself made, not the memory agent's."""
-    return [json.dumps(r["body"], ensure_ascii=False) for r in upstream.requests(since=since)
-            if r.get("kind") in HOST_KINDS]
+    return [
+        json.dumps(r["body"], ensure_ascii=False) for r in upstream.requests(since=since) if r.get("kind") in HOST_KINDS
+    ]
 
 
 def as_json_text(line: str) -> str:
@@ -86,8 +126,9 @@ def settled(w: WorkerProcess) -> bool:
     return q["pending"] == 0 and q["processing"] == 0
 
 
-def test_claude_code_sessions_record_and_recall_memory(tmp_path: Path, litellm_proxy: LiteLLMProxy,
-                                                       upstream: Upstream, start_worker: StartWorker) -> None:
+def test_claude_code_sessions_record_and_recall_memory(
+    tmp_path: Path, litellm_proxy: LiteLLMProxy, upstream: Upstream, start_worker: StartWorker
+) -> None:
     t0 = time.monotonic()
     m = Machine(tmp_path, litellm_proxy)
     worker = start_worker(data_dir=m.data, start=False)
@@ -97,9 +138,15 @@ def test_claude_code_sessions_record_and_recall_memory(tmp_path: Path, litellm_p
     hooks = json.loads((m.config / "settings.json").read_text())["hooks"]
     assert hooks["PostToolUse"][0]["hooks"][0]["command"] == f"{CLAUDE_MEM} hook post-tool-use"
     # Claude Code itself reads the MCP registration and connects to `claude-mem mcp` (checked in the background)
-    mcp_check = subprocess.Popen([str(CLAUDE), "mcp", "get", "claude-mem"], env=m.claude_env(), cwd=m.work,
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                 stdin=subprocess.DEVNULL)
+    mcp_check = subprocess.Popen(
+        [str(CLAUDE), "mcp", "get", "claude-mem"],
+        env=m.claude_env(),
+        cwd=m.work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     worker.start()  # reads the .env and settings.json the installer wrote
 
     # -- session 1 in project alpha: the scripted model drives three real tools
@@ -112,28 +159,38 @@ def test_claude_code_sessions_record_and_recall_memory(tmp_path: Path, litellm_p
     assert kinds.count("script-tool") == 3 and "script-done" in kinds, kinds  # the model's turns, via LiteLLM
 
     # every hook event reached the worker
-    session = wait_for(lambda: next(iter(worker.query(
-        "SELECT * FROM sessions WHERE content_session_id = ? AND status = 'completed'", (sid,))), None), 15)
+    session = wait_for(
+        lambda: next(
+            iter(worker.query("SELECT * FROM sessions WHERE content_session_id = ? AND status = 'completed'", (sid,))),
+            None,
+        ),
+        15,
+    )
     assert session["project"] == "alpha"
     prompts = worker.query("SELECT text FROM user_prompts WHERE session_id = ?", (session["id"],))
     assert [p["text"] for p in prompts] == [f"Set up the greeting file.\n{SCRIPT}"]
-    events = worker.query("SELECT kind, payload FROM pending_events WHERE session_id = ? ORDER BY id",
-                          (session["id"],))
+    events = worker.query("SELECT kind, payload FROM pending_events WHERE session_id = ? ORDER BY id", (session["id"],))
     tools = [json.loads(e["payload"]).get("tool_name") for e in events if e["kind"] == "observation"]
     assert tools == ["Write", "Read", "Bash"]
     assert [e["kind"] for e in events].count("summarize") == 1
 
     # the memory agent, through the same LiteLLM proxy, stored observations and a summary
-    wait_for(lambda: settled(worker) and worker.query(
-        "SELECT 1 FROM session_summaries WHERE session_id = ?", (session["id"],)), 60, 0.2)
-    titles = [r["title"] for r in worker.query(
-        "SELECT title FROM observations WHERE session_id = ? ORDER BY id", (session["id"],))]
+    wait_for(
+        lambda: (
+            settled(worker) and worker.query("SELECT 1 FROM session_summaries WHERE session_id = ?", (session["id"],))
+        ),
+        60,
+        0.2,
+    )
+    titles = [
+        r["title"]
+        for r in worker.query("SELECT title FROM observations WHERE session_id = ? ORDER BY id", (session["id"],))
+    ]
     for tool in ("Write", "Read", "Bash"):
         assert any(t.startswith(tool) for t in titles), titles
     (summary,) = worker.query("SELECT * FROM session_summaries WHERE session_id = ?", (session["id"],))
     assert "Set up the greeting file" in summary["request"]
-    assert not worker.query("SELECT 1 FROM pending_events WHERE session_id = ? AND state != 'done'",
-                            (session["id"],))
+    assert not worker.query("SELECT 1 FROM pending_events WHERE session_id = ? AND state != 'done'", (session["id"],))
     agent_kinds = {r.get("kind") for r in upstream.requests(since=mark)} - HOST_KINDS
     assert {"observations", "summary"} <= agent_kinds  # the memory agent's turns, translated by LiteLLM
 

@@ -42,9 +42,17 @@ def test_gateway_env_blocks_shell_credentials_and_injects_only_dotenv(tmp_path: 
     env = effective(LEAKY_SHELL, build_agent_env(s, base=LEAKY_SHELL))
     assert env["ANTHROPIC_BASE_URL"] == "http://127.0.0.1:4000"
     assert env["ANTHROPIC_AUTH_TOKEN"] == "sk-gw"
-    for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "CLAUDECODE", "CLAUDE_CODE_EFFORT_LEVEL",
-                 "OPENAI_API_KEY", "AWS_SECRET_ACCESS_KEY", "OTHER", "CLAUDE_CODE_USE_BEDROCK",
-                 "ANTHROPIC_CUSTOM_HEADERS"):
+    for name in (
+        "ANTHROPIC_API_KEY",
+        "CLAUDE_CODE_OAUTH_TOKEN",
+        "CLAUDECODE",
+        "CLAUDE_CODE_EFFORT_LEVEL",
+        "OPENAI_API_KEY",
+        "AWS_SECRET_ACCESS_KEY",
+        "OTHER",
+        "CLAUDE_CODE_USE_BEDROCK",
+        "ANTHROPIC_CUSTOM_HEADERS",
+    ):
         assert name not in env
     assert env["CLAUDE_MEM_INTERNAL"] == "1"
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"

@@ -4,8 +4,10 @@ from worker.agent.errors import classify
 
 
 def test_budget_429_pauses_with_the_gateways_message() -> None:
-    msg = ('API Error: 429 {"error":{"message":"No deployments available - crossed budget: Exceeded budget for '
-           'deployment model_name: budget-model","type":"rate_limit_error"}}')
+    msg = (
+        'API Error: 429 {"error":{"message":"No deployments available - crossed budget: Exceeded budget for '
+        'deployment model_name: budget-model","type":"rate_limit_error"}}'
+    )
     err = classify(msg)
     assert err.kind == "paused"
     assert "crossed budget" in err.message
@@ -40,13 +42,17 @@ def test_litellm_without_database_refusing_a_virtual_key_is_an_auth_failure() ->
 
 
 # Texts the bundled Claude Code CLI really reports (observed through a real LiteLLM proxy and the SDK).
-UPSTREAM_DOWN = ("Claude Code returned an error result: API Error: 500 litellm.InternalServerError: "
-                 "InternalServerError: OpenAIException - Connection error. LiteLLM: model group "
-                 "'claude-haiku-4-5-20251001' failed with the error above. No fallback was attempted. This is a "
-                 "server-side issue, usually temporary — try again in a moment. If it persists, check your inference "
-                 "gateway (127.0.0.1:40659). (exit code: 1)")
-GATEWAY_DOWN = ("Claude Code returned an error result: API Error: Connection refused — a firewall or proxy may be "
-                "blocking it (ECONNREFUSED) (exit code: 1)")
+UPSTREAM_DOWN = (
+    "Claude Code returned an error result: API Error: 500 litellm.InternalServerError: "
+    "InternalServerError: OpenAIException - Connection error. LiteLLM: model group "
+    "'claude-haiku-4-5-20251001' failed with the error above. No fallback was attempted. This is a "
+    "server-side issue, usually temporary — try again in a moment. If it persists, check your inference "
+    "gateway (127.0.0.1:40659). (exit code: 1)"
+)
+GATEWAY_DOWN = (
+    "Claude Code returned an error result: API Error: Connection refused — a firewall or proxy may be "
+    "blocking it (ECONNREFUSED) (exit code: 1)"
+)
 NO_LOGIN = "Claude Code returned an error result: Not logged in · Please run /login (exit code: 1)"
 
 

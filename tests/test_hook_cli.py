@@ -45,14 +45,25 @@ def run_hook(event: str, stdin: dict[str, Any] | str, data_dir: Path, timeout: f
     """Run the console script exactly as Claude Code would: JSON on stdin, nothing else."""
     text = stdin if isinstance(stdin, str) else json.dumps(stdin)
     start = time.monotonic()
-    proc = subprocess.run([CLAUDE_MEM, "hook", event], input=text, capture_output=True, text=True,
-                          env=clean_env(data_dir, **env), timeout=timeout, cwd=str(data_dir.parent))
+    proc = subprocess.run(
+        [CLAUDE_MEM, "hook", event],
+        input=text,
+        capture_output=True,
+        text=True,
+        env=clean_env(data_dir, **env),
+        timeout=timeout,
+        cwd=str(data_dir.parent),
+    )
     return HookRun(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
 
 
 def common(session_id: str, event_name: str, tmp: Path, cwd: str = PROJECT_DIR) -> dict[str, Any]:
-    return {"session_id": session_id, "transcript_path": str(tmp / f"{session_id}.jsonl"), "cwd": cwd,
-            "hook_event_name": event_name}
+    return {
+        "session_id": session_id,
+        "transcript_path": str(tmp / f"{session_id}.jsonl"),
+        "cwd": cwd,
+        "hook_event_name": event_name,
+    }
 
 
 def assert_silent_success(run: HookRun) -> None:
@@ -89,8 +100,11 @@ def session_row(w: WorkerProcess, session_id: str) -> Any:
 
 
 def events(w: WorkerProcess, session_id: str) -> list[dict[str, Any]]:
-    rows = w.query("SELECT e.kind, e.payload FROM pending_events e JOIN sessions s ON s.id = e.session_id"
-                   " WHERE s.content_session_id = ? ORDER BY e.id", (session_id,))
+    rows = w.query(
+        "SELECT e.kind, e.payload FROM pending_events e JOIN sessions s ON s.id = e.session_id"
+        " WHERE s.content_session_id = ? ORDER BY e.id",
+        (session_id,),
+    )
     return [{"kind": r["kind"], **json.loads(r["payload"])} for r in rows]
 
 
@@ -105,8 +119,11 @@ def test_fixture_port_comes_from_settings_file(hw: WorkerProcess) -> None:
 
 
 def test_session_start_prints_additional_context(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
-    run = run_hook("session-start", {**common(s, "SessionStart", tmp_path, cwd="/home/dev/code/fresh-proj"),
-                                     "source": "startup"}, hw.data_dir)
+    run = run_hook(
+        "session-start",
+        {**common(s, "SessionStart", tmp_path, cwd="/home/dev/code/fresh-proj"), "source": "startup"},
+        hw.data_dir,
+    )
     assert run.code == 0 and run.stderr == ""
     out = json.loads(run.stdout)
     assert set(out) == {"hookSpecificOutput"}
@@ -120,19 +137,29 @@ def test_session_start_context_carries_stored_memory(hw: WorkerProcess, s: str, 
     try:
         with storage.Tx(conn):
             sid = storage.ensure_session(conn, s, "memproj")["id"]
-            obs_id = storage.insert_observation(conn, sid, "memproj", {
-                "type": "decision", "title": "Use WAL for the store", "files_read": ["worker/storage.py"]}, 1)
+            obs_id = storage.insert_observation(
+                conn,
+                sid,
+                "memproj",
+                {"type": "decision", "title": "Use WAL for the store", "files_read": ["worker/storage.py"]},
+                1,
+            )
     finally:
         conn.close()
-    run = run_hook("session-start", {**common(s, "SessionStart", tmp_path, cwd="/x/memproj"), "source": "resume"},
-                   hw.data_dir)
+    run = run_hook(
+        "session-start", {**common(s, "SessionStart", tmp_path, cwd="/x/memproj"), "source": "resume"}, hw.data_dir
+    )
     context = json.loads(run.stdout)["hookSpecificOutput"]["additionalContext"]
     assert f"#{obs_id} decision Use WAL for the store (worker/storage.py)" in context
 
 
 def test_user_prompt_submit_inits_session(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
-    body = {**common(s, "UserPromptSubmit", tmp_path), "prompt": "add a cache <private>api_key=KKK-secret</private>",
-            "prompt_id": "p-1", "permission_mode": "default"}
+    body = {
+        **common(s, "UserPromptSubmit", tmp_path),
+        "prompt": "add a cache <private>api_key=KKK-secret</private>",
+        "prompt_id": "p-1",
+        "permission_mode": "default",
+    }
     assert_silent_success(run_hook("user-prompt-submit", body, hw.data_dir))
     row = session_row(hw, s)
     assert row is not None and row["project"] == "hookproj" and row["platform_source"] == "claude"
@@ -141,22 +168,38 @@ def test_user_prompt_submit_inits_session(hw: WorkerProcess, s: str, tmp_path: P
 
 
 def test_post_tool_use_queues_observation(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
-    body = {**common(s, "PostToolUse", tmp_path), "tool_name": "Edit",
-            "tool_input": {"file_path": "/home/dev/code/hookproj/a.py", "old_string": "x", "new_string": "y"},
-            "tool_response": {"filePath": "/home/dev/code/hookproj/a.py", "success": True},
-            "tool_use_id": "toolu_01ABC", "permission_mode": "default"}
+    body = {
+        **common(s, "PostToolUse", tmp_path),
+        "tool_name": "Edit",
+        "tool_input": {"file_path": "/home/dev/code/hookproj/a.py", "old_string": "x", "new_string": "y"},
+        "tool_response": {"filePath": "/home/dev/code/hookproj/a.py", "success": True},
+        "tool_use_id": "toolu_01ABC",
+        "permission_mode": "default",
+    }
     assert_silent_success(run_hook("post-tool-use", body, hw.data_dir))
     [event] = events(hw, s)
     assert event["kind"] == "observation"
-    assert (event["tool_name"], event["tool_input"], event["tool_response"], event["tool_use_id"], event["cwd"]) == \
-        ("Edit", body["tool_input"], body["tool_response"], "toolu_01ABC", PROJECT_DIR)
+    assert (event["tool_name"], event["tool_input"], event["tool_response"], event["tool_use_id"], event["cwd"]) == (
+        "Edit",
+        body["tool_input"],
+        body["tool_response"],
+        "toolu_01ABC",
+        PROJECT_DIR,
+    )
     assert session_row(hw, s)["project"] == "hookproj"
 
 
 def test_post_tool_use_keeps_output_cut_mid_character(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     """A tool output truncated inside a surrogate pair is valid JSON from Claude Code; keep the event."""
-    raw = json.dumps({**common(s, "PostToolUse", tmp_path), "tool_name": "Bash", "tool_input": {"command": "cat"},
-                      "tool_response": {"stdout": "emoji cut \ud83d"}, "tool_use_id": "toolu_2"})
+    raw = json.dumps(
+        {
+            **common(s, "PostToolUse", tmp_path),
+            "tool_name": "Bash",
+            "tool_input": {"command": "cat"},
+            "tool_response": {"stdout": "emoji cut \ud83d"},
+            "tool_use_id": "toolu_2",
+        }
+    )
     assert "\\ud83d" in raw
     assert_silent_success(run_hook("post-tool-use", raw, hw.data_dir))
     [event] = events(hw, s)
@@ -165,8 +208,11 @@ def test_post_tool_use_keeps_output_cut_mid_character(hw: WorkerProcess, s: str,
 
 def test_stop_sends_last_assistant_message(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     run_hook("user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path), "prompt": "task"}, hw.data_dir)
-    body = {**common(s, "Stop", tmp_path), "stop_hook_active": False,
-            "last_assistant_message": "All done: the cache is in place."}
+    body = {
+        **common(s, "Stop", tmp_path),
+        "stop_hook_active": False,
+        "last_assistant_message": "All done: the cache is in place.",
+    }
     assert_silent_success(run_hook("stop", body, hw.data_dir))
     summary = events(hw, s)[-1]
     assert (summary["kind"], summary["last_assistant_message"]) == ("summarize", "All done: the cache is in place.")
@@ -178,11 +224,24 @@ def test_stop_reads_the_transcript_when_message_is_absent(hw: WorkerProcess, s: 
     entries = [
         {"type": "user", "message": {"role": "user", "content": "task"}},
         {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": "old text"}]}},
-        {"type": "assistant", "message": {"role": "assistant", "content": [
-            {"type": "text", "text": "Final answer,"}, {"type": "tool_use", "id": "t", "name": "Read", "input": {}},
-            {"type": "text", "text": "in two parts."}]}},
-        {"type": "assistant", "message": {"role": "assistant", "content": [
-            {"type": "tool_use", "id": "t2", "name": "Bash", "input": {}}]}},
+        {
+            "type": "assistant",
+            "message": {
+                "role": "assistant",
+                "content": [
+                    {"type": "text", "text": "Final answer,"},
+                    {"type": "tool_use", "id": "t", "name": "Read", "input": {}},
+                    {"type": "text", "text": "in two parts."},
+                ],
+            },
+        },
+        {
+            "type": "assistant",
+            "message": {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "t2", "name": "Bash", "input": {}}],
+            },
+        },
         {"type": "user", "message": {"role": "user", "content": [{"type": "tool_result", "content": "ok"}]}},
     ]
     transcript.write_text("\n".join(json.dumps(e) for e in entries) + "\nnot json at all\n")
@@ -201,8 +260,9 @@ def test_stop_without_message_or_transcript_still_queues(hw: WorkerProcess, s: s
 
 def test_session_end_completes_the_session(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     run_hook("user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path), "prompt": "task"}, hw.data_dir)
-    assert_silent_success(run_hook("session-end", {**common(s, "SessionEnd", tmp_path), "reason": "logout"},
-                                   hw.data_dir))
+    assert_silent_success(
+        run_hook("session-end", {**common(s, "SessionEnd", tmp_path), "reason": "logout"}, hw.data_dir)
+    )
     row = session_row(hw, s)
     assert row["status"] == "completed" and row["completed_at"] is not None
 
@@ -217,13 +277,16 @@ def test_end_events_for_unrecorded_session_are_quiet(hw: WorkerProcess, s: str, 
 def test_excluded_project_and_skipped_tool_store_nothing(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     secret = common(s, "UserPromptSubmit", tmp_path, cwd="/home/dev/secret-client")
     assert_silent_success(run_hook("user-prompt-submit", {**secret, "prompt": "hi"}, hw.data_dir))
-    assert_silent_success(run_hook("post-tool-use", {**secret, "tool_name": "Read", "tool_input": {}},
-                                   hw.data_dir))
+    assert_silent_success(run_hook("post-tool-use", {**secret, "tool_name": "Read", "tool_input": {}}, hw.data_dir))
     assert session_row(hw, s) is None
     other = str(uuid.uuid4())
-    assert_silent_success(run_hook("post-tool-use", {**common(other, "PostToolUse", tmp_path),
-                                                     "tool_name": "TodoWrite", "tool_input": {"todos": []}},
-                                   hw.data_dir))
+    assert_silent_success(
+        run_hook(
+            "post-tool-use",
+            {**common(other, "PostToolUse", tmp_path), "tool_name": "TodoWrite", "tool_input": {"todos": []}},
+            hw.data_dir,
+        )
+    )
     assert session_row(hw, other) is None
 
 
@@ -244,25 +307,32 @@ def test_internal_marker_makes_the_hook_do_nothing(hw: WorkerProcess, s: str, tm
 # --- bad input on stdin ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("stdin", "fragment"), [
-    ("this is not json {", "not JSON"),
-    ('["a", "list"]', "not a JSON object"),
-    ("", "no session_id"),
-    ('{"cwd": "/x"}', "no session_id"),
-])
+@pytest.mark.parametrize(
+    ("stdin", "fragment"),
+    [
+        ("this is not json {", "not JSON"),
+        ('["a", "list"]', "not a JSON object"),
+        ("", "no session_id"),
+        ('{"cwd": "/x"}', "no session_id"),
+    ],
+)
 def test_bad_stdin_is_one_line(hw: WorkerProcess, stdin: str, fragment: str) -> None:
     assert_one_line_failure(run_hook("post-tool-use", stdin, hw.data_dir), fragment)
 
 
 def test_unknown_event_is_one_line(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
-    assert_one_line_failure(run_hook("pre-compact", common(s, "PreCompact", tmp_path), hw.data_dir),
-                            "unknown hook event")
+    assert_one_line_failure(
+        run_hook("pre-compact", common(s, "PreCompact", tmp_path), hw.data_dir), "unknown hook event"
+    )
 
 
 def test_worker_refusal_is_one_line(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     """A 4xx from the worker (here a wrong-typed field) is reported, never raised."""
-    run = run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
-                                     "tool_use_id": {"not": "a string"}}, hw.data_dir)
+    run = run_hook(
+        "post-tool-use",
+        {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_use_id": {"not": "a string"}},
+        hw.data_dir,
+    )
     assert_one_line_failure(run, "HTTP 400")
     assert "tool_use_id" in run.stderr
 
@@ -331,9 +401,11 @@ def test_wedged_worker_does_not_stall_the_session(tmp_path: Path) -> None:
 
     The three cases run at once, so the test costs one context timeout (10 s), not three."""
     servers = {"silent": SilentServer(), "trickle": SilentServer(trickle=1.0), "context": SilentServer()}
-    cases = {"silent": ("post-tool-use", {"tool_name": "Read"}),
-             "trickle": ("user-prompt-submit", {"prompt": "hi"}),
-             "context": ("session-start", {"source": "startup"})}
+    cases = {
+        "silent": ("post-tool-use", {"tool_name": "Read"}),
+        "trickle": ("user-prompt-submit", {"prompt": "hi"}),
+        "context": ("session-start", {"source": "startup"}),
+    }
 
     def go(name: str) -> HookRun:
         data = tmp_path / name / "data"
@@ -359,8 +431,9 @@ def test_wedged_worker_does_not_stall_the_session(tmp_path: Path) -> None:
 
 def test_hook_sends_the_token_from_settings(start_worker: StartWorker, s: str, tmp_path: Path) -> None:
     token = "hook-token-" + uuid.uuid4().hex
-    w = start_worker(settings={"CLAUDE_MEM_WORKER_TOKEN": token, "CLAUDE_MEM_WORKER_PORT": str(free_port())},
-                     **HOLD_QUEUE)
+    w = start_worker(
+        settings={"CLAUDE_MEM_WORKER_TOKEN": token, "CLAUDE_MEM_WORKER_PORT": str(free_port())}, **HOLD_QUEUE
+    )
     body = {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_input": {"file_path": "a"}}
     assert_silent_success(run_hook("post-tool-use", body, w.data_dir))
     assert [e["tool_input"] for e in events(w, s)] == [{"file_path": "a"}]
@@ -385,12 +458,22 @@ def test_whole_session_flow(hw: WorkerProcess, s: str, tmp_path: Path) -> None:
     assert json.loads(run_hook("session-start", {**base("SessionStart"), "source": "startup"}, hw.data_dir).stdout)
     assert_silent_success(run_hook("user-prompt-submit", {**base("UserPromptSubmit"), "prompt": "p1"}, hw.data_dir))
     for i in range(3):
-        assert_silent_success(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Bash",
-                                                         "tool_input": {"command": f"ls {i}"},
-                                                         "tool_response": "ok", "tool_use_id": f"t{i}"},
-                                       hw.data_dir))
-    assert_silent_success(run_hook("stop", {**base("Stop"), "stop_hook_active": False,
-                                            "last_assistant_message": "done"}, hw.data_dir))
+        assert_silent_success(
+            run_hook(
+                "post-tool-use",
+                {
+                    **base("PostToolUse"),
+                    "tool_name": "Bash",
+                    "tool_input": {"command": f"ls {i}"},
+                    "tool_response": "ok",
+                    "tool_use_id": f"t{i}",
+                },
+                hw.data_dir,
+            )
+        )
+    assert_silent_success(
+        run_hook("stop", {**base("Stop"), "stop_hook_active": False, "last_assistant_message": "done"}, hw.data_dir)
+    )
     assert_silent_success(run_hook("session-end", {**base("SessionEnd"), "reason": "clear"}, hw.data_dir))
     kinds = [e["kind"] for e in events(hw, s)]
     assert kinds == ["prompt", "observation", "observation", "observation", "summarize"]
@@ -406,16 +489,20 @@ def spool_files(data: Path) -> list[Path]:
     return sorted(f for f in directory.iterdir() if not f.name.startswith(".")) if directory.exists() else []
 
 
-def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start_worker: StartWorker,
-                                                                           s: str, tmp_path: Path) -> None:
+def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(
+    start_worker: StartWorker, s: str, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
     write_settings(data, settings)  # nothing listens there yet: the worker is restarting
     base = lambda name: common(s, name, tmp_path)  # noqa: E731
     runs = [run_hook("user-prompt-submit", {**base("UserPromptSubmit"), "prompt": "while down"}, data)]
     for name in ("a", "b"):
-        runs.append(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read",
-                                               "tool_input": {"file_path": name}}, data))
+        runs.append(
+            run_hook(
+                "post-tool-use", {**base("PostToolUse"), "tool_name": "Read", "tool_input": {"file_path": name}}, data
+            )
+        )
     assert_one_line_failure(runs[0], "unreachable")
     assert "kept in the spool (1 waiting)" in runs[0].stderr
     for n, run in enumerate(runs[1:], 1):  # behind a waiting spool: added to it, the flusher is at work
@@ -427,8 +514,9 @@ def test_events_posted_while_the_worker_is_down_are_kept_and_sent_in_order(start
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
     # the flusher the last hook left behind delivers them once the worker is back, without another hook
     wait_for(lambda: len(events(w, s)) == 3 and not spool_files(data), timeout=15)  # stored, then deleted
-    assert_silent_success(run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read",
-                                                     "tool_input": {"file_path": "c"}}, data))
+    assert_silent_success(
+        run_hook("post-tool-use", {**base("PostToolUse"), "tool_name": "Read", "tool_input": {"file_path": "c"}}, data)
+    )
     got = events(w, s)
     assert [e["kind"] for e in got] == ["prompt", "observation", "observation", "observation"]
     assert [e.get("tool_input") for e in got[1:]] == [{"file_path": "a"}, {"file_path": "b"}, {"file_path": "c"}]
@@ -453,8 +541,12 @@ def test_a_new_session_sends_what_an_outage_left_behind(start_worker: StartWorke
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
     write_settings(data, settings)
-    assert_one_line_failure(run_hook("user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path),
-                                                            "prompt": "before the restart"}, data), "kept")
+    assert_one_line_failure(
+        run_hook(
+            "user-prompt-submit", {**common(s, "UserPromptSubmit", tmp_path), "prompt": "before the restart"}, data
+        ),
+        "kept",
+    )
     for claim in (data / "spool").iterdir():  # as if its flusher had given up long ago
         if claim.name.endswith(".sending"):
             claim.rename(claim.with_name(claim.name.rsplit(".", 2)[0]))
@@ -472,8 +564,11 @@ def test_concurrent_hooks_send_each_spooled_event_once(start_worker: StartWorker
     write_settings(data, settings)
 
     def tool(marker: str) -> HookRun:
-        return run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
-                                          "tool_input": {"file_path": marker}}, data)
+        return run_hook(
+            "post-tool-use",
+            {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_input": {"file_path": marker}},
+            data,
+        )
 
     with ThreadPoolExecutor(4) as pool:
         down = list(pool.map(tool, [f"down-{i}" for i in range(24)]))
@@ -509,8 +604,14 @@ def test_a_claim_left_by_a_dead_hook_is_taken_over(start_worker: StartWorker, s:
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
     write_settings(data, settings)
-    assert "kept" in run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
-                                                "tool_input": {"file_path": "orphan"}}, data).stderr
+    assert (
+        "kept"
+        in run_hook(
+            "post-tool-use",
+            {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_input": {"file_path": "orphan"}},
+            data,
+        ).stderr
+    )
     # The hook's own detached flusher waits up to FLUSH_WAIT for a worker; were it still alive when the worker
     # starts, it would send the orphan before the second hook runs. Stage the dead claim once it has given up.
     wait_for(lambda: not processes_of(data), timeout=30)
@@ -519,8 +620,11 @@ def test_a_claim_left_by_a_dead_hook_is_taken_over(start_worker: StartWorker, s:
     dead.wait()
     spooled.rename(spooled.with_name(f"{spooled.name}.{dead.pid}.sending"))  # its claimant died mid-send
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
-    run = run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
-                                     "tool_input": {"file_path": "next"}}, data)
+    run = run_hook(
+        "post-tool-use",
+        {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_input": {"file_path": "next"}},
+        data,
+    )
     assert_one_line_failure(run, "kept in the spool behind 1 event(s)")  # the orphan still waits
     wait_for(lambda: len(events(w, s)) == 2, timeout=15)
     assert [e["tool_input"]["file_path"] for e in events(w, s)] == ["orphan", "next"]
@@ -553,8 +657,9 @@ class AnswerEater:
             while b"\r\n\r\n" not in data:
                 data += conn.recv(65536)
             head, _, body = data.partition(b"\r\n\r\n")
-            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length")))
+            length = int(
+                next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+            )
             while len(body) < length:
                 body += conn.recv(65536)
             up.sendall(head + b"\r\n\r\n" + body)
@@ -570,8 +675,9 @@ class AnswerEater:
         self.sock.close()
 
 
-def test_an_event_whose_answer_was_lost_is_sent_again_and_stored_once(start_worker: StartWorker, s: str,
-                                                                       tmp_path: Path) -> None:
+def test_an_event_whose_answer_was_lost_is_sent_again_and_stored_once(
+    start_worker: StartWorker, s: str, tmp_path: Path
+) -> None:
     w = start_worker(**HOLD_QUEUE)
     eater = AnswerEater(w.port, eat=2)
     data = tmp_path / "client"
@@ -582,10 +688,22 @@ def test_an_event_whose_answer_was_lost_is_sent_again_and_stored_once(start_work
         assert "kept in the spool" in run.stderr
         # the flusher sends it again (its first answer is eaten too), then the worker recognises it
         wait_for(lambda: not spool_files(data), timeout=20)
-        assert_silent_success(run_hook("post-tool-use", {**common(s, "PostToolUse", tmp_path), "tool_name": "Read",
-                                                         "tool_input": {"file_path": "after"}}, data))
+        assert_silent_success(
+            run_hook(
+                "post-tool-use",
+                {**common(s, "PostToolUse", tmp_path), "tool_name": "Read", "tool_input": {"file_path": "after"}},
+                data,
+            )
+        )
     finally:
         eater.close()
     assert [e["kind"] for e in events(w, s)] == ["prompt", "observation"]  # the prompt once, not two or three
-    assert len(w.query("SELECT * FROM user_prompts p JOIN sessions s ON s.id = p.session_id"
-                       " WHERE s.content_session_id = ?", (s,))) == 1
+    assert (
+        len(
+            w.query(
+                "SELECT * FROM user_prompts p JOIN sessions s ON s.id = p.session_id WHERE s.content_session_id = ?",
+                (s,),
+            )
+        )
+        == 1
+    )

@@ -25,8 +25,13 @@ from tests.fixtures.worker import CLAUDE_MEM, StartWorker, clean_env, free_port
 
 pytestmark = pytest.mark.timeout(120)
 
-EVENTS = {"SessionStart": "session-start", "UserPromptSubmit": "user-prompt-submit",
-          "PostToolUse": "post-tool-use", "Stop": "stop", "SessionEnd": "session-end"}
+EVENTS = {
+    "SessionStart": "session-start",
+    "UserPromptSubmit": "user-prompt-submit",
+    "PostToolUse": "post-tool-use",
+    "Stop": "stop",
+    "SessionEnd": "session-end",
+}
 TOKEN = "sk-litellm-very-secret-token-4711"
 GATEWAY = "http://127.0.0.1:4000"
 
@@ -61,8 +66,15 @@ class Box:
         return env
 
     def run(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLAUDE_MEM, *args], env=self.env(**extra), capture_output=True, text=True,
-                              timeout=60, cwd=str(self.home), stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [CLAUDE_MEM, *args],
+            env=self.env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=str(self.home),
+            stdin=subprocess.DEVNULL,
+        )
 
     def install(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return self.run("install", "--non-interactive", "--no-start", *args, **extra)
@@ -86,13 +98,30 @@ def box(tmp_path: Path) -> Box:
 
 
 def gateway_args(url: str = GATEWAY, token: str = TOKEN, model: str = "memory-compressor") -> list[str]:
-    return ["--provider", "claude", "--auth", "gateway", "--gateway-url", url, "--gateway-token", token,
-            "--model", model]
+    return [
+        "--provider",
+        "claude",
+        "--auth",
+        "gateway",
+        "--gateway-url",
+        url,
+        "--gateway-token",
+        token,
+        "--model",
+        model,
+    ]
 
 
 def our_commands(hooks: dict[str, Any]) -> dict[str, list[str]]:
-    return {event: [h["command"] for g in groups for h in g["hooks"] if " hook " in h["command"]
-                    and "claude-mem" in h["command"]] for event, groups in hooks.items()}
+    return {
+        event: [
+            h["command"]
+            for g in groups
+            for h in g["hooks"]
+            if " hook " in h["command"] and "claude-mem" in h["command"]
+        ]
+        for event, groups in hooks.items()
+    }
 
 
 # ---------------------------------------------------------------------------------------------- flags
@@ -153,8 +182,11 @@ def test_merge_keeps_user_settings_and_hooks_then_uninstall_restores_them(box: B
             "Notification": [{"hooks": [{"type": "command", "command": "notify-send hi"}]}],
         },
     }
-    user_state: dict[str, Any] = {"numStartups": 3, "projects": {"/x": {"allowedTools": []}},
-                  "mcpServers": {"other": {"type": "stdio", "command": "/usr/bin/other", "args": [], "env": {}}}}
+    user_state: dict[str, Any] = {
+        "numStartups": 3,
+        "projects": {"/x": {"allowedTools": []}},
+        "mcpServers": {"other": {"type": "stdio", "command": "/usr/bin/other", "args": [], "env": {}}},
+    }
     box.claude_settings.parent.mkdir(parents=True)
     box.claude_settings.write_text(json.dumps(user_settings))
     box.claude_state.write_text(json.dumps(user_state))
@@ -162,7 +194,8 @@ def test_merge_keeps_user_settings_and_hooks_then_uninstall_restores_them(box: B
     assert box.install(*gateway_args()).returncode == 0
     merged = json.loads(box.claude_settings.read_text())
     assert {k: merged[k] for k in ("model", "permissions", "env")} == {
-        k: user_settings[k] for k in ("model", "permissions", "env")}
+        k: user_settings[k] for k in ("model", "permissions", "env")
+    }
     assert merged["hooks"]["Notification"] == user_settings["hooks"]["Notification"]
     post = merged["hooks"]["PostToolUse"]
     assert post[0] == user_settings["hooks"]["PostToolUse"][0]  # the user's hook stays first, untouched
@@ -186,9 +219,17 @@ def test_merge_keeps_user_settings_and_hooks_then_uninstall_restores_them(box: B
 
 
 def test_reinstall_from_another_location_replaces_our_old_hooks(box: Box) -> None:
-    old = {"hooks": {e: [{"matcher": "", "hooks": [
-        {"type": "command", "command": f"/old/venv/bin/claude-mem hook {a}", "timeout": 5}]}]
-        for e, a in EVENTS.items()}}
+    old = {
+        "hooks": {
+            e: [
+                {
+                    "matcher": "",
+                    "hooks": [{"type": "command", "command": f"/old/venv/bin/claude-mem hook {a}", "timeout": 5}],
+                }
+            ]
+            for e, a in EVENTS.items()
+        }
+    }
     box.claude_settings.parent.mkdir(parents=True)
     box.claude_settings.write_text(json.dumps(old))
     assert box.install(*gateway_args()).returncode == 0
@@ -198,8 +239,10 @@ def test_reinstall_from_another_location_replaces_our_old_hooks(box: Box) -> Non
 
 def test_switch_to_gateway_removes_api_key_and_keeps_other_env_lines(box: Box) -> None:
     box.data.mkdir(parents=True)
-    (box.data / ".env").write_text("# my credentials\nANTHROPIC_API_KEY=sk-ant-old-key-000\n"
-                                   "OPENROUTER_API_KEY=sk-or-keep\nEXTRA_THING='kept as is'\n")
+    (box.data / ".env").write_text(
+        "# my credentials\nANTHROPIC_API_KEY=sk-ant-old-key-000\n"
+        "OPENROUTER_API_KEY=sk-or-keep\nEXTRA_THING='kept as is'\n"
+    )
     (box.data / ".env").chmod(0o644)
     r = box.install(*gateway_args(token="tok with 'quote' and \\ # hash"))
     assert r.returncode == 0, r.stderr
@@ -207,8 +250,12 @@ def test_switch_to_gateway_removes_api_key_and_keeps_other_env_lines(box: Box) -
     assert "sk-ant-old-key-000" not in r.stdout + r.stderr
     text = (box.data / ".env").read_text()
     assert text.startswith("# my credentials\n") and "EXTRA_THING='kept as is'" in text
-    assert box.dotenv() == {"OPENROUTER_API_KEY": "sk-or-keep", "EXTRA_THING": "kept as is",
-                            "ANTHROPIC_BASE_URL": GATEWAY, "ANTHROPIC_AUTH_TOKEN": "tok with 'quote' and \\ # hash"}
+    assert box.dotenv() == {
+        "OPENROUTER_API_KEY": "sk-or-keep",
+        "EXTRA_THING": "kept as is",
+        "ANTHROPIC_BASE_URL": GATEWAY,
+        "ANTHROPIC_AUTH_TOKEN": "tok with 'quote' and \\ # hash",
+    }
     assert stat.S_IMODE((box.data / ".env").stat().st_mode) == 0o600
 
 
@@ -225,8 +272,18 @@ def test_api_key_and_subscription_modes_clear_gateway_keys(box: Box) -> None:
 
 
 def test_rest_provider_and_remote_worker(box: Box) -> None:
-    r = box.install("--provider", "openrouter", "--api-key", "sk-or-v1-abc123", "--model", "some/model:free",
-                    "--worker-url", "http://127.0.0.1:9/", "--worker-token", "team-token-xyz")
+    r = box.install(
+        "--provider",
+        "openrouter",
+        "--api-key",
+        "sk-or-v1-abc123",
+        "--model",
+        "some/model:free",
+        "--worker-url",
+        "http://127.0.0.1:9/",
+        "--worker-token",
+        "team-token-xyz",
+    )
     assert r.returncode == 0, r.stderr
     s = box.settings()
     assert s["CLAUDE_MEM_PROVIDER"] == "openrouter" and s["CLAUDE_MEM_OPENROUTER_MODEL"] == "some/model:free"
@@ -245,13 +302,16 @@ def test_v1_url_is_warned_about(box: Box) -> None:
     assert "ends in /v1" in r.stderr and f"use {GATEWAY} instead" in r.stderr
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--auth", "gateway"], "--gateway-url"),
-    (["--auth", "gateway", "--gateway-url", "localhost:4000"], "http(s) URL"),
-    (["--auth", "api-key"], "--api-key"),
-    (["--provider", "gemini"], "--api-key"),
-    (["--auth", "gateway", "--gateway-url", GATEWAY, "--model", " "], "--model"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--auth", "gateway"], "--gateway-url"),
+        (["--auth", "gateway", "--gateway-url", "localhost:4000"], "http(s) URL"),
+        (["--auth", "api-key"], "--api-key"),
+        (["--provider", "gemini"], "--api-key"),
+        (["--auth", "gateway", "--gateway-url", GATEWAY, "--model", " "], "--model"),
+    ],
+)
 def test_bad_flags_fail_before_writing_anything(box: Box, args: list[str], message: str) -> None:
     r = box.install(*args)
     assert r.returncode == 2 and message in r.stderr
@@ -297,9 +357,21 @@ def test_non_default_data_dir_reaches_hooks_and_mcp(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()
     env = clean_env(data, HOME=str(home))
-    r = subprocess.run([CLAUDE_MEM, "install", "--non-interactive", "--no-start", *gateway_args(),
-                        "--worker-url", f"http://127.0.0.1:{port}"], env=env, capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [
+            CLAUDE_MEM,
+            "install",
+            "--non-interactive",
+            "--no-start",
+            *gateway_args(),
+            "--worker-url",
+            f"http://127.0.0.1:{port}",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert (data / ".env").exists()
     hooks = json.loads((home / ".claude" / "settings.json").read_text())["hooks"]
@@ -307,29 +379,37 @@ def test_non_default_data_dir_reaches_hooks_and_mcp(tmp_path: Path) -> None:
     mcp = json.loads((home / ".claude.json").read_text())["mcpServers"]["claude-mem"]
     assert mcp["env"] == {"CLAUDE_MEM_DATA_DIR": str(data)}
     # the hook command really runs from a shell without the variable, and finds the data dir's settings
-    out = subprocess.run(["sh", "-c", hooks["SessionStart"][0]["hooks"][0]["command"]], input="{}",
-                         capture_output=True, text=True, timeout=30,
-                         env={"PATH": "/usr/bin:/bin", "HOME": str(home)})
+    out = subprocess.run(
+        ["sh", "-c", hooks["SessionStart"][0]["hooks"][0]["command"]],
+        input="{}",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(home)},
+    )
     assert out.returncode == 0
     assert f"127.0.0.1:{port} unreachable" in out.stderr  # it used the worker URL from the data dir's settings
 
 
 def test_running_local_worker_is_restarted_only_when_the_configuration_changed(
-        box: Box, start_worker: StartWorker) -> None:
+    box: Box, start_worker: StartWorker
+) -> None:
     assert box.install(*gateway_args()).returncode == 0
     w = start_worker(data_dir=box.data, start=False)
     w.port = box.port
     w.start()
     try:
-        r = box.run("install", "--non-interactive", *gateway_args(model="another-alias"),
-                    CLAUDE_MEM_CHROMA_ENABLED="false")
+        r = box.run(
+            "install", "--non-interactive", *gateway_args(model="another-alias"), CLAUDE_MEM_CHROMA_ENABLED="false"
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "worker started" in r.stdout
         assert w.proc is not None and w.proc.wait(10) is not None  # the old process is gone
         health = httpx.get(f"{w.url}/api/health", timeout=5).json()
         assert health["pid"] != w.pid and health["uptime"] < 30
-        r = box.run("install", "--non-interactive", *gateway_args(model="another-alias"),
-                    CLAUDE_MEM_CHROMA_ENABLED="false")
+        r = box.run(
+            "install", "--non-interactive", *gateway_args(model="another-alias"), CLAUDE_MEM_CHROMA_ENABLED="false"
+        )
         assert "worker: running at" in r.stdout  # nothing changed: no restart
         assert httpx.get(f"{w.url}/api/health", timeout=5).json()["pid"] == health["pid"]
     finally:
@@ -351,8 +431,16 @@ class Terminal:
         def controlling_tty() -> None:  # getpass reads /dev/tty: the pty must be our controlling terminal
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-        self.proc = subprocess.Popen(argv, stdin=slave, stdout=slave, stderr=slave, env=env, cwd=str(cwd),
-                                     start_new_session=True, preexec_fn=controlling_tty)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=str(cwd),
+            start_new_session=True,
+            preexec_fn=controlling_tty,
+        )
         os.close(slave)
         self.master = master
         self.output = ""
@@ -374,11 +462,12 @@ class Terminal:
         while True:
             m = rx.search(self.output, self.seen)
             if m:
-                chunk = self.output[self.seen:m.end()]
+                chunk = self.output[self.seen : m.end()]
                 self.seen = m.end()
                 return chunk
-            if time.monotonic() > deadline or (self.proc.poll() is not None and not select.select(
-                    [self.master], [], [], 0)[0]):
+            if time.monotonic() > deadline or (
+                self.proc.poll() is not None and not select.select([self.master], [], [], 0)[0]
+            ):
                 raise AssertionError(f"no {pattern!r} on the terminal; it showed:\n{self.output}")
             self._read(0.1)
 
@@ -419,7 +508,10 @@ def test_interactive_install_in_a_terminal_then_rerun_shows_current_values(box: 
     assert stat.S_IMODE((box.data / ".env").stat().st_mode) == 0o600
     s = box.settings()
     assert (s["CLAUDE_MEM_PROVIDER"], s["CLAUDE_MEM_CLAUDE_AUTH_METHOD"], s["CLAUDE_MEM_MODEL"]) == (
-        "claude", "gateway", "team-memory")
+        "claude",
+        "gateway",
+        "team-memory",
+    )
     assert set(box.hooks()) == set(EVENTS)
 
     # a re-run offers every current value as the default: Enter all the way keeps the configuration

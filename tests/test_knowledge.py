@@ -18,11 +18,22 @@ def seed(data_dir: Path) -> None:
     conn = storage.open_store(data_dir / "claude-mem.db")
     with storage.Tx(conn):
         s = storage.ensure_session(conn, "k-session", "shop")
-        storage.insert_observation(conn, s["id"], "shop", {
-            "type": "decision", "title": "Payments go through Stripe webhooks", "concepts": ["why-it-exists"],
-            "narrative": "Webhooks are idempotent by event id.", "files_modified": ["pay/webhooks.py"]}, 1)
-        storage.insert_observation(conn, s["id"], "shop", {
-            "type": "bugfix", "title": "Cart total rounding", "concepts": ["gotcha"]}, 1)
+        storage.insert_observation(
+            conn,
+            s["id"],
+            "shop",
+            {
+                "type": "decision",
+                "title": "Payments go through Stripe webhooks",
+                "concepts": ["why-it-exists"],
+                "narrative": "Webhooks are idempotent by event id.",
+                "files_modified": ["pay/webhooks.py"],
+            },
+            1,
+        )
+        storage.insert_observation(
+            conn, s["id"], "shop", {"type": "bugfix", "title": "Cart total rounding", "concepts": ["gotcha"]}, 1
+        )
         other = storage.ensure_session(conn, "k-other", "blog")
         storage.insert_observation(conn, other["id"], "blog", {"type": "decision", "title": "Blog uses Hugo"}, 1)
     conn.close()
@@ -68,8 +79,12 @@ def test_corpus_lifecycle_and_qa_through_the_gateway(start_worker, tmp_path, lit
     assert rebuilt["observation_count"] == 2 and rebuilt["session_id"] is None
 
     port = str(w.port)
-    out = run_cli(["corpus", "query", "shop-decisions", "Where", "do", "orders", "ship?"], data, timeout=120,
-                  CLAUDE_MEM_WORKER_PORT=port)
+    out = run_cli(
+        ["corpus", "query", "shop-decisions", "Where", "do", "orders", "ship?"],
+        data,
+        timeout=120,
+        CLAUDE_MEM_WORKER_PORT=port,
+    )
     assert out.returncode == 0 and "Where do orders ship?" in out.stdout, out.stderr
     listing = run_cli(["corpus", "list"], data, CLAUDE_MEM_WORKER_PORT=port)
     assert "shop-decisions" in listing.stdout and "not primed" not in listing.stdout

@@ -83,8 +83,9 @@ def test_start_status_logs_restart_stop(cli: Cli) -> None:
     again = cli("worker", "start")
     assert again.returncode == 0 and f"already running (pid {pid})" in again.stdout
 
-    r = httpx.post(f"http://127.0.0.1:{cli.port}/api/sessions/observations",
-                   json={"contentSessionId": "lc-1", "tool_name": "Read"})
+    r = httpx.post(
+        f"http://127.0.0.1:{cli.port}/api/sessions/observations", json={"contentSessionId": "lc-1", "tool_name": "Read"}
+    )
     assert r.status_code == 200
     status = cli("worker", "status")
     assert status.returncode == 0, status.stderr
@@ -160,8 +161,10 @@ def test_the_worker_warms_up_before_the_port_opens(start_worker) -> None:  # typ
     w = start_worker(**HOLD_QUEUE)
     assert re.search(r"warmed up before opening the port: agent SDK in \d", w.stderr_text())
     w.post("/api/sessions/init", {"contentSessionId": "s-warm", "project": "demo", "prompt": "Add a login page"})
-    w.post("/api/sessions/observations", {"contentSessionId": "s-warm", "tool_name": "Read",
-                                          "tool_input": {"file_path": "/a.py"}, "cwd": "/work/demo"})
+    w.post(
+        "/api/sessions/observations",
+        {"contentSessionId": "s-warm", "tool_name": "Read", "tool_input": {"file_path": "/a.py"}, "cwd": "/work/demo"},
+    )
     assert w.query("SELECT 1 FROM pending_events WHERE state = 'pending'")
     w.kill()
     w.start(timeout=60)
@@ -175,19 +178,30 @@ def test_worker_start_sends_what_the_hooks_kept_while_it_was_down(cli: Cli) -> N
     from tests.fixtures.worker import CLAUDE_MEM, clean_env
 
     def hook(event: str, body: dict[str, object]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([CLAUDE_MEM, "hook", event], input=json.dumps(body), capture_output=True, text=True,
-                              env=clean_env(cli.data_dir, **cli.env), timeout=30)
+        return subprocess.run(
+            [CLAUDE_MEM, "hook", event],
+            input=json.dumps(body),
+            capture_output=True,
+            text=True,
+            env=clean_env(cli.data_dir, **cli.env),
+            timeout=30,
+        )
 
     first = hook("user-prompt-submit", {"session_id": "s-spool", "cwd": "/work/demo", "prompt": "while stopped"})
     assert "kept in the spool (1 waiting)" in first.stderr
-    hook("post-tool-use", {"session_id": "s-spool", "cwd": "/work/demo", "tool_name": "Read",
-                           "tool_input": {"file_path": "/a.py"}})
+    hook(
+        "post-tool-use",
+        {"session_id": "s-spool", "cwd": "/work/demo", "tool_name": "Read", "tool_input": {"file_path": "/a.py"}},
+    )
     # as if the flusher these hooks left behind had given up long ago
     marker = f"CLAUDE_MEM_DATA_DIR={cli.data_dir}".encode()
     for entry in Path("/proc").iterdir():
         try:
-            if entry.name.isdigit() and marker + b"\0" in (entry / "environ").read_bytes() + b"\0" \
-                    and b"hook" in (entry / "cmdline").read_bytes():
+            if (
+                entry.name.isdigit()
+                and marker + b"\0" in (entry / "environ").read_bytes() + b"\0"
+                and b"hook" in (entry / "cmdline").read_bytes()
+            ):
                 os.kill(int(entry.name), signal.SIGKILL)
         except OSError:
             continue

@@ -71,20 +71,39 @@ def faulty_upstream(upstream: Upstream) -> Iterator[Upstream]:
         upstream.reset()
 
 
-def post_events(w: WorkerProcess, sid: str, n: int, *, prompt: str = "Build the thing",
-                tool_input: Callable[[int], dict[str, Any]] | None = None, stop: bool = False) -> None:
+def post_events(
+    w: WorkerProcess,
+    sid: str,
+    n: int,
+    *,
+    prompt: str = "Build the thing",
+    tool_input: Callable[[int], dict[str, Any]] | None = None,
+    stop: bool = False,
+) -> None:
     """One session's prompt, n tool events and optionally a Stop, each answered 2xx."""
     with httpx.Client(base_url=w.url, timeout=10) as c:
-        assert c.post("/api/sessions/init", json={"contentSessionId": sid, "project": "loadtest",
-                                                  "prompt": prompt}).status_code == 200
+        assert (
+            c.post(
+                "/api/sessions/init", json={"contentSessionId": sid, "project": "loadtest", "prompt": prompt}
+            ).status_code
+            == 200
+        )
         for i in range(n):
-            body = {"contentSessionId": sid, "tool_name": "Read", "cwd": "/work/loadtest",
-                    "tool_input": tool_input(i) if tool_input else {"file_path": f"/work/loadtest/{sid}/f{i}.py"},
-                    "tool_response": {"ok": True}}
+            body = {
+                "contentSessionId": sid,
+                "tool_name": "Read",
+                "cwd": "/work/loadtest",
+                "tool_input": tool_input(i) if tool_input else {"file_path": f"/work/loadtest/{sid}/f{i}.py"},
+                "tool_response": {"ok": True},
+            }
             assert c.post("/api/sessions/observations", json=body).status_code == 200
         if stop:
-            assert c.post("/api/sessions/summarize", json={"contentSessionId": sid,
-                                                           "last_assistant_message": "done"}).status_code == 200
+            assert (
+                c.post(
+                    "/api/sessions/summarize", json={"contentSessionId": sid, "last_assistant_message": "done"}
+                ).status_code
+                == 200
+            )
 
 
 def release_held(w: WorkerProcess, proxy: LiteLLMProxy) -> None:
@@ -107,8 +126,12 @@ def release_held(w: WorkerProcess, proxy: LiteLLMProxy) -> None:
 
 
 def test_scaled_load_with_sigkill_and_chroma_outage_loses_nothing(
-        start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy, faulty_upstream: Upstream,
-        chroma_factory: Callable[[], ChromaServer]) -> None:
+    start_worker: StartWorker,
+    tmp_path: Path,
+    litellm_proxy: LiteLLMProxy,
+    faulty_upstream: Upstream,
+    chroma_factory: Callable[[], ChromaServer],
+) -> None:
     """20 sessions x (prompt + 10 tool events + Stop), 2 slots, a slow and flaky upstream; the worker is
     SIGKILLed once mid-load and Chroma killed and restarted. Every acknowledged post is processed after
     at most one `queue retry`, every observation reaches Chroma, and hook posts stay fast."""
@@ -116,8 +139,12 @@ def test_scaled_load_with_sigkill_and_chroma_outage_loses_nothing(
     chroma = chroma_factory()
     data = tmp_path / "data"
     write_dotenv(data, litellm_proxy)
-    w = start_worker(data_dir=data, **gateway_env(CLAUDE_MEM_CHROMA_ENABLED="true", CLAUDE_MEM_CHROMA_URL=chroma.url,
-                                                  CLAUDE_MEM_MAX_CONCURRENT_AGENTS="2"))
+    w = start_worker(
+        data_dir=data,
+        **gateway_env(
+            CLAUDE_MEM_CHROMA_ENABLED="true", CLAUDE_MEM_CHROMA_URL=chroma.url, CLAUDE_MEM_MAX_CONCURRENT_AGENTS="2"
+        ),
+    )
     cfg = LoadConfig(sessions=20, tools=10, gap=(0.05, 0.3), start_spread=2.0, seed=9)
     total = expected_posts(cfg)
     stats = LoadStats()
@@ -128,8 +155,14 @@ def test_scaled_load_with_sigkill_and_chroma_outage_loses_nothing(
         time.sleep(5)
         chroma.start()
 
-    plan = FaultPlan(stats, total, [Fault(0.35, "worker SIGKILL + restart", kill_and_restart(w, orphans)),
-                                    Fault(0.5, "Chroma down 5 s", chroma_outage)])
+    plan = FaultPlan(
+        stats,
+        total,
+        [
+            Fault(0.35, "worker SIGKILL + restart", kill_and_restart(w, orphans)),
+            Fault(0.5, "Chroma down 5 s", chroma_outage),
+        ],
+    )
     sampler = ProcSampler(w, interval=0.5)
     sampler.start()
     plan.start()
@@ -163,11 +196,13 @@ def test_scaled_load_with_sigkill_and_chroma_outage_loses_nothing(
 
     restarts = [(a, b + 3.0) for name, a, b in plan.log if "worker" in name]
     lat, steady = stats.latency_ms(), stats.latency_ms(restarts)
-    print(f"\nscaled load: {stats.acked_count} posts, hook p50 {pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms"
-          f" (p99 {pct(steady, 99):.1f} ms away from the restart); {stats.resent} re-sent; "
-          f"{first.attempts_total} transient attempts; {retried} put back by queue retry; "
-          f"{final.duplicates} stored twice; peak RSS worker {sampler.peak_worker_kb // 1024} MB,"
-          f" with agents {sampler.peak_total_kb // 1024} MB")
+    print(
+        f"\nscaled load: {stats.acked_count} posts, hook p50 {pct(lat, 50):.1f} ms p99 {pct(lat, 99):.1f} ms"
+        f" (p99 {pct(steady, 99):.1f} ms away from the restart); {stats.resent} re-sent; "
+        f"{first.attempts_total} transient attempts; {retried} put back by queue retry; "
+        f"{final.duplicates} stored twice; peak RSS worker {sampler.peak_worker_kb // 1024} MB,"
+        f" with agents {sampler.peak_total_kb // 1024} MB"
+    )
     assert pct(steady, 99) < 500, f"hook post p99 {pct(steady, 99):.0f} ms under load"
     assert sampler.peak_clis <= 2 + 2, "more agent CLIs than slots (plus a dying one per slot)"
 
@@ -175,8 +210,9 @@ def test_scaled_load_with_sigkill_and_chroma_outage_loses_nothing(
 # --- fairness --------------------------------------------------------------------------------------
 
 
-def test_a_chatty_session_does_not_starve_quiet_ones(start_worker: StartWorker, tmp_path: Path,
-                                                     litellm_proxy: LiteLLMProxy) -> None:
+def test_a_chatty_session_does_not_starve_quiet_ones(
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy
+) -> None:
     """One slot; a session with 200 queued events ahead of five sessions with 2 each. Round-robin across
     sessions gets every quiet session its observations while most of the chatty backlog still waits."""
     w = start_worker(data_dir=tmp_path / "data", **HOLD_QUEUE, CLAUDE_MEM_MAX_CONCURRENT_AGENTS="1")
@@ -187,8 +223,10 @@ def test_a_chatty_session_does_not_starve_quiet_ones(start_worker: StartWorker, 
     w.start()
     wait_drained(w, timeout=180)
 
-    rows = w.query("SELECT s.content_session_id AS sid, o.created_at FROM observations o"
-                   " JOIN sessions s ON s.id = o.session_id ORDER BY o.created_at")
+    rows = w.query(
+        "SELECT s.content_session_id AS sid, o.created_at FROM observations o"
+        " JOIN sessions s ON s.id = o.session_id ORDER BY o.created_at"
+    )
     chatty = [r["created_at"] for r in rows if r["sid"] == "chatty"]
     quiet = {f"quiet-{n}": [r["created_at"] for r in rows if r["sid"] == f"quiet-{n}"] for n in range(5)}
     assert len(chatty) == 200 and all(len(v) == 2 for v in quiet.values()), (len(chatty), quiet)
@@ -202,8 +240,9 @@ def test_a_chatty_session_does_not_starve_quiet_ones(start_worker: StartWorker, 
 # --- restart with a large backlog ------------------------------------------------------------------
 
 
-def test_restart_with_a_large_backlog_keeps_cpu_and_hook_latency_down(start_worker: StartWorker, tmp_path: Path,
-                                                                       litellm_proxy: LiteLLMProxy) -> None:
+def test_restart_with_a_large_backlog_keeps_cpu_and_hook_latency_down(
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy
+) -> None:
     """1,000 pending events, then a restart with a working gateway: the worker drains at the agent slots'
     pace without pegging a core, runs no more agent CLIs than slots (at a lower CPU priority), and keeps
     answering hooks fast."""
@@ -229,9 +268,16 @@ def test_restart_with_a_large_backlog_keeps_cpu_and_hook_latency_down(start_work
         i = 0
         while time.monotonic() - t0 < 6.0:
             started = time.monotonic()
-            r = c.post("/api/sessions/observations", json={
-                "contentSessionId": "live-session", "tool_name": "Edit", "cwd": "/work/loadtest",
-                "tool_input": {"file_path": f"/work/loadtest/live{i}.py"}, "tool_response": "ok"})
+            r = c.post(
+                "/api/sessions/observations",
+                json={
+                    "contentSessionId": "live-session",
+                    "tool_name": "Edit",
+                    "cwd": "/work/loadtest",
+                    "tool_input": {"file_path": f"/work/loadtest/live{i}.py"},
+                    "tool_response": "ok",
+                },
+            )
             latencies.append((time.monotonic() - started) * 1000)
             assert r.status_code == 200
             i += 1
@@ -247,10 +293,12 @@ def test_restart_with_a_large_backlog_keeps_cpu_and_hook_latency_down(start_work
                 nices.update(n for n in map(_settled_nice, clis) if n is not None)
     mean_cpu = (last_cpu - cpu0) / (last_t - t0)
     done = w.query("SELECT COUNT(*) FROM pending_events WHERE state = 'done'")[0][0]
-    print(f"\nrestart with 1,000 pending: worker CPU over {last_t - t0:.1f}s mean {mean_cpu:.0%} of a core,"
-          f" per 0.5 s {', '.join(f'{s:.0%}' for s in samples)}; {done} events done meanwhile;"
-          f" hook p50 {pct(latencies, 50):.1f} ms p99 {pct(latencies, 99):.1f} ms max {max(latencies):.1f} ms"
-          f" over {len(latencies)} posts; agent CLIs at most {peak_children}")
+    print(
+        f"\nrestart with 1,000 pending: worker CPU over {last_t - t0:.1f}s mean {mean_cpu:.0%} of a core,"
+        f" per 0.5 s {', '.join(f'{s:.0%}' for s in samples)}; {done} events done meanwhile;"
+        f" hook p50 {pct(latencies, 50):.1f} ms p99 {pct(latencies, 99):.1f} ms max {max(latencies):.1f} ms"
+        f" over {len(latencies)} posts; agent CLIs at most {peak_children}"
+    )
     assert done > 0, "the backlog did not start draining"
     assert peak_children <= 2, "more agent CLIs than slots"
     assert nices and min(nices) >= 10, f"agent CLIs should run at a lower CPU priority than the worker: {nices}"
@@ -287,8 +335,9 @@ def _is_cli(pid: int) -> bool:
 # --- defects the load run found ----------------------------------------------------------------------
 
 
-def test_a_failed_turn_does_not_poison_the_sessions_later_turns(start_worker: StartWorker, tmp_path: Path,
-                                                                 litellm_proxy: LiteLLMProxy) -> None:
+def test_a_failed_turn_does_not_poison_the_sessions_later_turns(
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy
+) -> None:
     """A turn the gateway refuses stays in the SDK transcript; resumed as is, its events went to the model
     again with every later turn (observed twice), and a request refused every time failed all of them.
     The agent now resumes at the last good reply."""
@@ -298,16 +347,28 @@ def test_a_failed_turn_does_not_poison_the_sessions_later_turns(start_worker: St
     post_events(w, "poison", 1, tool_input=lambda i: {"file_path": "/work/loadtest/first.py"})
     wait_drained(w, timeout=90)
     with httpx.Client(base_url=w.url, timeout=10) as c:
-        c.post("/api/sessions/observations", json={"contentSessionId": "poison", "tool_name": "Bash",
-                                                   "cwd": "/work/loadtest",
-                                                   "tool_input": {"command": "echo UPSTREAM:500"}})
+        c.post(
+            "/api/sessions/observations",
+            json={
+                "contentSessionId": "poison",
+                "tool_name": "Bash",
+                "cwd": "/work/loadtest",
+                "tool_input": {"command": "echo UPSTREAM:500"},
+            },
+        )
     wait_drained(w, timeout=90)
     failed = w.query("SELECT last_error FROM pending_events WHERE state = 'failed'")
     assert len(failed) == 1 and "500" in failed[0]["last_error"]
     with httpx.Client(base_url=w.url, timeout=10) as c:
-        c.post("/api/sessions/observations", json={"contentSessionId": "poison", "tool_name": "Read",
-                                                   "cwd": "/work/loadtest",
-                                                   "tool_input": {"file_path": "/work/loadtest/after.py"}})
+        c.post(
+            "/api/sessions/observations",
+            json={
+                "contentSessionId": "poison",
+                "tool_name": "Read",
+                "cwd": "/work/loadtest",
+                "tool_input": {"file_path": "/work/loadtest/after.py"},
+            },
+        )
     wait_drained(w, timeout=90)
     states = {r["state"] for r in w.query("SELECT state FROM pending_events WHERE payload LIKE '%after.py%'")}
     assert states == {"done"}, w.query("SELECT state, last_error FROM pending_events")
@@ -315,8 +376,9 @@ def test_a_failed_turn_does_not_poison_the_sessions_later_turns(start_worker: St
     assert sum("first.py" in t for t in titles) == 1 and sum("after.py" in t for t in titles) == 1, titles
 
 
-def test_a_batch_cut_short_by_a_failed_chunk_frees_the_rest_at_once(start_worker: StartWorker, tmp_path: Path,
-                                                                     litellm_proxy: LiteLLMProxy) -> None:
+def test_a_batch_cut_short_by_a_failed_chunk_frees_the_rest_at_once(
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy
+) -> None:
     """A tool event and the Stop claimed together; the tool event's turn fails. The Stop used to stay in
     processing until the reaper (30 s), readiness meanwhile counting it as stalled work."""
     data = tmp_path / "data"
@@ -334,7 +396,8 @@ def test_a_batch_cut_short_by_a_failed_chunk_frees_the_rest_at_once(start_worker
 
 
 def test_a_worker_killed_after_a_failed_turn_still_rewinds_past_it(
-        start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy, faulty_upstream: Upstream) -> None:
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: LiteLLMProxy, faulty_upstream: Upstream
+) -> None:
     """A turn fails (every upstream reply a 500), the worker is killed while the event backs off, and the
     restarted worker retries it: the failed request must not be resumed along with the retry, or the
     event is observed twice. What to rewind to is kept on disk for this."""
@@ -345,9 +408,15 @@ def test_a_worker_killed_after_a_failed_turn_still_rewinds_past_it(
     wait_drained(w, timeout=90)
     faulty_upstream.control(error_rate=1.0, error_status=500)
     with httpx.Client(base_url=w.url, timeout=10) as c:
-        c.post("/api/sessions/observations", json={"contentSessionId": "rewind", "tool_name": "Read",
-                                                   "cwd": "/work/loadtest",
-                                                   "tool_input": {"file_path": "/work/loadtest/retried.py"}})
+        c.post(
+            "/api/sessions/observations",
+            json={
+                "contentSessionId": "rewind",
+                "tool_name": "Read",
+                "cwd": "/work/loadtest",
+                "tool_input": {"file_path": "/work/loadtest/retried.py"},
+            },
+        )
     wait_until(lambda: w.query("SELECT 1 FROM pending_events WHERE attempts > 0 AND state = 'pending'"), timeout=60)
     old = w.pid
     w.kill(signal.SIGKILL)

@@ -20,9 +20,19 @@ def seed(data_dir: Path) -> int:
     conn = storage.open_store(data_dir / "claude-mem.db")
     with storage.Tx(conn):
         session = storage.ensure_session(conn, "mcp-session", "mcpdemo")
-        obs_id = storage.insert_observation(conn, session["id"], "mcpdemo", {
-            "type": "bugfix", "title": "Fix token refresh race", "narrative": "The refresh lock was taken too late.",
-            "facts": ["lock in auth/refresh.py"], "files_modified": ["auth/refresh.py"]}, 1)
+        obs_id = storage.insert_observation(
+            conn,
+            session["id"],
+            "mcpdemo",
+            {
+                "type": "bugfix",
+                "title": "Fix token refresh race",
+                "narrative": "The refresh lock was taken too late.",
+                "facts": ["lock in auth/refresh.py"],
+                "files_modified": ["auth/refresh.py"],
+            },
+            1,
+        )
     conn.close()
     return obs_id
 

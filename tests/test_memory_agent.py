@@ -35,26 +35,48 @@ def settled(w: WorkerProcess) -> bool:
     return q["pending"] == 0 and q["processing"] == 0
 
 
-def gateway_worker(start_worker: Callable[..., WorkerProcess], tmp_path: Path, proxy: Any,
-                   token: str | None = None, **env: str) -> WorkerProcess:
+def gateway_worker(
+    start_worker: Callable[..., WorkerProcess], tmp_path: Path, proxy: Any, token: str | None = None, **env: str
+) -> WorkerProcess:
     data = tmp_path / "data"
     write_dotenv(data, ANTHROPIC_BASE_URL=proxy.url, ANTHROPIC_AUTH_TOKEN=token or proxy.master_key)
-    defaults = {"CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway", "CLAUDE_MEM_CHROMA_ENABLED": "false",
-                "CLAUDE_MEM_MAX_ATTEMPTS": "2"}
+    defaults = {
+        "CLAUDE_MEM_CLAUDE_AUTH_METHOD": "gateway",
+        "CLAUDE_MEM_CHROMA_ENABLED": "false",
+        "CLAUDE_MEM_MAX_ATTEMPTS": "2",
+    }
     return start_worker(data_dir=data, **{**defaults, **env})
 
 
-def post_session(w: WorkerProcess, sid: str, tools: list[tuple[str, dict[str, Any]]], summarize: bool = True,
-                 prompt: str = "Add a login page", cwd: str = "/work/demo") -> None:
+def post_session(
+    w: WorkerProcess,
+    sid: str,
+    tools: list[tuple[str, dict[str, Any]]],
+    summarize: bool = True,
+    prompt: str = "Add a login page",
+    cwd: str = "/work/demo",
+) -> None:
     init = w.post("/api/sessions/init", {"contentSessionId": sid, "project": "demo", "prompt": prompt})
     assert init.status_code == 200
     for name, tool_input in tools:
-        r = w.post("/api/sessions/observations", {"contentSessionId": sid, "tool_name": name, "tool_input": tool_input,
-                                                  "tool_response": {"ok": True}, "cwd": cwd})
+        r = w.post(
+            "/api/sessions/observations",
+            {
+                "contentSessionId": sid,
+                "tool_name": name,
+                "tool_input": tool_input,
+                "tool_response": {"ok": True},
+                "cwd": cwd,
+            },
+        )
         assert r.json()["status"] == "queued"
     if summarize:
-        assert w.post("/api/sessions/summarize", {"contentSessionId": sid,
-                                                  "last_assistant_message": "Login page added."}).status_code == 200
+        assert (
+            w.post(
+                "/api/sessions/summarize", {"contentSessionId": sid, "last_assistant_message": "Login page added."}
+            ).status_code
+            == 200
+        )
 
 
 def cli_children(worker_pid: int) -> list[int]:
@@ -84,13 +106,21 @@ def cli_children_env(worker_pid: int) -> list[dict[str, str]]:
     return envs
 
 
-def test_observations_and_summary_through_litellm_with_isolated_env(start_worker, tmp_path, litellm_proxy,
-                                                                     upstream) -> None:
+def test_observations_and_summary_through_litellm_with_isolated_env(
+    start_worker, tmp_path, litellm_proxy, upstream
+) -> None:
     since = len(upstream.requests())
-    w = gateway_worker(start_worker, tmp_path, litellm_proxy, ANTHROPIC_API_KEY="sk-leak",
-                       CLAUDE_CODE_OAUTH_TOKEN="stale-oauth-token")
-    post_session(w, "sess-agent-1", [("Write", {"file_path": "/work/demo/login.py", "content": "def login(): ..."}),
-                                     ("Read", {"file_path": "/work/demo/README.md"})])
+    w = gateway_worker(
+        start_worker, tmp_path, litellm_proxy, ANTHROPIC_API_KEY="sk-leak", CLAUDE_CODE_OAUTH_TOKEN="stale-oauth-token"
+    )
+    post_session(
+        w,
+        "sess-agent-1",
+        [
+            ("Write", {"file_path": "/work/demo/login.py", "content": "def login(): ..."}),
+            ("Read", {"file_path": "/work/demo/README.md"}),
+        ],
+    )
     wait_until(lambda: settled(w), timeout=90)
     q = queue_counts(w)
     assert q["failed"] == 0 and q["done"] == 4
@@ -131,8 +161,12 @@ def test_gateway_mode_without_base_url_is_reported_not_called(start_worker, tmp_
     data = tmp_path / "data"
     write_dotenv(data, ANTHROPIC_AUTH_TOKEN="sk-only-a-token")
     since = len(upstream.requests())
-    w = start_worker(data_dir=data, CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway", CLAUDE_MEM_CHROMA_ENABLED="false",
-                     ANTHROPIC_BASE_URL="http://127.0.0.1:9")
+    w = start_worker(
+        data_dir=data,
+        CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway",
+        CLAUDE_MEM_CHROMA_ENABLED="false",
+        ANTHROPIC_BASE_URL="http://127.0.0.1:9",
+    )
     post_session(w, "sess-misconfigured", [("Read", {"file_path": "/a"})], summarize=False)
     ready = w.get("/api/readiness")
     assert ready.status_code == 503
@@ -151,10 +185,18 @@ def test_gateway_mode_without_base_url_is_reported_not_called(start_worker, tmp_
     ("trigger", "reason"),
     [("UPSTREAM:500", "5"), ("UPSTREAM:malformed", "unusable"), ("UPSTREAM:429", "rate limited")],
 )
-def test_faults_end_failed_with_a_reason_and_retry_puts_them_back(start_worker, tmp_path, litellm_proxy,
-                                                                  trigger, reason) -> None:
+def test_faults_end_failed_with_a_reason_and_retry_puts_them_back(
+    start_worker, tmp_path, litellm_proxy, trigger, reason
+) -> None:
     w = gateway_worker(start_worker, tmp_path, litellm_proxy)
-    post_session(w, f"sess-{trigger}", [("Bash", {"command": f"echo {trigger}"}), ], summarize=False)
+    post_session(
+        w,
+        f"sess-{trigger}",
+        [
+            ("Bash", {"command": f"echo {trigger}"}),
+        ],
+        summarize=False,
+    )
     wait_until(lambda: settled(w), timeout=90)
     failed = w.query("SELECT last_error, attempts FROM pending_events WHERE state = 'failed'")
     assert len(failed) == 1, w.query("SELECT * FROM pending_events")
@@ -166,17 +208,20 @@ def test_faults_end_failed_with_a_reason_and_retry_puts_them_back(start_worker, 
     assert "1 failed events returned to pending" in again.stdout
 
 
-def test_wrong_model_alias_and_wrong_token_fail_at_once_with_a_clear_reason(start_worker, tmp_path,
-                                                                           litellm_proxy) -> None:
-    w = gateway_worker(start_worker, tmp_path / "model", litellm_proxy, CLAUDE_MEM_MODEL="no-such-alias",
-                       CLAUDE_MEM_MAX_ATTEMPTS="5")
+def test_wrong_model_alias_and_wrong_token_fail_at_once_with_a_clear_reason(
+    start_worker, tmp_path, litellm_proxy
+) -> None:
+    w = gateway_worker(
+        start_worker, tmp_path / "model", litellm_proxy, CLAUDE_MEM_MODEL="no-such-alias", CLAUDE_MEM_MAX_ATTEMPTS="5"
+    )
     post_session(w, "sess-model", [("Read", {"file_path": "/a"})], summarize=False)
     wait_until(lambda: settled(w), timeout=60)
     row = w.query("SELECT last_error, attempts FROM pending_events WHERE state = 'failed'")[0]
     assert "model" in row["last_error"].lower() and row["attempts"] == 1
 
-    w2 = gateway_worker(start_worker, tmp_path / "token", litellm_proxy, token="sk-wrong-token",
-                        CLAUDE_MEM_MAX_ATTEMPTS="5")
+    w2 = gateway_worker(
+        start_worker, tmp_path / "token", litellm_proxy, token="sk-wrong-token", CLAUDE_MEM_MAX_ATTEMPTS="5"
+    )
     post_session(w2, "sess-token", [("Read", {"file_path": "/a"})], summarize=False)
     wait_until(lambda: settled(w2), timeout=60)
     row = w2.query("SELECT last_error, attempts FROM pending_events WHERE state = 'failed'")[0]
@@ -184,8 +229,7 @@ def test_wrong_model_alias_and_wrong_token_fail_at_once_with_a_clear_reason(star
     assert "sk-wrong-token" not in w2.stderr_text()
 
 
-def test_spent_budget_pauses_with_the_gateways_message_and_keeps_events(start_worker, tmp_path,
-                                                                        litellm_proxy) -> None:
+def test_spent_budget_pauses_with_the_gateways_message_and_keeps_events(start_worker, tmp_path, litellm_proxy) -> None:
     w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_MODEL="budget-model")
     post_session(w, "sess-budget", [("Read", {"file_path": f"/f{i}"}) for i in range(3)], summarize=True)
 
@@ -206,8 +250,14 @@ def test_processing_resumes_when_the_gateway_budget_allows_again(start_worker, t
     limit), shows the gateway's message, probes after CLAUDE_MEM_BUDGET_RETRY_SECONDS and finishes the work."""
     from tests.fixtures.model_servers import BUDGET_WINDOW_MODEL
 
-    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_MEM_MODEL=BUDGET_WINDOW_MODEL,
-                       CLAUDE_MEM_BUDGET_RETRY_SECONDS="1", CLAUDE_MEM_MAX_ATTEMPTS="1")
+    w = gateway_worker(
+        start_worker,
+        tmp_path,
+        litellm_proxy,
+        CLAUDE_MEM_MODEL=BUDGET_WINDOW_MODEL,
+        CLAUDE_MEM_BUDGET_RETRY_SECONDS="1",
+        CLAUDE_MEM_MAX_ATTEMPTS="1",
+    )
     files = [f"/src/window{i}.py" for i in range(3)]
     post_session(w, "sess-window", [("Write", {"file_path": f, "content": "x = 1"}) for f in files], summarize=True)
 
@@ -246,8 +296,15 @@ def test_litellm_down_then_back_loses_nothing(start_worker, tmp_path, litellm_pr
     finally:
         litellm_proxy.start()
     run_cli(["queue", "retry"], w.data_dir)  # nothing failed; harmless
-    w.post("/api/sessions/observations", {"contentSessionId": "sess-down", "tool_name": "Read",
-                                          "tool_input": {"file_path": "/after.py"}, "cwd": "/work/demo"})
+    w.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": "sess-down",
+            "tool_name": "Read",
+            "tool_input": {"file_path": "/after.py"},
+            "cwd": "/work/demo",
+        },
+    )
     wait_until(lambda: settled(w), timeout=120)
     assert queue_counts(w)["failed"] == 0
     assert len(w.query("SELECT * FROM session_summaries")) == 1
@@ -266,8 +323,15 @@ def test_readiness_fails_while_the_consumer_is_wedged_and_recovers(start_worker,
     for pid in children:
         os.kill(pid, signal.SIGSTOP)  # the agent hangs mid-turn: a wedged consumer
     try:
-        w.post("/api/sessions/observations", {"contentSessionId": "sess-wedge", "tool_name": "Read",
-                                              "tool_input": {"file_path": "/wedged.py"}, "cwd": "/work/demo"})
+        w.post(
+            "/api/sessions/observations",
+            {
+                "contentSessionId": "sess-wedge",
+                "tool_name": "Read",
+                "tool_input": {"file_path": "/wedged.py"},
+                "cwd": "/work/demo",
+            },
+        )
         ready = wait_until(lambda: (r := w.get("/api/readiness")).status_code == 503 and r, timeout=30)
         assert any("stalled" in reason for reason in ready.json()["reasons"])
         assert w.get("/api/health").status_code == 200  # liveness stays green: it is readiness that tells

@@ -66,15 +66,56 @@ def test_schema_has_the_columns_other_parts_rely_on(conn: sqlite3.Connection) ->
     def columns(table: str) -> set[str]:
         return {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
 
-    assert {"id", "content_session_id", "memory_session_id", "sdk_session_id", "project", "platform_source",
-            "status", "started_at", "completed_at"} <= columns("sessions")
+    assert {
+        "id",
+        "content_session_id",
+        "memory_session_id",
+        "sdk_session_id",
+        "project",
+        "platform_source",
+        "status",
+        "started_at",
+        "completed_at",
+    } <= columns("sessions")
     assert {"session_id", "prompt_number", "text", "created_at"} <= columns("user_prompts")
-    assert {"id", "session_id", "kind", "payload", "state", "attempts", "next_attempt_at", "last_error",
-            "created_at"} <= columns("pending_events")
-    assert {"id", "session_id", "project", "type", "title", "subtitle", "facts", "narrative", "concepts",
-            "files_read", "files_modified", "prompt_number", "created_at"} <= columns("observations")
-    assert {"id", "session_id", "project", "request", "investigated", "learned", "completed", "next_steps",
-            "notes", "created_at"} <= columns("session_summaries")
+    assert {
+        "id",
+        "session_id",
+        "kind",
+        "payload",
+        "state",
+        "attempts",
+        "next_attempt_at",
+        "last_error",
+        "created_at",
+    } <= columns("pending_events")
+    assert {
+        "id",
+        "session_id",
+        "project",
+        "type",
+        "title",
+        "subtitle",
+        "facts",
+        "narrative",
+        "concepts",
+        "files_read",
+        "files_modified",
+        "prompt_number",
+        "created_at",
+    } <= columns("observations")
+    assert {
+        "id",
+        "session_id",
+        "project",
+        "request",
+        "investigated",
+        "learned",
+        "completed",
+        "next_steps",
+        "notes",
+        "created_at",
+    } <= columns("session_summaries")
 
 
 def test_wal_mode_and_foreign_keys(conn: sqlite3.Connection, tmp_path: Path) -> None:
@@ -101,14 +142,26 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_fts_follows_observation_inserts_and_deletes(conn: sqlite3.Connection) -> None:
     sid = new_session(conn, "s")
     with storage.Tx(conn):
-        obs_id = storage.insert_observation(conn, sid, "proj", {
-            "type": "bugfix", "title": "Login page crashes", "narrative": "empty password reached the hasher",
-            "facts": ["hasher rejects empty input"], "concepts": ["gotcha"], "files_modified": ["src/auth.py"]}, 1)
+        obs_id = storage.insert_observation(
+            conn,
+            sid,
+            "proj",
+            {
+                "type": "bugfix",
+                "title": "Login page crashes",
+                "narrative": "empty password reached the hasher",
+                "facts": ["hasher rejects empty input"],
+                "concepts": ["gotcha"],
+                "files_modified": ["src/auth.py"],
+            },
+            1,
+        )
         other = storage.insert_observation(conn, sid, "proj", {"type": "feature", "title": "Dark mode"}, 1)
 
     def match(query: str) -> list[int]:
-        return [r[0] for r in conn.execute("SELECT rowid FROM observations_fts WHERE observations_fts MATCH ?",
-                                           (query,))]
+        return [
+            r[0] for r in conn.execute("SELECT rowid FROM observations_fts WHERE observations_fts MATCH ?", (query,))
+        ]
 
     assert match("crash") == [obs_id]  # porter stemming: crashes → crash
     assert match("hasher") == [obs_id]
@@ -124,20 +177,30 @@ def test_fts_follows_observation_inserts_and_deletes(conn: sqlite3.Connection) -
 def test_fts_follows_summaries_and_prompts(conn: sqlite3.Connection) -> None:
     sid = new_session(conn, "s")
     with storage.Tx(conn):
-        sum_id = storage.insert_summary(conn, sid, "proj", {"request": "speed up the importer",
-                                                            "learned": "batching inserts helps"}, 1)
+        sum_id = storage.insert_summary(
+            conn, sid, "proj", {"request": "speed up the importer", "learned": "batching inserts helps"}, 1
+        )
         storage.add_prompt(conn, sid, "please refactor the tokenizer")
-    assert [r[0] for r in conn.execute(
-        "SELECT rowid FROM session_summaries_fts WHERE session_summaries_fts MATCH 'batch'")] == [sum_id]
-    assert conn.execute("SELECT COUNT(*) FROM user_prompts_fts WHERE user_prompts_fts MATCH 'tokenizer'"
-                        ).fetchone()[0] == 1
+    assert [
+        r[0] for r in conn.execute("SELECT rowid FROM session_summaries_fts WHERE session_summaries_fts MATCH 'batch'")
+    ] == [sum_id]
+    assert (
+        conn.execute("SELECT COUNT(*) FROM user_prompts_fts WHERE user_prompts_fts MATCH 'tokenizer'").fetchone()[0]
+        == 1
+    )
     with storage.Tx(conn):
         conn.execute("DELETE FROM session_summaries WHERE id = ?", (sum_id,))
         conn.execute("DELETE FROM user_prompts")
-    assert conn.execute("SELECT COUNT(*) FROM session_summaries_fts WHERE session_summaries_fts MATCH 'batch'"
-                        ).fetchone()[0] == 0
-    assert conn.execute("SELECT COUNT(*) FROM user_prompts_fts WHERE user_prompts_fts MATCH 'tokenizer'"
-                        ).fetchone()[0] == 0
+    assert (
+        conn.execute("SELECT COUNT(*) FROM session_summaries_fts WHERE session_summaries_fts MATCH 'batch'").fetchone()[
+            0
+        ]
+        == 0
+    )
+    assert (
+        conn.execute("SELECT COUNT(*) FROM user_prompts_fts WHERE user_prompts_fts MATCH 'tokenizer'").fetchone()[0]
+        == 0
+    )
 
 
 # --- sessions and prompts -------------------------------------------------------------------------
@@ -173,8 +236,7 @@ def test_tx_rolls_back_on_error(conn: sqlite3.Connection) -> None:
 def test_claim_takes_oldest_first_and_stops_after_summarize(conn: sqlite3.Connection) -> None:
     a = new_session(conn, "a")
     b = new_session(conn, "b")
-    ids = [put(conn, a, n=1), put(conn, b, n=2), put(conn, a, n=3), put(conn, a, "summarize", n=4),
-           put(conn, a, n=5)]
+    ids = [put(conn, a, n=1), put(conn, b, n=2), put(conn, a, n=3), put(conn, a, "summarize", n=4), put(conn, a, n=5)]
     assert queue.ready_sessions(conn, time.time(), set()) == [a, b]
     assert queue.ready_sessions(conn, time.time(), {a}) == [b]
     claimed = queue.claim(conn, a, "me", limit=10)
@@ -215,8 +277,12 @@ def test_transient_error_backs_off_then_fails_after_max_attempts(conn: sqlite3.C
         before = time.time()
         state = queue.settle_error(conn, events, ProcessingError("transient", "gateway 503"), max_attempts=3)
         row = state_of(conn, eid)
-        assert (state, row["state"], row["attempts"], row["last_error"]) == ("pending", "pending", attempt,
-                                                                             "gateway 503")
+        assert (state, row["state"], row["attempts"], row["last_error"]) == (
+            "pending",
+            "pending",
+            attempt,
+            "gateway 503",
+        )
         assert row["next_attempt_at"] > before, "a retry waits"
         assert queue.claim(conn, a, "me", 10) == [], "not claimable before its next attempt time"
         conn.execute("UPDATE pending_events SET next_attempt_at = 0")  # time passes
@@ -231,8 +297,9 @@ def test_transient_error_honours_retry_after(conn: sqlite3.Connection) -> None:
     a = new_session(conn, "a")
     eid = put(conn, a)
     before = time.time()
-    queue.settle_error(conn, queue.claim(conn, a, "me", 10), ProcessingError("transient", "429", retry_after=120),
-                       max_attempts=5)
+    queue.settle_error(
+        conn, queue.claim(conn, a, "me", 10), ProcessingError("transient", "429", retry_after=120), max_attempts=5
+    )
     assert 119 < state_of(conn, eid)["next_attempt_at"] - before < 125
 
 
@@ -256,8 +323,10 @@ def test_paused_error_keeps_events_pending_without_an_attempt(conn: sqlite3.Conn
     eid = put(conn, a)
     before = time.time()
     events = queue.claim(conn, a, "me", 10)
-    assert queue.settle_error(conn, events, ProcessingError("paused", "budget spent", retry_after=30),
-                              max_attempts=1) == "pending"
+    assert (
+        queue.settle_error(conn, events, ProcessingError("paused", "budget spent", retry_after=30), max_attempts=1)
+        == "pending"
+    )
     row = state_of(conn, eid)
     assert (row["state"], row["attempts"], row["last_error"]) == ("pending", 0, "budget spent")
     assert 29 < row["next_attempt_at"] - before < 35
@@ -414,9 +483,16 @@ def test_sigkill_during_ingest_loses_no_accepted_event(start_worker: StartWorker
             while not stop.is_set():
                 marker = f"m-{n}-{i}"
                 try:
-                    r = c.post("/api/sessions/observations", json={
-                        "contentSessionId": f"kill-{n % 3}", "tool_name": "Bash", "cwd": "/home/u/killtest",
-                        "tool_input": {"command": "echo", "marker": marker}, "tool_response": "x" * 200})
+                    r = c.post(
+                        "/api/sessions/observations",
+                        json={
+                            "contentSessionId": f"kill-{n % 3}",
+                            "tool_name": "Bash",
+                            "cwd": "/home/u/killtest",
+                            "tool_input": {"command": "echo", "marker": marker},
+                            "tool_response": "x" * 200,
+                        },
+                    )
                 except httpx.TransportError:
                     return  # the worker is gone
                 if r.status_code == 200:
@@ -441,8 +517,11 @@ def test_sigkill_during_ingest_loses_no_accepted_event(start_worker: StartWorker
     # Far-future next attempt, so the restarted worker's consumer leaves them alone after recovery.
     raw = sqlite3.connect(w.db_path, timeout=10)
     held_ids = [r[0] for r in raw.execute("SELECT id FROM pending_events ORDER BY id LIMIT 5")]
-    raw.execute(f"UPDATE pending_events SET state = 'processing', owner = 'dead-worker', next_attempt_at = ?"
-                f" WHERE id IN ({','.join('?' * len(held_ids))})", (time.time() + 3600, *held_ids))
+    raw.execute(
+        f"UPDATE pending_events SET state = 'processing', owner = 'dead-worker', next_attempt_at = ?"
+        f" WHERE id IN ({','.join('?' * len(held_ids))})",
+        (time.time() + 3600, *held_ids),
+    )
     raw.commit()
     raw.close()
 

@@ -18,8 +18,10 @@ from worker.settings import Settings, load_settings
 from worker.vectors import VectorSync
 
 # Filler about one subject, long enough that the model's 256-token window never reaches the end.
-GARDEN = ("The vegetable garden behind the office gets watered every morning before the heat. Tomatoes grow along "
-          "the south fence, beans climb the trellis, and the compost bin is turned on Fridays. ")
+GARDEN = (
+    "The vegetable garden behind the office gets watered every morning before the heat. Tomatoes grow along "
+    "the south fence, beans climb the trellis, and the compost bin is turned on Fridays. "
+)
 TAIL = "Finally, the nightly backup of the billing database was failing because its disk quota ran out."
 
 
@@ -36,8 +38,9 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, sqlite3.Connection, Vector
 def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str = "p") -> int:
     with storage.Tx(conn):
         sid = storage.ensure_session(conn, f"s-{project}", project)["id"]
-        return storage.insert_observation(conn, sid, project, {"type": "discovery", "title": title,
-                                                              "narrative": narrative}, 1)
+        return storage.insert_observation(
+            conn, sid, project, {"type": "discovery", "title": title, "narrative": narrative}, 1
+        )
 
 
 def run(conn: sqlite3.Connection, vsync: VectorSync, query: str, mode: str = "hybrid", **extra: str) -> Any:
@@ -52,9 +55,11 @@ def test_a_long_observation_is_found_by_a_phrase_from_its_end(world: Any) -> Non
     long_text = GARDEN * 30 + TAIL
     assert len(default_embedder().split(long_text)) > 3  # more than the model reads at once
     target = add(conn, "Notes from the week", long_text)
-    decoys = [add(conn, "Cache warm-up", "The API warms its cache at start so the first request is fast."),
-              add(conn, "Login form", "The login form rejects an empty password with a clear message."),
-              add(conn, "Gardening rota", GARDEN)]
+    decoys = [
+        add(conn, "Cache warm-up", "The API warms its cache at start so the first request is fast."),
+        add(conn, "Login form", "The login form rejects an empty password with a clear message."),
+        add(conn, "Gardening rota", GARDEN),
+    ]
     vsync.sync_now()
     chunk_ids = vsync.store.ids_of("observation", [target])
     assert len(chunk_ids) > 3 and f"obs-{target}" in chunk_ids  # every part of it has a vector
@@ -71,10 +76,16 @@ def test_a_strong_keyword_hit_survives_fusion(world: Any) -> None:
     for; that row must still lead the hybrid page."""
     _, conn, vsync = world
     target = add(conn, "Closed ZX-4471", "Rotated the expired registry credentials.")
-    near = [add(conn, f"Deployment pipeline note {i}", f"The deployment pipeline failed at step {i}; retried.")
-            for i in range(8)]
-    for topic in ("The office plants need water", "Lunch order for Friday", "Quarterly budget review",
-                  "The CI runners were upgraded to larger machines"):
+    near = [
+        add(conn, f"Deployment pipeline note {i}", f"The deployment pipeline failed at step {i}; retried.")
+        for i in range(8)
+    ]
+    for topic in (
+        "The office plants need water",
+        "Lunch order for Friday",
+        "Quarterly budget review",
+        "The CI runners were upgraded to larger machines",
+    ):
         add(conn, topic)
     vsync.sync_now()
     query = "deployment pipeline failure ZX-4471"
@@ -93,8 +104,10 @@ def test_a_natural_language_question_finds_the_keyword_hit(world: Any) -> None:
     _, conn, vsync = world
     assert search.query_terms("What did we decide about the flux capacitor?") == ["decide", "flux", "capacitor"]
     assert search.query_terms("what is it") == ["what", "is", "it"]  # only stopwords: keep them
-    chatter = [add(conn, f"Standup {i}", "What did we do? We said that the team would look at it and we did.")
-               for i in range(3)]
+    chatter = [
+        add(conn, f"Standup {i}", "What did we do? We said that the team would look at it and we did.")
+        for i in range(3)
+    ]
     target = add(conn, "Capacitor choice", "Chose the 470uF flux capacitor for the power board.")
     for i in range(6):
         add(conn, f"Unrelated {i}", "Docker images are rebuilt nightly.")
@@ -115,11 +128,18 @@ def test_a_collection_from_another_embedding_scheme_is_rebuilt(world: Any) -> No
     client = vsync.store._client
     assert client is not None
     vsync.store.drop()
-    old = client.get_or_create_collection(vsync.store.collection_name, metadata={"source": "claude-mem-worker"},
-                                          embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
-                                          configuration={"hnsw": {"space": "cosine"}})
-    old.upsert(ids=[f"obs-{oid}"], embeddings=[[0.0] * 383 + [1.0]], documents=["first 256 tokens only"],
-               metadatas=[{"sqlite_id": oid, "kind": "observation", "project": "p"}])
+    old = client.get_or_create_collection(
+        vsync.store.collection_name,
+        metadata={"source": "claude-mem-worker"},
+        embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
+        configuration={"hnsw": {"space": "cosine"}},
+    )
+    old.upsert(
+        ids=[f"obs-{oid}"],
+        embeddings=[[0.0] * 383 + [1.0]],
+        documents=["first 256 tokens only"],
+        metadatas=[{"sqlite_id": oid, "kind": "observation", "project": "p"}],
+    )
     vsync.store.reset()
     fresh = VectorSync(settings, ChromaStore(settings))  # a worker started after the upgrade
     try:

@@ -11,14 +11,20 @@ from tests.test_memory_agent import post_session, settled, wait_until, write_dot
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_openrouter_compatible_base_url_gets_the_events_and_the_key_from_dotenv(start_worker, tmp_path,
-                                                                                upstream) -> None:
+def test_openrouter_compatible_base_url_gets_the_events_and_the_key_from_dotenv(
+    start_worker, tmp_path, upstream
+) -> None:
     data = tmp_path / "data"
     write_dotenv(data, OPENROUTER_API_KEY="sk-or-from-dotenv")
     mark = upstream.mark()
-    w = start_worker(data_dir=data, CLAUDE_MEM_PROVIDER="openrouter", CLAUDE_MEM_OPENROUTER_MODEL="scripted",
-                     CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1", CLAUDE_MEM_CHROMA_ENABLED="false",
-                     OPENROUTER_API_KEY="sk-or-from-shell")
+    w = start_worker(
+        data_dir=data,
+        CLAUDE_MEM_PROVIDER="openrouter",
+        CLAUDE_MEM_OPENROUTER_MODEL="scripted",
+        CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1",
+        CLAUDE_MEM_CHROMA_ENABLED="false",
+        OPENROUTER_API_KEY="sk-or-from-shell",
+    )
     post_session(w, "rest-1", [("Edit", {"file_path": "/work/demo/app.py"})])
     wait_until(lambda: settled(w), timeout=120)
     assert w.get("/api/processing-status").json()["queue"]["failed"] == 0

@@ -26,13 +26,32 @@ TARGET = "Login page crashes with an empty password"
 QUERY = "authentication form errors on blank credentials"  # shares no word (nor stem) with TARGET
 
 
-def obs(conn: sqlite3.Connection, sid: int, project: str, title: str, *, type_: str = "discovery",
-        narrative: str = "", concepts: list[str] | None = None, files: list[str] | None = None,
-        created_at: float | None = None) -> int:
+def obs(
+    conn: sqlite3.Connection,
+    sid: int,
+    project: str,
+    title: str,
+    *,
+    type_: str = "discovery",
+    narrative: str = "",
+    concepts: list[str] | None = None,
+    files: list[str] | None = None,
+    created_at: float | None = None,
+) -> int:
     with storage.Tx(conn):
-        oid = storage.insert_observation(conn, sid, project, {
-            "type": type_, "title": title, "narrative": narrative, "concepts": concepts or [],
-            "files_modified": files or []}, 1)
+        oid = storage.insert_observation(
+            conn,
+            sid,
+            project,
+            {
+                "type": type_,
+                "title": title,
+                "narrative": narrative,
+                "concepts": concepts or [],
+                "files_modified": files or [],
+            },
+            1,
+        )
         if created_at is not None:
             conn.execute("UPDATE observations SET created_at = ? WHERE id = ?", (created_at, oid))
     return oid
@@ -54,18 +73,38 @@ def seed_corpus(conn: sqlite3.Connection) -> dict[str, int]:
     sid = session(conn, "s-web", "webapp")
     other = session(conn, "s-api", "api")
     ids = {
-        "target": obs(conn, sid, "webapp", TARGET, type_="bugfix", files=["/home/u/webapp/src/auth/login.py"],
-                      concepts=["gotcha"]),
-        "decoy_form": obs(conn, other, "api", "Form layout uses CSS grid", type_="change",
-                          narrative="The settings form moved to a two column grid.", files=["src/ui/form.css"]),
+        "target": obs(
+            conn, sid, "webapp", TARGET, type_="bugfix", files=["/home/u/webapp/src/auth/login.py"], concepts=["gotcha"]
+        ),
+        "decoy_form": obs(
+            conn,
+            other,
+            "api",
+            "Form layout uses CSS grid",
+            type_="change",
+            narrative="The settings form moved to a two column grid.",
+            files=["src/ui/form.css"],
+        ),
         "flour": obs(conn, sid, "webapp", "Recipe needs two cups of flour", narrative="Bake for forty minutes."),
-        "docker": obs(conn, sid, "webapp", "Docker layer cache invalidated", type_="discovery",
-                      narrative="COPY . before pip install busts the cache.", concepts=["how-it-works"]),
+        "docker": obs(
+            conn,
+            sid,
+            "webapp",
+            "Docker layer cache invalidated",
+            type_="discovery",
+            narrative="COPY . before pip install busts the cache.",
+            concepts=["how-it-works"],
+        ),
         "other_project": obs(conn, other, "api", "Token endpoint errors on blank client secret", type_="bugfix"),
     }
     with storage.Tx(conn):
-        ids["summary"] = storage.insert_summary(conn, sid, "webapp", {
-            "request": "stop the crash on the sign-in screen", "completed": "guarded the empty password"}, 1)
+        ids["summary"] = storage.insert_summary(
+            conn,
+            sid,
+            "webapp",
+            {"request": "stop the crash on the sign-in screen", "completed": "guarded the empty password"},
+            1,
+        )
         storage.add_prompt(conn, sid, "the sign-in screen is broken again, credentials blank")
     ids["prompt"] = conn.execute("SELECT max(id) FROM user_prompts").fetchone()[0]
     return ids
@@ -74,8 +113,26 @@ def seed_corpus(conn: sqlite3.Connection) -> dict[str, int]:
 # --- keyword ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", ['"unbalanced', "AND OR NOT", "foo*", "title:x", "(a", "-x", "NEAR(a b)",
-                                  "a\"b'c", "^", "!!!", "", "   ", "ünïcödé ログイン", "x" * 500, "1=1; DROP TABLE"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"unbalanced',
+        "AND OR NOT",
+        "foo*",
+        "title:x",
+        "(a",
+        "-x",
+        "NEAR(a b)",
+        "a\"b'c",
+        "^",
+        "!!!",
+        "",
+        "   ",
+        "ünïcödé ログイン",
+        "x" * 500,
+        "1=1; DROP TABLE",
+    ],
+)
 def test_user_text_never_raises_an_fts_error(store: sqlite3.Connection, text: str) -> None:
     seed_corpus(store)
     result = search.search(store, search.parse_params({"query": text, "mode": "keyword"}))
@@ -89,8 +146,9 @@ def test_keyword_search_ranks_and_filters_before_ranking(store: sqlite3.Connecti
     assert found.results[0].id == ids["other_project"] and found.results[0].kind == "observation"
     assert found.results[0].score is not None and found.results[0].sources == ["keyword"]
 
-    scoped = search.search(store, search.parse_params({"query": "errors blank", "project": "webapp",
-                                                       "mode": "keyword"}))
+    scoped = search.search(
+        store, search.parse_params({"query": "errors blank", "project": "webapp", "mode": "keyword"})
+    )
     assert ids["other_project"] not in [h.id for h in scoped.results if h.kind == "observation"]
     assert {h.kind for h in scoped.results} == {"prompt"}  # "blank" is in the prompt only
 
@@ -115,22 +173,29 @@ def test_dates_and_pagination(store: sqlite3.Connection) -> None:
     sid = session(store, "s", "p")
     day = 1_700_000_000.0  # 2023-11-14T22:13:20Z
     ids = [obs(store, sid, "p", f"cache note {i}", created_at=day + i * 86400) for i in range(6)]
-    window = search.search(store, search.parse_params(
-        {"query": "cache", "dateStart": "2023-11-15", "dateEnd": "2023-11-17", "mode": "keyword"}))
+    window = search.search(
+        store,
+        search.parse_params({"query": "cache", "dateStart": "2023-11-15", "dateEnd": "2023-11-17", "mode": "keyword"}),
+    )
     assert sorted(h.id for h in window.results) == ids[1:4]  # a bare end date includes that whole day
     epoch_ms = search.search(store, search.parse_params({"dateStart": str(int((day + 4 * 86400) * 1000))}))
     assert sorted(h.id for h in epoch_ms.results) == ids[4:]
 
     full = search.search(store, search.parse_params({"query": "cache note", "mode": "keyword", "limit": "6"}))
     first = search.search(store, search.parse_params({"query": "cache note", "mode": "keyword", "limit": "2"}))
-    second = search.search(store, search.parse_params({"query": "cache note", "mode": "keyword", "limit": "2",
-                                                       "offset": "2"}))
+    second = search.search(
+        store, search.parse_params({"query": "cache note", "mode": "keyword", "limit": "2", "offset": "2"})
+    )
     assert [h.id for h in first.results + second.results] == [h.id for h in full.results[:4]]
     assert first.totalResults == 6 and second.offset == 2
 
-    for bad, name in (({"mode": "fuzzy"}, "mode"), ({"limit": "x"}, "limit"), ({"offset": "-1"}, "offset"),
-                      ({"dateStart": "yesterday"}, "dateStart"), ({"dateStart": "2024-02-01", "dateEnd": "2024-01-01"},
-                                                                  "dateStart")):
+    for bad, name in (
+        ({"mode": "fuzzy"}, "mode"),
+        ({"limit": "x"}, "limit"),
+        ({"offset": "-1"}, "offset"),
+        ({"dateStart": "yesterday"}, "dateStart"),
+        ({"dateStart": "2024-02-01", "dateEnd": "2024-01-01"}, "dateStart"),
+    ):
         with pytest.raises(ParamError) as exc:
             search.parse_params(bad)
         assert exc.value.field == name
@@ -139,8 +204,7 @@ def test_dates_and_pagination(store: sqlite3.Connection) -> None:
 # --- semantic and hybrid ------------------------------------------------------------------------
 
 
-def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server: ChromaServer,
-                                                                     tmp_path: Path) -> None:
+def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server: ChromaServer, tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     settings = load_settings(data, environ={"CLAUDE_MEM_CHROMA_URL": chroma_server.url})
@@ -205,13 +269,23 @@ def test_hybrid_degrades_to_keyword_and_says_so(store: sqlite3.Connection) -> No
 
 def test_score_fusion() -> None:
     """Each list's scores are scaled to its own best (1) and worst (0), weighted and summed."""
-    keyword = [search.Ranked("observation", 1, 9.0), search.Ranked("observation", 2, 8.0),
-               search.Ranked("observation", 3, 1.0)]
-    semantic = [search.Ranked("observation", 2, 0.9), search.Ranked("summary", 1, 0.8),
-                search.Ranked("observation", 3, 0.5)]
+    keyword = [
+        search.Ranked("observation", 1, 9.0),
+        search.Ranked("observation", 2, 8.0),
+        search.Ranked("observation", 3, 1.0),
+    ]
+    semantic = [
+        search.Ranked("observation", 2, 0.9),
+        search.Ranked("summary", 1, 0.8),
+        search.Ranked("observation", 3, 0.5),
+    ]
     fused = search.fuse([keyword, semantic], [0.5, 0.5])
-    assert [(r.kind, r.id) for r, _, _ in fused] == [("observation", 2), ("observation", 1), ("summary", 1),
-                                                     ("observation", 3)]
+    assert [(r.kind, r.id) for r, _, _ in fused] == [
+        ("observation", 2),
+        ("observation", 1),
+        ("summary", 1),
+        ("observation", 3),
+    ]
     assert [s for _, s, _ in fused] == pytest.approx([0.5 * 7 / 8 + 0.5, 0.5, 0.5 * 0.75, 0.0])
     assert [found for _, _, found in fused] == [[0, 1], [0], [1], [0, 1]]
     # A list of one (or of equal scores) counts its hits fully; weights shift the balance.
@@ -236,8 +310,12 @@ def test_timeline_orders_items_around_an_anchor(store: sqlite3.Connection) -> No
     o3 = obs(store, sid, "webapp", "step three", created_at=time.time() + 10)  # well apart, for the timestamp
 
     around = search.timeline(store, str(o2), None, 2, 1, "webapp")
-    assert [(i.kind, i.id) for i in around.items] == [("prompt", 1), ("observation", o1), ("observation", o2),
-                                                      ("summary", s1)]
+    assert [(i.kind, i.id) for i in around.items] == [
+        ("prompt", 1),
+        ("observation", o1),
+        ("observation", o2),
+        ("summary", s1),
+    ]
     assert [i.isAnchor for i in around.items] == [False, False, True, False]
     assert "<- ANCHOR" in around.content[0].text
 
@@ -245,8 +323,14 @@ def test_timeline_orders_items_around_an_anchor(store: sqlite3.Connection) -> No
     assert [i.id for i in everywhere.items] == [o_other, o2]
     by_summary = search.timeline(store, f"S{s1}", None, 0, 5, None)
     assert [(i.kind, i.id) for i in by_summary.items] == [("summary", s1), ("observation", o3)]
-    by_time = search.timeline(store, search.iso(store.execute(
-        "SELECT created_at FROM observations WHERE id = ?", (o3,)).fetchone()[0]), None, 1, 1, "webapp")
+    by_time = search.timeline(
+        store,
+        search.iso(store.execute("SELECT created_at FROM observations WHERE id = ?", (o3,)).fetchone()[0]),
+        None,
+        1,
+        1,
+        "webapp",
+    )
     assert [i.id for i in by_time.items] == [s1, o3] and by_time.anchorKind == "timestamp"
     by_query = search.timeline(store, None, "three", 1, 1, "webapp", None, "Chroma disabled")
     assert by_query.anchor == str(o3) and by_query.degraded
@@ -293,8 +377,9 @@ def test_recall_routes_over_http(start_worker: StartWorker, chroma_factory: Any,
 
     def synced() -> bool:
         vectors = w.get("/api/processing-status").json()["vectors"]
-        return bool(vectors["reachable"] and vectors["synced"].get("observation") == 5
-                    and not any(vectors["unsynced"].values()))
+        return bool(
+            vectors["reachable"] and vectors["synced"].get("observation") == 5 and not any(vectors["unsynced"].values())
+        )
 
     wait_for(synced, timeout=60)  # the backfill sent what was stored before the worker started
     vectors = w.get("/api/processing-status").json()["vectors"]
@@ -334,11 +419,16 @@ def test_recall_routes_over_http(start_worker: StartWorker, chroma_factory: Any,
     assert w.get("/api/search/by-file", {}).json()["field"] == "filePath"
 
     gone = w.client.delete(f"/api/observation/{ids['target']}")
-    assert gone.status_code == 200 and gone.json() == {"success": True, "id": ids["target"], "kind": "observation",
-                                                       "vectorsDeleted": True}
+    assert gone.status_code == 200 and gone.json() == {
+        "success": True,
+        "id": ids["target"],
+        "kind": "observation",
+        "vectorsDeleted": True,
+    }
     assert w.get(f"/api/observation/{ids['target']}").status_code == 404
-    client = chromadb.HttpClient(host="127.0.0.1", port=server.port,
-                                 settings=ChromaSettings(anonymized_telemetry=False))
+    client = chromadb.HttpClient(
+        host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
+    )
     assert client.get_collection("claude_mem").get(ids=[f"obs-{ids['target']}"])["ids"] == []
     assert w.client.delete(f"/api/observation/{ids['target']}").status_code == 404
     after = w.get("/api/search", {"query": "login page crashes", "mode": "keyword"}).json()

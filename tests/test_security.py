@@ -65,16 +65,22 @@ def test_form_post_with_text_plain_from_a_web_page_records_nothing(w: WorkerProc
     """`<form enctype="text/plain" method="post">` or `fetch(url, {mode: "no-cors"})`: no preflight, JSON body."""
     s = sid()
     body = json.dumps({"contentSessionId": s, "project": "p", "prompt": "rm -rf / is a fine idea"})
-    r = w.client.post("/api/sessions/init", content=body,
-                      headers={"Content-Type": "text/plain", "Origin": EVIL, "Sec-Fetch-Site": "cross-site"})
+    r = w.client.post(
+        "/api/sessions/init",
+        content=body,
+        headers={"Content-Type": "text/plain", "Origin": EVIL, "Sec-Fetch-Site": "cross-site"},
+    )
     assert r.status_code == 403, r.text
     assert sessions_named(w, s) == 0
 
 
 def test_text_plain_post_without_origin_is_refused_by_its_content_type(w: WorkerProcess) -> None:
     s = sid()
-    r = w.client.post("/api/sessions/observations", content=json.dumps({"contentSessionId": s, "tool_name": "Bash"}),
-                      headers={"Content-Type": "text/plain;charset=UTF-8"})
+    r = w.client.post(
+        "/api/sessions/observations",
+        content=json.dumps({"contentSessionId": s, "tool_name": "Bash"}),
+        headers={"Content-Type": "text/plain;charset=UTF-8"},
+    )
     assert r.status_code == 415, r.text
     assert r.json()["field"] == "Content-Type"
     assert sessions_named(w, s) == 0
@@ -83,8 +89,9 @@ def test_text_plain_post_without_origin_is_refused_by_its_content_type(w: Worker
 @pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
 def test_other_form_encodings_are_refused(w: WorkerProcess, content_type: str) -> None:
     s = sid()
-    r = w.client.post("/api/sessions/init", content=json.dumps({"contentSessionId": s}),
-                      headers={"Content-Type": content_type})
+    r = w.client.post(
+        "/api/sessions/init", content=json.dumps({"contentSessionId": s}), headers={"Content-Type": content_type}
+    )
     assert r.status_code == 415
     assert sessions_named(w, s) == 0
 
@@ -92,11 +99,14 @@ def test_other_form_encodings_are_refused(w: WorkerProcess, content_type: str) -
 def test_page_cannot_plant_a_worker_url_in_settings(w: WorkerProcess) -> None:
     """Planting CLAUDE_MEM_WORKER_URL would send every later prompt and tool output to the attacker."""
     before = settings_file(w)
-    for headers in ({"Content-Type": "text/plain", "Origin": EVIL},
-                    {"Content-Type": "application/json", "Origin": EVIL},
-                    {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}):
-        r = w.client.post("/api/settings", content=json.dumps({"CLAUDE_MEM_WORKER_URL": "https://evil.example"}),
-                          headers=headers)
+    for headers in (
+        {"Content-Type": "text/plain", "Origin": EVIL},
+        {"Content-Type": "application/json", "Origin": EVIL},
+        {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"},
+    ):
+        r = w.client.post(
+            "/api/settings", content=json.dumps({"CLAUDE_MEM_WORKER_URL": "https://evil.example"}), headers=headers
+        )
         assert r.status_code in (403, 415), (headers, r.text)
     assert settings_file(w) == before
 
@@ -122,20 +132,31 @@ def test_hook_client_and_same_origin_viewer_still_work(w: WorkerProcess) -> None
     """claude-mem's hook client: JSON, no Origin. The viewer at /: same-origin fetch with Origin set."""
     s = sid()
     assert w.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "hi"}).status_code == 200
-    r = w.client.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "again"},
-                      headers={"Origin": w.url, "Sec-Fetch-Site": "same-origin"})
+    r = w.client.post(
+        "/api/sessions/init",
+        json={"contentSessionId": s, "project": "p", "prompt": "again"},
+        headers={"Origin": w.url, "Sec-Fetch-Site": "same-origin"},
+    )
     assert r.status_code == 200, r.text
-    r = w.client.post("/api/sessions/init", json={"contentSessionId": s, "project": "p", "prompt": "by name"},
-                      headers={"Host": f"localhost:{w.port}", "Origin": f"http://localhost:{w.port}",
-                               "Sec-Fetch-Site": "same-origin"})
+    r = w.client.post(
+        "/api/sessions/init",
+        json={"contentSessionId": s, "project": "p", "prompt": "by name"},
+        headers={
+            "Host": f"localhost:{w.port}",
+            "Origin": f"http://localhost:{w.port}",
+            "Sec-Fetch-Site": "same-origin",
+        },
+    )
     assert r.status_code == 200, r.text
     assert int(w.query("SELECT prompt_counter FROM sessions WHERE content_session_id = ?", (s,))[0][0]) == 3
     # A bodyless state change (the viewer's delete, `corpus prime`) needs no Content-Type.
     assert w.client.request("DELETE", "/api/observation/999999999").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["/api/settings", "/api/search?query=password", "/api/processing-status",
-                                  "/api/context/inject?project=p", "/"])
+@pytest.mark.parametrize(
+    "path",
+    ["/api/settings", "/api/search?query=password", "/api/processing-status", "/api/context/inject?project=p", "/"],
+)
 def test_dns_rebinding_page_reads_nothing(w: WorkerProcess, path: str) -> None:
     """evil.example rebound to 127.0.0.1: the browser calls it same-origin, but Host still names it."""
     r = w.client.get(path, headers={"Host": f"evil.example:{w.port}"})
@@ -144,8 +165,11 @@ def test_dns_rebinding_page_reads_nothing(w: WorkerProcess, path: str) -> None:
 
 
 def test_dns_rebinding_page_deletes_nothing(w: WorkerProcess) -> None:
-    r = w.client.request("DELETE", "/api/observation/1",
-                         headers={"Host": f"evil.example:{w.port}", "Origin": f"http://evil.example:{w.port}"})
+    r = w.client.request(
+        "DELETE",
+        "/api/observation/1",
+        headers={"Host": f"evil.example:{w.port}", "Origin": f"http://evil.example:{w.port}"},
+    )
     assert r.status_code == 403
 
 
@@ -162,8 +186,10 @@ def test_reverse_proxy_with_its_own_name(start_worker: StartWorker) -> None:
     assert proxied.get("/api/settings", headers={"Host": "api.corp.example:8443"}).status_code == 200
     assert proxied.get("/api/settings", headers={"Host": "corp.example.evil.example"}).status_code == 403
     s = sid()
-    for headers in ({"Host": "mem.team.example", "Origin": origin, "Sec-Fetch-Site": "same-origin"},
-                    {"Origin": origin, "Sec-Fetch-Site": "same-origin"}):  # Host rewritten to 127.0.0.1:port
+    for headers in (
+        {"Host": "mem.team.example", "Origin": origin, "Sec-Fetch-Site": "same-origin"},
+        {"Origin": origin, "Sec-Fetch-Site": "same-origin"},
+    ):  # Host rewritten to 127.0.0.1:port
         r = proxied.client.post("/api/sessions/init", json={"contentSessionId": s, "prompt": "x"}, headers=headers)
         assert r.status_code == 200, r.text
     r = proxied.client.post("/api/sessions/init", json={"contentSessionId": s}, headers={"Origin": EVIL})
@@ -203,23 +229,32 @@ def test_settings_api_marks_read_only_keys_and_says_where_to_change_them(w: Work
     assert "settings.json" in body["readOnlyNote"]
     port = body["catalogue"]["CLAUDE_MEM_WORKER_PORT"]
     assert {k: port[k] for k in ("default", "type", "min", "max", "readOnly")} == {
-        "default": "37777", "type": "integer", "min": 1, "max": 65535, "readOnly": True}
+        "default": "37777",
+        "type": "integer",
+        "min": 1,
+        "max": 65535,
+        "readOnly": True,
+    }
     assert port["reason"] and port["where"] and port["description"]
     assert body["catalogue"]["CLAUDE_MEM_CONTEXT_OBSERVATIONS"]["readOnly"] is False
 
 
-@pytest.mark.parametrize(("key", "value", "expected"), [
-    ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "-1", "at least"),
-    ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "99999999", "at most"),
-    ("CLAUDE_MEM_MAX_ATTEMPTS", "2.5", "integer"),
-    ("CLAUDE_MEM_MAX_BODY_BYTES", str(2**64), "at most"),
-    ("CLAUDE_MEM_CHROMA_ENABLED", "maybe", "true or false"),
-    ("CLAUDE_MEM_LOG_LEVEL", "LOUD", "level"),
-    ("CLAUDE_MEM_MODEL", "x\ny", "printable"),
-    ("CLAUDE_MEM_SKIP_TOOLS", "A" * 5000, "at most"),
-])
-def test_writable_settings_are_validated_by_type_and_range(w: WorkerProcess, key: str, value: str,
-                                                          expected: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "-1", "at least"),
+        ("CLAUDE_MEM_CONTEXT_OBSERVATIONS", "99999999", "at most"),
+        ("CLAUDE_MEM_MAX_ATTEMPTS", "2.5", "integer"),
+        ("CLAUDE_MEM_MAX_BODY_BYTES", str(2**64), "at most"),
+        ("CLAUDE_MEM_CHROMA_ENABLED", "maybe", "true or false"),
+        ("CLAUDE_MEM_LOG_LEVEL", "LOUD", "level"),
+        ("CLAUDE_MEM_MODEL", "x\ny", "printable"),
+        ("CLAUDE_MEM_SKIP_TOOLS", "A" * 5000, "at most"),
+    ],
+)
+def test_writable_settings_are_validated_by_type_and_range(
+    w: WorkerProcess, key: str, value: str, expected: str
+) -> None:
     before = settings_file(w)
     r = w.post("/api/settings", {key: value})
     assert r.status_code == 400, r.text
@@ -229,11 +264,15 @@ def test_writable_settings_are_validated_by_type_and_range(w: WorkerProcess, key
 
 def test_settings_api_never_returns_a_secret(start_worker: StartWorker) -> None:
     """A settings.json migrated from claude-mem holds provider keys under names we do not know."""
-    planted = {"CLAUDE_MEM_GEMINI_API_KEY": "AIzaSyPLANTEDgeminikey0123456789",
-               "CLAUDE_MEM_OPENROUTER_API_KEY": "sk-or-v1-plantedopenrouterkey",
-               "SOME_SERVICE_PASSWORD": "hunter2hunter2", "GITHUB_TOKEN": "ghp_plantedtokenvalue000000000000",
-               "INNOCENT_LOOKING": "sk-ant-api03-plantedanthropickey", "CLAUDE_MEM_WORKER_TOKEN": "tok-" + "x" * 20,
-               "SOME_OTHER_TOOL": "keep me"}
+    planted = {
+        "CLAUDE_MEM_GEMINI_API_KEY": "AIzaSyPLANTEDgeminikey0123456789",
+        "CLAUDE_MEM_OPENROUTER_API_KEY": "sk-or-v1-plantedopenrouterkey",
+        "SOME_SERVICE_PASSWORD": "hunter2hunter2",
+        "GITHUB_TOKEN": "ghp_plantedtokenvalue000000000000",
+        "INNOCENT_LOOKING": "sk-ant-api03-plantedanthropickey",
+        "CLAUDE_MEM_WORKER_TOKEN": "tok-" + "x" * 20,
+        "SOME_OTHER_TOOL": "keep me",
+    }
     worker = start_worker(settings=planted, **HOLD_QUEUE)
     r = worker.get("/api/settings")
     assert r.status_code == 200
@@ -258,22 +297,34 @@ def spool_files(data: Path) -> list[Path]:
 def big_edit(session: str, cwd: str, size: int = 2 * 1024 * 1024) -> dict[str, Any]:
     """An Edit of a large file: Claude Code's PostToolUse carries the whole old and new text."""
     text = "x = 1\n" * (size // 6)
-    return {"session_id": session, "transcript_path": "/dev/null", "cwd": cwd, "hook_event_name": "PostToolUse",
-            "tool_name": "Edit", "tool_use_id": "toolu_big",
-            "tool_input": {"file_path": f"{cwd}/big.py", "old_string": text, "new_string": text + "y = 2\n"},
-            "tool_response": {"filePath": f"{cwd}/big.py", "originalFile": text, "structuredPatch": []}}
+    return {
+        "session_id": session,
+        "transcript_path": "/dev/null",
+        "cwd": cwd,
+        "hook_event_name": "PostToolUse",
+        "tool_name": "Edit",
+        "tool_use_id": "toolu_big",
+        "tool_input": {"file_path": f"{cwd}/big.py", "old_string": text, "new_string": text + "y = 2\n"},
+        "tool_response": {"filePath": f"{cwd}/big.py", "originalFile": text, "structuredPatch": []},
+    }
 
 
-def test_a_2mb_edit_spooled_during_an_outage_does_not_block_later_events(start_worker: StartWorker,
-                                                                        tmp_path: Path) -> None:
+def test_a_2mb_edit_spooled_during_an_outage_does_not_block_later_events(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     settings = {"CLAUDE_MEM_WORKER_PORT": str(free_port())}
     write_settings(data, settings)  # the worker is down (restarting) when the big Edit happens
     s = sid()
     run = run_hook("post-tool-use", big_edit(s, "/w/proj"), data)
     assert run.code == 0 and "kept in the spool" in run.stderr
-    small = {**big_edit(s, "/w/proj"), "tool_name": "Read", "tool_input": {"file_path": "/w/proj/a.py"},
-             "tool_response": "ok", "tool_use_id": "toolu_small"}
+    small = {
+        **big_edit(s, "/w/proj"),
+        "tool_name": "Read",
+        "tool_input": {"file_path": "/w/proj/a.py"},
+        "tool_response": "ok",
+        "tool_use_id": "toolu_small",
+    }
     assert run_hook("post-tool-use", small, data).code == 0
     w = start_worker(data_dir=data, settings=settings, **HOLD_QUEUE)
     wait_for(lambda: len(w.pending_payloads("observation")) == 2 and not spool_files(data), timeout=20)
@@ -285,26 +336,31 @@ def test_a_2mb_edit_spooled_during_an_outage_does_not_block_later_events(start_w
     assert dead_count(str(data)) == 0
 
 
-def test_an_event_refused_for_good_goes_to_dead_letters_and_is_counted(start_worker: StartWorker,
-                                                                      tmp_path: Path) -> None:
+def test_an_event_refused_for_good_goes_to_dead_letters_and_is_counted(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     """A worker with a small body limit refuses even the bounded Edit: set aside, counted, later events flow."""
     data = tmp_path / "data"
-    w = start_worker(data_dir=data, settings={"CLAUDE_MEM_WORKER_PORT": str(free_port()),
-                                              "CLAUDE_MEM_MAX_BODY_BYTES": "4096"}, **HOLD_QUEUE)
+    w = start_worker(
+        data_dir=data,
+        settings={"CLAUDE_MEM_WORKER_PORT": str(free_port()), "CLAUDE_MEM_MAX_BODY_BYTES": "4096"},
+        **HOLD_QUEUE,
+    )
     s = sid()
     run = run_hook("post-tool-use", big_edit(s, "/w/proj", size=300_000), data)
     assert run.code == 0 and "HTTP 413" in run.stderr and len(run.stderr.splitlines()) == 1
     # an older hook's spooled event the worker cannot accept (no tool_name), then a good one
     (data / "spool").mkdir(exist_ok=True)
-    for n, body in enumerate(({"contentSessionId": s}, {"contentSessionId": s, "tool_name": "Read",
-                                                        "tool_input": {"file_path": "after"}})):
+    for n, body in enumerate(
+        ({"contentSessionId": s}, {"contentSessionId": s, "tool_name": "Read", "tool_input": {"file_path": "after"}})
+    ):
         (data / "spool" / f"{time.time_ns():020d}-{n}.json").write_text(
-            json.dumps({"path": "/api/sessions/observations", "body": body}))
+            json.dumps({"path": "/api/sessions/observations", "body": body})
+        )
     later = {**big_edit(s, "/w/proj"), "tool_name": "Bash", "tool_input": {"command": "ls"}, "tool_response": "ok"}
     run_hook("post-tool-use", later, data)  # behind the spool: its flusher sends all three
     wait_for(lambda: len(w.pending_payloads("observation")) == 2 and not spool_files(data), timeout=20)
-    assert [p["tool_input"] for p in w.pending_payloads("observation")] == [{"file_path": "after"},
-                                                                           {"command": "ls"}]
+    assert [p["tool_input"] for p in w.pending_payloads("observation")] == [{"file_path": "after"}, {"command": "ls"}]
     assert dead_count(str(data)) == 2
     dead = sorted((data / "spool" / "dead").iterdir())
     assert {json.loads(f.read_text())["status"] for f in dead} == {413, 400}
@@ -324,11 +380,13 @@ def test_bad_bodies_get_400_naming_the_problem_never_500(w: WorkerProcess) -> No
     deep = b'{"contentSessionId":"' + s.encode() + b'","tool_name":"x","tool_input":' + b"[" * 500 + b"]" * 500 + b"}"
     cases: list[tuple[str, bytes, str | None, str]] = [
         ("/api/sessions/observations", deep, "tool_input", "deeper than"),
-        ("/api/sessions/observations",
-         b'{"contentSessionId":"s","tool_name":"x","tool_input":' + b'{"a":' * 5000 + b"1" + b"}" * 5001, "tool_input",
-         "deeper than"),
-        ("/api/sessions/init", b'{"contentSessionId": "' + s.encode() + b'", "prompt": "caf\xe9 \xff"}', None,
-         "UTF-8"),
+        (
+            "/api/sessions/observations",
+            b'{"contentSessionId":"s","tool_name":"x","tool_input":' + b'{"a":' * 5000 + b"1" + b"}" * 5001,
+            "tool_input",
+            "deeper than",
+        ),
+        ("/api/sessions/init", b'{"contentSessionId": "' + s.encode() + b'", "prompt": "caf\xe9 \xff"}', None, "UTF-8"),
         ("/api/settings", b'{"CLAUDE_MEM_MODEL": "\xc3\x28"}', None, "UTF-8"),
         ("/api/sessions/batch", b'{"events": [' + b"[" * 300 + b"]" * 300 + b"]}", "events", "deeper than"),
         ("/api/sessions/init", b'{"contentSessionId": ""}', "contentSessionId", "contentSessionId"),
@@ -342,40 +400,48 @@ def test_bad_bodies_get_400_naming_the_problem_never_500(w: WorkerProcess) -> No
         assert fragment in r.json()["error"], r.text
         assert r.json().get("field") == field, r.text
     assert sessions_named(w, s) == 0
-    logged = w.stderr_text()[len(before):]
+    logged = w.stderr_text()[len(before) :]
     assert "Traceback" not in logged
     assert logged.count("refused POST") == len(cases), logged
 
 
-@pytest.mark.parametrize(("method", "path", "field"), [
-    ("GET", f"/api/observation/{2**64}", "obs_id"),
-    ("DELETE", f"/api/observation/{2**64}", "obs_id"),
-    ("GET", "/api/observation/-5", "obs_id"),
-    ("GET", f"/api/timeline?anchor={2**64}", "anchor"),
-    ("GET", f"/api/timeline?anchor=S{2**64}", "anchor"),
-    ("GET", "/api/timeline?anchor=-3", "anchor"),
-])
+@pytest.mark.parametrize(
+    ("method", "path", "field"),
+    [
+        ("GET", f"/api/observation/{2**64}", "obs_id"),
+        ("DELETE", f"/api/observation/{2**64}", "obs_id"),
+        ("GET", "/api/observation/-5", "obs_id"),
+        ("GET", f"/api/timeline?anchor={2**64}", "anchor"),
+        ("GET", f"/api/timeline?anchor=S{2**64}", "anchor"),
+        ("GET", "/api/timeline?anchor=-3", "anchor"),
+    ],
+)
 def test_ids_and_anchors_out_of_range_are_400(w: WorkerProcess, method: str, path: str, field: str) -> None:
     before = w.stderr_text()
     r = w.client.request(method, path)
     assert r.status_code == 400, r.text
     assert r.json()["field"] == field
-    assert "Traceback" not in w.stderr_text()[len(before):]
+    assert "Traceback" not in w.stderr_text()[len(before) :]
 
 
 # --- 4. secrets by name and by value, wherever an error is stored, shown or logged --------------------
 
 
-def test_a_credential_echoed_by_the_gateway_is_stored_shown_and_logged_redacted(start_worker: StartWorker,
-                                                                               tmp_path: Path,
-                                                                               upstream: Any) -> None:
+def test_a_credential_echoed_by_the_gateway_is_stored_shown_and_logged_redacted(
+    start_worker: StartWorker, tmp_path: Path, upstream: Any
+) -> None:
     """The provider's 401 echoes the key it was sent; the worker keeps the reason, never the key."""
     data = tmp_path / "data"
     secret = "sk-or-v1-echoed-4711-" + uuid.uuid4().hex
     write_dotenv(data, OPENROUTER_API_KEY=secret)
-    w = start_worker(data_dir=data, CLAUDE_MEM_PROVIDER="openrouter", CLAUDE_MEM_OPENROUTER_MODEL="scripted",
-                     CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1", CLAUDE_MEM_CHROMA_ENABLED="false",
-                     CLAUDE_MEM_LOG_LEVEL="DEBUG")
+    w = start_worker(
+        data_dir=data,
+        CLAUDE_MEM_PROVIDER="openrouter",
+        CLAUDE_MEM_OPENROUTER_MODEL="scripted",
+        CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1",
+        CLAUDE_MEM_CHROMA_ENABLED="false",
+        CLAUDE_MEM_LOG_LEVEL="DEBUG",
+    )
     mark = upstream.mark()
     post_session(w, "sess-echo", [("Bash", {"command": "echo UPSTREAM:401"})], summarize=False)
     wait_for(lambda: w.query("SELECT 1 FROM pending_events WHERE state = 'failed'"), timeout=90)
@@ -383,8 +449,12 @@ def test_a_credential_echoed_by_the_gateway_is_stored_shown_and_logged_redacted(
     assert echoed, "the upstream refused the key"
     stored = w.query("SELECT last_error FROM pending_events WHERE state = 'failed'")[0]["last_error"]
     assert "[redacted]" in stored and secret not in stored
-    for text in (w.get("/api/processing-status").text, run_cli(["queue"], data).stdout,
-                 run_cli(["worker", "status"], data).stdout, w.stderr_text()):
+    for text in (
+        w.get("/api/processing-status").text,
+        run_cli(["queue"], data).stdout,
+        run_cli(["worker", "status"], data).stdout,
+        w.stderr_text(),
+    ):
         assert secret not in text
         assert secret[:12] not in text  # not even the recognisable head of an sk- key
     assert all(secret.encode() not in p.read_bytes() for p in data.glob("claude-mem.db*"))
@@ -393,16 +463,23 @@ def test_a_credential_echoed_by_the_gateway_is_stored_shown_and_logged_redacted(
 # --- 5. files private to their user ------------------------------------------------------------------
 
 
-def test_memory_files_are_private_even_when_they_already_existed_wider(start_worker: StartWorker,
-                                                                      tmp_path: Path) -> None:
+def test_memory_files_are_private_even_when_they_already_existed_wider(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     """A data dir created 0755 by an older version (or a user's umask 022) with a 0644 database and log."""
     data = tmp_path / "data"
     data.mkdir(mode=0o755)
     data.chmod(0o755)
     (data / "logs").mkdir(mode=0o755)
     (data / "logs").chmod(0o755)
-    for name in ("claude-mem.db", "claude-mem.db-wal", "claude-mem.db-shm", "logs/worker.log",
-                 "logs/worker.log.1", "settings.json"):
+    for name in (
+        "claude-mem.db",
+        "claude-mem.db-wal",
+        "claude-mem.db-shm",
+        "logs/worker.log",
+        "logs/worker.log.1",
+        "settings.json",
+    ):
         (data / name).write_text("" if name != "settings.json" else "{}")
         (data / name).chmod(0o644)
     w = start_worker(data_dir=data, **HOLD_QUEUE)
@@ -433,28 +510,42 @@ def test_background_worker_log_is_created_private(tmp_path: Path) -> None:
 # --- 6. the agent's environment: an allowlist, whatever the worker's shell holds -------------------------
 
 
-def test_bedrock_and_custom_headers_in_the_workers_shell_never_reach_the_agent(start_worker: StartWorker,
-                                                                              tmp_path: Path,
-                                                                              litellm_proxy: Any) -> None:
+def test_bedrock_and_custom_headers_in_the_workers_shell_never_reach_the_agent(
+    start_worker: StartWorker, tmp_path: Path, litellm_proxy: Any
+) -> None:
     """`CLAUDE_CODE_USE_BEDROCK=1` sent the agent to Bedrock (nothing reached the gateway); custom headers and
     a shell's AWS keys went along. The live CLI's own environment is read from /proc."""
-    w = gateway_worker(start_worker, tmp_path, litellm_proxy, CLAUDE_CODE_USE_BEDROCK="1",
-                       CLAUDE_CODE_USE_VERTEX="1", ANTHROPIC_CUSTOM_HEADERS="X-Exfil: planted",
-                       ANTHROPIC_MODEL="planted-model", AWS_SECRET_ACCESS_KEY="planted-aws-secret",
-                       NODE_OPTIONS="--require /tmp/planted.js")
+    w = gateway_worker(
+        start_worker,
+        tmp_path,
+        litellm_proxy,
+        CLAUDE_CODE_USE_BEDROCK="1",
+        CLAUDE_CODE_USE_VERTEX="1",
+        ANTHROPIC_CUSTOM_HEADERS="X-Exfil: planted",
+        ANTHROPIC_MODEL="planted-model",
+        AWS_SECRET_ACCESS_KEY="planted-aws-secret",
+        NODE_OPTIONS="--require /tmp/planted.js",
+    )
     post_session(w, "sess-bedrock", [("Read", {"file_path": "/work/demo/README.md"})], summarize=False)
     wait_for(lambda: w.query("SELECT 1 FROM observations"), timeout=90)  # it went through the gateway
     envs = cli_children_env(w.pid)
     assert envs, "the long-lived SDK client should still be running"
     for env in envs:
-        for name in ("CLAUDE_CODE_USE_BEDROCK", "CLAUDE_CODE_USE_VERTEX", "ANTHROPIC_CUSTOM_HEADERS",
-                     "ANTHROPIC_MODEL", "AWS_SECRET_ACCESS_KEY", "NODE_OPTIONS"):
+        for name in (
+            "CLAUDE_CODE_USE_BEDROCK",
+            "CLAUDE_CODE_USE_VERTEX",
+            "ANTHROPIC_CUSTOM_HEADERS",
+            "ANTHROPIC_MODEL",
+            "AWS_SECRET_ACCESS_KEY",
+            "NODE_OPTIONS",
+        ):
             assert not env.get(name), name
         assert env["ANTHROPIC_BASE_URL"] == litellm_proxy.url and env["CLAUDE_MEM_INTERNAL"] == "1"
 
 
-def test_rest_provider_imports_litellm_off_the_loop_with_its_local_cost_map(start_worker: StartWorker,
-                                                                           tmp_path: Path, upstream: Any) -> None:
+def test_rest_provider_imports_litellm_off_the_loop_with_its_local_cost_map(
+    start_worker: StartWorker, tmp_path: Path, upstream: Any
+) -> None:
     """Offline, litellm fetched its cost map from the internet at the first turn, on the event loop. Any
     outbound HTTP(S) request goes through the proxy the worker's shell names: the proxy must see none."""
     seen: list[bytes] = []
@@ -483,10 +574,17 @@ def test_rest_provider_imports_litellm_off_the_loop_with_its_local_cost_map(star
         data = tmp_path / "data"
         write_dotenv(data, OPENROUTER_API_KEY="sk-or-offline-test-key")
         proxy_url = f"http://127.0.0.1:{proxy.getsockname()[1]}"
-        w = start_worker(data_dir=data, CLAUDE_MEM_PROVIDER="openrouter", CLAUDE_MEM_OPENROUTER_MODEL="scripted",
-                         CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1", CLAUDE_MEM_CHROMA_ENABLED="false",
-                         HTTPS_PROXY=proxy_url, HTTP_PROXY=proxy_url, NO_PROXY="127.0.0.1,localhost",
-                         LITELLM_LOCAL_MODEL_COST_MAP="False")
+        w = start_worker(
+            data_dir=data,
+            CLAUDE_MEM_PROVIDER="openrouter",
+            CLAUDE_MEM_OPENROUTER_MODEL="scripted",
+            CLAUDE_MEM_OPENROUTER_BASE_URL=f"{upstream.url}/v1",
+            CLAUDE_MEM_CHROMA_ENABLED="false",
+            HTTPS_PROXY=proxy_url,
+            HTTP_PROXY=proxy_url,
+            NO_PROXY="127.0.0.1,localhost",
+            LITELLM_LOCAL_MODEL_COST_MAP="False",
+        )
         post_session(w, "sess-rest-offline", [("Edit", {"file_path": "/work/demo/app.py"})], summarize=False)
         wait_for(lambda: w.query("SELECT 1 FROM observations"), timeout=90)
         assert w.get("/api/health").status_code == 200
@@ -517,8 +615,9 @@ def test_worker_stop_never_signals_a_process_a_stale_pid_file_names(tmp_path: Pa
         bystander.wait()
 
 
-def test_a_worker_of_another_data_dir_on_the_port_is_not_taken_for_ours(start_worker: StartWorker,
-                                                                       tmp_path: Path) -> None:
+def test_a_worker_of_another_data_dir_on_the_port_is_not_taken_for_ours(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
     port = free_port()
     other = start_worker(data_dir=tmp_path / "other", settings={"CLAUDE_MEM_WORKER_PORT": str(port)}, **HOLD_QUEUE)
     mine = tmp_path / "mine"
@@ -537,16 +636,22 @@ def test_hooks_send_nothing_to_another_users_process_on_the_port(tmp_path: Path)
     """On a shared machine another user listens on 37777 before your worker starts: your prompts stay home."""
     port = free_port()
     squatter = subprocess.Popen(
-        [sys.executable, "-c",
-         "import os, socket, sys\n"
-         "os.setuid(65534)\n"
-         "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
-         f"s.bind(('127.0.0.1', {port})); s.listen()\n"
-         "print('ready', flush=True)\n"
-         "while True:\n"
-         "    c, _ = s.accept(); data = c.recv(65536); sys.stdout.write(repr(data[:40]) + '\\n'); sys.stdout.flush()\n"
-         "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}'); c.close()\n"],
-        stdout=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-c",
+            "import os, socket, sys\n"
+            "os.setuid(65534)\n"
+            "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('127.0.0.1', {port})); s.listen()\n"
+            "print('ready', flush=True)\n"
+            "while True:\n"
+            "    c, _ = s.accept(); data = c.recv(65536)\n"
+            "    sys.stdout.write(repr(data[:40]) + '\\n'); sys.stdout.flush()\n"
+            "    c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\\r\\n{}'); c.close()\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert squatter.stdout is not None and squatter.stdout.readline().strip() == "ready"
         data = tmp_path / "data"
@@ -572,8 +677,10 @@ def test_slow_clients_are_cut_off_and_others_still_served(start_worker: StartWor
         heads.append(c)
     for _ in range(5):
         c = socket.create_connection(("127.0.0.1", w.port))
-        c.sendall(b"POST /api/sessions/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                  b"Content-Length: 500\r\n\r\n{\"contentSessionId\": ")
+        c.sendall(
+            b"POST /api/sessions/init HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 500\r\n\r\n{"contentSessionId": '
+        )
         bodies.append(c)
     assert w.get("/api/health").status_code == 200  # served meanwhile
     deadline = time.monotonic() + 8
@@ -596,10 +703,18 @@ def test_slow_clients_are_cut_off_and_others_still_served(start_worker: StartWor
 
 def test_a_short_token_is_refused_for_a_network_bind(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    proc = subprocess.run(WORKER_CMD, env=clean_env(data, CLAUDE_MEM_WORKER_HOST="127.0.0.2",
-                                                    CLAUDE_MEM_WORKER_PORT=str(free_port()),
-                                                    CLAUDE_MEM_WORKER_TOKEN="abc123"),
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        WORKER_CMD,
+        env=clean_env(
+            data,
+            CLAUDE_MEM_WORKER_HOST="127.0.0.2",
+            CLAUDE_MEM_WORKER_PORT=str(free_port()),
+            CLAUDE_MEM_WORKER_TOKEN="abc123",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "at least 16" in proc.stderr and "Traceback" not in proc.stderr
 
 

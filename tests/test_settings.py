@@ -86,8 +86,11 @@ def test_existing_file_keeps_unknown_keys_and_values(start_worker: StartWorker, 
 
 def test_post_settings_saves_and_preserves_unknown_keys(start_worker: StartWorker, tmp_path: Path) -> None:
     data = tmp_path / "data"
-    w = start_worker(data_dir=data, settings={"SOME_OTHER_TOOL": "keep me",
-                                              "CLAUDE_MEM_WORKER_TOKEN": "s3cret-token-value"}, **HOLD_QUEUE)
+    w = start_worker(
+        data_dir=data,
+        settings={"SOME_OTHER_TOOL": "keep me", "CLAUDE_MEM_WORKER_TOKEN": "s3cret-token-value"},
+        **HOLD_QUEUE,
+    )
     r = w.get("/api/settings")
     assert r.status_code == 200
     assert r.json()["settings"]["SOME_OTHER_TOOL"] == "keep me"
@@ -96,19 +99,23 @@ def test_post_settings_saves_and_preserves_unknown_keys(start_worker: StartWorke
 
     r = w.post("/api/settings", {"CLAUDE_MEM_CONTEXT_OBSERVATIONS": "12", "CLAUDE_MEM_CHROMA_ENABLED": False})
     assert r.status_code == 200
-    assert r.json() == {"saved": ["CLAUDE_MEM_CHROMA_ENABLED", "CLAUDE_MEM_CONTEXT_OBSERVATIONS"],
-                        "restartRequired": True}
+    assert r.json() == {
+        "saved": ["CLAUDE_MEM_CHROMA_ENABLED", "CLAUDE_MEM_CONTEXT_OBSERVATIONS"],
+        "restartRequired": True,
+    }
     on_disk = json.loads((data / "settings.json").read_text())
     assert on_disk["CLAUDE_MEM_CONTEXT_OBSERVATIONS"] == "12"
     assert on_disk["CLAUDE_MEM_CHROMA_ENABLED"] == "false"
     assert on_disk["SOME_OTHER_TOOL"] == "keep me"
     assert on_disk["CLAUDE_MEM_WORKER_TOKEN"] == "s3cret-token-value"
 
-    for body, field in [({"CLAUDE_MEM_WORKER_PORT": "abc"}, "CLAUDE_MEM_WORKER_PORT"),
-                        ({"CLAUDE_MEM_PROVIDER": "nope"}, "CLAUDE_MEM_PROVIDER"),
-                        ({"NOT_A_SETTING": "1"}, "NOT_A_SETTING"),
-                        ({"CLAUDE_MEM_WORKER_TOKEN": "x"}, "CLAUDE_MEM_WORKER_TOKEN"),
-                        ({"CLAUDE_MEM_MODEL": ["a"]}, "CLAUDE_MEM_MODEL")]:
+    for body, field in [
+        ({"CLAUDE_MEM_WORKER_PORT": "abc"}, "CLAUDE_MEM_WORKER_PORT"),
+        ({"CLAUDE_MEM_PROVIDER": "nope"}, "CLAUDE_MEM_PROVIDER"),
+        ({"NOT_A_SETTING": "1"}, "NOT_A_SETTING"),
+        ({"CLAUDE_MEM_WORKER_TOKEN": "x"}, "CLAUDE_MEM_WORKER_TOKEN"),
+        ({"CLAUDE_MEM_MODEL": ["a"]}, "CLAUDE_MEM_MODEL"),
+    ]:
         r = w.post("/api/settings", body)
         assert r.status_code == 400, body
         assert r.json()["field"] == field
@@ -137,16 +144,19 @@ def test_invalid_json_names_the_file(tmp_path: Path) -> None:
     assert path.read_text() == '{\n  "CLAUDE_MEM_MODEL": "x",\n  oops\n}\n', "the user's file was rewritten"
 
 
-@pytest.mark.parametrize(("content", "fragments"), [
-    ("[1, 2]", ["expected a JSON object", "list"]),
-    ('{"CLAUDE_MEM_WORKER_PORT": [37777]}', ["CLAUDE_MEM_WORKER_PORT", "expected a string"]),
-    ('{"CLAUDE_MEM_MAX_ATTEMPTS": "many"}', ["CLAUDE_MEM_MAX_ATTEMPTS", "'many'"]),
-    ('{"CLAUDE_MEM_CHROMA_ENABLED": "maybe"}', ["CLAUDE_MEM_CHROMA_ENABLED", "'maybe'"]),
-    ('{"CLAUDE_MEM_PROVIDER": "openai"}', ["CLAUDE_MEM_PROVIDER", "'openai'"]),
-    ('{"CLAUDE_MEM_CLAUDE_AUTH_METHOD": "oauth"}', ["CLAUDE_MEM_CLAUDE_AUTH_METHOD", "'oauth'"]),
-    ('{"CLAUDE_MEM_MODEL": "  "}', ["CLAUDE_MEM_MODEL", "empty"]),
-    ('{"CLAUDE_MEM_MAX_BODY_BYTES": "10"}', ["CLAUDE_MEM_MAX_BODY_BYTES", "at least"]),
-])
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("[1, 2]", ["expected a JSON object", "list"]),
+        ('{"CLAUDE_MEM_WORKER_PORT": [37777]}', ["CLAUDE_MEM_WORKER_PORT", "expected a string"]),
+        ('{"CLAUDE_MEM_MAX_ATTEMPTS": "many"}', ["CLAUDE_MEM_MAX_ATTEMPTS", "'many'"]),
+        ('{"CLAUDE_MEM_CHROMA_ENABLED": "maybe"}', ["CLAUDE_MEM_CHROMA_ENABLED", "'maybe'"]),
+        ('{"CLAUDE_MEM_PROVIDER": "openai"}', ["CLAUDE_MEM_PROVIDER", "'openai'"]),
+        ('{"CLAUDE_MEM_CLAUDE_AUTH_METHOD": "oauth"}', ["CLAUDE_MEM_CLAUDE_AUTH_METHOD", "'oauth'"]),
+        ('{"CLAUDE_MEM_MODEL": "  "}', ["CLAUDE_MEM_MODEL", "empty"]),
+        ('{"CLAUDE_MEM_MAX_BODY_BYTES": "10"}', ["CLAUDE_MEM_MAX_BODY_BYTES", "at least"]),
+    ],
+)
 def test_bad_values_in_file_are_named(tmp_path: Path, content: str, fragments: list[str]) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -157,8 +167,9 @@ def test_bad_values_in_file_are_named(tmp_path: Path, content: str, fragments: l
 def test_bad_value_in_env_is_named(tmp_path: Path) -> None:
     proc = run_foreground(tmp_path / "data", CLAUDE_MEM_WORKER_PORT="abc")
     assert_one_clear_line(proc, "CLAUDE_MEM_WORKER_PORT", "expected an integer", "'abc'")
-    assert_one_clear_line(run_cli(["worker", "status"], tmp_path / "data", CLAUDE_MEM_WORKER_PORT="abc"),
-                          "CLAUDE_MEM_WORKER_PORT")
+    assert_one_clear_line(
+        run_cli(["worker", "status"], tmp_path / "data", CLAUDE_MEM_WORKER_PORT="abc"), "CLAUDE_MEM_WORKER_PORT"
+    )
 
 
 # --- .env -----------------------------------------------------------------------------------------
@@ -168,8 +179,10 @@ TOKEN = "sk-test-0123456789-local"
 
 
 def _write_env(path: Path, mode: int = 0o400) -> None:
-    path.write_text(f"# installer-written\nANTHROPIC_BASE_URL={BASE_URL}\nANTHROPIC_AUTH_TOKEN='{TOKEN}'\n"
-                    "CLAUDE_MEM_MODEL=not-from-here\nSOME_PROJECT_KEY=ignored\nOPENROUTER_API_KEY=\n")
+    path.write_text(
+        f"# installer-written\nANTHROPIC_BASE_URL={BASE_URL}\nANTHROPIC_AUTH_TOKEN='{TOKEN}'\n"
+        "CLAUDE_MEM_MODEL=not-from-here\nSOME_PROJECT_KEY=ignored\nOPENROUTER_API_KEY=\n"
+    )
     path.chmod(mode)
 
 
@@ -231,10 +244,18 @@ def test_unreadable_env_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_load_settings_types_and_env_override(tmp_path: Path) -> None:
-    write_settings(tmp_path, {"CLAUDE_MEM_SKIP_TOOLS": "A, B,,C", "CLAUDE_MEM_EXCLUDED_PROJECTS": "x-*, /y/*",
-                              "CLAUDE_MEM_CHROMA_ENABLED": False, "CLAUDE_MEM_WORKER_PORT": 4000})
-    s = load_settings(tmp_path, environ={"CLAUDE_MEM_WORKER_PORT": "4100", "CLAUDE_MEM_LOG_LEVEL": "warn",
-                                         "UNRELATED": "1"})
+    write_settings(
+        tmp_path,
+        {
+            "CLAUDE_MEM_SKIP_TOOLS": "A, B,,C",
+            "CLAUDE_MEM_EXCLUDED_PROJECTS": "x-*, /y/*",
+            "CLAUDE_MEM_CHROMA_ENABLED": False,
+            "CLAUDE_MEM_WORKER_PORT": 4000,
+        },
+    )
+    s = load_settings(
+        tmp_path, environ={"CLAUDE_MEM_WORKER_PORT": "4100", "CLAUDE_MEM_LOG_LEVEL": "warn", "UNRELATED": "1"}
+    )
     assert s.port == 4100
     assert s.skip_tools == frozenset({"A", "B", "C"})
     assert s.excluded_projects == ("x-*", "/y/*")

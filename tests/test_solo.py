@@ -46,8 +46,15 @@ class Box:
         return env
 
     def sh(self, script: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["bash", "-c", "set -e\n" + script], cwd=self.root, env=self.env(), text=True,
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["bash", "-c", "set -e\n" + script],
+            cwd=self.root,
+            env=self.env(),
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 def test_gateway_route_in_three_commands(tmp_path: Path, upstream: Upstream) -> None:
@@ -56,11 +63,13 @@ def test_gateway_route_in_three_commands(tmp_path: Path, upstream: Upstream) -> 
     lines = [line for line in block.splitlines() if line.strip()]
     assert len(lines) == 3, block
     gw_port = free_port()
-    script = (block.replace("openai/gpt-4o-mini", "openai/scripted")
-              .replace("https://api.openai.com/v1", f"{upstream.url}/v1")
-              .replace("MEMORY_UPSTREAM_API_KEY=sk-...", "MEMORY_UPSTREAM_API_KEY=sk-upstream-stand-in")
-              .replace("gateway start", f"gateway start --port {gw_port}")
-              .replace("127.0.0.1:4000", f"127.0.0.1:{gw_port}"))
+    script = (
+        block.replace("openai/gpt-4o-mini", "openai/scripted")
+        .replace("https://api.openai.com/v1", f"{upstream.url}/v1")
+        .replace("MEMORY_UPSTREAM_API_KEY=sk-...", "MEMORY_UPSTREAM_API_KEY=sk-upstream-stand-in")
+        .replace("gateway start", f"gateway start --port {gw_port}")
+        .replace("127.0.0.1:4000", f"127.0.0.1:{gw_port}")
+    )
     try:
         started = box.sh(".venv/bin/claude-mem worker start")  # README command 1's last part
         assert started.returncode == 0, started.stdout + started.stderr

@@ -116,13 +116,18 @@ def test_worker_image_builds_and_runs_for_any_admin_uid_gid(engine: None, tmp_pa
     try:
         s.compose("build", "worker", timeout=1500)
         worker_image = f"{s.project}-worker"  # compose's name for a built service's image
-        subprocess.run(["docker", "run", "-d", "--name", name, "-e", f"CLAUDE_MEM_WORKER_TOKEN={s.token}",
-                        worker_image], check=True, capture_output=True)
+        subprocess.run(
+            ["docker", "run", "-d", "--name", name, "-e", f"CLAUDE_MEM_WORKER_TOKEN={s.token}", worker_image],
+            check=True,
+            capture_output=True,
+        )
 
         def answers() -> bool:
             """Health, then embedded Chroma (no CLAUDE_MEM_CHROMA_URL) opened and writable as this user."""
-            return subprocess.run(["docker", "exec", name, "python", "-c", EMBEDDED_PROBE],
-                                  capture_output=True).returncode == 0
+            return (
+                subprocess.run(["docker", "exec", name, "python", "-c", EMBEDDED_PROBE], capture_output=True).returncode
+                == 0
+            )
 
         try:
             wait_until(answers, 120, interval=1, what=f"worker as {uid}:{gid} healthy")
@@ -165,15 +170,23 @@ def test_requests_without_the_token_are_refused(stack: Stack) -> None:
     for path in ("/api/processing-status", "/api/search", "/api/settings"):
         assert stack.get(path, token=None).status_code == 401, path
         assert stack.get(path, token="x" * 64).status_code == 401, path
-    refused = httpx.post(f"{stack.url}/api/sessions/observations", timeout=10,
-                         json={"contentSessionId": "intruder", "tool_name": "Bash", "tool_input": {"command": "id"},
-                               "cwd": "/tmp/intruder"})
+    refused = httpx.post(
+        f"{stack.url}/api/sessions/observations",
+        timeout=10,
+        json={
+            "contentSessionId": "intruder",
+            "tool_name": "Bash",
+            "tool_input": {"command": "id"},
+            "cwd": "/tmp/intruder",
+        },
+    )
     assert refused.status_code == 401
     assert stack.items("intruder") == [] and stack.items("intruder", kind="prompts") == []
 
 
-def test_host_session_is_stored_synced_to_chroma_searched_and_injected(stack: Stack, hooks: HostHooks,
-                                                                     tmp_path: Path) -> None:
+def test_host_session_is_stored_synced_to_chroma_searched_and_injected(
+    stack: Stack, hooks: HostHooks, tmp_path: Path
+) -> None:
     files = ["billing/invoice.py", "billing/tax.py", "api/routes.py"]
     full_session(hooks, "ledger", tmp_path, files)
     settle(stack)
@@ -214,12 +227,15 @@ def test_worker_env_is_read_only_and_private_to_the_worker_user(stack: Stack) ->
     assert other.returncode != 0 and "Permission denied" in other.stderr, other
     write = stack.exec("worker", "sh", "-c", f"echo X=1 >> {target}")
     assert write.returncode != 0 and "Read-only" in write.stderr, write
-    assert stack.exec("worker", "sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n' | grep -c ^ANTHROPIC_"
-                      ).stdout.strip() == "0", "gateway credentials must come from the file only"
+    assert (
+        stack.exec("worker", "sh", "-c", "cat /proc/1/environ | tr '\\0' '\\n' | grep -c ^ANTHROPIC_").stdout.strip()
+        == "0"
+    ), "gateway credentials must come from the file only"
 
 
-def test_worker_sigkilled_mid_session_restarts_and_loses_no_event(stack: Stack, hooks: HostHooks,
-                                                                  tmp_path: Path) -> None:
+def test_worker_sigkilled_mid_session_restarts_and_loses_no_event(
+    stack: Stack, hooks: HostHooks, tmp_path: Path
+) -> None:
     s = Session(hooks, "crashy", tmp_path)
     s.start()
     assert_quiet(s.prompt("Harden the importer"))
@@ -248,8 +264,9 @@ def test_worker_sigkilled_mid_session_restarts_and_loses_no_event(stack: Stack, 
     assert len(stack.items("crashy", kind="prompts")) == 1
 
 
-def test_chroma_stopped_then_started_worker_accepts_and_vectors_catch_up(stack: Stack, hooks: HostHooks,
-                                                                         tmp_path: Path) -> None:
+def test_chroma_stopped_then_started_worker_accepts_and_vectors_catch_up(
+    stack: Stack, hooks: HostHooks, tmp_path: Path
+) -> None:
     stack.compose("stop", "chroma")
     try:
         files = ["render/page.py", "render/theme.py"]
@@ -274,8 +291,9 @@ def test_chroma_stopped_then_started_worker_accepts_and_vectors_catch_up(stack: 
     assert semantic.json()["results"], semantic.text
 
 
-def test_litellm_restarted_mid_session_processing_resumes_without_loss(stack: Stack, hooks: HostHooks,
-                                                                       tmp_path: Path) -> None:
+def test_litellm_restarted_mid_session_processing_resumes_without_loss(
+    stack: Stack, hooks: HostHooks, tmp_path: Path
+) -> None:
     s = Session(hooks, "gateway-restart", tmp_path)
     s.start()
     assert_quiet(s.prompt("Make the job queue retry"))
@@ -290,8 +308,9 @@ def test_litellm_restarted_mid_session_processing_resumes_without_loss(stack: St
     assert len(stack.items("gateway-restart", kind="sessions")) == 1
 
 
-def test_spent_deployment_budget_pauses_with_the_gateways_message_and_resumes(stack: Stack, hooks: HostHooks,
-                                                                             tmp_path: Path) -> None:
+def test_spent_deployment_budget_pauses_with_the_gateways_message_and_resumes(
+    stack: Stack, hooks: HostHooks, tmp_path: Path
+) -> None:
     stack.extra_env["STACK_TEST_MODEL"] = BUDGET_ALIAS
     try:
         stack.up("worker")

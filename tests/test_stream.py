@@ -40,12 +40,13 @@ class SSEClient:
         self._sock.settimeout(None)
         target = parsed.raw_path.decode()
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self._sock.sendall(f"GET {target} HTTP/1.0\r\nHost: {parsed.host}\r\nAccept: text/event-stream\r\n"
-                           f"{extra}\r\n".encode())
+        self._sock.sendall(
+            f"GET {target} HTTP/1.0\r\nHost: {parsed.host}\r\nAccept: text/event-stream\r\n{extra}\r\n".encode()
+        )
         self._reader = self._sock.makefile("rb")
         status_line = self._reader.readline().decode()
         self.status = int(status_line.split()[1])
-        while (line := self._reader.readline().decode().strip()):
+        while line := self._reader.readline().decode().strip():
             name, _, value = line.partition(":")
             if name.lower() == "content-type":
                 self.content_type = value.strip()
@@ -123,8 +124,13 @@ def seed(data_dir: Path) -> dict[str, int]:
         for project in ("webapp", "infra"):
             session = storage.ensure_session(conn, f"seed-{project}", project)
             storage.add_prompt(conn, session["id"], f"seeded prompt for {project}")
-            ids[project] = storage.insert_observation(conn, session["id"], project, {
-                "type": "discovery", "title": f"seeded observation in {project}", "facts": ["a fact"]}, 1)
+            ids[project] = storage.insert_observation(
+                conn,
+                session["id"],
+                project,
+                {"type": "discovery", "title": f"seeded observation in {project}", "facts": ["a fact"]},
+                1,
+            )
     conn.close()
     return ids
 
@@ -220,7 +226,7 @@ def test_a_stalled_viewer_is_cut_off_without_holding_the_worker(start_worker: St
             raw += chunk
         received = raw.count(b"event: item")
         assert 0 < received < posted, (received, posted)  # bounded: it never got the whole backlog
-        resync = raw[raw.index(b"event: resync"):].split(b"\r\n")[1]
+        resync = raw[raw.index(b"event: resync") :].split(b"\r\n")[1]
         assert json.loads(resync.removeprefix(b"data: "))["dropped"] >= 1
     finally:
         stalled.close()
@@ -346,11 +352,23 @@ def test_every_kind_reaches_the_feed(tmp_path: Path) -> None:
     """What the memory agent stores (observations, summaries) goes out as the hook's prompts do."""
     conn, alpha, _ = _store(tmp_path)
     with storage.Tx(conn):
-        obs = storage.insert_observation(conn, alpha, "alpha", {
-            "type": "feature", "title": "Add the viewer", "narrative": "n " * 400, "facts": ["f1"],
-            "concepts": ["how-it-works"], "files_modified": ["worker/feed.py"]}, 3)
-        summary = storage.insert_summary(conn, alpha, "alpha", {"request": "Build the viewer", "completed": "done",
-                                                                "notes": "z" * 5000}, 3)
+        obs = storage.insert_observation(
+            conn,
+            alpha,
+            "alpha",
+            {
+                "type": "feature",
+                "title": "Add the viewer",
+                "narrative": "n " * 400,
+                "facts": ["f1"],
+                "concepts": ["how-it-works"],
+                "files_modified": ["worker/feed.py"],
+            },
+            3,
+        )
+        summary = storage.insert_summary(
+            conn, alpha, "alpha", {"request": "Build the viewer", "completed": "done", "notes": "z" * 5000}, 3
+        )
 
     async def scenario() -> list[Any]:
         hub = FeedHub(lambda: conn)

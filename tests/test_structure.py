@@ -15,8 +15,10 @@ WORKER = Path(__file__).resolve().parents[1] / "worker"
 
 @functools.cache
 def _modules() -> list[tuple[str, ast.Module]]:
-    return [(str(p.relative_to(WORKER.parent)), ast.parse(p.read_text(encoding="utf-8"), str(p)))
-            for p in sorted(WORKER.rglob("*.py"))]
+    return [
+        (str(p.relative_to(WORKER.parent)), ast.parse(p.read_text(encoding="utf-8"), str(p)))
+        for p in sorted(WORKER.rglob("*.py"))
+    ]
 
 
 def _is_tx(item: ast.withitem) -> bool:
@@ -44,10 +46,13 @@ def _awaits(body: list[ast.stmt]) -> list[ast.AST]:
 def test_no_await_inside_a_storage_transaction() -> None:
     """The worker shares one SQLite connection on its event loop: a transaction that awaited would let
     another coroutine's statements run inside it (and commit or roll back with it)."""
-    offenders = [f"{path}:{awaited.lineno}"  # type: ignore[attr-defined]
-                 for path, tree in _modules() for block in ast.walk(tree)
-                 if isinstance(block, ast.With) and any(_is_tx(i) for i in block.items)
-                 for awaited in _awaits(block.body)]
+    offenders = [
+        f"{path}:{awaited.lineno}"  # type: ignore[attr-defined]
+        for path, tree in _modules()
+        for block in ast.walk(tree)
+        if isinstance(block, ast.With) and any(_is_tx(i) for i in block.items)
+        for awaited in _awaits(block.body)
+    ]
     assert offenders == [], f"await inside `with Tx(...)`: {offenders}"
 
 

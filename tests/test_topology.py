@@ -41,8 +41,12 @@ class RepoConfigProxy(LiteLLMProxy):
 
     def env(self) -> dict[str, str]:
         env = super().env()
-        env.update(LITELLM_MASTER_KEY=MASTER_KEY, MEMORY_UPSTREAM_MODEL="openai/scripted",
-                   MEMORY_UPSTREAM_API_BASE=f"{self.upstream_url}/v1", MEMORY_UPSTREAM_API_KEY="sk-upstream-dummy")
+        env.update(
+            LITELLM_MASTER_KEY=MASTER_KEY,
+            MEMORY_UPSTREAM_MODEL="openai/scripted",
+            MEMORY_UPSTREAM_API_BASE=f"{self.upstream_url}/v1",
+            MEMORY_UPSTREAM_API_KEY="sk-upstream-dummy",
+        )
         return env
 
 
@@ -88,8 +92,13 @@ def read_only_credentials(data_dir: Path, proxy_url: str) -> None:
 
 
 def hook(data_dir: Path, port: int, event: str, payload: dict[str, Any]) -> str:
-    out = run_cli(["hook", event], data_dir, stdin=json.dumps(payload), CLAUDE_MEM_WORKER_PORT=str(port),
-                  CLAUDE_MEM_WORKER_TOKEN=WORKER_TOKEN)
+    out = run_cli(
+        ["hook", event],
+        data_dir,
+        stdin=json.dumps(payload),
+        CLAUDE_MEM_WORKER_PORT=str(port),
+        CLAUDE_MEM_WORKER_TOKEN=WORKER_TOKEN,
+    )
     assert out.returncode == 0 and not out.stderr, out.stderr
     return out.stdout
 
@@ -106,9 +115,18 @@ def test_compose_topology_as_processes(start_worker, tmp_path, repo_litellm, chr
 
     base = {"session_id": "topo-1", "transcript_path": "", "cwd": "/home/dev/shop", "hook_event_name": ""}
     hook(data, w.port, "user-prompt-submit", {**base, "prompt": "Fix the checkout crash"})
-    hook(data, w.port, "post-tool-use", {**base, "tool_name": "Edit", "tool_use_id": "t1",
-                                         "tool_input": {"file_path": "/home/dev/shop/checkout.py"},
-                                         "tool_response": {"success": True}})
+    hook(
+        data,
+        w.port,
+        "post-tool-use",
+        {
+            **base,
+            "tool_name": "Edit",
+            "tool_use_id": "t1",
+            "tool_input": {"file_path": "/home/dev/shop/checkout.py"},
+            "tool_response": {"success": True},
+        },
+    )
     hook(data, w.port, "stop", {**base, "stop_hook_active": False, "last_assistant_message": "Fixed."})
 
     def drained() -> bool:
@@ -121,12 +139,19 @@ def test_compose_topology_as_processes(start_worker, tmp_path, repo_litellm, chr
 
     def synced() -> bool:
         v = httpx.get(f"{w.url}/api/processing-status", headers=w_headers, timeout=10).json()["vectors"]
-        return bool(v.get("reachable")) and not any((v.get("unsynced") or {}).values()) and \
-            (v.get("synced") or {}).get("observation", 0) >= 1
+        return (
+            bool(v.get("reachable"))
+            and not any((v.get("unsynced") or {}).values())
+            and (v.get("synced") or {}).get("observation", 0) >= 1
+        )
 
     wait_until(synced, timeout=60)
-    found = httpx.get(f"{w.url}/api/search", params={"query": "checkout", "mode": "hybrid", "project": "shop"},
-                      headers=w_headers, timeout=30).json()
+    found = httpx.get(
+        f"{w.url}/api/search",
+        params={"query": "checkout", "mode": "hybrid", "project": "shop"},
+        headers=w_headers,
+        timeout=30,
+    ).json()
     assert any("checkout.py" in (r.get("title") or "") for r in found["results"]), found
     assert not found.get("degraded"), found
 

@@ -33,8 +33,10 @@ WRITE_EVENT = """<observed_from_primary_session>
 
 READ_EVENT = WRITE_EVENT.replace("Write", "Read").replace("a.py", "b.py")
 
-TOOLS = [{"name": name, "description": name, "input_schema": {"type": "object", "properties": {}}}
-         for name in ("Write", "Read", "Bash")]
+TOOLS = [
+    {"name": name, "description": name, "input_schema": {"type": "object", "properties": {}}}
+    for name in ("Write", "Read", "Bash")
+]
 
 
 def _post(proxy: LiteLLMProxy, content: Any, model: str = MODEL, **extra: Any) -> httpx.Response:
@@ -92,8 +94,10 @@ def test_streaming_observation_through_litellm(litellm_proxy: LiteLLMProxy, upst
 
 
 def test_summary_echoes_first_user_request(litellm_proxy: LiteLLMProxy) -> None:
-    init = ("<observed_from_primary_session>\n  <user_request>add a login page</user_request>\n"
-            "</observed_from_primary_session>")
+    init = (
+        "<observed_from_primary_session>\n  <user_request>add a login page</user_request>\n"
+        "</observed_from_primary_session>"
+    )
     messages = [
         {"role": "user", "content": init},
         {"role": "assistant", "content": "Acknowledged."},
@@ -119,8 +123,11 @@ def test_fault_triggers_surface_through_litellm(litellm_proxy: LiteLLMProxy, ups
     # No retries between us and the upstream: each fault is one upstream request.
     assert [x["kind"] for x in upstream.requests(since=mark)] == ["fault-500", "fault-429", "fault-401"]
     # Only the last user message counts: an old trigger earlier in the conversation is history.
-    history = [{"role": "user", "content": "x UPSTREAM:500"}, {"role": "assistant", "content": "failed"},
-               {"role": "user", "content": "hello again"}]
+    history = [
+        {"role": "user", "content": "x UPSTREAM:500"},
+        {"role": "assistant", "content": "failed"},
+        {"role": "user", "content": "hello again"},
+    ]
     assert _post(litellm_proxy, history).status_code == 200
     malformed = _text(_post(litellm_proxy, f"{WRITE_EVENT}\nUPSTREAM:malformed").json())
     assert "<observation>" in malformed and "</observation>" not in malformed
@@ -173,7 +180,8 @@ def _script_turn(proxy: LiteLLMProxy, messages: list[dict[str, Any]], stream: bo
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_script_session_calls_tools_then_finishes(litellm_proxy: LiteLLMProxy, stream: bool) -> None:
     messages: list[dict[str, Any]] = [
-        {"role": "user", "content": "SCRIPT: write notes/a.txt hello world ;; bash ls -la"}]
+        {"role": "user", "content": "SCRIPT: write notes/a.txt hello world ;; bash ls -la"}
+    ]
     calls = []
     for _ in range(3):
         reply = _script_turn(litellm_proxy, messages, stream)
@@ -182,11 +190,14 @@ def test_script_session_calls_tools_then_finishes(litellm_proxy: LiteLLMProxy, s
             break
         assert reply["stop_reason"] == "tool_use"
         calls.append((uses[0]["name"], uses[0]["input"]))
-        messages += [{"role": "assistant", "content": reply["content"]},
-                     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0]["id"],
-                                                   "content": "ok"}]}]
-    assert calls == [("Write", {"file_path": "/w/proj/notes/a.txt", "content": "hello world"}),
-                     ("Bash", {"command": "ls -la", "description": "run"})]
+        messages += [
+            {"role": "assistant", "content": reply["content"]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0]["id"], "content": "ok"}]},
+        ]
+    assert calls == [
+        ("Write", {"file_path": "/w/proj/notes/a.txt", "content": "hello world"}),
+        ("Bash", {"command": "ls -la", "description": "run"}),
+    ]
     assert _text(reply).startswith("DONE: write notes/a.txt hello world; bash ls -la")
 
 
@@ -203,14 +214,22 @@ def test_anthropic_route_through_litellm(litellm_proxy: LiteLLMProxy, upstream: 
 
 
 def test_openai_stream_and_control_knobs(upstream: Upstream) -> None:
-    body = {"model": "m", "stream": True, "tools": [{"type": "function", "function": {"name": "Read"}}],
-            "messages": [{"role": "user", "content": "SCRIPT: read /etc/hostname"}]}
+    body = {
+        "model": "m",
+        "stream": True,
+        "tools": [{"type": "function", "function": {"name": "Read"}}],
+        "messages": [{"role": "user", "content": "SCRIPT: read /etc/hostname"}],
+    }
     with httpx.stream("POST", f"{upstream.url}/v1/chat/completions", json=body, timeout=10) as r:
         lines = [line[5:].strip() for line in r.iter_lines() if line.startswith("data:")]
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(x) for x in lines[:-1]]
-    args = "".join(tc["function"].get("arguments", "") for c in chunks for ch in c["choices"]
-                   for tc in ch["delta"].get("tool_calls", []))
+    args = "".join(
+        tc["function"].get("arguments", "")
+        for c in chunks
+        for ch in c["choices"]
+        for tc in ch["delta"].get("tool_calls", [])
+    )
     assert json.loads(args) == {"file_path": "/etc/hostname"}
     assert chunks[-1]["usage"]["total_tokens"] > 0
     try:
@@ -218,8 +237,9 @@ def test_openai_stream_and_control_knobs(upstream: Upstream) -> None:
         r2 = httpx.post(f"{upstream.url}/v1/chat/completions", json=body | {"stream": False}, timeout=10)
         assert r2.status_code == 503 and r2.json()["error"]["type"] == "server_error"
         upstream.control(error_rate=0.0, rate_429=1.0)
-        r3 = httpx.post(f"{upstream.url}/v1/messages", json={"messages": [{"role": "user", "content": "x"}]},
-                        timeout=10)
+        r3 = httpx.post(
+            f"{upstream.url}/v1/messages", json={"messages": [{"role": "user", "content": "x"}]}, timeout=10
+        )
         assert r3.status_code == 429 and r3.json()["error"]["type"] == "rate_limit_error"
         upstream.control(rate_429=0.0, delay=0.3)
         t0 = time.monotonic()
@@ -239,16 +259,27 @@ def test_openai_stream_and_control_knobs(upstream: Upstream) -> None:
 
 
 def _cli_env(home: Path, proxy: LiteLLMProxy) -> dict[str, str]:
-    return {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "ANTHROPIC_BASE_URL": proxy.url,
-            "ANTHROPIC_AUTH_TOKEN": proxy.master_key, "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+    return {
+        "HOME": str(home),
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "ANTHROPIC_BASE_URL": proxy.url,
+        "ANTHROPIC_AUTH_TOKEN": proxy.master_key,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
 
 
 @pytest.mark.skipif(not CLAUDE.exists(), reason="bundled Claude Code CLI not installed")
 def test_claude_cli_print_mode(litellm_proxy: LiteLLMProxy, upstream: Upstream, tmp_path: Path) -> None:
     (tmp_path / "home").mkdir()
     mark = upstream.mark()
-    r = subprocess.run([str(CLAUDE), "-p", "hello", "--model", MODEL], cwd=tmp_path,
-                       env=_cli_env(tmp_path / "home", litellm_proxy), capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(CLAUDE), "-p", "hello", "--model", MODEL],
+        cwd=tmp_path,
+        env=_cli_env(tmp_path / "home", litellm_proxy),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "OK: hello"
     recs = upstream.requests(since=mark)
@@ -262,10 +293,22 @@ def test_claude_cli_script_session(litellm_proxy: LiteLLMProxy, upstream: Upstre
     work.mkdir()
     mark = upstream.mark()
     # Root may not bypass permissions unless IS_SANDBOX=1; naming the tools works for any user.
-    r = subprocess.run([str(CLAUDE), "-p", "SCRIPT: write hello.txt hi ;; read hello.txt ;; bash echo done",
-                        "--model", MODEL, "--allowedTools", "Write,Read,Bash"],
-                       cwd=work, env=_cli_env(tmp_path / "home", litellm_proxy),
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            str(CLAUDE),
+            "-p",
+            "SCRIPT: write hello.txt hi ;; read hello.txt ;; bash echo done",
+            "--model",
+            MODEL,
+            "--allowedTools",
+            "Write,Read,Bash",
+        ],
+        cwd=work,
+        env=_cli_env(tmp_path / "home", litellm_proxy),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (work / "hello.txt").read_text() == "hi"
     assert r.stdout.strip() == "DONE: write hello.txt hi; read hello.txt; bash echo done"

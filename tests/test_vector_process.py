@@ -50,12 +50,19 @@ def test_worker_embeds_in_a_child_process_and_search_still_finds_by_meaning(star
 
     def synced() -> bool:
         vectors = w.get("/api/processing-status").json()["vectors"]
-        return bool(vectors["reachable"] and vectors["synced"].get("observation") == 2
-                    and not any(vectors["unsynced"].values()))
+        return bool(
+            vectors["reachable"] and vectors["synced"].get("observation") == 2 and not any(vectors["unsynced"].values())
+        )
 
     wait_for(synced, timeout=120, interval=0.5)
-    r = w.get("/api/search", params={"query": "authentication form fails when the secret is blank",
-                                      "mode": "semantic", "type": "observations"})
+    r = w.get(
+        "/api/search",
+        params={
+            "query": "authentication form fails when the secret is blank",
+            "mode": "semantic",
+            "type": "observations",
+        },
+    )
     assert r.status_code == 200, r.text
     assert str(ids["obs"][0]) in r.text
     # the model runs in the child, not in the worker
@@ -88,8 +95,9 @@ def test_child_over_its_bound_is_replaced_and_a_killed_child_comes_back(tmp_path
 
         # a call in flight when the child dies fails with a retryable error, and nothing hangs
         errors: list[BaseException] = []
-        docs = [Doc(f"obs-{i}", text * 20, {"kind": "observation", "row_id": i, "project": "web"})
-                for i in range(2, 60)]
+        docs = [
+            Doc(f"obs-{i}", text * 20, {"kind": "observation", "row_id": i, "project": "web"}) for i in range(2, 60)
+        ]
 
         def upsert() -> None:
             try:

@@ -29,16 +29,36 @@ def seed(conn: sqlite3.Connection, project: str = "webapp", session: str = "sess
     with storage.Tx(conn):
         sid = storage.ensure_session(conn, session, project)["id"]
         prompt = storage.add_prompt(conn, sid, "why does the login page crash?")
-        o1 = storage.insert_observation(conn, sid, project, {
-            "type": "bugfix", "title": "Login page crashes on empty password", "subtitle": "null check",
-            "narrative": "Submitting the form with no password threw a TypeError.",
-            "facts": ["password may be None"], "concepts": ["problem-solution", "gotcha"],
-            "files_read": ["src/auth/forms.py"], "files_modified": ["src/auth/login.py"]}, prompt)
-        o2 = storage.insert_observation(conn, sid, project, {
-            "type": "discovery", "title": "Build cache", "narrative": "Docker layer cache is invalidated by COPY ."},
-            prompt)
-        s1 = storage.insert_summary(conn, sid, project, {
-            "request": "fix the login crash", "completed": "guarded the empty password", "learned": ""}, prompt)
+        o1 = storage.insert_observation(
+            conn,
+            sid,
+            project,
+            {
+                "type": "bugfix",
+                "title": "Login page crashes on empty password",
+                "subtitle": "null check",
+                "narrative": "Submitting the form with no password threw a TypeError.",
+                "facts": ["password may be None"],
+                "concepts": ["problem-solution", "gotcha"],
+                "files_read": ["src/auth/forms.py"],
+                "files_modified": ["src/auth/login.py"],
+            },
+            prompt,
+        )
+        o2 = storage.insert_observation(
+            conn,
+            sid,
+            project,
+            {"type": "discovery", "title": "Build cache", "narrative": "Docker layer cache is invalidated by COPY ."},
+            prompt,
+        )
+        s1 = storage.insert_summary(
+            conn,
+            sid,
+            project,
+            {"request": "fix the login crash", "completed": "guarded the empty password", "learned": ""},
+            prompt,
+        )
     pid = conn.execute("SELECT id FROM user_prompts ORDER BY id DESC LIMIT 1").fetchone()[0]
     return {"session_db_id": sid, "obs": [o1, o2], "summary": s1, "prompt": pid}
 
@@ -67,8 +87,13 @@ def test_sync_to_server_documents_metadata_and_idempotence(chroma_server: Chroma
         assert meta["session"] == "sess-1" and meta["sqlite_id"] == ids["obs"][0]
         assert meta["files"] == "src/auth/login.py,src/auth/forms.py"
         assert meta["concepts"] == "problem-solution,gotcha"
-        assert abs(meta["created_at_epoch"] / 1000 - conn.execute(
-            "SELECT created_at FROM observations WHERE id = ?", (ids["obs"][0],)).fetchone()[0]) < 0.01
+        assert (
+            abs(
+                meta["created_at_epoch"] / 1000
+                - conn.execute("SELECT created_at FROM observations WHERE id = ?", (ids["obs"][0],)).fetchone()[0]
+            )
+            < 0.01
+        )
         assert "Login page crashes" in got["documents"][0] and "password may be None" in got["documents"][0]
         sid = ids["summary"]
         assert set(coll.get(where={"kind": "summary"})["ids"]) == {f"sum-{sid}-request", f"sum-{sid}-completed"}
@@ -127,9 +152,17 @@ def test_chroma_killed_store_goes_on_and_backfill_catches_up(chroma_factory: Any
         assert "unreachable" in (vsync.readiness_problem() or "")
         with storage.Tx(conn):
             sid = ids["session_db_id"]
-            new = storage.insert_observation(conn, sid, "webapp", {
-                "type": "change", "title": "Rate limiter for the token endpoint",
-                "narrative": "Added a sliding window limiter."}, 2)
+            new = storage.insert_observation(
+                conn,
+                sid,
+                "webapp",
+                {
+                    "type": "change",
+                    "title": "Rate limiter for the token endpoint",
+                    "narrative": "Added a sliding window limiter.",
+                },
+                2,
+            )
             storage.delete_observation(conn, ids["obs"][1])  # synced before: its vector must go too
         vsync.notify("observation", [new])
 
@@ -144,8 +177,14 @@ def test_chroma_killed_store_goes_on_and_backfill_catches_up(chroma_factory: Any
         wait_for(lambda: vsync.status()["unsynced"]["observation"] == 1 and vsync.status()["pendingDeletes"] == 1)
 
         server.start()
-        wait_for(lambda: vsync.reachable and vsync.status()["unsynced"]["observation"] == 0
-                 and vsync.status()["pendingDeletes"] == 0, timeout=30)
+        wait_for(
+            lambda: (
+                vsync.reachable
+                and vsync.status()["unsynced"]["observation"] == 0
+                and vsync.status()["pendingDeletes"] == 0
+            ),
+            timeout=30,
+        )
         ids_in_chroma = set(collection(server.url, "claude_mem").get(where={"kind": "observation"})["ids"])
         assert ids_in_chroma == {f"obs-{ids['obs'][0]}", f"obs-{new}"}
         assert vsync.status()["lastError"]  # the outage stays visible in status
@@ -163,9 +202,26 @@ def test_cli_sync_with_worker_stopped_and_cli_search(tmp_path: Path) -> None:
     done = run_cli(["sync"], data, timeout=120, CLAUDE_MEM_WORKER_PORT=port)
     assert done.returncode == 0, done.stderr
     assert "2 observations" in done.stdout and "unsynced" in done.stdout
-    found = run_cli(["search", "authentication", "form", "errors", "on", "blank", "credentials",
-                     "--type", "observations", "--mode", "semantic", "--limit", "1"], data, timeout=120,
-                    CLAUDE_MEM_WORKER_PORT=port)
+    found = run_cli(
+        [
+            "search",
+            "authentication",
+            "form",
+            "errors",
+            "on",
+            "blank",
+            "credentials",
+            "--type",
+            "observations",
+            "--mode",
+            "semantic",
+            "--limit",
+            "1",
+        ],
+        data,
+        timeout=120,
+        CLAUDE_MEM_WORKER_PORT=port,
+    )
     assert found.returncode == 0, found.stderr
     assert f"#{ids['obs'][0]} [bugfix] Login page crashes on empty password" in found.stdout
     disabled = run_cli(["sync"], data, CLAUDE_MEM_CHROMA_ENABLED="false", CLAUDE_MEM_WORKER_PORT=port)

@@ -23,8 +23,16 @@ from worker import queue, storage
 from worker.settings import mask
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ARTIFACTS = REPO / "tests" / "_artifacts"
 TOKEN = "remote-viewer-token-51c2"
 GATEWAY_SECRET = "sk-gateway-secret-value-9876"
@@ -32,19 +40,30 @@ MODEL = "claude-haiku-4-5-20251001"
 TIMEOUT_MS = 10_000
 
 TARGET = {
-    "type": "bugfix", "title": "Login crash on empty password fixed", "subtitle": "Null check in the validator",
+    "type": "bugfix",
+    "title": "Login crash on empty password fixed",
+    "subtitle": "Null check in the validator",
     "narrative": "The login form crashed because the password validator dereferenced a missing value.",
     "facts": ["validator.py dereferenced None", "added test_empty_password"],
     "concepts": ["gotcha", "problem-solution"],
-    "files_read": ["src/auth/login.py"], "files_modified": ["src/auth/validator.py"],
+    "files_read": ["src/auth/login.py"],
+    "files_modified": ["src/auth/validator.py"],
 }
 OTHERS = [
-    {"type": "discovery", "title": "Docker layer cache busts on lockfile change",
-     "narrative": "Copying the lock file before the sources keeps the dependency layer cached.",
-     "facts": ["COPY requirements.lock first"], "concepts": ["pattern"]},
-    {"type": "decision", "title": "Use sourdough starter at 100% hydration",
-     "narrative": "Equal weights of flour and water make the starter easy to scale.", "facts": [],
-     "concepts": ["trade-off"]},
+    {
+        "type": "discovery",
+        "title": "Docker layer cache busts on lockfile change",
+        "narrative": "Copying the lock file before the sources keeps the dependency layer cached.",
+        "facts": ["COPY requirements.lock first"],
+        "concepts": ["pattern"],
+    },
+    {
+        "type": "decision",
+        "title": "Use sourdough starter at 100% hydration",
+        "narrative": "Equal weights of flour and water make the starter easy to scale.",
+        "facts": [],
+        "concepts": ["trade-off"],
+    },
 ]
 
 
@@ -148,12 +167,12 @@ def _no_page_errors(page: Any) -> None:
 
 
 def _watch_errors(page: Any) -> None:
-    page.add_init_script("window.__errors = [];"
-                         " addEventListener('error', e => window.__errors.push(String(e.message)));")
+    page.add_init_script(
+        "window.__errors = []; addEventListener('error', e => window.__errors.push(String(e.message)));"
+    )
 
 
-def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: StartWorker,
-                                               tmp_path: Path) -> None:
+def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     data = tmp_path / "data"
@@ -170,8 +189,10 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     page.evaluate("window.__sameDocument = true")
 
     # A hook event posted while the page is open appears without a reload.
-    w.post("/api/sessions/init", {"contentSessionId": "session-live-0003", "project": "webapp",
-                                  "prompt": "posted while the viewer is open"})
+    w.post(
+        "/api/sessions/init",
+        {"contentSessionId": "session-live-0003", "project": "webapp", "prompt": "posted while the viewer is open"},
+    )
     live = page.locator("#feed .card").first
     expect(live).to_contain_text("posted while the viewer is open")
     expect(live).to_have_attribute("data-key", re.compile(r"^prompt:\d+$"))
@@ -186,9 +207,16 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     expect(page.locator("#st-model")).to_have_text(MODEL)
     expect(page.locator("#st-provider")).to_have_text("claude (gateway)")
     expect(page.locator("#st-vectors")).to_contain_text("disabled")
-    w.post("/api/sessions/observations", {"contentSessionId": "session-live-0003", "tool_name": "Bash",
-                                          "tool_input": {"command": "ls"}, "tool_response": "ok",
-                                          "cwd": "/src/webapp"})
+    w.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": "session-live-0003",
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+            "tool_response": "ok",
+            "cwd": "/src/webapp",
+        },
+    )
     # The held agent pauses the queue: the cause and the next try are said once, in the pause line.
     pause = page.locator("#status-pause")
     expect(pause).to_contain_text("ANTHROPIC_BASE_URL is missing")
@@ -209,8 +237,10 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     page.select_option("#filter-project", "")
     page.select_option("#filter-type", "prompt")
     expect(feed).to_have_count(3)
-    w.post("/api/sessions/init", {"contentSessionId": "session-infra-0002", "project": "infra",
-                                  "prompt": "a second infra prompt"})
+    w.post(
+        "/api/sessions/init",
+        {"contentSessionId": "session-infra-0002", "project": "infra", "prompt": "a second infra prompt"},
+    )
     expect(feed).to_have_count(4)
     expect(feed.first).to_contain_text("a second infra prompt")
     page.select_option("#filter-type", "")
@@ -220,8 +250,13 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     page.locator(f'#feed .card[data-key="observation:{ids["target"]}"]').click()
     details = page.locator("#details")
     expect(details).to_contain_text(TARGET["narrative"])
-    for text in [*TARGET["facts"], *TARGET["concepts"], "src/auth/login.py", "src/auth/validator.py",
-                 "session-web-0001"]:
+    for text in [
+        *TARGET["facts"],
+        *TARGET["concepts"],
+        "src/auth/login.py",
+        "src/auth/validator.py",
+        "session-web-0001",
+    ]:
         expect(details).to_contain_text(text)
     page.keyboard.press("Escape")
     expect(details).to_be_hidden()
@@ -244,8 +279,7 @@ def test_live_feed_filters_status_and_settings(new_page: NewPage, start_worker: 
     _no_page_errors(page)
 
 
-def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: StartWorker,
-                                              tmp_path: Path) -> None:
+def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
     """Hybrid search with the embedded Chroma under the data dir; delete from the page removes the
     observation from SQLite, FTS and Chroma."""
     from playwright.sync_api import expect
@@ -257,8 +291,9 @@ def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: S
 
     def synced() -> bool:
         vectors = w.get("/api/processing-status").json()["vectors"]
-        return bool(vectors["reachable"] and vectors["synced"].get("observation") == 3
-                    and not any(vectors["unsynced"].values()))
+        return bool(
+            vectors["reachable"] and vectors["synced"].get("observation") == 3 and not any(vectors["unsynced"].values())
+        )
 
     wait_for(synced, timeout=60)
     page = new_page()
@@ -311,8 +346,9 @@ def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: S
     client = chromadb.PersistentClient(path=str(data / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
     collection = client.get_collection("claude_mem")
     assert collection.get(ids=[f"obs-{target}"])["ids"] == []
-    assert sorted(collection.get(ids=[f"obs-{i}" for i in ids["others"]])["ids"]) == \
-        sorted(f"obs-{i}" for i in ids["others"])
+    assert sorted(collection.get(ids=[f"obs-{i}" for i in ids["others"]])["ids"]) == sorted(
+        f"obs-{i}" for i in ids["others"]
+    )
 
 
 def test_token_rule_for_a_remote_worker(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
@@ -324,8 +360,9 @@ def test_token_rule_for_a_remote_worker(new_page: NewPage, start_worker: StartWo
     ids = seed(data)
     # A gateway that is configured (nothing is sent to it: only prompts are posted, which need no turn).
     write_env(data, f"ANTHROPIC_BASE_URL=http://127.0.0.1:9\nANTHROPIC_AUTH_TOKEN={GATEWAY_SECRET}\n")
-    w: WorkerProcess = start_worker(data_dir=data, CLAUDE_MEM_WORKER_TOKEN=TOKEN,
-                                    CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway")
+    w: WorkerProcess = start_worker(
+        data_dir=data, CLAUDE_MEM_WORKER_TOKEN=TOKEN, CLAUDE_MEM_CLAUDE_AUTH_METHOD="gateway"
+    )
     page = new_page()
     _watch_errors(page)
     page.goto(w.url)
@@ -347,8 +384,14 @@ def test_token_rule_for_a_remote_worker(new_page: NewPage, start_worker: StartWo
     assert page.evaluate("sessionStorage.getItem('claude-mem-worker-token')") == TOKEN
     assert page.evaluate("localStorage.length") == 0
 
-    w.post("/api/sessions/init", {"contentSessionId": "session-remote-0004", "project": "webapp",
-                                  "prompt": "sent by a remote hook with the token"})
+    w.post(
+        "/api/sessions/init",
+        {
+            "contentSessionId": "session-remote-0004",
+            "project": "webapp",
+            "prompt": "sent by a remote hook with the token",
+        },
+    )
     expect(page.locator("#feed .card").first).to_contain_text("sent by a remote hook with the token")
 
     expect(page.locator("#st-base-url")).to_have_text("http://127.0.0.1:9")
@@ -375,6 +418,7 @@ def test_token_rule_for_a_remote_worker(new_page: NewPage, start_worker: StartWo
 
 # --- history, overview, sessions, retry, settings catalogue, empty state ------------------------------
 
+
 def _set_created(conn: Any, table: str, row_id: int, created_at: float) -> None:
     conn.execute(f"UPDATE {table} SET created_at = ? WHERE id = ?", (created_at, row_id))
 
@@ -396,12 +440,18 @@ def seed_history(data_dir: Path, n: int = 130) -> list[str]:
                 row_id = conn.execute("SELECT max(id) FROM user_prompts").fetchone()[0]
                 _set_created(conn, "user_prompts", row_id, when)
             elif kind == "observation":
-                row_id = storage.insert_observation(conn, sess["id"], "history", {
-                    "type": "change", "title": f"history observation {i}", "narrative": f"item {i}"}, 1)
+                row_id = storage.insert_observation(
+                    conn,
+                    sess["id"],
+                    "history",
+                    {"type": "change", "title": f"history observation {i}", "narrative": f"item {i}"},
+                    1,
+                )
                 _set_created(conn, "observations", row_id, when)
             else:
-                row_id = storage.insert_summary(conn, sess["id"], "history", {"request": f"history summary {i}",
-                                                                              "completed": "done"}, 1)
+                row_id = storage.insert_summary(
+                    conn, sess["id"], "history", {"request": f"history summary {i}", "completed": "done"}, 1
+                )
                 _set_created(conn, "session_summaries", row_id, when)
             rows.append((when, rank[kind], row_id, kind))
     conn.close()
@@ -426,8 +476,12 @@ def test_feed_history_api_walks_every_item_once(start_worker: StartWorker, tmp_p
     prompts = w.get("/api/feed", {"type": "prompt", "limit": "200"}).json()
     assert [i["key"] for i in prompts["items"]] == [k for k in expected if k.startswith("prompt:")]
     assert prompts["next"] is None
-    for bad, field in (({"before": "yesterday"}, "before"), ({"before": "1.5:table:3"}, "before"),
-                       ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit")):
+    for bad, field in (
+        ({"before": "yesterday"}, "before"),
+        ({"before": "1.5:table:3"}, "before"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+    ):
         answer = w.get("/api/feed", bad)
         assert answer.status_code == 400 and answer.json()["field"] == field, (bad, answer.text)
 
@@ -452,8 +506,10 @@ def test_history_loads_older_items_on_scroll(new_page: NewPage, start_worker: St
     assert shown == expected  # in order, none twice, none skipped (also across the shared timestamp)
 
     # A live item goes on top; the history stays.
-    w.post("/api/sessions/init", {"contentSessionId": "session-history-0001", "project": "history",
-                                  "prompt": "a live prompt after scrolling"})
+    w.post(
+        "/api/sessions/init",
+        {"contentSessionId": "session-history-0001", "project": "history", "prompt": "a live prompt after scrolling"},
+    )
     expect(cards.first).to_contain_text("a live prompt after scrolling")
     expect(cards).to_have_count(131)
     _no_page_errors(page)
@@ -466,8 +522,10 @@ def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartW
     seed(data)
     w = start_worker(data_dir=data, **HOLD_QUEUE)
     for n in range(3):
-        w.post("/api/sessions/init", {"contentSessionId": f"session-ov-{n}", "project": "webapp",
-                                      "prompt": f"overview prompt {n}"})
+        w.post(
+            "/api/sessions/init",
+            {"contentSessionId": f"session-ov-{n}", "project": "webapp", "prompt": f"overview prompt {n}"},
+        )
     old = w.query("SELECT id FROM observations ORDER BY id LIMIT 1")[0][0]
     with sqlite3.connect(w.db_path) as conn:  # one observation from 40 days ago: counted, outside the chart
         conn.execute("UPDATE observations SET created_at = created_at - 40 * 86400 WHERE id = ?", (old,))
@@ -477,13 +535,17 @@ def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartW
 
     answer = w.get("/api/overview", {"days": "30", "tz": "0"}).json()
     totals = answer["totals"]
-    assert totals == {"observations": count("SELECT count(*) FROM observations"),
-                      "prompts": count("SELECT count(*) FROM user_prompts"),
-                      "summaries": count("SELECT count(*) FROM session_summaries")}
+    assert totals == {
+        "observations": count("SELECT count(*) FROM observations"),
+        "prompts": count("SELECT count(*) FROM user_prompts"),
+        "summaries": count("SELECT count(*) FROM session_summaries"),
+    }
     for entry in answer["byProject"]:
         assert entry["observations"] == count("SELECT count(*) FROM observations WHERE project = ?", entry["project"])
-        assert entry["prompts"] == count("SELECT count(*) FROM user_prompts t JOIN sessions s ON s.id = t.session_id"
-                                         " WHERE s.project = ?", entry["project"])
+        assert entry["prompts"] == count(
+            "SELECT count(*) FROM user_prompts t JOIN sessions s ON s.id = t.session_id WHERE s.project = ?",
+            entry["project"],
+        )
     assert [p["project"] for p in answer["byProject"]] == ["webapp", "infra"]
     types = {t["type"]: t["count"] for t in answer["byType"]}
     assert types == {"bugfix": 1, "discovery": 1, "decision": 1}
@@ -503,7 +565,8 @@ def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartW
     expect(page.locator("#total-prompts")).to_have_text(str(totals["prompts"]))
     expect(page.locator("#overview-days-chart svg .bar")).to_have_count(30)
     expect(page.locator("#overview-days-chart svg .bar").last.locator("title")).to_contain_text(
-        f"{totals['prompts']} prompts")
+        f"{totals['prompts']} prompts"
+    )
     projects = page.locator("#overview-projects .bar-row")
     expect(projects).to_have_count(2)
     expect(projects.first).to_contain_text("webapp")
@@ -518,8 +581,7 @@ def test_overview_counts_match_the_store(new_page: NewPage, start_worker: StartW
 LONG_TAIL = "It must also cover the charts, the code blocks and the settings panel itself. " * 6 + "END-OF-PROMPT"
 
 
-def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: StartWorker,
-                                               tmp_path: Path) -> None:
+def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: StartWorker, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
     data = tmp_path / "data"
@@ -576,8 +638,9 @@ def test_session_view_shows_a_session_in_order(new_page: NewPage, start_worker: 
     _no_page_errors(page)
 
 
-def test_retry_by_reason_moves_failed_events_back_to_pending(new_page: NewPage, start_worker: StartWorker,
-                                                              tmp_path: Path) -> None:
+def test_retry_by_reason_moves_failed_events_back_to_pending(
+    new_page: NewPage, start_worker: StartWorker, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     data = tmp_path / "data"
@@ -588,10 +651,13 @@ def test_retry_by_reason_moves_failed_events_back_to_pending(new_page: NewPage, 
         sess = storage.ensure_session(conn, "session-failed-0001", "webapp")
         for reason, n in reasons.items():
             for _ in range(n):
-                event = queue.enqueue(conn, sess["id"], "observation", {"tool_name": "Bash", "tool_input": {},
-                                                                        "tool_response": "ok"})
-                conn.execute("UPDATE pending_events SET state = 'failed', attempts = 5, last_error = ? WHERE id = ?",
-                             (reason, event))
+                event = queue.enqueue(
+                    conn, sess["id"], "observation", {"tool_name": "Bash", "tool_input": {}, "tool_response": "ok"}
+                )
+                conn.execute(
+                    "UPDATE pending_events SET state = 'failed', attempts = 5, last_error = ? WHERE id = ?",
+                    (reason, event),
+                )
                 ids.setdefault(reason, []).append(event)
     conn.close()
 
@@ -627,8 +693,9 @@ def test_retry_by_reason_moves_failed_events_back_to_pending(new_page: NewPage, 
     assert done["retried"] == 2 and done["queue"]["failed"] == 0
 
 
-def test_settings_controls_by_type_and_read_only_keys(new_page: NewPage, start_worker: StartWorker,
-                                                      tmp_path: Path) -> None:
+def test_settings_controls_by_type_and_read_only_keys(
+    new_page: NewPage, start_worker: StartWorker, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     data = tmp_path / "data"
@@ -649,10 +716,18 @@ def test_settings_controls_by_type_and_read_only_keys(new_page: NewPage, start_w
     expect(budget).to_have_attribute("type", "number")
     expect(budget).to_have_attribute("min", "1")
     expect(page.locator('.setting[data-key="CLAUDE_MEM_CONTEXT_TOKEN_BUDGET"]')).to_contain_text(
-        "Upper bound of the context injected at session start")
+        "Upper bound of the context injected at session start"
+    )
 
-    for key in ("CLAUDE_MEM_WORKER_PORT", "CLAUDE_MEM_WORKER_HOST", "CLAUDE_MEM_WORKER_URL", "CLAUDE_MEM_PROVIDER",
-                "CLAUDE_MEM_CHROMA_URL", "CLAUDE_MEM_EXCLUDED_PROJECTS", "CLAUDE_MEM_OPENROUTER_BASE_URL"):
+    for key in (
+        "CLAUDE_MEM_WORKER_PORT",
+        "CLAUDE_MEM_WORKER_HOST",
+        "CLAUDE_MEM_WORKER_URL",
+        "CLAUDE_MEM_PROVIDER",
+        "CLAUDE_MEM_CHROMA_URL",
+        "CLAUDE_MEM_EXCLUDED_PROJECTS",
+        "CLAUDE_MEM_OPENROUTER_BASE_URL",
+    ):
         expect(page.locator(f"#setting-{key}")).to_be_disabled()
         expect(page.locator(f'.setting[data-key="{key}"] .setting-note')).to_contain_text("Read-only here")
     expect(page.locator("#setting-CLAUDE_MEM_PROVIDER")).to_have_value("claude")
@@ -668,17 +743,22 @@ def test_settings_controls_by_type_and_read_only_keys(new_page: NewPage, start_w
 
     # What the disabled controls stand for: the API refuses read-only keys and out-of-range values.
     before = (data / "settings.json").read_text()
-    for body in ({"CLAUDE_MEM_WORKER_PORT": "8080"}, {"CLAUDE_MEM_PROVIDER": "gemini"},
-                 {"CLAUDE_MEM_CHROMA_URL": "http://attacker.example:8000"},
-                 {"CLAUDE_MEM_CONTEXT_OBSERVATIONS": "100000"}, {"CLAUDE_MEM_LOG_LEVEL": "LOUD"}):
+    for body in (
+        {"CLAUDE_MEM_WORKER_PORT": "8080"},
+        {"CLAUDE_MEM_PROVIDER": "gemini"},
+        {"CLAUDE_MEM_CHROMA_URL": "http://attacker.example:8000"},
+        {"CLAUDE_MEM_CONTEXT_OBSERVATIONS": "100000"},
+        {"CLAUDE_MEM_LOG_LEVEL": "LOUD"},
+    ):
         answer = w.post("/api/settings", body)
         assert answer.status_code in (400, 403), (body, answer.text)
         assert answer.json().get("field", next(iter(body))) == next(iter(body))
     assert (data / "settings.json").read_text() == before
 
 
-def test_empty_state_says_whether_hooks_are_installed(new_page: NewPage, start_worker: StartWorker,
-                                                      tmp_path: Path) -> None:
+def test_empty_state_says_whether_hooks_are_installed(
+    new_page: NewPage, start_worker: StartWorker, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     from worker import claude_code
@@ -708,8 +788,10 @@ def test_empty_state_says_whether_hooks_are_installed(new_page: NewPage, start_w
     settings_path.write_text(json.dumps(partial))
     expect(empty).to_contain_text("missing (PostToolUse)", timeout=15_000)
 
-    w.post("/api/sessions/init", {"contentSessionId": "session-first-0001", "project": "webapp",
-                                  "prompt": "the very first prompt"})
+    w.post(
+        "/api/sessions/init",
+        {"contentSessionId": "session-first-0001", "project": "webapp", "prompt": "the very first prompt"},
+    )
     expect(page.locator("#feed .card")).to_have_count(1)
     expect(empty).to_be_hidden()
     _no_page_errors(page)
@@ -736,8 +818,9 @@ def test_settings_catalogue_describes_every_setting() -> None:
     assert set(READ_ONLY_SETTINGS) == {k for k, s in CATALOGUE.items() if s.readOnly}
 
 
-def test_usage_view_shows_tokens_per_day_and_project(new_page: NewPage, start_worker: StartWorker,
-                                                     tmp_path: Path) -> None:
+def test_usage_view_shows_tokens_per_day_and_project(
+    new_page: NewPage, start_worker: StartWorker, tmp_path: Path
+) -> None:
     from playwright.sync_api import expect
 
     from worker import usage
@@ -745,13 +828,25 @@ def test_usage_view_shows_tokens_per_day_and_project(new_page: NewPage, start_wo
     data = tmp_path / "data"
     conn = storage.open_store(data / "claude-mem.db")
     now = time.time()
-    turns = [("webapp", 0, 1200, 300, 5000), ("webapp", 2 * 86400, 800, 200, 0), ("infra", 0, 400, 100, 0),
-             ("infra", 40 * 86400, 9999, 9999, 0)]  # the last one is older than the 30 days shown
+    turns = [
+        ("webapp", 0, 1200, 300, 5000),
+        ("webapp", 2 * 86400, 800, 200, 0),
+        ("infra", 0, 400, 100, 0),
+        ("infra", 40 * 86400, 9999, 9999, 0),
+    ]  # the last one is older than the 30 days shown
     with storage.Tx(conn):
         for project, ago, tokens_in, tokens_out, cached in turns:
-            usage.record_turn(conn, session_id=None, project=project, kind="observation", events=1, fresh=False,
-                              usage=usage.TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out,
-                                                    cache_read_tokens=cached), model=MODEL, at=now - ago)
+            usage.record_turn(
+                conn,
+                session_id=None,
+                project=project,
+                kind="observation",
+                events=1,
+                fresh=False,
+                usage=usage.TurnUsage(input_tokens=tokens_in, output_tokens=tokens_out, cache_read_tokens=cached),
+                model=MODEL,
+                at=now - ago,
+            )
     conn.close()
     w = start_worker(data_dir=data, **HOLD_QUEUE)
     page = new_page()
@@ -770,8 +865,9 @@ def test_usage_view_shows_tokens_per_day_and_project(new_page: NewPage, start_wo
     _no_page_errors(page)
 
 
-def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(browser: Any, start_worker: StartWorker,
-                                                                       tmp_path: Path) -> None:
+def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(
+    browser: Any, start_worker: StartWorker, tmp_path: Path
+) -> None:
     """The browser reaches the worker as http://mem.team.example:PORT (a name the worker allows, as behind
     a reverse proxy): the page's own JSON POSTs pass the Host/Origin checks. Stored text that looks like
     HTML (a prompt, a title) is shown as text and runs nothing."""
@@ -789,11 +885,13 @@ def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(browser: A
         event = queue.enqueue(conn, sess["id"], "observation", {"tool_name": "Bash"})
         conn.execute("UPDATE pending_events SET state = 'failed', last_error = 'refused (401)' WHERE id = ?", (event,))
     conn.close()
-    w = start_worker(data_dir=data, CLAUDE_MEM_ALLOWED_HOSTS="mem.team.example", CLAUDE_MEM_MAX_ATTEMPTS="50",
-                     **HOLD_QUEUE)
+    w = start_worker(
+        data_dir=data, CLAUDE_MEM_ALLOWED_HOSTS="mem.team.example", CLAUDE_MEM_MAX_ATTEMPTS="50", **HOLD_QUEUE
+    )
     rules = "MAP mem.team.example 127.0.0.1"  # the name resolves to the worker, as a proxy's would reach it
-    mapped = browser.browser_type.launch(executable_path=str(CHROMIUM), timeout=30_000,
-                                         args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"])
+    mapped = browser.browser_type.launch(
+        executable_path=str(CHROMIUM), timeout=30_000, args=[*CHROMIUM_ARGS, f"--host-resolver-rules={rules}"]
+    )
     try:
         page = mapped.new_context(viewport={"width": 1280, "height": 900}).new_page()
         page.set_default_timeout(TIMEOUT_MS)
@@ -821,8 +919,9 @@ def test_viewer_behind_a_proxy_name_posts_and_keeps_stored_text_inert(browser: A
         mapped.close()
 
 
-def test_every_view_fits_phone_and_desktop_in_light_and_dark(browser: Any, start_worker: StartWorker,
-                                                            tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_view_fits_phone_and_desktop_in_light_and_dark(
+    browser: Any, start_worker: StartWorker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Each view at 390×844 and 1280×800, light and dark: nothing wider than the screen (no sideways
     scrolling on a phone), the colour scheme followed, no script error. Screenshots go to tmp_path
     (printed) for a person to look at."""
@@ -833,15 +932,26 @@ def test_every_view_fits_phone_and_desktop_in_light_and_dark(browser: Any, start
     ids = seed(data)
     seed_history(data, 60)
     w = start_worker(data_dir=data, **HOLD_QUEUE)
-    w.post("/api/sessions/observations", {"contentSessionId": "session-web-0001", "tool_name": "Bash",
-                                          "tool_input": {"command": "ls"}, "tool_response": "ok"})  # a pause
+    w.post(
+        "/api/sessions/observations",
+        {
+            "contentSessionId": "session-web-0001",
+            "tool_name": "Bash",
+            "tool_input": {"command": "ls"},
+            "tool_response": "ok",
+        },
+    )  # a pause
     shots = tmp_path / "screens"
     shots.mkdir()
     problems: list[str] = []
     for width, height, form in ((390, 844, "phone"), (1280, 800, "desktop")):
         for scheme in ("light", "dark"):
-            context = browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme,
-                                          is_mobile=form == "phone", has_touch=form == "phone")
+            context = browser.new_context(
+                viewport={"width": width, "height": height},
+                color_scheme=scheme,
+                is_mobile=form == "phone",
+                has_touch=form == "phone",
+            )
             try:
                 page = context.new_page()
                 page.set_default_timeout(TIMEOUT_MS)
@@ -912,6 +1022,9 @@ def test_hooks_status_states(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     path.write_text("{ not json")
     broken = hooks_status(local)  # type: ignore[arg-type]
     assert broken.state == "unknown" and "invalid JSON" in broken.detail
-    remote = SimpleNamespace(settings=load_settings(tmp_path / "data", environ={
-        "CLAUDE_MEM_WORKER_HOST": "0.0.0.0", "CLAUDE_MEM_WORKER_TOKEN": TOKEN}))
+    remote = SimpleNamespace(
+        settings=load_settings(
+            tmp_path / "data", environ={"CLAUDE_MEM_WORKER_HOST": "0.0.0.0", "CLAUDE_MEM_WORKER_TOKEN": TOKEN}
+        )
+    )
     assert hooks_status(remote).state == "unknown"  # type: ignore[arg-type]

@@ -38,8 +38,10 @@ MAX_RECORDS = 5000
 MAX_RECORD_BYTES = 256 * 1024 * 1024  # Claude Code requests weigh ~100 KB each; keep memory bounded
 READY_PREFIX = "UPSTREAM READY "
 
-_TRIGGER = re.compile(r"UPSTREAM:(?:(?P<status>[1-5]\d\d)\b|(?P<word>malformed|garbage|skip)\b"
-                      r"|slow=(?P<slow>\d+(?:\.\d+)?))")
+_TRIGGER = re.compile(
+    r"UPSTREAM:(?:(?P<status>[1-5]\d\d)\b|(?P<word>malformed|garbage|skip)\b"
+    r"|slow=(?P<slow>\d+(?:\.\d+)?))"
+)
 _SCRIPT_LINE = re.compile(r"^[ \t]*SCRIPT:(?P<steps>.*)$", re.MULTILINE)
 _EVENT = re.compile(r"<observed_from_primary_session>(.*?)</observed_from_primary_session>", re.DOTALL)
 _USER_REQUEST = re.compile(r"<user_request>(.*?)</user_request>", re.DOTALL)
@@ -151,8 +153,7 @@ def parse_anthropic(body: dict[str, Any]) -> Conversation:
             elif kind == "tool_result":
                 turn.tool_results.append(_content_text(block.get("content")))
             elif kind == "tool_use":
-                turn.tool_uses.append({"id": block.get("id"), "name": block.get("name"),
-                                       "input": block.get("input")})
+                turn.tool_uses.append({"id": block.get("id"), "name": block.get("name"), "input": block.get("input")})
     tools = [str(t.get("name")) for t in body.get("tools") or [] if isinstance(t, dict) and t.get("name")]
     return Conversation(_content_text(body.get("system")), turns, tools, str(body.get("model", "")))
 
@@ -253,8 +254,11 @@ def observation_xml(block: str, index: int) -> str:
         facts.append(f"working directory was {workdir}")
     if outcome:
         facts.append(f"outcome began with: {' '.join(outcome.split())[:80]}")
-    narrative = (f"The primary session ran {tool}" + (f" on {target}" if target else "")
-                 + ". The scripted upstream recorded it deterministically.")
+    narrative = (
+        f"The primary session ran {tool}"
+        + (f" on {target}" if target else "")
+        + ". The scripted upstream recorded it deterministically."
+    )
     return (
         "<observation>\n"
         f"  <type>{obs_type}</type>\n"
@@ -299,8 +303,11 @@ def summary_xml(conv: Conversation) -> str:
 
 def is_memory_agent(conv: Conversation) -> bool:
     """Memory-agent sessions carry claude-mem's event or summary tags in what the user side says."""
-    return any("<observed_from_primary_session>" in t.visible or "<summary_request>" in t.visible
-               for t in conv.turns if t.role == "user")
+    return any(
+        "<observed_from_primary_session>" in t.visible or "<summary_request>" in t.visible
+        for t in conv.turns
+        if t.role == "user"
+    )
 
 
 def script_steps(conv: Conversation) -> list[str] | None:
@@ -348,8 +355,11 @@ def script_reply(conv: Conversation, steps: list[str]) -> Reply:
     if conv.tool_names and name not in conv.tool_names:
         return Reply(text=f"DONE: tool {name} was not offered", kind="script-error")
     call_id = f"toolu_scripted_{done:03d}_{_digest(step, str(done))[:12]}"
-    return Reply(text=f"Step {done + 1} of {len(steps)}: {step}",
-                 tool_calls=[{"id": call_id, "name": name, "input": args}], kind="script-tool")
+    return Reply(
+        text=f"Step {done + 1} of {len(steps)}: {step}",
+        tool_calls=[{"id": call_id, "name": name, "input": args}],
+        kind="script-tool",
+    )
 
 
 def decide(conv: Conversation) -> Reply:
@@ -366,15 +376,21 @@ def decide(conv: Conversation) -> Reply:
     for m in _TRIGGER.finditer(scan):
         if m.group("status") and int(m.group("status")) >= 400:
             status = int(m.group("status"))
-            return Reply(error_status=status, error_message=f"scripted upstream fault UPSTREAM:{status}",
-                         delay=delay, kind=f"fault-{status}")
+            return Reply(
+                error_status=status,
+                error_message=f"scripted upstream fault UPSTREAM:{status}",
+                delay=delay,
+                kind=f"fault-{status}",
+            )
         word = m.group("word")
         if word == "malformed":
-            return Reply(text="Noted.\n<observation><type>bugfix</type><title>unterminated",
-                         delay=delay, kind="malformed")
+            return Reply(
+                text="Noted.\n<observation><type>bugfix</type><title>unterminated", delay=delay, kind="malformed"
+            )
         if word == "garbage":
-            return Reply(text="I looked at this and have nothing structured to say about it, sorry.",
-                         delay=delay, kind="garbage")
+            return Reply(
+                text="I looked at this and have nothing structured to say about it, sorry.", delay=delay, kind="garbage"
+            )
         if word == "skip":
             return Reply(text="<skip/>", delay=delay, kind="skip")
     reply = _decide_content(conv, last, steps)
@@ -389,8 +405,9 @@ def _decide_content(conv: Conversation, last: Turn, steps: list[str] | None) -> 
         blocks = [b for b in _EVENT.findall(last.visible) if _WHAT.search(b)]
         if blocks:
             xml = "\n\n".join(observation_xml(b, i) for i, b in enumerate(blocks))
-            return Reply(text=f"I observed {len(blocks)} event(s).\n\n{xml}\n\nEnd of observations.",
-                         kind="observations")
+            return Reply(
+                text=f"I observed {len(blocks)} event(s).\n\n{xml}\n\nEnd of observations.", kind="observations"
+            )
         return Reply(text="Acknowledged. Waiting for tool events.", kind="ack")
     if steps is not None and conv.tool_names:
         return script_reply(conv, steps)
@@ -407,28 +424,35 @@ def _usage(conv: Conversation, reply: Reply) -> tuple[int, int]:
 
 
 def _chunks(text: str, size: int = 48) -> list[str]:
-    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
 
 
 def openai_response(conv: Conversation, reply: Reply, rid: str) -> dict[str, Any]:
     prompt, completion = _usage(conv, reply)
     message: dict[str, Any] = {"role": "assistant", "content": reply.text or None}
     if reply.tool_calls:
-        message["tool_calls"] = [{"id": c["id"], "type": "function",
-                                  "function": {"name": c["name"], "arguments": json.dumps(c["input"])}}
-                                 for c in reply.tool_calls]
-    return {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": int(time.time()),
-            "model": conv.model or "scripted",
-            "choices": [{"index": 0, "message": message,
-                         "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion}}
+        message["tool_calls"] = [
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": json.dumps(c["input"])}}
+            for c in reply.tool_calls
+        ]
+    return {
+        "id": f"chatcmpl-{rid}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": conv.model or "scripted",
+        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool_calls else "stop"}],
+        "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    }
 
 
 def openai_stream(conv: Conversation, reply: Reply, rid: str) -> list[bytes]:
     prompt, completion = _usage(conv, reply)
-    base = {"id": f"chatcmpl-{rid}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": conv.model or "scripted"}
+    base = {
+        "id": f"chatcmpl-{rid}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": conv.model or "scripted",
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
         payload = dict(base, choices=[{"index": 0, "delta": delta, "finish_reason": finish}])
@@ -438,13 +462,30 @@ def openai_stream(conv: Conversation, reply: Reply, rid: str) -> list[bytes]:
     if reply.text:
         out.extend(chunk({"content": piece}) for piece in _chunks(reply.text))
     for i, call in enumerate(reply.tool_calls):
-        out.append(chunk({"tool_calls": [{"index": i, "id": call["id"], "type": "function",
-                                          "function": {"name": call["name"], "arguments": ""}}]}))
-        out.extend(chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
-                   for piece in _chunks(json.dumps(call["input"])))
+        out.append(
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call["id"],
+                            "type": "function",
+                            "function": {"name": call["name"], "arguments": ""},
+                        }
+                    ]
+                }
+            )
+        )
+        out.extend(
+            chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+            for piece in _chunks(json.dumps(call["input"]))
+        )
     out.append(chunk({}, "tool_calls" if reply.tool_calls else "stop"))
-    usage = dict(base, choices=[], usage={"prompt_tokens": prompt, "completion_tokens": completion,
-                                          "total_tokens": prompt + completion})
+    usage = dict(
+        base,
+        choices=[],
+        usage={"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+    )
     out.append(f"data: {json.dumps(usage)}\n\n".encode())
     out.append(b"data: [DONE]\n\n")
     return out
@@ -455,11 +496,19 @@ def anthropic_response(conv: Conversation, reply: Reply, rid: str) -> dict[str, 
     content: list[dict[str, Any]] = []
     if reply.text:
         content.append({"type": "text", "text": reply.text})
-    content.extend({"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["input"]}
-                   for c in reply.tool_calls)
-    return {"id": f"msg_{rid}", "type": "message", "role": "assistant", "model": conv.model or "scripted",
-            "content": content, "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
-            "stop_sequence": None, "usage": {"input_tokens": prompt, "output_tokens": completion}}
+    content.extend(
+        {"type": "tool_use", "id": c["id"], "name": c["name"], "input": c["input"]} for c in reply.tool_calls
+    )
+    return {
+        "id": f"msg_{rid}",
+        "type": "message",
+        "role": "assistant",
+        "model": conv.model or "scripted",
+        "content": content,
+        "stop_reason": "tool_use" if reply.tool_calls else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": prompt, "output_tokens": completion},
+    }
 
 
 def anthropic_stream(conv: Conversation, reply: Reply, rid: str) -> list[bytes]:
@@ -468,34 +517,72 @@ def anthropic_stream(conv: Conversation, reply: Reply, rid: str) -> list[bytes]:
     def event(name: str, data: dict[str, Any]) -> bytes:
         return f"event: {name}\ndata: {json.dumps({'type': name, **data})}\n\n".encode()
 
-    out = [event("message_start", {"message": {
-        "id": f"msg_{rid}", "type": "message", "role": "assistant", "model": conv.model or "scripted",
-        "content": [], "stop_reason": None, "stop_sequence": None,
-        "usage": {"input_tokens": prompt, "output_tokens": 1}}}), event("ping", {})]
+    out = [
+        event(
+            "message_start",
+            {
+                "message": {
+                    "id": f"msg_{rid}",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": conv.model or "scripted",
+                    "content": [],
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": prompt, "output_tokens": 1},
+                }
+            },
+        ),
+        event("ping", {}),
+    ]
     index = 0
     if reply.text:
         out.append(event("content_block_start", {"index": index, "content_block": {"type": "text", "text": ""}}))
-        out.extend(event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
-                   for piece in _chunks(reply.text))
+        out.extend(
+            event("content_block_delta", {"index": index, "delta": {"type": "text_delta", "text": piece}})
+            for piece in _chunks(reply.text)
+        )
         out.append(event("content_block_stop", {"index": index}))
         index += 1
     for call in reply.tool_calls:
-        out.append(event("content_block_start", {"index": index, "content_block": {
-            "type": "tool_use", "id": call["id"], "name": call["name"], "input": {}}}))
-        out.extend(event("content_block_delta", {"index": index, "delta": {
-            "type": "input_json_delta", "partial_json": piece}}) for piece in _chunks(json.dumps(call["input"])))
+        out.append(
+            event(
+                "content_block_start",
+                {
+                    "index": index,
+                    "content_block": {"type": "tool_use", "id": call["id"], "name": call["name"], "input": {}},
+                },
+            )
+        )
+        out.extend(
+            event("content_block_delta", {"index": index, "delta": {"type": "input_json_delta", "partial_json": piece}})
+            for piece in _chunks(json.dumps(call["input"]))
+        )
         out.append(event("content_block_stop", {"index": index}))
         index += 1
-    out.append(event("message_delta", {"delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn",
-                                                 "stop_sequence": None},
-                                       "usage": {"output_tokens": completion}}))
+    out.append(
+        event(
+            "message_delta",
+            {
+                "delta": {"stop_reason": "tool_use" if reply.tool_calls else "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": completion},
+            },
+        )
+    )
     out.append(event("message_stop", {}))
     return out
 
 
 _OPENAI_ERR = {401: ("invalid_request_error", "invalid_api_key"), 429: ("rate_limit_error", "rate_limit_exceeded")}
-_ANTHROPIC_ERR = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
-                  404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 529: "overloaded_error"}
+_ANTHROPIC_ERR = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    529: "overloaded_error",
+}
 
 
 def error_body(flavor: str, status: int, message: str) -> dict[str, Any]:
@@ -522,8 +609,14 @@ class State:
     def reset(self) -> None:
         with self.lock:
             # delay_max > delay: each reply waits a seeded uniform time between them (a model's varying latency)
-            self.knobs: dict[str, float] = {"delay": 0.0, "delay_max": 0.0, "error_rate": 0.0, "error_status": 500.0,
-                                            "rate_429": 0.0, "seed": 0.0}
+            self.knobs: dict[str, float] = {
+                "delay": 0.0,
+                "delay_max": 0.0,
+                "error_rate": 0.0,
+                "error_status": 500.0,
+                "rate_429": 0.0,
+                "seed": 0.0,
+            }
             self.rng = random.Random(0)
 
     def control(self, knobs: dict[str, Any]) -> dict[str, float]:
@@ -623,8 +716,10 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/_health":
             self._send_json(200, {"ok": True, "total": STATE.total})
         elif url.path in ("/v1/models", "/models"):
-            self._send_json(200, {"object": "list", "data": [
-                {"id": "scripted", "object": "model", "created": 0, "owned_by": "tests"}]})
+            self._send_json(
+                200,
+                {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "tests"}]},
+            )
         else:
             self._send_json(404, {"error": {"message": f"no route {url.path}", "type": "not_found"}})
 
@@ -649,9 +744,18 @@ class Handler(BaseHTTPRequestHandler):
         elif path in ("/v1/messages", "/messages"):
             self._model("anthropic", path, body)
         elif path in ("/v1/responses", "/responses"):
-            self._send_json(404, {"error": {"type": "not_found", "message": (
-                "the scripted upstream speaks chat completions, not the Responses API; set LiteLLM's "
-                "use_chat_completions_url_for_anthropic_messages: true")}})
+            self._send_json(
+                404,
+                {
+                    "error": {
+                        "type": "not_found",
+                        "message": (
+                            "the scripted upstream speaks chat completions, not the Responses API; set LiteLLM's "
+                            "use_chat_completions_url_for_anthropic_messages: true"
+                        ),
+                    }
+                },
+            )
         elif path in ("/v1/messages/count_tokens", "/messages/count_tokens"):
             conv = parse_anthropic(body if isinstance(body, dict) else {})
             self._send_json(200, {"input_tokens": max(1, len(conv.flat()) // 4)})
@@ -659,10 +763,18 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
 
     def _model(self, flavor: str, path: str, body: Any) -> None:
-        entry = STATE.record({"path": path, "method": "POST",
-                              "headers": {k.lower(): v for k, v in self.headers.items()},
-                              "body": body, "bytes": self.body_bytes, "time": time.time(),
-                              "status": None, "kind": None})
+        entry = STATE.record(
+            {
+                "path": path,
+                "method": "POST",
+                "headers": {k.lower(): v for k, v in self.headers.items()},
+                "body": body,
+                "bytes": self.body_bytes,
+                "time": time.time(),
+                "status": None,
+                "kind": None,
+            }
+        )
         if not isinstance(body, dict):
             entry.update(status=400, kind="bad-json")
             self._send_json(400, error_body(flavor, 400, "body is not a JSON object"))
@@ -686,11 +798,13 @@ class Handler(BaseHTTPRequestHandler):
         entry.update(status=200, kind=reply.kind)
         rid = _digest(conv.flat(), reply.text)[:24]
         if body.get("stream"):
-            self._send_stream(openai_stream(conv, reply, rid) if flavor == "openai"
-                              else anthropic_stream(conv, reply, rid))
+            self._send_stream(
+                openai_stream(conv, reply, rid) if flavor == "openai" else anthropic_stream(conv, reply, rid)
+            )
         else:
-            self._send_json(200, openai_response(conv, reply, rid) if flavor == "openai"
-                            else anthropic_response(conv, reply, rid))
+            self._send_json(
+                200, openai_response(conv, reply, rid) if flavor == "openai" else anthropic_response(conv, reply, rid)
+            )
 
 
 class Server(ThreadingHTTPServer):

@@ -119,8 +119,12 @@ class ChromaStore:
 
         base = f"{parsed.scheme or 'http'}://{parsed.netloc}"
         httpx.get(f"{base}/api/v2/heartbeat", timeout=httpx.Timeout(10.0, connect=5.0)).raise_for_status()
-        client = chromadb.HttpClient(host=parsed.hostname or "localhost", port=parsed.port or (443 if ssl else 8000),
-                                     ssl=ssl, settings=chroma_settings)
+        client = chromadb.HttpClient(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (443 if ssl else 8000),
+            ssl=ssl,
+            settings=chroma_settings,
+        )
         _bound_http_timeout(client)
         return client
 
@@ -134,7 +138,8 @@ class ChromaStore:
                 self._collection = client.get_or_create_collection(
                     self.collection_name,
                     embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
-                        self._embedder or _default_embedder()),
+                        self._embedder or _default_embedder()
+                    ),
                     configuration={"hnsw": {"space": "cosine"}},
                     metadata={"source": "claude-mem-worker", "scheme": EMBEDDING_SCHEME},
                 )
@@ -183,8 +188,9 @@ class ChromaStore:
         chunks = self.chunks(docs)
         if chunks:
             collection = self.collection()
-            collection.upsert(ids=[d.id for d in chunks], documents=[d.text for d in chunks],
-                              metadatas=[d.metadata for d in chunks])  # type: ignore[arg-type]
+            collection.upsert(
+                ids=[d.id for d in chunks], documents=[d.text for d in chunks], metadatas=[d.metadata for d in chunks]
+            )  # type: ignore[arg-type]
         return [d.id for d in chunks]
 
     def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
@@ -220,8 +226,12 @@ class ChromaStore:
         collection = self.collection()
         if n <= 0:
             return []
-        result = collection.query(query_embeddings=[self.query_vector(text)], n_results=n,  # type: ignore[arg-type]
-                                  where=where, include=["distances", "documents"])  # type: ignore[list-item]
+        result = collection.query(
+            query_embeddings=[self.query_vector(text)],  # type: ignore[arg-type]
+            n_results=n,
+            where=where,
+            include=["distances", "documents"],  # type: ignore[list-item]
+        )
         ids = (result.get("ids") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
         documents = (result.get("documents") or [[]])[0] or [""] * len(ids)
@@ -231,7 +241,6 @@ class ChromaStore:
             if parsed:
                 hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
         return hits
-
 
     def query_vector(self, text: str) -> list[float]:
         """The query's embedding, from a small LRU cache when the same text was asked recently."""

@@ -125,8 +125,10 @@ def read_json_object(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigFileError(f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}; fix or move it, "
-                           "then run the installer again") from None
+        raise ConfigFileError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}; fix or move it, "
+            "then run the installer again"
+        ) from None
     if not isinstance(data, dict):
         raise ConfigFileError(f"{path}: expected a JSON object")
     return data
@@ -192,7 +194,7 @@ def merge_hooks(config: dict[str, Any], directory: Path) -> tuple[dict[str, Any]
     if hooks is None:
         hooks = new["hooks"] = {}
     if not isinstance(hooks, dict):
-        raise ConfigFileError("Claude Code settings: \"hooks\" is not an object; fix it by hand first")
+        raise ConfigFileError('Claude Code settings: "hooks" is not an object; fix it by hand first')
     changed: list[str] = []
     for event, (arg, matcher, timeout) in HOOK_EVENTS.items():
         wanted = {"type": "command", "command": hook_command(arg, directory), "timeout": timeout}
@@ -201,8 +203,13 @@ def merge_hooks(config: dict[str, Any], directory: Path) -> tuple[dict[str, Any]
             groups = []
         if not isinstance(groups, list):
             raise ConfigFileError(f"Claude Code settings: hooks.{event} is not a list; fix it by hand first")
-        ours = [(g, h) for g in groups if isinstance(g, dict) and isinstance(g.get("hooks"), list)
-                for h in g["hooks"] if _is_ours(h)]
+        ours = [
+            (g, h)
+            for g in groups
+            if isinstance(g, dict) and isinstance(g.get("hooks"), list)
+            for h in g["hooks"]
+            if _is_ours(h)
+        ]
         if len(ours) == 1 and ours[0][1] == wanted and ours[0][0].get("matcher") == matcher:
             continue
         kept: list[Any] = []
@@ -282,7 +289,7 @@ def merge_mcp(state: dict[str, Any], directory: Path) -> tuple[dict[str, Any], s
     if servers is None:
         servers = new["mcpServers"] = {}
     if not isinstance(servers, dict):
-        raise ConfigFileError("Claude Code state: \"mcpServers\" is not an object; fix it by hand first")
+        raise ConfigFileError('Claude Code state: "mcpServers" is not an object; fix it by hand first')
     wanted = mcp_entry(directory)
     previous = servers.get(MCP_NAME)
     if previous == wanted:

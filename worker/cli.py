@@ -126,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--rebuild", action="store_true", help="drop the Chroma collection and resend every row")
     sy.set_defaults(func=_with_settings(_sync))
 
-    gw = sub.add_parser("gateway", help="a local LiteLLM gateway for one developer (README \"Solo\")")
+    gw = sub.add_parser("gateway", help='a local LiteLLM gateway for one developer (README "Solo")')
     gwsub = gw.add_subparsers(dest="action", required=True)
     for action, func in (("start", _gateway_start), ("stop", _gateway_stop), ("status", _gateway_status)):
         ga = gwsub.add_parser(action)
@@ -278,9 +278,18 @@ def _corpus(settings: Settings, ns: argparse.Namespace) -> int:
     name = getattr(ns, "name", "")
     call: tuple[str, str, dict[str, Any] | None]
     if ns.action == "create":
-        body = {"name": name, "description": ns.description, "project": ns.project, "types": split(ns.types),
-                "concepts": split(ns.concepts), "files": split(ns.files), "query": ns.query,
-                "date_start": ns.date_start, "date_end": ns.date_end, "limit": ns.limit}
+        body = {
+            "name": name,
+            "description": ns.description,
+            "project": ns.project,
+            "types": split(ns.types),
+            "concepts": split(ns.concepts),
+            "files": split(ns.files),
+            "query": ns.query,
+            "date_start": ns.date_start,
+            "date_end": ns.date_end,
+            "limit": ns.limit,
+        }
         call = ("POST", "/api/corpus", body)
     elif ns.action == "list":
         call = ("GET", "/api/corpus", None)
@@ -343,7 +352,6 @@ def _queue(settings: Settings, ns: argparse.Namespace) -> int:
     return 0
 
 
-
 def _queue_retry(settings: Settings, ns: argparse.Namespace) -> int:
     """Failed events back to pending, in the database: the worker need not run (a team worker's over HTTP)."""
     if settings.worker_url:
@@ -364,13 +372,16 @@ def _remote_queue(settings: Settings, ns: argparse.Namespace) -> int:
     from worker.client import call_worker
 
     if ns.action == "retry":
-        answer = call_worker(settings, "/api/queue/retry", method="POST", timeout=10,
-                             body={"reason": ns.reason, "session": ns.session})
+        answer = call_worker(
+            settings, "/api/queue/retry", method="POST", timeout=10, body={"reason": ns.reason, "session": ns.session}
+        )
     else:
         answer = call_worker(settings, "/api/processing-status", timeout=10)
     if answer.error or answer.status != 200 or not isinstance(answer.body, dict):
-        print(f"claude-mem: the team worker at {settings.base_url} answered "
-              f"{answer.error or answer.status}", file=sys.stderr)
+        print(
+            f"claude-mem: the team worker at {settings.base_url} answered {answer.error or answer.status}",
+            file=sys.stderr,
+        )
         return 1
     body = answer.body
     if ns.action == "retry":
@@ -458,10 +469,17 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
     import json
 
     from worker.lifecycle import api
+
     raw = {"query": " ".join(ns.query), "mode": ns.mode, "limit": str(ns.limit), "offset": str(ns.offset)}
-    for key, value in (("project", ns.project), ("type", ns.type), ("obs_type", ns.obs_type),
-                       ("concepts", ns.concepts), ("files", ns.files), ("dateStart", ns.date_start),
-                       ("dateEnd", ns.date_end)):
+    for key, value in (
+        ("project", ns.project),
+        ("type", ns.type),
+        ("obs_type", ns.obs_type),
+        ("concepts", ns.concepts),
+        ("files", ns.files),
+        ("dateStart", ns.date_start),
+        ("dateEnd", ns.date_end),
+    ):
         if value:
             raw[key] = value
     from worker import search
@@ -504,15 +522,20 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
             except VectorsUnavailable as exc:
                 error = f"Chroma unreachable: {exc}"
     response = search.search(conn, params, hits, error)
-    print(msgspec.json.format(msgspec.json.encode(response)).decode() if ns.json
-          else _cli_footer(response.content[0].text))
+    print(
+        msgspec.json.format(msgspec.json.encode(response)).decode()
+        if ns.json
+        else _cli_footer(response.content[0].text)
+    )
     return 0
 
 
 def _cli_footer(text: str) -> str:
     """The search text names the MCP tool for full items; on the command line, `claude-mem show` does it."""
-    return text.replace("Fetch full observations with get_observations (POST /api/observations/batch) by their #id.",
-                        "Show one in full: claude-mem show ID (12 for #12, S3, P7: the ids listed above).")
+    return text.replace(
+        "Fetch full observations with get_observations (POST /api/observations/batch) by their #id.",
+        "Show one in full: claude-mem show ID (12 for #12, S3, P7: the ids listed above).",
+    )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ class Http:
     seconds: float = 0.0
 
 
-def request(url: str, *, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None,
-            timeout: float = 5.0) -> Http:
+def request(
+    url: str, *, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None, timeout: float = 5.0
+) -> Http:
     """Send one request; never raises for a transport failure or an HTTP error status."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -57,8 +58,8 @@ def worker_headers(settings: Settings) -> dict[str, str]:
     return {"Authorization": f"Bearer {settings.worker_token}"} if settings.worker_token else {}
 
 
-def call_worker(settings: Settings, path: str, *, method: str = "GET", body: Any = None,
-                timeout: float = 2.0) -> Http:
+def call_worker(settings: Settings, path: str, *, method: str = "GET", body: Any = None, timeout: float = 2.0) -> Http:
     """A request to the configured worker, with its token when there is one."""
-    return request(settings.base_url + path, method=method, body=body, headers=worker_headers(settings),
-                   timeout=timeout)
+    return request(
+        settings.base_url + path, method=method, body=body, headers=worker_headers(settings), timeout=timeout
+    )

@@ -26,17 +26,27 @@ def build_context(conn: sqlite3.Connection, settings: Settings, projects: list[s
     projects = [p for p in projects if p] or [""]
     label = ", ".join(p for p in projects if p) or "(no project)"
     marks = ",".join("?" * len(projects))
-    summaries = conn.execute(
-        f"SELECT * FROM session_summaries WHERE project IN ({marks}) ORDER BY created_at DESC, id DESC LIMIT ?",
-        (*projects, settings.context_session_count),
-    ).fetchall() if settings.context_session_count else []
-    observations = conn.execute(
-        f"SELECT * FROM observations WHERE project IN ({marks}) ORDER BY created_at DESC, id DESC LIMIT ?",
-        (*projects, settings.context_observations),
-    ).fetchall() if settings.context_observations else []
+    summaries = (
+        conn.execute(
+            f"SELECT * FROM session_summaries WHERE project IN ({marks}) ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*projects, settings.context_session_count),
+        ).fetchall()
+        if settings.context_session_count
+        else []
+    )
+    observations = (
+        conn.execute(
+            f"SELECT * FROM observations WHERE project IN ({marks}) ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*projects, settings.context_observations),
+        ).fetchall()
+        if settings.context_observations
+        else []
+    )
     if not summaries and not observations:
-        return (f"# [{label}] recent context\n\n"
-                "No memory for this project yet: nothing is remembered from earlier sessions.\n")
+        return (
+            f"# [{label}] recent context\n\n"
+            "No memory for this project yet: nothing is remembered from earlier sessions.\n"
+        )
 
     budget = settings.context_token_budget * CHARS_PER_TOKEN
     header = f"# [{label}] recent context, {_when(time.time())}\n"

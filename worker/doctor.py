@@ -66,31 +66,53 @@ def check_config(s: Settings, creds: dict[str, str], environ: dict[str, str]) ->
     gateway_configured = bool(base_url) or s.auth_method == "gateway"
     if s.provider != "claude":
         if gateway_configured:
-            out.append(Check("provider", "fail",
-                             f"CLAUDE_MEM_PROVIDER is {s.provider} while a gateway is configured; a LiteLLM gateway "
-                             "serves the Claude Agent SDK path, so it is never used",
-                             "claude-mem install --provider claude --auth gateway (or set CLAUDE_MEM_PROVIDER=claude "
-                             f"in {s.settings_path})"))
+            out.append(
+                Check(
+                    "provider",
+                    "fail",
+                    f"CLAUDE_MEM_PROVIDER is {s.provider} while a gateway is configured; a LiteLLM gateway "
+                    "serves the Claude Agent SDK path, so it is never used",
+                    "claude-mem install --provider claude --auth gateway (or set CLAUDE_MEM_PROVIDER=claude "
+                    f"in {s.settings_path})",
+                )
+            )
         else:
             out.append(Check("provider", "ok", f"{s.provider} (REST)"))
         key = f"{s.provider.upper()}_API_KEY"
         if creds.get(key):
             out.append(Check("credentials", "ok", f"{key} is in {s.env_path}"))
         else:
-            out.append(Check("credentials", "fail", f"{key} is missing from {s.env_path}",
-                             f"claude-mem install --provider {s.provider} --api-key KEY"))
+            out.append(
+                Check(
+                    "credentials",
+                    "fail",
+                    f"{key} is missing from {s.env_path}",
+                    f"claude-mem install --provider {s.provider} --api-key KEY",
+                )
+            )
         return out
     out.append(Check("provider", "ok", "claude (Claude Agent SDK)"))
     problems = {p.check: p for p in gateway_problems(s, creds)}
     if base_url and s.auth_method != "gateway":
-        out.append(Check("auth", "fail",
-                         f"CLAUDE_MEM_CLAUDE_AUTH_METHOD is {s.auth_method} while {s.env_path} sets ANTHROPIC_BASE_URL",
-                         "claude-mem install --auth gateway (or remove ANTHROPIC_BASE_URL from .env)"))
+        out.append(
+            Check(
+                "auth",
+                "fail",
+                f"CLAUDE_MEM_CLAUDE_AUTH_METHOD is {s.auth_method} while {s.env_path} sets ANTHROPIC_BASE_URL",
+                "claude-mem install --auth gateway (or remove ANTHROPIC_BASE_URL from .env)",
+            )
+        )
     elif s.auth_method == "subscription" and (creds.get("ANTHROPIC_API_KEY") or creds.get("ANTHROPIC_AUTH_TOKEN")):
         names = [k for k in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN") if creds.get(k)]
-        out.append(Check("auth", "fail",
-                         f"auth method is subscription but {s.env_path} sets {', '.join(names)}, which replaces "
-                         "your Claude login", "claude-mem install --auth subscription (removes them)"))
+        out.append(
+            Check(
+                "auth",
+                "fail",
+                f"auth method is subscription but {s.env_path} sets {', '.join(names)}, which replaces "
+                "your Claude login",
+                "claude-mem install --auth subscription (removes them)",
+            )
+        )
     elif "auth" in problems:
         out.append(Check("auth", "fail", problems["auth"].message, problems["auth"].fix))
     else:
@@ -100,8 +122,10 @@ def check_config(s: Settings, creds: dict[str, str], environ: dict[str, str]) ->
     url_problem = problems.get("gateway.url")
     if not base_url:
         if environ.get("ANTHROPIC_BASE_URL"):
-            message = (f"ANTHROPIC_BASE_URL is only in your shell, not in {s.env_path}; the worker ignores shell "
-                       "exports and refuses to run the agent")
+            message = (
+                f"ANTHROPIC_BASE_URL is only in your shell, not in {s.env_path}; the worker ignores shell "
+                "exports and refuses to run the agent"
+            )
         else:
             message = url_problem.message if url_problem else f"ANTHROPIC_BASE_URL is missing from {s.env_path}"
         out.append(Check("gateway.url", "fail", message, "claude-mem install --auth gateway --gateway-url URL"))
@@ -111,10 +135,15 @@ def check_config(s: Settings, creds: dict[str, str], environ: dict[str, str]) ->
     else:
         out.append(Check("gateway.url", "ok", f"{base_url} (from {s.env_path})"))
     if creds.get("ANTHROPIC_API_KEY") and not creds.get("ANTHROPIC_AUTH_TOKEN"):
-        out.append(Check("gateway.key", "warn",
-                         "gateway mode with ANTHROPIC_API_KEY but no ANTHROPIC_AUTH_TOKEN in .env; most gateways "
-                         "expect the token as ANTHROPIC_AUTH_TOKEN",
-                         "claude-mem install --gateway-token TOKEN (it also removes ANTHROPIC_API_KEY)"))
+        out.append(
+            Check(
+                "gateway.key",
+                "warn",
+                "gateway mode with ANTHROPIC_API_KEY but no ANTHROPIC_AUTH_TOKEN in .env; most gateways "
+                "expect the token as ANTHROPIC_AUTH_TOKEN",
+                "claude-mem install --gateway-token TOKEN (it also removes ANTHROPIC_API_KEY)",
+            )
+        )
     return out
 
 
@@ -136,24 +165,49 @@ def check_gateway(s: Settings, creds: dict[str, str]) -> list[Check]:
     root = base_url[:-3] if base_url.endswith("/v1") else base_url
     answer = request(f"{root}/v1/models", headers=headers, timeout=GATEWAY_TIMEOUT)
     if answer.error and "timed out" in answer.error:
-        return [Check("gateway.reachable", "fail", f"{base_url} accepted the connection but did not answer within "
-                      f"{GATEWAY_TIMEOUT:.0f} s", "see the gateway's log (claude-mem gateway status names it)")]
+        return [
+            Check(
+                "gateway.reachable",
+                "fail",
+                f"{base_url} accepted the connection but did not answer within {GATEWAY_TIMEOUT:.0f} s",
+                "see the gateway's log (claude-mem gateway status names it)",
+            )
+        ]
     if answer.error:
-        return [Check("gateway.reachable", "fail", f"{base_url} does not answer ({answer.error})",
-                      "start the gateway (claude-mem gateway start, README \"Solo\") or correct its URL: "
-                      "claude-mem install --gateway-url URL")]
+        return [
+            Check(
+                "gateway.reachable",
+                "fail",
+                f"{base_url} does not answer ({answer.error})",
+                'start the gateway (claude-mem gateway start, README "Solo") or correct its URL: '
+                "claude-mem install --gateway-url URL",
+            )
+        ]
     out = [Check("gateway.reachable", "ok", f"{base_url} answered in {answer.seconds * 1000:.0f} ms")]
     message = _error_message(answer)
     refused = answer.status in (401, 403) or (answer.status == 400 and "no connected db" in message.lower())
     if refused:
-        detail = (" (LiteLLM without a database accepts only its master key)"
-                  if "no connected db" in message.lower() else "")
-        out.append(Check("gateway.token", "fail", f"the gateway refused the token{detail}: HTTP {answer.status} "
-                         f"{message}", "claude-mem install --gateway-token TOKEN (a valid master or virtual key)"))
+        detail = (
+            " (LiteLLM without a database accepts only its master key)" if "no connected db" in message.lower() else ""
+        )
+        out.append(
+            Check(
+                "gateway.token",
+                "fail",
+                f"the gateway refused the token{detail}: HTTP {answer.status} {message}",
+                "claude-mem install --gateway-token TOKEN (a valid master or virtual key)",
+            )
+        )
         return out
     if answer.status >= 500 and not token:
-        out.append(Check("gateway.token", "fail", f"the gateway failed without a token (HTTP {answer.status}); it "
-                         "probably requires one", "claude-mem install --gateway-token TOKEN"))
+        out.append(
+            Check(
+                "gateway.token",
+                "fail",
+                f"the gateway failed without a token (HTTP {answer.status}); it probably requires one",
+                "claude-mem install --gateway-token TOKEN",
+            )
+        )
         return out
     ids = _model_ids(answer.body) if answer.status == 200 else None
     if ids is None:
@@ -165,10 +219,15 @@ def check_gateway(s: Settings, creds: dict[str, str]) -> list[Check]:
         out.append(Check("gateway.model", "ok", f"{s.model} is served by the gateway"))
     else:
         known = ", ".join(ids[:8]) + (", …" if len(ids) > 8 else "")
-        out.append(Check("gateway.model", "fail",
-                         f"model alias {s.model} is unknown to the gateway (it serves: {known or 'nothing'})",
-                         "claude-mem install --model ALIAS with one of those, or add a model_name "
-                         f"{s.model} to the LiteLLM config"))
+        out.append(
+            Check(
+                "gateway.model",
+                "fail",
+                f"model alias {s.model} is unknown to the gateway (it serves: {known or 'nothing'})",
+                "claude-mem install --model ALIAS with one of those, or add a model_name "
+                f"{s.model} to the LiteLLM config",
+            )
+        )
     return out
 
 
@@ -180,8 +239,11 @@ def check_worker(s: Settings) -> list[Check]:
     local = not s.worker_url
     health = call_worker(s, "/api/health", timeout=2.0)
     if health.error or health.status != 200 or not isinstance(health.body, dict):
-        fix = "claude-mem worker start" if local else "start the team worker, or correct it: claude-mem install " \
-            "--worker-url URL --worker-token T"
+        fix = (
+            "claude-mem worker start"
+            if local
+            else "start the team worker, or correct it: claude-mem install --worker-url URL --worker-token T"
+        )
         found = health.error or f"HTTP {health.status}"
         return [Check("worker.running", "fail", f"no worker answers at {s.base_url} ({found})", fix)]
     uptime = float(health.body.get("uptime") or 0.0)
@@ -192,18 +254,35 @@ def check_worker(s: Settings) -> list[Check]:
         except (OSError, ValueError):
             own_pid = None
         if own_pid != health.body.get("pid"):
-            out.append(Check("worker.identity", "warn",
-                             f"the worker at {s.base_url} (pid {health.body.get('pid')}) was not started from "
-                             f"{s.data_dir} (worker.pid: {own_pid or 'none'}); it may use other settings",
-                             "stop that worker, then claude-mem worker start (or set CLAUDE_MEM_WORKER_URL)"))
+            out.append(
+                Check(
+                    "worker.identity",
+                    "warn",
+                    f"the worker at {s.base_url} (pid {health.body.get('pid')}) was not started from "
+                    f"{s.data_dir} (worker.pid: {own_pid or 'none'}); it may use other settings",
+                    "stop that worker, then claude-mem worker start (or set CLAUDE_MEM_WORKER_URL)",
+                )
+            )
     status = call_worker(s, "/api/processing-status", timeout=HTTP_TIMEOUT)
     if status.status in (401, 403):
-        out.append(Check("worker.token", "fail", f"the worker refused the worker token (HTTP {status.status})",
-                         "claude-mem install --worker-token T (the token the worker was started with)"))
+        out.append(
+            Check(
+                "worker.token",
+                "fail",
+                f"the worker refused the worker token (HTTP {status.status})",
+                "claude-mem install --worker-token T (the token the worker was started with)",
+            )
+        )
         return out
     if not local and not s.worker_token and not _is_loopback_url(s.worker_url):
-        out.append(Check("worker.token", "warn", "a remote worker without CLAUDE_MEM_WORKER_TOKEN",
-                         "claude-mem install --worker-token T"))
+        out.append(
+            Check(
+                "worker.token",
+                "warn",
+                "a remote worker without CLAUDE_MEM_WORKER_TOKEN",
+                "claude-mem install --worker-token T",
+            )
+        )
     if local or _is_loopback_url(s.base_url):
         started = time.time() - uptime
         changed = []
@@ -214,9 +293,11 @@ def check_worker(s: Settings) -> list[Check]:
             except OSError:
                 pass
         body = status.body if isinstance(status.body, dict) else {}
-        differs = [f"{k} {body.get(k)!r} (file: {v!r})" for k, v in
-                   (("provider", s.provider), ("authMethod", s.auth_method), ("model", s.model))
-                   if k in body and body.get(k) != v]
+        differs = [
+            f"{k} {body.get(k)!r} (file: {v!r})"
+            for k, v in (("provider", s.provider), ("authMethod", s.auth_method), ("model", s.model))
+            if k in body and body.get(k) != v
+        ]
         if changed or differs:
             what = f"{' and '.join(changed)} changed after the worker started" if changed else ""
             if differs:
@@ -229,8 +310,14 @@ def check_worker(s: Settings) -> list[Check]:
     if ready.status == 200:
         out.append(Check("worker.ready", "ok", "database, queue and memory agent ready"))
     elif reasons:
-        out.append(Check("worker.ready", "fail", "; ".join(str(r) for r in reasons),
-                         "fix the lines above, then claude-mem worker restart"))
+        out.append(
+            Check(
+                "worker.ready",
+                "fail",
+                "; ".join(str(r) for r in reasons),
+                "fix the lines above, then claude-mem worker restart",
+            )
+        )
     return out
 
 
@@ -238,31 +325,43 @@ def check_worker(s: Settings) -> list[Check]:
 
 PROBE_TIMEOUT = 100.0
 # Checks whose failure the test call would only repeat: it is not tried until they are fixed.
-BLOCKING = ("settings", "credentials.file", "provider", "credentials", "auth", "gateway.url", "gateway.reachable",
-            "gateway.token", "gateway.model", "worker.token")
+BLOCKING = (
+    "settings",
+    "credentials.file",
+    "provider",
+    "credentials",
+    "auth",
+    "gateway.url",
+    "gateway.reachable",
+    "gateway.token",
+    "gateway.model",
+    "worker.token",
+)
 
 
 def fix_for(cause: str | None, route: str) -> str:
     """What to do about a failed model call, by its cause (worker/agent/errors.py)."""
-    refused = {"gateway": "claude-mem install --gateway-token TOKEN (a master or virtual key the gateway accepts)",
-               "api-key": "claude-mem install --auth api-key --api-key KEY (a valid Anthropic API key)",
-               "subscription": "run `claude`, then /login, to renew your Claude login"}
+    refused = {
+        "gateway": "claude-mem install --gateway-token TOKEN (a master or virtual key the gateway accepts)",
+        "api-key": "claude-mem install --auth api-key --api-key KEY (a valid Anthropic API key)",
+        "subscription": "run `claude`, then /login, to renew your Claude login",
+    }
     fixes = {
-        "gateway-unreachable": "start the gateway (claude-mem gateway start, README \"Solo\") or correct its URL: "
-                               "claude-mem install --gateway-url URL",
+        "gateway-unreachable": 'start the gateway (claude-mem gateway start, README "Solo") or correct its URL: '
+        "claude-mem install --gateway-url URL",
         "upstream-unreachable": "the gateway is up but cannot reach its upstream: check the upstream's address and key"
-                                " in the LiteLLM config (MEMORY_UPSTREAM_API_BASE, MEMORY_UPSTREAM_API_KEY) and "
-                                "the gateway's log",
+        " in the LiteLLM config (MEMORY_UPSTREAM_API_BASE, MEMORY_UPSTREAM_API_KEY) and "
+        "the gateway's log",
         "upstream-error": "see the gateway's log for its upstream's error; the queue retries by itself",
         "unknown-model": "claude-mem install --model ALIAS with a model_name the gateway serves, or add that"
-                         " model_name to the LiteLLM config",
+        " model_name to the LiteLLM config",
         "refused-credentials": refused.get(route, "claude-mem install --api-key KEY"),
         "no-login": "run `claude` and log in with /login (subscription mode spends your own Claude allowance), "
-                    "or use an API key or a gateway: claude-mem install --auth api-key --api-key KEY",
+        "or use an API key or a gateway: claude-mem install --auth api-key --api-key KEY",
         "budget": "raise the key's budget in the LiteLLM admin UI or wait for it to reset; processing resumes "
-                  "by itself",
+        "by itself",
         "local-budget": "raise CLAUDE_MEM_DAILY_TOKEN_BUDGET (settings.json or the viewer's settings; no restart) or"
-                        " wait for the next UTC day; processing resumes by itself",
+        " wait for the next UTC day; processing resumes by itself",
         "api-unreachable": "check this machine's network and proxy settings (HTTPS_PROXY)",
         "rate-limited": "nothing: the queue retries by itself",
         "config": "fix the configuration lines above, then claude-mem worker restart",
@@ -310,8 +409,14 @@ def check_memory(s: Settings, creds: dict[str, str], earlier: list[Check]) -> tu
         if answer.status == 200 and isinstance(answer.body, dict) and "ok" in answer.body:
             result = answer.body
         elif answer.error:
-            return [Check("memory.call", "fail", f"the worker did not answer the test call ({answer.error})",
-                          "claude-mem worker logs")], {}
+            return [
+                Check(
+                    "memory.call",
+                    "fail",
+                    f"the worker did not answer the test call ({answer.error})",
+                    "claude-mem worker logs",
+                )
+            ], {}
     if result is None and s.worker_url:
         return [Check("memory.call", "skip", "the team worker cannot be asked for a test call")], {}
     if result is None:
@@ -328,14 +433,31 @@ def check_memory(s: Settings, creds: dict[str, str], earlier: list[Check]) -> tu
             where = "directly (a client-only install has no agent SDK)"
             result = _direct_probe(s, creds)
     if result is None:
-        return [Check("memory.call", "skip", "no test call possible here: start the worker "
-                      "(claude-mem worker start) for doctor to ask it")], {}
+        return [
+            Check(
+                "memory.call",
+                "skip",
+                "no test call possible here: start the worker (claude-mem worker start) for doctor to ask it",
+            )
+        ], {}
     route = str(result.get("route") or s.auth_method)
     if result.get("ok"):
-        return [Check("memory.call", "ok", f"a one-token call {where} ({route}, model {result.get('model')}) "
-                      f"answered in {float(result.get('seconds') or 0):.1f} s")], result
-    return [Check("memory.call", "fail", f"{result.get('message')} (a one-token call {where})",
-                  fix_for(result.get("cause"), route))], result
+        return [
+            Check(
+                "memory.call",
+                "ok",
+                f"a one-token call {where} ({route}, model {result.get('model')}) "
+                f"answered in {float(result.get('seconds') or 0):.1f} s",
+            )
+        ], result
+    return [
+        Check(
+            "memory.call",
+            "fail",
+            f"{result.get('message')} (a one-token call {where})",
+            fix_for(result.get("cause"), route),
+        )
+    ], result
 
 
 def check_queue(s: Settings, probe: dict[str, Any]) -> list[Check]:
@@ -352,13 +474,26 @@ def check_queue(s: Settings, probe: dict[str, Any]) -> list[Check]:
     reason = body.get("pausedReason") or body.get("lastError")
     if paused_for > 0 and not probe.get("resumed"):
         if works:
-            out.append(Check("worker.queue", "warn", f"paused: {reason}; next try in {paused_for:.0f} s, and the "
-                             "test call works now, so processing resumes then"))
+            out.append(
+                Check(
+                    "worker.queue",
+                    "warn",
+                    f"paused: {reason}; next try in {paused_for:.0f} s, and the "
+                    "test call works now, so processing resumes then",
+                )
+            )
         else:
             same = probe.get("cause") and probe.get("cause") == body.get("pauseCause")
-            out.append(Check("worker.queue", "fail", ("paused by that cause" if same else f"paused: {reason}")
-                             + f"; next try in {paused_for:.0f} s; {counts.get('pending', 0)} event(s) wait, none "
-                             "is lost", "" if same else fix_for(body.get("pauseCause"), route)))
+            out.append(
+                Check(
+                    "worker.queue",
+                    "fail",
+                    ("paused by that cause" if same else f"paused: {reason}")
+                    + f"; next try in {paused_for:.0f} s; {counts.get('pending', 0)} event(s) wait, none "
+                    "is lost",
+                    "" if same else fix_for(body.get("pauseCause"), route),
+                )
+            )
     elif probe.get("resumed"):
         out.append(Check("worker.queue", "ok", "was paused; the test call worked, so processing resumed now"))
     failed = int(counts.get("failed") or 0)
@@ -371,8 +506,14 @@ def check_queue(s: Settings, probe: dict[str, Any]) -> list[Check]:
         if last and not works:
             out.append(Check("worker.queue", "warn", f"last error: {last}"))
         else:
-            out.append(Check("worker.queue", "ok", f"{counts.get('pending', 0)} pending, "
-                             f"{counts.get('processing', 0)} processing, nothing failed or paused"))
+            out.append(
+                Check(
+                    "worker.queue",
+                    "ok",
+                    f"{counts.get('pending', 0)} pending, "
+                    f"{counts.get('processing', 0)} processing, nothing failed or paused",
+                )
+            )
     return out
 
 
@@ -383,13 +524,25 @@ def check_hook_events(s: Settings) -> list[Check]:
     out = []
     waiting = spool_count()
     if waiting:
-        out.append(Check("hooks.spool", "warn", f"{waiting} event(s) kept in {s.data_dir / 'spool'}, not yet"
-                         " accepted by the worker", "claude-mem worker start (they are sent when it answers)"))
+        out.append(
+            Check(
+                "hooks.spool",
+                "warn",
+                f"{waiting} event(s) kept in {s.data_dir / 'spool'}, not yet accepted by the worker",
+                "claude-mem worker start (they are sent when it answers)",
+            )
+        )
     dead = dead_count(str(s.data_dir))
     if dead:
         where = s.data_dir / "spool" / "dead"
-        out.append(Check("hooks.refused", "warn", f"{dead} event(s) the worker refused for good (kept in {where};"
-                         " later events were not held up)", f"read the errors in {where}, then delete the files"))
+        out.append(
+            Check(
+                "hooks.refused",
+                "warn",
+                f"{dead} event(s) the worker refused for good (kept in {where}; later events were not held up)",
+                f"read the errors in {where}, then delete the files",
+            )
+        )
     return out
 
 
@@ -400,10 +553,15 @@ def check_shell(environ: dict[str, str]) -> list[Check]:
     exported = [name for name in SHELL_CREDENTIALS if environ.get(name)]
     if not exported:
         return [Check("shell", "ok", "no Anthropic credentials exported in this shell")]
-    return [Check("shell", "warn",
-                  f"exported in your shell: {', '.join(exported)}; the worker blocks these (it reads only "
-                  "~/.claude-mem/.env), so they never reach the memory agent",
-                  "nothing to do for claude-mem; put its gateway settings in .env with claude-mem install")]
+    return [
+        Check(
+            "shell",
+            "warn",
+            f"exported in your shell: {', '.join(exported)}; the worker blocks these (it reads only "
+            "~/.claude-mem/.env), so they never reach the memory agent",
+            "nothing to do for claude-mem; put its gateway settings in .env with claude-mem install",
+        )
+    ]
 
 
 def _executable(command: str) -> str:
@@ -432,8 +590,9 @@ def check_claude_code(settings_path: Path, state_path: Path) -> list[Check]:
         if not exe or not (os.path.isfile(exe) and os.access(exe, os.X_OK)):
             broken.append(f"{event} runs {exe or command}, which does not exist")
     if missing:
-        out.append(Check("hooks", "fail", f"not installed in {settings_path}: {', '.join(missing)}",
-                         "claude-mem install"))
+        out.append(
+            Check("hooks", "fail", f"not installed in {settings_path}: {', '.join(missing)}", "claude-mem install")
+        )
     elif broken:
         out.append(Check("hooks", "fail", "; ".join(broken), "claude-mem install (from the current installation)"))
     else:
@@ -446,8 +605,14 @@ def check_claude_code(settings_path: Path, state_path: Path) -> list[Check]:
     if isinstance(servers, dict) and "claude-mem" in servers:
         out.append(Check("mcp", "ok", f"search server registered in {state_path}"))
     else:
-        out.append(Check("mcp", "warn", f"the claude-mem MCP search server is not registered in {state_path}",
-                         "claude-mem install"))
+        out.append(
+            Check(
+                "mcp",
+                "warn",
+                f"the claude-mem MCP search server is not registered in {state_path}",
+                "claude-mem install",
+            )
+        )
     return out
 
 
@@ -475,8 +640,14 @@ def run_checks(claude_settings: str | None = None, environ: dict[str, str] | Non
             except OSError:
                 mode = None
             if mode is not None and mode & 0o077 and os.access(s.env_path, os.W_OK):
-                checks.append(Check("credentials.file", "warn", f"{s.env_path} is readable by others ({mode:o})",
-                                    f"chmod 600 {s.env_path}"))
+                checks.append(
+                    Check(
+                        "credentials.file",
+                        "warn",
+                        f"{s.env_path} is readable by others ({mode:o})",
+                        f"chmod 600 {s.env_path}",
+                    )
+                )
         checks.extend(check_config(s, creds, env))
         if s.provider == "claude" and creds.get("ANTHROPIC_BASE_URL"):  # the agent uses it whatever the mode
             checks.extend(check_gateway(s, creds))

@@ -47,7 +47,6 @@ def _tokens_about(text: str) -> int:
     return min(MAX_TOKENS, len(text) // 4 + 2)
 
 
-
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
@@ -151,16 +150,17 @@ class Embedder:
         budget = max_tokens - 2  # [CLS] and [SEP]
         pieces: list[tuple[str, int]] = []
         sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
-        for sentence, encoding in zip(sentences, self._counter.encode_batch(sentences, add_special_tokens=False),
-                                      strict=True):
+        for sentence, encoding in zip(
+            sentences, self._counter.encode_batch(sentences, add_special_tokens=False), strict=True
+        ):
             n = len(encoding.ids)
             if n <= budget:
                 pieces.append((sentence.strip(), n))
                 continue
             offsets = encoding.offsets
             for start in range(0, n, budget):
-                window = offsets[start:start + budget]
-                pieces.append((sentence[window[0][0]:window[-1][1]].strip(), len(window)))
+                window = offsets[start : start + budget]
+                pieces.append((sentence[window[0][0] : window[-1][1]].strip(), len(window)))
         if sum(n for _, n in pieces) <= budget:
             return [text]
         chunks: list[str] = []

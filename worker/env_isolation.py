@@ -28,9 +28,27 @@ BLOCKED = (
 )
 ANTHROPIC_KEYS = ("ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_API_KEY")
 # What the bundled CLI needs from the host to start, and nothing that could carry credentials.
-BASE_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TMPDIR", "TERM", "TZ", "LANG", "LANGUAGE",
-             "SSL_CERT_FILE", "SSL_CERT_DIR", "NODE_EXTRA_CA_CERTS", "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY",
-             "https_proxy", "http_proxy", "no_proxy")
+BASE_KEYS = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "TMPDIR",
+    "TERM",
+    "TZ",
+    "LANG",
+    "LANGUAGE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "HTTPS_PROXY",
+    "HTTP_PROXY",
+    "NO_PROXY",
+    "https_proxy",
+    "http_proxy",
+    "no_proxy",
+)
 
 
 class GatewayMisconfigured(SettingsError):
@@ -51,9 +69,13 @@ def v1_problem(url: str) -> GatewayProblem | None:
     root = url.rstrip("/")
     if not root.endswith("/v1"):
         return None
-    return GatewayProblem("gateway.url", f"the gateway URL ends in /v1 ({url}): the Claude Agent SDK appends "
-                          f"/v1/messages itself, so the gateway would get /v1/v1/messages; use {root[:-3]} instead",
-                          f"claude-mem install --gateway-url {root[:-3]}", blocking=False)
+    return GatewayProblem(
+        "gateway.url",
+        f"the gateway URL ends in /v1 ({url}): the Claude Agent SDK appends "
+        f"/v1/messages itself, so the gateway would get /v1/v1/messages; use {root[:-3]} instead",
+        f"claude-mem install --gateway-url {root[:-3]}",
+        blocking=False,
+    )
 
 
 def gateway_problems(settings: Settings, creds: Mapping[str, str]) -> list[GatewayProblem]:
@@ -61,13 +83,24 @@ def gateway_problems(settings: Settings, creds: Mapping[str, str]) -> list[Gatew
     out: list[GatewayProblem] = []
     base_url = creds.get("ANTHROPIC_BASE_URL")
     if settings.auth_method == "gateway" and not base_url:
-        out.append(GatewayProblem(
-            "gateway.url", f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
-            " (the worker will not fall back to Anthropic's public API)",
-            "claude-mem install --auth gateway --gateway-url URL", blocking=True))
+        out.append(
+            GatewayProblem(
+                "gateway.url",
+                f"gateway mode is misconfigured: ANTHROPIC_BASE_URL is missing from {settings.env_path}"
+                " (the worker will not fall back to Anthropic's public API)",
+                "claude-mem install --auth gateway --gateway-url URL",
+                blocking=True,
+            )
+        )
     if settings.auth_method == "api-key" and not (creds.get("ANTHROPIC_API_KEY") or creds.get("ANTHROPIC_AUTH_TOKEN")):
-        out.append(GatewayProblem("auth", f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}",
-                                  "claude-mem install --auth api-key --api-key KEY", blocking=True))
+        out.append(
+            GatewayProblem(
+                "auth",
+                f"api-key mode: ANTHROPIC_API_KEY is missing from {settings.env_path}",
+                "claude-mem install --auth api-key --api-key KEY",
+                blocking=True,
+            )
+        )
     v1 = v1_problem(base_url) if base_url else None
     if v1 is not None:
         out.append(v1)

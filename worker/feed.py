@@ -73,40 +73,60 @@ def _base(kind: str, row: sqlite3.Row) -> dict[str, Any]:
 
 
 def _prompt_item(row: sqlite3.Row) -> dict[str, Any]:
-    return {**_base("prompt", row), "type": "prompt", "title": flat(row["text"], 120),
-            "text": trim(row["text"], TEXT_CHARS)}
+    return {
+        **_base("prompt", row),
+        "type": "prompt",
+        "title": flat(row["text"], 120),
+        "text": trim(row["text"], TEXT_CHARS),
+    }
 
 
 def _observation_item(row: sqlite3.Row) -> dict[str, Any]:
     facts = [str(f) for f in json_list(row["facts"])]
     body = row["narrative"] or row["subtitle"] or " ".join(facts)
-    return {**_base("observation", row), "type": row["type"] or "observation",
-            "title": flat(row["title"] or row["subtitle"] or "(untitled)", 200),
-            "subtitle": flat(row["subtitle"], 200), "snippet": flat(body, SNIPPET_CHARS),
-            "concepts": [str(c) for c in json_list(row["concepts"])][:12]}
+    return {
+        **_base("observation", row),
+        "type": row["type"] or "observation",
+        "title": flat(row["title"] or row["subtitle"] or "(untitled)", 200),
+        "subtitle": flat(row["subtitle"], 200),
+        "snippet": flat(body, SNIPPET_CHARS),
+        "concepts": [str(c) for c in json_list(row["concepts"])][:12],
+    }
 
 
 def _summary_item(row: sqlite3.Row) -> dict[str, Any]:
     fields = {name: trim(row[name], FIELD_CHARS) for name in SUMMARY_FIELDS}
     body = row["completed"] or row["learned"] or row["investigated"] or row["next_steps"] or row["notes"]
-    return {**_base("summary", row), "type": "summary",
-            "title": flat(row["request"], 200) or "Session summary", "snippet": flat(body, SNIPPET_CHARS),
-            "fields": fields}
+    return {
+        **_base("summary", row),
+        "type": "summary",
+        "title": flat(row["request"], 200) or "Session summary",
+        "snippet": flat(body, SNIPPET_CHARS),
+        "fields": fields,
+    }
 
 
 _SELECT = {
-    "prompt": ("SELECT t.id, t.text, t.prompt_number, t.created_at, s.project, s.content_session_id"
-               " FROM user_prompts t CROSS JOIN sessions s ON s.id = t.session_id"),
-    "observation": ("SELECT t.id, t.type, t.title, t.subtitle, t.narrative, t.facts, t.concepts, t.prompt_number,"
-                    " t.created_at, t.project, s.content_session_id"
-                    " FROM observations t LEFT JOIN sessions s ON s.id = t.session_id"),
-    "summary": (f"SELECT t.id, {', '.join('t.' + f for f in SUMMARY_FIELDS)}, t.prompt_number, t.created_at,"
-                " t.project, s.content_session_id"
-                " FROM session_summaries t LEFT JOIN sessions s ON s.id = t.session_id"),
+    "prompt": (
+        "SELECT t.id, t.text, t.prompt_number, t.created_at, s.project, s.content_session_id"
+        " FROM user_prompts t CROSS JOIN sessions s ON s.id = t.session_id"
+    ),
+    "observation": (
+        "SELECT t.id, t.type, t.title, t.subtitle, t.narrative, t.facts, t.concepts, t.prompt_number,"
+        " t.created_at, t.project, s.content_session_id"
+        " FROM observations t LEFT JOIN sessions s ON s.id = t.session_id"
+    ),
+    "summary": (
+        f"SELECT t.id, {', '.join('t.' + f for f in SUMMARY_FIELDS)}, t.prompt_number, t.created_at,"
+        " t.project, s.content_session_id"
+        " FROM session_summaries t LEFT JOIN sessions s ON s.id = t.session_id"
+    ),
 }
 _PROJECT_COLUMN = {"prompt": "s.project", "observation": "t.project", "summary": "t.project"}
 _BUILD: dict[str, Callable[[sqlite3.Row], dict[str, Any]]] = {
-    "prompt": _prompt_item, "observation": _observation_item, "summary": _summary_item,
+    "prompt": _prompt_item,
+    "observation": _observation_item,
+    "summary": _summary_item,
 }
 
 
@@ -142,8 +162,9 @@ class FeedFilter:
         return bool(item["kind"] == "observation" and item["type"] == self.type)
 
 
-def snapshot(conn: sqlite3.Connection, flt: FeedFilter, limit: int,
-             before: tuple[float, int, int] | None = None) -> list[dict[str, Any]]:
+def snapshot(
+    conn: sqlite3.Connection, flt: FeedFilter, limit: int, before: tuple[float, int, int] | None = None
+) -> list[dict[str, Any]]:
     """The newest `limit` items passing the filter, newest first; with `before` (a parsed cursor),
     the newest of those older than it: the next page of history."""
     rows: list[tuple[float, int, int, str, sqlite3.Row]] = []
@@ -177,8 +198,10 @@ def snapshot(conn: sqlite3.Connection, flt: FeedFilter, limit: int,
 
 def projects(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
     """Known projects, most recently active first, for the viewer's project filter."""
-    rows = conn.execute("SELECT project FROM sessions WHERE project != '' GROUP BY project"
-                        " ORDER BY MAX(started_at) DESC LIMIT ?", (limit,)).fetchall()
+    rows = conn.execute(
+        "SELECT project FROM sessions WHERE project != '' GROUP BY project ORDER BY MAX(started_at) DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
     return [r[0] for r in rows]
 
 
@@ -195,17 +218,23 @@ def overview(conn: sqlite3.Connection, project: str, days: int, tz_minutes: int,
         bucket(name)["observations"] = n
     for name, n in conn.execute("SELECT project, count(*) FROM session_summaries GROUP BY project"):
         bucket(name)["summaries"] = n
-    for name, n in conn.execute("SELECT s.project, count(*) FROM user_prompts t JOIN sessions s"
-                                " ON s.id = t.session_id GROUP BY s.project"):
+    for name, n in conn.execute(
+        "SELECT s.project, count(*) FROM user_prompts t JOIN sessions s ON s.id = t.session_id GROUP BY s.project"
+    ):
         bucket(name)["prompts"] = n
-    projects_out = sorted(by_project.values(), key=lambda p: (-(p["observations"] + p["summaries"] + p["prompts"]),
-                                                             p["project"]))
+    projects_out = sorted(
+        by_project.values(), key=lambda p: (-(p["observations"] + p["summaries"] + p["prompts"]), p["project"])
+    )
     for entry in projects_out:
         entry["total"] = entry["observations"] + entry["summaries"] + entry["prompts"]
 
     where_obs, args = ("WHERE project = ?", [project]) if project else ("", [])
-    by_type = [{"type": t, "count": n} for t, n in conn.execute(
-        f"SELECT type, count(*) AS n FROM observations {where_obs} GROUP BY type ORDER BY n DESC, type", args)]
+    by_type = [
+        {"type": t, "count": n}
+        for t, n in conn.execute(
+            f"SELECT type, count(*) AS n FROM observations {where_obs} GROUP BY type ORDER BY n DESC, type", args
+        )
+    ]
 
     offset = tz_minutes * 60
     first = today - timedelta(days=days - 1)
@@ -220,8 +249,10 @@ def overview(conn: sqlite3.Connection, project: str, days: int, tz_minutes: int,
         "prompts": ("user_prompts t JOIN sessions s ON s.id = t.session_id", "s.project"),
     }
     for key, (source, column) in per_day.items():
-        sql = (f"SELECT date(t.created_at + ?, 'unixepoch') AS d, count(*) FROM {source}"
-               f" WHERE t.created_at >= ?{f' AND {column} = ?' if project else ''} GROUP BY d")
+        sql = (
+            f"SELECT date(t.created_at + ?, 'unixepoch') AS d, count(*) FROM {source}"
+            f" WHERE t.created_at >= ?{f' AND {column} = ?' if project else ''} GROUP BY d"
+        )
         for day, n in conn.execute(sql, (offset, since, *([project] if project else []))):
             if day in day_rows:
                 day_rows[day][key] = n
@@ -230,8 +261,14 @@ def overview(conn: sqlite3.Connection, project: str, days: int, tz_minutes: int,
         if not project or entry["project"] == project:
             for key in totals:
                 totals[key] += entry[key]
-    return {"project": project, "days": days, "totals": totals, "byProject": projects_out, "byType": by_type,
-            "byDay": list(day_rows.values())}
+    return {
+        "project": project,
+        "days": days,
+        "totals": totals,
+        "byProject": projects_out,
+        "byType": by_type,
+        "byDay": list(day_rows.values()),
+    }
 
 
 def event(name: str, data: Any, retry: int | None = None) -> ServerSentEventMessage:
@@ -291,8 +328,13 @@ class Subscriber:
 class FeedHub:
     """Fan-out of stored rows to the viewer streams; lives on the worker's event loop."""
 
-    def __init__(self, conn: Callable[[], sqlite3.Connection], *, queue_size: int = DEFAULT_QUEUE_SIZE,
-                 max_clients: int = DEFAULT_MAX_CLIENTS) -> None:
+    def __init__(
+        self,
+        conn: Callable[[], sqlite3.Connection],
+        *,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
+    ) -> None:
         self._conn = conn
         self.queue_size = queue_size
         self.max_clients = max_clients
@@ -363,14 +405,20 @@ class FeedHub:
         self.subscribers.clear()
 
     def stats(self) -> dict[str, int]:
-        return {"clients": len(self.subscribers), "published": self.published, "cutOff": self.cut_off,
-                "queueSize": self.queue_size, "maxClients": self.max_clients}
+        return {
+            "clients": len(self.subscribers),
+            "published": self.published,
+            "cutOff": self.cut_off,
+            "queueSize": self.queue_size,
+            "maxClients": self.max_clients,
+        }
 
     def available(self) -> bool:
         return not self.closed and len(self.subscribers) < self.max_clients
 
-    async def stream(self, flt: FeedFilter, limit: int = DEFAULT_SNAPSHOT,
-                     keepalive: float = KEEPALIVE_SECONDS) -> AsyncGenerator[ServerSentEventMessage, None]:
+    async def stream(
+        self, flt: FeedFilter, limit: int = DEFAULT_SNAPSHOT, keepalive: float = KEEPALIVE_SECONDS
+    ) -> AsyncGenerator[ServerSentEventMessage, None]:
         """What one browser receives: a snapshot of recent items, then live ones, keep-alive comments
         while idle; ends with `resync` when it fell behind, and quietly at shutdown.
 
@@ -386,8 +434,11 @@ class FeedHub:
         try:
             try:
                 conn = self._conn()
-                first = {"items": snapshot(conn, flt, limit), "projects": projects(conn),
-                         "filter": {"project": flt.project, "type": flt.type}}
+                first = {
+                    "items": snapshot(conn, flt, limit),
+                    "projects": projects(conn),
+                    "filter": {"project": flt.project, "type": flt.type},
+                }
             except sqlite3.Error as exc:
                 log.exception("feed: snapshot failed")
                 yield event("problem", {"error": f"could not read the store: {exc}"}, retry=RETRY_MS)
@@ -402,8 +453,9 @@ class FeedHub:
                 if queued is CLOSE:
                     return
                 if queued is RESYNC:
-                    yield event("resync", {"reason": f"this viewer fell {sub.dropped} events behind",
-                                           "dropped": sub.dropped})
+                    yield event(
+                        "resync", {"reason": f"this viewer fell {sub.dropped} events behind", "dropped": sub.dropped}
+                    )
                     return
                 assert isinstance(queued, ServerSentEventMessage)
                 yield queued

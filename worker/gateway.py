@@ -58,35 +58,49 @@ def start(settings: Settings, config: str | None, port: int, environ: dict[str, 
         return 2
     missing = [name for name in REQUIRED if not env.get(name)]
     if missing:
-        print(f"claude-mem gateway: set {', '.join(missing)} first (README \"Solo\"): the config reads the upstream "
-              "model, its key and the gateway's master key from the environment", file=sys.stderr)
+        print(
+            f'claude-mem gateway: set {", ".join(missing)} first (README "Solo"): the config reads the upstream '
+            "model, its key and the gateway's master key from the environment",
+            file=sys.stderr,
+        )
         return 2
     litellm = Path(sys.executable).parent / "litellm"
     if not litellm.is_file():
-        print("claude-mem gateway: this install has no `litellm` (a client-only install); install the server: "
-              "pip install -r requirements.lock -e '.[server]'", file=sys.stderr)
+        print(
+            "claude-mem gateway: this install has no `litellm` (a client-only install); install the server: "
+            "pip install -r requirements.lock -e '.[server]'",
+            file=sys.stderr,
+        )
         return 2
     env.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # the bundled price list: no download at start
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([str(litellm), "--config", str(config_path), "--host", "127.0.0.1", "--port",
-                                 str(port)], cwd=str(config_path.parent), env=env, stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            [str(litellm), "--config", str(config_path), "--host", "127.0.0.1", "--port", str(port)],
+            cwd=str(config_path.parent),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     pid_path.write_text(str(proc.pid))
     deadline = time.monotonic() + START_WAIT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            print(f"claude-mem gateway: litellm exited at start (code {proc.returncode}); see {log_path}",
-                  file=sys.stderr)
+            print(
+                f"claude-mem gateway: litellm exited at start (code {proc.returncode}); see {log_path}", file=sys.stderr
+            )
             pid_path.unlink(missing_ok=True)
             return 1
         if _alive(url):
             # The first model listing loads the proxy's routes (seconds on a busy machine): done here, so the
             # doctor that follows meets a warm gateway.
-            request(f"{url}/v1/models", headers={"Authorization": f"Bearer {env['LITELLM_MASTER_KEY']}"},
-                    timeout=60.0)
-            print(f"gateway running at {url} (pid {proc.pid}; log {log_path}); point claude-mem at it with: "
-                  f"claude-mem install --auth gateway --gateway-url {url} --gateway-token \"$LITELLM_MASTER_KEY\"")
+            request(f"{url}/v1/models", headers={"Authorization": f"Bearer {env['LITELLM_MASTER_KEY']}"}, timeout=60.0)
+            print(
+                f"gateway running at {url} (pid {proc.pid}; log {log_path}); point claude-mem at it with: "
+                f'claude-mem install --auth gateway --gateway-url {url} --gateway-token "$LITELLM_MASTER_KEY"'
+            )
             return 0
         time.sleep(0.3)
     print(f"claude-mem gateway: no answer at {url} within {START_WAIT:.0f} s; see {log_path}", file=sys.stderr)

@@ -68,8 +68,13 @@ def _settings() -> dict[str, str]:
             values.update({k: str(v) for k, v in loaded.items() if k in DEFAULTS and isinstance(v, (str, int))})
     except (OSError, ValueError):
         pass
-    for key in ("CLAUDE_MEM_WORKER_HOST", "CLAUDE_MEM_WORKER_PORT", "CLAUDE_MEM_WORKER_URL",
-                "CLAUDE_MEM_WORKER_TOKEN", "CLAUDE_MEM_WORKER_AUTOSTART"):
+    for key in (
+        "CLAUDE_MEM_WORKER_HOST",
+        "CLAUDE_MEM_WORKER_PORT",
+        "CLAUDE_MEM_WORKER_URL",
+        "CLAUDE_MEM_WORKER_TOKEN",
+        "CLAUDE_MEM_WORKER_AUTOSTART",
+    ):
         if key in os.environ:
             values[key] = os.environ[key]
     return values
@@ -117,8 +122,10 @@ def _check_local_listener(host: str, port: int) -> None:
         return
     owner = listener_uid(port)
     if owner is not None and owner not in (os.getuid(), 0):
-        raise NotDelivered(f"the process listening on {host}:{port} belongs to another user (uid {owner}),"
-                           " not to you: nothing was sent to it")
+        raise NotDelivered(
+            f"the process listening on {host}:{port} belongs to another user (uid {owner}),"
+            " not to you: nothing was sent to it"
+        )
 
 
 def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, bytes]:
@@ -130,8 +137,13 @@ def request(method: str, path: str, body: Any, timeout: float) -> tuple[int, byt
     # A lone surrogate (a tool output cut mid-character) is valid to Python's json but rejected by the
     # worker's decoder; sent as UTF-8 with the half character replaced, the event is kept.
     payload = b"" if body is None else json.dumps(body, ensure_ascii=False).encode("utf-8", "replace")
-    headers = [f"{method} {prefix}{path} HTTP/1.1", f"Host: {host}:{port}", "Connection: close",
-               "Accept: application/json", f"Content-Length: {len(payload)}"]
+    headers = [
+        f"{method} {prefix}{path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Connection: close",
+        "Accept: application/json",
+        f"Content-Length: {len(payload)}",
+    ]
     if body is not None:
         headers.append("Content-Type: application/json")
     token = values.get("CLAUDE_MEM_WORKER_TOKEN", "").strip()
@@ -191,14 +203,14 @@ def _dechunk(data: bytes) -> bytes:
         if size == 0:
             break
         out += data[:size]
-        data = data[size + 2:]
+        data = data[size + 2 :]
     return bytes(out)
 
 
 def _clip(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
-    head, tail = text[: int(limit * 0.6)], text[-int(limit * 0.3):]
+    head, tail = text[: int(limit * 0.6)], text[-int(limit * 0.3) :]
     return f"{head}\n... [claude-mem: {len(text) - len(head) - len(tail)} characters cut] ...\n{tail}"
 
 
@@ -303,8 +315,9 @@ def dead_letter(path: str, body: Any, status: int, error: str) -> None:
         name = f"{time.time_ns():020d}-{os.getpid()}-{os.urandom(3).hex()}.json"
         fd = os.open(os.path.join(directory, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump({"path": path, "status": status, "error": error[:2000], "refusedAt": time.time(),
-                       "body": body}, fh)
+            json.dump(
+                {"path": path, "status": status, "error": error[:2000], "refusedAt": time.time(), "body": body}, fh
+            )
         names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
         for old in names[: max(0, len(names) - DEAD_LIMIT)]:
             os.unlink(os.path.join(directory, old))
@@ -604,26 +617,43 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         if spool_waiting():  # a new session is a good moment to send what an outage left behind
             start_flusher()
         try:
-            status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None,
-                                   CONTEXT_TIMEOUT)
+            status, body = request("GET", f"/api/context/inject?projects={quote(_project(cwd))}", None, CONTEXT_TIMEOUT)
         except NotDelivered as exc:
             if start_local_worker():
-                raise HookFailure(f"{exc}: starting it in the background; memory context comes with the next"
-                                  " session") from None
+                raise HookFailure(
+                    f"{exc}: starting it in the background; memory context comes with the next session"
+                ) from None
             raise
         _check(status, body, event)
-        return json.dumps({"hookSpecificOutput": {"hookEventName": "SessionStart",
-                                                  "additionalContext": body.decode("utf-8", "replace")}})
+        return json.dumps(
+            {
+                "hookSpecificOutput": {
+                    "hookEventName": "SessionStart",
+                    "additionalContext": body.decode("utf-8", "replace"),
+                }
+            }
+        )
     if not session_id:
         raise HookFailure(f"{event}: hook input has no session_id")
     if event == "user-prompt-submit":
-        body_out: dict[str, Any] = {"contentSessionId": session_id, "project": _project(cwd),
-                                    "prompt": data.get("prompt") or "", "platformSource": "claude", "cwd": cwd}
+        body_out: dict[str, Any] = {
+            "contentSessionId": session_id,
+            "project": _project(cwd),
+            "prompt": data.get("prompt") or "",
+            "platformSource": "claude",
+            "cwd": cwd,
+        }
         path = "/api/sessions/init"
     elif event == "post-tool-use":
-        body_out = {"contentSessionId": session_id, "tool_name": data.get("tool_name") or "",
-                    "tool_input": data.get("tool_input"), "tool_response": data.get("tool_response"),
-                    "cwd": cwd, "tool_use_id": data.get("tool_use_id"), "platformSource": "claude"}
+        body_out = {
+            "contentSessionId": session_id,
+            "tool_name": data.get("tool_name") or "",
+            "tool_input": data.get("tool_input"),
+            "tool_response": data.get("tool_response"),
+            "cwd": cwd,
+            "tool_use_id": data.get("tool_use_id"),
+            "platformSource": "claude",
+        }
         if data.get("agent_id"):
             body_out["agentId"] = data.get("agent_id")
             body_out["agentType"] = data.get("agent_type")
@@ -650,8 +680,9 @@ def handle(event: str, data: dict[str, Any]) -> str | None:
         return None  # nothing was recorded for this session (e.g. an excluded project): nothing to do
     if refused_for_good(status):
         dead_letter(path, body_out, status, _error_of(body))
-        raise HookFailure(f"worker refused {event} (HTTP {status}): {_error_of(body)}; kept in"
-                          f" {_dead_dir()} ({dead_count()} refused)")
+        raise HookFailure(
+            f"worker refused {event} (HTTP {status}): {_error_of(body)}; kept in {_dead_dir()} ({dead_count()} refused)"
+        )
     _check(status, body, event)
     return None
 

@@ -219,8 +219,11 @@ class Prompter:
 
     def secret(self, prompt: str, current: str, optional: bool = True) -> str | None:
         """None keeps the current value; "" removes it (answer `-`)."""
-        hint = f"Enter keeps {mask(current)}, '-' removes it" if current else (
-            "Enter for none" if optional else "required")
+        hint = (
+            f"Enter keeps {mask(current)}, '-' removes it"
+            if current
+            else ("Enter for none" if optional else "required")
+        )
         while True:
             answer = self._input(f"{prompt} (hidden; {hint}): ", hidden=True).strip()
             if answer == "-" and optional:
@@ -243,8 +246,9 @@ PROVIDER_OPTIONS = [
 ]
 
 
-def _claude_credentials(plan: Plan, cur: Current, auth: str, url: str | None, token: str | None,
-                        api_key: str | None) -> None:
+def _claude_credentials(
+    plan: Plan, cur: Current, auth: str, url: str | None, token: str | None, api_key: str | None
+) -> None:
     """The `.env` changes of each Claude auth method, saying aloud every key that goes away."""
     env = cur.env
     if auth == "gateway":
@@ -254,8 +258,10 @@ def _claude_credentials(plan: Plan, cur: Current, auth: str, url: str | None, to
             plan.env["ANTHROPIC_AUTH_TOKEN"] = token or None
         if env.get("ANTHROPIC_API_KEY"):
             plan.env["ANTHROPIC_API_KEY"] = None
-            plan.notes.append("removing ANTHROPIC_API_KEY from .env: in gateway mode the gateway token "
-                              "(ANTHROPIC_AUTH_TOKEN) authenticates, and a stale Anthropic key must not")
+            plan.notes.append(
+                "removing ANTHROPIC_API_KEY from .env: in gateway mode the gateway token "
+                "(ANTHROPIC_AUTH_TOKEN) authenticates, and a stale Anthropic key must not"
+            )
         warning = v1_warning(url)
         if warning:
             plan.warnings.append(warning)
@@ -281,8 +287,13 @@ def plan_from_flags(ns: Any, cur: Current) -> Plan:
         raise InstallError(f"--provider: expected one of {', '.join(PROVIDERS)}")
     plan.settings["CLAUDE_MEM_PROVIDER"] = provider
     if provider == "claude":
-        auth = ns.auth or ("gateway" if ns.gateway_url else "api-key" if ns.api_key else
-                           cur.get("CLAUDE_MEM_CLAUDE_AUTH_METHOD") or "subscription")
+        auth = ns.auth or (
+            "gateway"
+            if ns.gateway_url
+            else "api-key"
+            if ns.api_key
+            else cur.get("CLAUDE_MEM_CLAUDE_AUTH_METHOD") or "subscription"
+        )
         if auth not in AUTH_METHODS:
             raise InstallError(f"--auth: expected one of {', '.join(AUTH_METHODS)}")
         plan.settings["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] = auth
@@ -298,8 +309,14 @@ def plan_from_flags(ns: Any, cur: Current) -> Plan:
             plan.warnings.append(f"--gateway-url/--gateway-token ignored with --auth {auth}")
         if auth == "api-key" and not (ns.api_key or cur.env.get("ANTHROPIC_API_KEY")):
             raise InstallError("--auth api-key needs --api-key KEY (an Anthropic API key)")
-        _claude_credentials(plan, cur, auth, url, ns.gateway_token if auth == "gateway" else None,
-                            ns.api_key if auth == "api-key" else None)
+        _claude_credentials(
+            plan,
+            cur,
+            auth,
+            url,
+            ns.gateway_token if auth == "gateway" else None,
+            ns.api_key if auth == "api-key" else None,
+        )
         if ns.model is not None:
             if not ns.model.strip():
                 raise InstallError("--model: must not be empty")
@@ -331,37 +348,54 @@ def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
         if team_token is not None:
             plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = team_token
         return plan
-    provider = ns.provider or ask.choose("Which memory agent provider?", PROVIDER_OPTIONS,
-                                         cur.get("CLAUDE_MEM_PROVIDER") or "claude")
+    provider = ns.provider or ask.choose(
+        "Which memory agent provider?", PROVIDER_OPTIONS, cur.get("CLAUDE_MEM_PROVIDER") or "claude"
+    )
     plan.settings["CLAUDE_MEM_PROVIDER"] = provider
     if provider == "claude":
         current_auth = cur.get("CLAUDE_MEM_CLAUDE_AUTH_METHOD")
         auth = ns.auth
         if auth is None:
-            access = ask.choose("How does the memory agent reach Claude?", [
-                ("subscription", "Subscription (your Claude Code login)"),
-                ("keyed", "API key or gateway (Anthropic, LiteLLM, or a compatible proxy)"),
-            ], "subscription" if current_auth == "subscription" else "keyed")
+            access = ask.choose(
+                "How does the memory agent reach Claude?",
+                [
+                    ("subscription", "Subscription (your Claude Code login)"),
+                    ("keyed", "API key or gateway (Anthropic, LiteLLM, or a compatible proxy)"),
+                ],
+                "subscription" if current_auth == "subscription" else "keyed",
+            )
             if access == "subscription":
                 auth = "subscription"
             else:
-                auth = ask.choose("How should claude-mem connect?", [
-                    ("api-key", "Anthropic API key"),
-                    ("gateway", "LiteLLM or custom gateway"),
-                ], "gateway" if current_auth == "gateway" or cur.env.get("ANTHROPIC_BASE_URL") else "api-key")
+                auth = ask.choose(
+                    "How should claude-mem connect?",
+                    [
+                        ("api-key", "Anthropic API key"),
+                        ("gateway", "LiteLLM or custom gateway"),
+                    ],
+                    "gateway" if current_auth == "gateway" or cur.env.get("ANTHROPIC_BASE_URL") else "api-key",
+                )
         plan.settings["CLAUDE_MEM_CLAUDE_AUTH_METHOD"] = auth
         url: str | None = None
         token: str | None = None
         api_key: str | None = None
         if auth == "gateway":
-            kind = ns.gateway_kind or ask.choose("Which gateway?", [
-                ("litellm", "LiteLLM proxy"), ("custom", "Custom gateway (Anthropic Messages compatible)"),
-            ], cur.get(GATEWAY_KIND_KEY) or "litellm")
+            kind = ns.gateway_kind or ask.choose(
+                "Which gateway?",
+                [
+                    ("litellm", "LiteLLM proxy"),
+                    ("custom", "Custom gateway (Anthropic Messages compatible)"),
+                ],
+                cur.get(GATEWAY_KIND_KEY) or "litellm",
+            )
             plan.settings[GATEWAY_KIND_KEY] = kind
             url = validate_url(ns.gateway_url, "--gateway-url") if ns.gateway_url else None
             if not url:
-                url = ask.text("Gateway URL", cur.env.get("ANTHROPIC_BASE_URL") or DEFAULT_GATEWAY_URL,
-                               lambda v: validate_url(v, "gateway URL"))
+                url = ask.text(
+                    "Gateway URL",
+                    cur.env.get("ANTHROPIC_BASE_URL") or DEFAULT_GATEWAY_URL,
+                    lambda v: validate_url(v, "gateway URL"),
+                )
             if v1_warning(url):
                 print(f"  warning: {v1_warning(url)}")
                 if ask.yes(f"  Use {url[:-3]} instead?"):
@@ -371,8 +405,9 @@ def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
                 label = "LiteLLM key (master or virtual key)" if kind == "litellm" else "Gateway token"
                 token = ask.secret(label, cur.env.get("ANTHROPIC_AUTH_TOKEN", ""))
         elif auth == "api-key":
-            api_key = ns.api_key or ask.secret("Anthropic API key", cur.env.get("ANTHROPIC_API_KEY", ""),
-                                               optional=False)
+            api_key = ns.api_key or ask.secret(
+                "Anthropic API key", cur.env.get("ANTHROPIC_API_KEY", ""), optional=False
+            )
         _claude_credentials(plan, cur, auth, url, token, api_key)
         if plan.notes:
             for note in plan.notes:
@@ -381,8 +416,9 @@ def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
         plan.settings["CLAUDE_MEM_MODEL"] = ns.model or ask.text(model_prompt, cur.get("CLAUDE_MEM_MODEL"))
     else:
         key_name = f"{provider.upper()}_API_KEY"
-        key = ns.api_key or ask.secret(f"{provider.capitalize()} API key ({key_name})",
-                                       cur.env.get(key_name, ""), optional=False)
+        key = ns.api_key or ask.secret(
+            f"{provider.capitalize()} API key ({key_name})", cur.env.get(key_name, ""), optional=False
+        )
         if key:
             plan.env[key_name] = key
         model_key = f"CLAUDE_MEM_{provider.upper()}_MODEL"
@@ -393,15 +429,20 @@ def plan_interactive(ns: Any, cur: Current, ask: Prompter) -> Plan:
             plan.settings["CLAUDE_MEM_WORKER_TOKEN"] = ns.worker_token
         return plan
     current_url = cur.get("CLAUDE_MEM_WORKER_URL")
-    where = ask.choose("Where does the worker run?", [
-        ("local", "On this machine (started by claude-mem)"),
-        ("remote", "A remote team worker (URL and worker token)"),
-    ], "remote" if current_url else "local")
+    where = ask.choose(
+        "Where does the worker run?",
+        [
+            ("local", "On this machine (started by claude-mem)"),
+            ("remote", "A remote team worker (URL and worker token)"),
+        ],
+        "remote" if current_url else "local",
+    )
     if where == "local":
         plan.settings["CLAUDE_MEM_WORKER_URL"] = ""
     else:
         plan.settings["CLAUDE_MEM_WORKER_URL"] = ask.text(
-            "Worker URL", current_url or "http://worker.example:37777", lambda v: validate_url(v, "worker URL"))
+            "Worker URL", current_url or "http://worker.example:37777", lambda v: validate_url(v, "worker URL")
+        )
         worker_token = ns.worker_token
         if worker_token is None:
             worker_token = ask.secret("Worker token", cur.get("CLAUDE_MEM_WORKER_TOKEN"))
@@ -501,8 +542,9 @@ def write_config(directory: Path, plan: Plan, cur: Current) -> tuple[dict[str, s
     except OSError as exc:
         raise InstallError(f"{directory / 'settings.json'}: cannot write ({exc.strerror})") from None
     after = read_settings_file(directory / "settings.json")
-    changed = bool(env_changes) or any(before.get(k, DEFAULTS.get(k)) != after.get(k, DEFAULTS.get(k))
-                                       for k in set(before) | set(after))
+    changed = bool(env_changes) or any(
+        before.get(k, DEFAULTS.get(k)) != after.get(k, DEFAULTS.get(k)) for k in set(before) | set(after)
+    )
     return env_changes, changed
 
 
@@ -511,8 +553,10 @@ def install(ns: Any) -> int:
     directory = data_dir()
     interactive = not ns.non_interactive
     if interactive and not sys.stdin.isatty():
-        print("claude-mem install: stdin is not a terminal, so no questions are asked "
-              "(same as --non-interactive)", file=sys.stderr)
+        print(
+            "claude-mem install: stdin is not a terminal, so no questions are asked (same as --non-interactive)",
+            file=sys.stderr,
+        )
         interactive = False
     ask = Prompter()
     try:
@@ -537,18 +581,23 @@ def install(ns: Any) -> int:
         env_changes, config_changed = write_config(directory, plan, cur)
         s = read_settings_file(directory / "settings.json")
         print(f"settings: {directory / 'settings.json'} ({_say_settings(s)})")
-        print(f"credentials: {directory / '.env'}"
-              + (f" (mode 0600): {_say_env(env_changes)}" if env_changes else " unchanged"))
+        print(
+            f"credentials: {directory / '.env'}"
+            + (f" (mode 0600): {_say_env(env_changes)}" if env_changes else " unchanged")
+        )
         if hooks_changed:
             saved = write_json_file(settings_path, new_settings)
-            print(f"Claude Code hooks: {settings_path}: installed {', '.join(hooks_changed)}"
-                  + (f" (backup {saved.name})" if saved else ""))
+            print(
+                f"Claude Code hooks: {settings_path}: installed {', '.join(hooks_changed)}"
+                + (f" (backup {saved.name})" if saved else "")
+            )
         else:
             print(f"Claude Code hooks: {settings_path}: already installed")
         if mcp_change:
             saved = write_json_file(state_path, new_state)
-            print(f"MCP server: {MCP_NAME} in {state_path}: {mcp_change}"
-                  + (f" (backup {saved.name})" if saved else ""))
+            print(
+                f"MCP server: {MCP_NAME} in {state_path}: {mcp_change}" + (f" (backup {saved.name})" if saved else "")
+            )
         else:
             print(f"MCP server: {MCP_NAME} in {state_path}: already registered")
         worker_url = s.get("CLAUDE_MEM_WORKER_URL", "")
@@ -563,8 +612,10 @@ def install(ns: Any) -> int:
         else:
             _start_worker(directory, ns, interactive, ask, config_changed)
         print("done. Check everything with: claude-mem doctor")
-        print("next: start a new Claude Code session (`claude`); what it does is remembered, and the sessions "
-              f"after it start with that context. Watch memory arrive at {load_settings(directory).base_url}/")
+        print(
+            "next: start a new Claude Code session (`claude`); what it does is remembered, and the sessions "
+            f"after it start with that context. Watch memory arrive at {load_settings(directory).base_url}/"
+        )
         return 0
     except Cancelled:
         print("claude-mem install: cancelled; nothing was written", file=sys.stderr)
@@ -584,8 +635,10 @@ def uninstall(ns: Any) -> int:
             print(f"Claude Code hooks: removed {', '.join(removed)} and {settings_path}, which install created")
         elif removed:
             saved = write_json_file(settings_path, new_settings)
-            print(f"Claude Code hooks: {settings_path}: removed {', '.join(removed)}"
-                  + (f" (backup {saved.name})" if saved else ""))
+            print(
+                f"Claude Code hooks: {settings_path}: removed {', '.join(removed)}"
+                + (f" (backup {saved.name})" if saved else "")
+            )
         else:
             print(f"Claude Code hooks: {settings_path}: none of ours found")
         new_state, mcp_removed = remove_mcp(read_json_object(state_path))
@@ -629,8 +682,14 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--model", metavar="ALIAS", help="model name the memory agent asks for")
     parser.add_argument("--worker-url", metavar="URL", help="a remote team worker; '' means the local worker")
     parser.add_argument("--worker-token", metavar="T", help="bearer token of the worker")
-    parser.add_argument("--claude-settings", metavar="PATH",
-                        help="Claude Code settings file (default $CLAUDE_CONFIG_DIR/settings.json or ~/.claude/...)")
+    parser.add_argument(
+        "--claude-settings",
+        metavar="PATH",
+        help="Claude Code settings file (default $CLAUDE_CONFIG_DIR/settings.json or ~/.claude/...)",
+    )
     parser.add_argument("--no-start", action="store_true", help="do not start or restart the local worker")
-    parser.add_argument("--service", action="store_true",
-                        help="keep the local worker running: a systemd user unit (Linux) or launchd agent (macOS)")
+    parser.add_argument(
+        "--service",
+        action="store_true",
+        help="keep the local worker running: a systemd user unit (Linux) or launchd agent (macOS)",
+    )

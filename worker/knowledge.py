@@ -145,10 +145,16 @@ def render(spec: CorpusSpec, observations: list[dict[str, Any]]) -> str:
 
 
 def _row_to_corpus(row: sqlite3.Row, with_text: bool) -> Corpus:
-    return Corpus(name=row["name"], spec=msgspec.json.decode(row["spec"], type=CorpusSpec),
-                  observation_count=row["observation_count"], session_id=row["session_id"],
-                  primed_at=row["primed_at"], created_at=row["created_at"], updated_at=row["updated_at"],
-                  text=row["text"] if with_text else None)
+    return Corpus(
+        name=row["name"],
+        spec=msgspec.json.decode(row["spec"], type=CorpusSpec),
+        observation_count=row["observation_count"],
+        session_id=row["session_id"],
+        primed_at=row["primed_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        text=row["text"] if with_text else None,
+    )
 
 
 def build(conn: sqlite3.Connection, spec: CorpusSpec) -> Corpus:
@@ -196,14 +202,18 @@ class KnowledgeAgent:
 
     async def prime(self, name: str) -> Corpus:
         corpus = get(self.conn, name, with_text=True)
-        message = (f"{corpus.text}\n\nThis is the corpus you will answer questions about. Reply with READY "
-                   f"and the number of observations you received.")
+        message = (
+            f"{corpus.text}\n\nThis is the corpus you will answer questions about. Reply with READY "
+            f"and the number of observations you received."
+        )
         result = await self.provider.turn(f"corpus-{name}", message, None)
         if not result.sdk_session_id:
             raise CorpusError("the knowledge agent did not return a session id", status=502)
         with storage.Tx(self.conn):
-            self.conn.execute("UPDATE corpora SET session_id = ?, primed_at = ? WHERE name = ?",
-                              (result.sdk_session_id, time.time(), name))
+            self.conn.execute(
+                "UPDATE corpora SET session_id = ?, primed_at = ? WHERE name = ?",
+                (result.sdk_session_id, time.time(), name),
+            )
         return get(self.conn, name)
 
     async def query(self, name: str, question: str) -> dict[str, Any]:

@@ -44,8 +44,7 @@ def _exited(pid: int) -> bool:
         return False
 
 
-def api(settings: Settings, path: str, timeout: float = 2.0, method: str = "GET",
-        body: Any = None) -> tuple[int, Any]:
+def api(settings: Settings, path: str, timeout: float = 2.0, method: str = "GET", body: Any = None) -> tuple[int, Any]:
     """The worker's status and JSON answer (None when not JSON); OSError when it does not answer."""
     answer = call_worker(settings, path, method=method, body=body, timeout=timeout)
     if answer.error:
@@ -79,9 +78,11 @@ def foreign_worker(settings: Settings) -> str | None:
     body = _health(settings)
     if body is None or ours(settings, body):
         return None
-    return (f"another process answers at {settings.base_url} (pid {body.get('pid')}), not this user's worker for"
-            f" {settings.data_dir}: hooks will not send it anything; stop it, or give this worker another port"
-            " (CLAUDE_MEM_WORKER_PORT in settings.json)")
+    return (
+        f"another process answers at {settings.base_url} (pid {body.get('pid')}), not this user's worker for"
+        f" {settings.data_dir}: hooks will not send it anything; stop it, or give this worker another port"
+        " (CLAUDE_MEM_WORKER_PORT in settings.json)"
+    )
 
 
 def is_this_worker(pid: int, settings: Settings) -> bool:
@@ -97,8 +98,9 @@ def is_this_worker(pid: int, settings: Settings) -> bool:
         return False
     except OSError:  # no /proc (macOS): the command line from ps; the data dir cannot be read there
         try:
-            out = subprocess.run(["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True,
-                                 timeout=5).stdout
+            out = subprocess.run(
+                ["ps", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, timeout=5
+            ).stdout
         except (OSError, subprocess.SubprocessError):
             return False
         return "worker start" in out and ("claude-mem" in out or "-m worker" in out)
@@ -134,17 +136,22 @@ def start(settings: Settings, wait: float = 60.0) -> int:
         return 1
     missing = missing_server_modules()
     if missing:
-        print(f"this is a client-only install ({', '.join(missing)} not installed), which cannot run the worker;"
-              " install the server from the repository: pip install -r requirements.lock -e '.[server]',"
-              " or point the hooks at a team worker: claude-mem install --worker-url URL",
-              file=sys.stderr)
+        print(
+            f"this is a client-only install ({', '.join(missing)} not installed), which cannot run the worker;"
+            " install the server from the repository: pip install -r requirements.lock -e '.[server]',"
+            " or point the hooks at a team worker: claude-mem install --worker-url URL",
+            file=sys.stderr,
+        )
         return 1
     settings.log_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     # The log holds prompts and tool output in error lines: private to this user from its first byte.
     with os.fdopen(os.open(settings.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log_file:
         proc = subprocess.Popen(
             [sys.executable, "-m", "worker", "worker", "start", "--foreground", "--no-log-file"],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file, start_new_session=True,
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=log_file,
+            start_new_session=True,
         )
     deadline = time.time() + wait
     while time.time() < deadline:
@@ -167,8 +174,10 @@ def stop(settings: Settings, timeout: float = 15.0) -> int:
         print("worker is not running")
         return 0
     if not is_this_worker(pid, settings):
-        print(f"worker is not running: {settings.pid_path} names process {pid}, which is not the claude-mem worker"
-              f" of {settings.data_dir}; it was left alone and the stale pid file removed")
+        print(
+            f"worker is not running: {settings.pid_path} names process {pid}, which is not the claude-mem worker"
+            f" of {settings.data_dir}; it was left alone and the stale pid file removed"
+        )
         try:
             if settings.pid_path.read_text().strip() == str(pid):
                 settings.pid_path.unlink()
@@ -212,20 +221,28 @@ def status(settings: Settings) -> int:
         print(f"hook spool: {waiting} event(s) kept on this machine, being sent")
     dead = dead_count(str(settings.data_dir))
     if dead:
-        print(f"hook events refused by the worker: {dead} (kept in {settings.data_dir / 'spool' / 'dead'};"
-              " later events are not held up)")
-    print(f"worker running: pid {info.get('pid')}, {settings.base_url}, uptime {info.get('uptime', 0):.0f}s,"
-          f" version {info.get('version')}")
+        print(
+            f"hook events refused by the worker: {dead} (kept in {settings.data_dir / 'spool' / 'dead'};"
+            " later events are not held up)"
+        )
+    print(
+        f"worker running: pid {info.get('pid')}, {settings.base_url}, uptime {info.get('uptime', 0):.0f}s,"
+        f" version {info.get('version')}"
+    )
     try:
         code, body = api(settings, "/api/processing-status")
     except (OSError, ValueError):
         return 0
     if code == 200 and isinstance(body, dict):
         q = body.get("queue", {})
-        print(f"queue: depth {body.get('queueDepth')} (pending {q.get('pending')}, processing {q.get('processing')},"
-              f" failed {q.get('failed')}, done {q.get('done')})")
-        print(f"memory agent: provider {body.get('provider')}, auth {body.get('authMethod')},"
-              f" model {body.get('model')}, base URL {body.get('baseUrl') or '(default)'}")
+        print(
+            f"queue: depth {body.get('queueDepth')} (pending {q.get('pending')}, processing {q.get('processing')},"
+            f" failed {q.get('failed')}, done {q.get('done')})"
+        )
+        print(
+            f"memory agent: provider {body.get('provider')}, auth {body.get('authMethod')},"
+            f" model {body.get('model')}, base URL {body.get('baseUrl') or '(default)'}"
+        )
         vectors = body.get("vectors") or {}
         if vectors.get("enabled"):
             synced = sum((vectors.get("synced") or {}).values())
@@ -282,9 +299,11 @@ def _print_usage(settings: Settings) -> None:
     print(line)
     for row in body.get("days") or []:
         cost = f", ${row['costUsd']:.4f}" if row.get("costUsd") else ""
-        print(f"  {row['day']}  {row['project'] or '(no project)'}: {row['turns']} turns, {row['events']} events,"
-              f" input {row['inputTokens'] + row['cacheReadTokens'] + row['cacheCreationTokens']:,}"
-              f" (cached {row['cacheReadTokens']:,}), output {row['outputTokens']:,}{cost}")
+        print(
+            f"  {row['day']}  {row['project'] or '(no project)'}: {row['turns']} turns, {row['events']} events,"
+            f" input {row['inputTokens'] + row['cacheReadTokens'] + row['cacheCreationTokens']:,}"
+            f" (cached {row['cacheReadTokens']:,}), output {row['outputTokens']:,}{cost}"
+        )
 
 
 def tail(settings: Settings, lines: int = 50) -> str:

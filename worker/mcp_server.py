@@ -135,8 +135,10 @@ def handle(worker: WorkerClient, message: dict[str, Any]) -> dict[str, Any] | No
     elif method == "tools/call":
         try:
             value = call_tool(worker, str(params.get("name")), params.get("arguments") or {})
-            result = {"content": [{"type": "text", "text": json.dumps(value, ensure_ascii=False, indent=1)}],
-                      "isError": False}
+            result = {
+                "content": [{"type": "text", "text": json.dumps(value, ensure_ascii=False, indent=1)}],
+                "isError": False,
+            }
         except ToolError as exc:
             result = {"content": [{"type": "text", "text": str(exc)}], "isError": True}
     elif method in ("resources/list", "prompts/list"):

@@ -46,8 +46,15 @@ class ProcessingError(Exception):
     unparseable: the reply held nothing usable (counts an attempt, then fails with the reason).
     """
 
-    def __init__(self, kind: str, message: str, retry_after: float | None = None,
-                 event_ids: list[int] | None = None, budget: bool = False, cause: str | None = None) -> None:
+    def __init__(
+        self,
+        kind: str,
+        message: str,
+        retry_after: float | None = None,
+        event_ids: list[int] | None = None,
+        budget: bool = False,
+        cause: str | None = None,
+    ) -> None:
         message = redact(message)  # stored as last_error, shown in status and the viewer, logged
         super().__init__(message)
         self.kind = kind
@@ -63,8 +70,9 @@ class Processor(Protocol):
         """Store what the events yield and mark them done, in one transaction (see `complete`)."""
 
 
-def enqueue(conn: sqlite3.Connection, session_id: int, kind: str, payload: dict[str, Any],
-            event_key: str | None = None) -> int:
+def enqueue(
+    conn: sqlite3.Connection, session_id: int, kind: str, payload: dict[str, Any], event_key: str | None = None
+) -> int:
     now = time.time()
     cur = conn.execute(
         "INSERT INTO pending_events (session_id, kind, payload, state, created_at, updated_at, event_key)"
@@ -244,8 +252,10 @@ def last_error(conn: sqlite3.Connection) -> str | None:
 
 def retry_failed(conn: sqlite3.Connection, reason: str | None = None, content_session_id: str | None = None) -> int:
     """Put failed events back to pending with a fresh attempt count."""
-    sql = "UPDATE pending_events SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?" \
-          " WHERE state = 'failed'"
+    sql = (
+        "UPDATE pending_events SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?"
+        " WHERE state = 'failed'"
+    )
     params: list[Any] = [time.time()]
     if reason:
         sql += " AND last_error LIKE ?"
@@ -317,7 +327,7 @@ class QueueRunner:
             self._task.cancel()
         for task in list(self.active.values()):
             task.cancel()
-        await asyncio.gather(*self.active.values(), *( [self._task] if self._task else []), return_exceptions=True)
+        await asyncio.gather(*self.active.values(), *([self._task] if self._task else []), return_exceptions=True)
 
     async def _loop(self) -> None:
         last_pass = 0.0
@@ -349,8 +359,10 @@ class QueueRunner:
         self.paused_until = 0.0
         self.pause_reason = self.pause_cause = None
         with Tx(self.conn):
-            self.conn.execute("UPDATE pending_events SET next_attempt_at = ? WHERE state = 'pending'"
-                              " AND next_attempt_at > ?", (now, now))
+            self.conn.execute(
+                "UPDATE pending_events SET next_attempt_at = ? WHERE state = 'pending' AND next_attempt_at > ?",
+                (now, now),
+            )
         self._wake.set()
 
     def paused_for(self) -> float:
@@ -395,7 +407,7 @@ class QueueRunner:
         candidates = ready_sessions(self.conn, time.time(), set(self.active))
         candidates.sort(key=lambda sid: self._served.get(sid, 0.0))
         if len(self._served) > SERVED_MEMORY:  # a team worker sees sessions without end: forget the oldest
-            for sid in sorted(self._served, key=self._served.__getitem__)[:SERVED_MEMORY // 2]:
+            for sid in sorted(self._served, key=self._served.__getitem__)[: SERVED_MEMORY // 2]:
                 del self._served[sid]
         for session_id in candidates[:free]:
             self._served[session_id] = time.time()
@@ -429,8 +441,9 @@ class QueueRunner:
                 log.warning("session %s: %d events %s: %s", session_id, len(events), state, err.message)
             except Exception as exc:  # an unexpected bug: keep the events, retry later
                 log.exception("processor crashed on session %s", session_id)
-                settle_error(self.conn, events, ProcessingError("transient", f"internal error: {exc!r}"),
-                             self.max_attempts)
+                settle_error(
+                    self.conn, events, ProcessingError("transient", f"internal error: {exc!r}"), self.max_attempts
+                )
                 self.last_error = redact(f"internal error: {exc!r}")
             self.last_progress = time.time()
         finally:
@@ -441,7 +454,10 @@ class QueueRunner:
                     log.exception("could not release the unsettled events of session %s", session_id)
                 else:
                     if released:
-                        log.info("session %s: %d claimed events not reached in this batch, back to pending",
-                                 session_id, released)
+                        log.info(
+                            "session %s: %d claimed events not reached in this batch, back to pending",
+                            session_id,
+                            released,
+                        )
             self.active.pop(session_id, None)
             self._wake.set()

@@ -20,8 +20,9 @@ from worker.defaults import CREDENTIAL_KEYS, DEFAULTS
 REDACTED = "[redacted]"
 # Names whose values are credentials: FOO_API_KEY, *TOKEN*, *SECRET*, *PASSWORD*, credentials, cookies,
 # private keys. Known settings are classified by hand (CLAUDE_MEM_CONTEXT_TOKEN_BUDGET is a number).
-_SECRET_NAME = re.compile(r"(API_?KEY|(^|_)KEY$|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|COOKIE|PRIVATE_?KEY|(^|_)AUTH$)",
-                          re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(API_?KEY|(^|_)KEY$|TOKEN|SECRET|PASSW(OR)?D|CREDENTIAL|COOKIE|PRIVATE_?KEY|(^|_)AUTH$)", re.IGNORECASE
+)
 _NOT_SECRET = frozenset(DEFAULTS) - {"CLAUDE_MEM_WORKER_TOKEN"}
 # Values that are credentials whatever they are called: provider key formats and bearer headers.
 _SECRET_VALUE = re.compile(
@@ -84,8 +85,11 @@ class Redactor:
             values = dotenv_values(path)
         except (OSError, ValueError):
             return
-        self.add(v for k, v in values.items()
-                 if v and k != "ANTHROPIC_BASE_URL" and (k in CREDENTIAL_KEYS or is_secret_name(k)))
+        self.add(
+            v
+            for k, v in values.items()
+            if v and k != "ANTHROPIC_BASE_URL" and (k in CREDENTIAL_KEYS or is_secret_name(k))
+        )
 
     def __call__(self, text: str) -> str:
         if not text:

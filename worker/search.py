@@ -161,7 +161,8 @@ def parse_params(raw: Mapping[str, str]) -> SearchParams:
 # a word found everywhere almost no weight, but in OR queries a stopword still admits (and, in a small
 # store, ranks) every row that has it; a question like "what did we decide about the cache" must be a
 # search for "decide cache".
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a about above after again against all also am an and any are aren as at be because been before being
 below between both but by can cannot could couldn d did didn do does doesn doing don down during each
 either else ever every few for from further had hadn has hasn have haven having he her here hers herself
@@ -172,7 +173,8 @@ their theirs them themselves then there these they this those though through thu
 upon us ve very was wasn we were weren what whatever when whenever where whereas wherever whether which
 while who whoever whom whose why will with within without would wouldn yet you your yours yourself
 yourselves
-""".split())
+""".split()
+)
 
 
 def query_terms(text: str) -> list[str]:
@@ -199,8 +201,7 @@ def fts_query(text: str) -> str | None:
 
 # --- SQL filters --------------------------------------------------------------------------------
 
-_FILE_MATCH = ("(f.value = ? OR instr(f.value, ?) > 0"
-               " OR substr(?, -length(f.value) - 1) = '/' || f.value)")
+_FILE_MATCH = "(f.value = ? OR instr(f.value, ?) > 0 OR substr(?, -length(f.value) - 1) = '/' || f.value)"
 
 
 def _files_clause(alias: str, paths: tuple[str, ...]) -> tuple[str, list[Any]]:
@@ -210,10 +211,12 @@ def _files_clause(alias: str, paths: tuple[str, ...]) -> tuple[str, list[Any]]:
     for path in paths:
         parts.append(_FILE_MATCH)
         args.extend([path, path, path])
-    sql = (f"EXISTS (SELECT 1 FROM (SELECT value FROM json_each(CASE WHEN json_valid({alias}.files_read)"
-           f" THEN {alias}.files_read ELSE '[]' END) UNION ALL SELECT value FROM json_each(CASE WHEN"
-           f" json_valid({alias}.files_modified) THEN {alias}.files_modified ELSE '[]' END)) f"
-           f" WHERE {' OR '.join(parts)})")
+    sql = (
+        f"EXISTS (SELECT 1 FROM (SELECT value FROM json_each(CASE WHEN json_valid({alias}.files_read)"
+        f" THEN {alias}.files_read ELSE '[]' END) UNION ALL SELECT value FROM json_each(CASE WHEN"
+        f" json_valid({alias}.files_modified) THEN {alias}.files_modified ELSE '[]' END)) f"
+        f" WHERE {' OR '.join(parts)})"
+    )
     return sql, args
 
 
@@ -241,8 +244,10 @@ def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
             where.append(f"t.type IN ({','.join('?' * len(params.obs_types))})")
             args.extend(params.obs_types)
         if params.concepts:
-            where.append("EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(t.concepts) THEN t.concepts"
-                         f" ELSE '[]' END) c WHERE c.value IN ({','.join('?' * len(params.concepts))}))")
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(CASE WHEN json_valid(t.concepts) THEN t.concepts"
+                f" ELSE '[]' END) c WHERE c.value IN ({','.join('?' * len(params.concepts))}))"
+            )
             args.extend(params.concepts)
         if params.files:
             clause, file_args = _files_clause("t", params.files)
@@ -286,8 +291,10 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
         return
     for item in items:
         table = FTS[item.kind][0]
-        row = conn.execute(f"SELECT snippet({table}, -1, '', '', '…', 24) FROM {table}"
-                           f" WHERE {table} MATCH ? AND rowid = ?", (match, item.id)).fetchone()
+        row = conn.execute(
+            f"SELECT snippet({table}, -1, '', '', '…', 24) FROM {table} WHERE {table} MATCH ? AND rowid = ?",
+            (match, item.id),
+        ).fetchone()
         if row and row[0]:
             item.snippet = readable_snippet(row[0])
 
@@ -364,8 +371,11 @@ def semantic_hits(conn: sqlite3.Connection, params: SearchParams, hits: list[Sem
         marks = ",".join("?" * len(ids))
         rows = conn.execute(f"SELECT t.id FROM {source} WHERE t.id IN ({marks}) AND {where}", (*ids, *args))
         allowed.update((kind, r[0]) for r in rows)
-    ranked = [Ranked(k, rid, round(1.0 - h.distance, 6), _trim(h.document))
-              for (k, rid), h in best.items() if (k, rid) in allowed and 1.0 - h.distance >= MIN_SIMILARITY]
+    ranked = [
+        Ranked(k, rid, round(1.0 - h.distance, 6), _trim(h.document))
+        for (k, rid), h in best.items()
+        if (k, rid) in allowed and 1.0 - h.distance >= MIN_SIMILARITY
+    ]
     ranked.sort(key=lambda r: -r.score)
     return ranked[: params.pool]
 
@@ -436,10 +446,18 @@ def describe(kind: str, row: sqlite3.Row) -> tuple[str, str | None, str]:
 def to_hit(kind: str, row: sqlite3.Row, snippet: str, score: float | None, sources: list[str]) -> SearchHit:
     type_, title, fallback = describe(kind, row)
     return SearchHit(
-        id=row["id"], kind=kind, project=row["project"] or "", type=type_, title=title,
-        created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
-        snippet=snippet or fallback, score=None if score is None else round(score, 6), sources=sources,
-        session=row["content_session_id"], promptNumber=row["prompt_number"],
+        id=row["id"],
+        kind=kind,
+        project=row["project"] or "",
+        type=type_,
+        title=title,
+        created_at=iso(row["created_at"]),
+        created_at_epoch=storage.epoch_ms(row["created_at"]),
+        snippet=snippet or fallback,
+        score=None if score is None else round(score, 6),
+        sources=sources,
+        session=row["content_session_id"],
+        promptNumber=row["prompt_number"],
     )
 
 
@@ -493,9 +511,13 @@ def filter_only(conn: sqlite3.Connection, params: SearchParams) -> tuple[list[Ra
     return [Ranked(r["kind"], r["id"], 0.0) for r in rows], counts
 
 
-def search(conn: sqlite3.Connection, params: SearchParams,
-           semantic: list[SemanticHit] | None = None, semantic_error: str | None = None,
-           want_rows: bool = False) -> SearchResponse:
+def search(
+    conn: sqlite3.Connection,
+    params: SearchParams,
+    semantic: list[SemanticHit] | None = None,
+    semantic_error: str | None = None,
+    want_rows: bool = False,
+) -> SearchResponse:
     """Run a search. `semantic` is Chroma's answer to `semantic_request(params)`; None with
     `semantic_error` says why there is none (hybrid and semantic then degrade to keyword)."""
     started = time.perf_counter()
@@ -522,29 +544,43 @@ def search(conn: sqlite3.Connection, params: SearchParams,
             lists.append(semantic_hits(conn, params, semantic))
             names.append("semantic")
         if len(lists) == 2:
-            fused = [(r, s, [names[i] for i in found])
-                     for r, s, found in fuse(lists, [FUSION_WEIGHTS[n] for n in names])]
+            fused = [
+                (r, s, [names[i] for i in found]) for r, s, found in fuse(lists, [FUSION_WEIGHTS[n] for n in names])
+            ]
             used = "hybrid"
         else:
             fused = [(r, r.score, names[:1]) for r in (lists[0] if lists else [])]
             used = names[0] if names else params.mode
         total = len(fused)
-        page = [(r, s, src) for r, s, src in fused[params.offset: params.offset + params.limit]]
+        page = [(r, s, src) for r, s, src in fused[params.offset : params.offset + params.limit]]
         add_snippets(conn, params.query, [r for r, _, src in page if "keyword" in src])
     hits = hydrate(conn, page)
     response = SearchResponse(
-        query=params.query, mode=params.mode, modeUsed=used, degraded=degraded, notice=notice,
-        totalResults=total, offset=params.offset, limit=params.limit, results=hits, content=[],
+        query=params.query,
+        mode=params.mode,
+        modeUsed=used,
+        degraded=degraded,
+        notice=notice,
+        totalResults=total,
+        offset=params.offset,
+        limit=params.limit,
+        results=hits,
+        content=[],
     )
     response.content = [TextContent(text=render_search(response, time.perf_counter() - started))]
     if want_rows:
         rows = {k: fetch_rows(conn, k, [h.id for h in hits if h.kind == k]) for k in KINDS}
-        response.observations = [observation_json(rows["observation"][h.id]) for h in hits
-                                 if h.kind == "observation" and h.id in rows["observation"]]
-        response.sessions = [row_json(rows["summary"][h.id]) for h in hits
-                             if h.kind == "summary" and h.id in rows["summary"]]
-        response.prompts = [row_json(rows["prompt"][h.id]) for h in hits
-                            if h.kind == "prompt" and h.id in rows["prompt"]]
+        response.observations = [
+            observation_json(rows["observation"][h.id])
+            for h in hits
+            if h.kind == "observation" and h.id in rows["observation"]
+        ]
+        response.sessions = [
+            row_json(rows["summary"][h.id]) for h in hits if h.kind == "summary" and h.id in rows["summary"]
+        ]
+        response.prompts = [
+            row_json(rows["prompt"][h.id]) for h in hits if h.kind == "prompt" and h.id in rows["prompt"]
+        ]
     return response
 
 
@@ -561,8 +597,11 @@ def render_search(response: SearchResponse, seconds: float | None = None) -> str
     if not response.results:
         text = f'No results found matching "{response.query}"' if response.query else "No results found"
         return text + (f"\n\nNote: {response.notice}" if response.notice else "")
-    head = (f'Found {response.totalResults} result(s) matching "{response.query}"' if response.query
-            else f"{response.totalResults} item(s), newest first")
+    head = (
+        f'Found {response.totalResults} result(s) matching "{response.query}"'
+        if response.query
+        else f"{response.totalResults} item(s), newest first"
+    )
     shown = f"showing {response.offset + 1}-{response.offset + len(response.results)}"
     lines = [f"{head} ({shown}; mode {response.modeUsed})"]
     if response.notice:
@@ -617,26 +656,38 @@ def resolve_anchor(conn: sqlite3.Connection, anchor: str) -> Anchor:
     return Anchor(text, "timestamp", (moment, -1, -1))
 
 
-def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after: int,
-                   project: str | None, session_id: int | None = None) -> list[TimelineItem]:
+def timeline_items(
+    conn: sqlite3.Connection,
+    anchor: Anchor,
+    before: int,
+    after: int,
+    project: str | None,
+    session_id: int | None = None,
+) -> list[TimelineItem]:
     parts, args = [], []
     for kind in KINDS:
         source, where, a = filter_sql(kind, SearchParams(project=project))
         if session_id is not None:
             where += " AND t.session_id = ?"
             a = [*a, session_id]
-        parts.append(f"SELECT '{kind}' AS kind, {KIND_RANK[kind]} AS kr, t.id AS id, t.created_at AS created_at"
-                     f" FROM {source} WHERE {where}")
+        parts.append(
+            f"SELECT '{kind}' AS kind, {KIND_RANK[kind]} AS kr, t.id AS id, t.created_at AS created_at"
+            f" FROM {source} WHERE {where}"
+        )
         args.extend(a)
     union = " UNION ALL ".join(parts)
     key = anchor.key
     earlier = conn.execute(
         f"SELECT kind, id FROM ({union}) WHERE (created_at, kr, id) < (?, ?, ?)"
-        f" ORDER BY created_at DESC, kr DESC, id DESC LIMIT ?", (*args, *key, before)).fetchall()
+        f" ORDER BY created_at DESC, kr DESC, id DESC LIMIT ?",
+        (*args, *key, before),
+    ).fetchall()
     later_op = ">" if anchor.include else ">="
     later = conn.execute(
         f"SELECT kind, id FROM ({union}) WHERE (created_at, kr, id) {later_op} (?, ?, ?)"
-        f" ORDER BY created_at, kr, id LIMIT ?", (*args, *key, after)).fetchall()
+        f" ORDER BY created_at, kr, id LIMIT ?",
+        (*args, *key, after),
+    ).fetchall()
     order: list[tuple[str, int]] = [(r["kind"], r["id"]) for r in reversed(earlier)]
     if anchor.include:
         order.append(anchor.include)
@@ -651,27 +702,47 @@ def timeline_items(conn: sqlite3.Connection, anchor: Anchor, before: int, after:
         if row is None:
             continue
         type_, title, snippet = describe(kind, row)
-        items.append(TimelineItem(
-            id=rid, kind=kind, project=row["project"] or "", type=type_, title=title,
-            created_at=iso(row["created_at"]), created_at_epoch=storage.epoch_ms(row["created_at"]),
-            snippet=snippet, isAnchor=anchor.include == (kind, rid), promptNumber=row["prompt_number"],
-            session=row["content_session_id"],
-        ))
+        items.append(
+            TimelineItem(
+                id=rid,
+                kind=kind,
+                project=row["project"] or "",
+                type=type_,
+                title=title,
+                created_at=iso(row["created_at"]),
+                created_at_epoch=storage.epoch_ms(row["created_at"]),
+                snippet=snippet,
+                isAnchor=anchor.include == (kind, rid),
+                promptNumber=row["prompt_number"],
+                session=row["content_session_id"],
+            )
+        )
     return items
 
 
 def _session_info(row: sqlite3.Row) -> TimelineSession:
     return TimelineSession(
-        contentSessionId=row["content_session_id"], project=row["project"] or "", status=row["status"],
-        prompts=row["prompt_counter"], startedAt=iso(row["started_at"]),
+        contentSessionId=row["content_session_id"],
+        project=row["project"] or "",
+        status=row["status"],
+        prompts=row["prompt_counter"],
+        startedAt=iso(row["started_at"]),
         startedAtEpoch=int(round(row["started_at"] * 1000)),
         completedAt=iso(row["completed_at"]) if row["completed_at"] else None,
     )
 
 
-def timeline(conn: sqlite3.Connection, anchor: str | None, query: str | None, depth_before: int,
-             depth_after: int, project: str | None, semantic: list[SemanticHit] | None = None,
-             semantic_error: str | None = None, session: str | None = None) -> TimelineResponse:
+def timeline(
+    conn: sqlite3.Connection,
+    anchor: str | None,
+    query: str | None,
+    depth_before: int,
+    depth_after: int,
+    project: str | None,
+    semantic: list[SemanticHit] | None = None,
+    semantic_error: str | None = None,
+    session: str | None = None,
+) -> TimelineResponse:
     """Items around an anchor, oldest first; with `query` the anchor is the best matching observation.
 
     With `session` (Claude Code's session id) only that session's items count, and without an anchor
@@ -703,8 +774,16 @@ def timeline(conn: sqlite3.Connection, anchor: str | None, query: str | None, de
         raise ParamError("anchor", "give anchor (an observation id, S<summary id> or a timestamp), query or session")
     items = timeline_items(conn, resolved, depth_before, depth_after, project, session_id)
     response = TimelineResponse(
-        anchor=resolved.label, anchorKind=resolved.kind, query=query, depthBefore=depth_before,
-        depthAfter=depth_after, items=items, content=[], degraded=degraded, notice=notice, session=info,
+        anchor=resolved.label,
+        anchorKind=resolved.kind,
+        query=query,
+        depthBefore=depth_before,
+        depthAfter=depth_after,
+        items=items,
+        content=[],
+        degraded=degraded,
+        notice=notice,
+        session=info,
     )
     response.content = [TextContent(text=render_timeline(response))]
     return response
@@ -728,8 +807,9 @@ def render_timeline(response: TimelineResponse) -> str:
     lines.append("")
     for item in response.items:
         marker = "  <- ANCHOR" if item.isAnchor else ""
-        lines.append(f"{_when(item.created_at)} {ref(item.kind, item.id)} [{item.type}]"
-                     f" {item.title or '(untitled)'}{marker}")
+        lines.append(
+            f"{_when(item.created_at)} {ref(item.kind, item.id)} [{item.type}] {item.title or '(untitled)'}{marker}"
+        )
     return "\n".join(lines)
 
 
@@ -761,8 +841,13 @@ def parse_ids(value: list[int] | str) -> list[int]:
     return list(dict.fromkeys(ids))
 
 
-def get_observations(conn: sqlite3.Connection, ids: list[int], order_by: str | None = None,
-                     limit: int | None = None, project: str | None = None) -> list[dict[str, Any]]:
+def get_observations(
+    conn: sqlite3.Connection,
+    ids: list[int],
+    order_by: str | None = None,
+    limit: int | None = None,
+    project: str | None = None,
+) -> list[dict[str, Any]]:
     """Full observations by id; newest first unless order_by is date_asc (claude-mem's default)."""
     if not ids:
         return []
@@ -770,8 +855,10 @@ def get_observations(conn: sqlite3.Connection, ids: list[int], order_by: str | N
         raise ParamError("orderBy", "expected date_desc or date_asc")
     direction = "ASC" if order_by == "date_asc" else "DESC"
     marks = ",".join("?" * len(ids))
-    sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id FROM observations t"
-           f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    sql = (
+        f"SELECT t.*, s.content_session_id, s.memory_session_id FROM observations t"
+        f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})"
+    )
     args: list[Any] = list(ids)
     if project:
         sql += " AND t.project = ?"
@@ -792,8 +879,9 @@ def by_file(conn: sqlite3.Connection, file_path: str, project: str | None, limit
     """Observations that read or modified a file, newest first."""
     params = SearchParams(project=project, files=(file_path,), kinds=("observation",), limit=limit)
     source, where, args = filter_sql("observation", params)
-    rows = conn.execute(f"SELECT t.id FROM {source} WHERE {where} ORDER BY t.created_at DESC, t.id DESC LIMIT ?",
-                        (*args, limit)).fetchall()
+    rows = conn.execute(
+        f"SELECT t.id FROM {source} WHERE {where} ORDER BY t.created_at DESC, t.id DESC LIMIT ?", (*args, limit)
+    ).fetchall()
     return hydrate(conn, [(Ranked("observation", r[0], 0.0), None, []) for r in rows])
 
 
@@ -803,4 +891,3 @@ def render_by_file(file_path: str, hits: list[SearchHit]) -> str:
     lines = [f'Found {len(hits)} result(s) for file "{file_path}"', ""]
     lines.extend(f"{ref(h.kind, h.id)} [{h.type}] {h.title or '(untitled)'} — {_when(h.created_at)}" for h in hits)
     return "\n".join(lines)
-

@@ -29,8 +29,9 @@ def setup_logging(level: str, log_path: Path | None) -> None:
             pass
     for handler in handlers:
         handler.addFilter(RedactingFilter())
-    logging.basicConfig(level=level, handlers=handlers, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, handlers=handlers, force=True, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
 
 MIN_TOKEN_CHARS = 16  # a token guessable in an afternoon protects nothing on a network
@@ -146,8 +147,10 @@ def run_foreground(log_to_file: bool = True) -> int:
     learn_credentials(settings.env_path, settings.worker_token)
     setup_logging(settings.log_level, settings.log_path if log_to_file else None)
     if narrowed:
-        log.warning("made private to this user (were readable by others): %s", ", ".join(narrowed[:20])
-                    + (f" and {len(narrowed) - 20} more" if len(narrowed) > 20 else ""))
+        log.warning(
+            "made private to this user (were readable by others): %s",
+            ", ".join(narrowed[:20]) + (f" and {len(narrowed) - 20} more" if len(narrowed) > 20 else ""),
+        )
     # Hook posts share the event loop with CPU-bound threads (the agent SDK's import, embeddings, the Chroma
     # client), and such a thread keeps the GIL for the switch interval each time the loop wants it back: at
     # the default 5 ms a post waited 50-170 ms behind the SDK's import; at 0.5 ms, 10-50 ms (bench_load.py).
@@ -166,8 +169,7 @@ def run_foreground(log_to_file: bool = True) -> int:
         pid_path.write_text(str(os.getpid()))
     except OSError:
         pass
-    log.info("worker %s listening on %s:%s (data dir %s)", os.getpid(), settings.host, settings.port,
-             settings.data_dir)
+    log.info("worker %s listening on %s:%s (data dir %s)", os.getpid(), settings.host, settings.port, settings.data_dir)
 
     def remove_pid_file() -> None:
         try:
@@ -180,9 +182,18 @@ def run_foreground(log_to_file: bool = True) -> int:
     # a signal: the pid file goes in the app's shutdown hook instead.
     app.on_shutdown.append(remove_pid_file)
     try:
-        uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False,
-                    timeout_graceful_shutdown=10, lifespan="on", http=guarded_protocol(settings.request_timeout),
-                    timeout_keep_alive=5, h11_max_incomplete_event_size=64 * 1024)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=10,
+            lifespan="on",
+            http=guarded_protocol(settings.request_timeout),
+            timeout_keep_alive=5,
+            h11_max_incomplete_event_size=64 * 1024,
+        )
     finally:
         remove_pid_file()
     return 0

@@ -71,9 +71,13 @@ def service_file(platform: str, home: Path, data_dir: Path, environ: dict[str, s
 </plist>
 """
         domain = f"gui/{os.getuid()}"
-        return ServiceFile("launchd", path, text,
-                           enable=[["launchctl", "bootstrap", domain, str(path)]],
-                           disable=[["launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"]])
+        return ServiceFile(
+            "launchd",
+            path,
+            text,
+            enable=[["launchctl", "bootstrap", domain, str(path)]],
+            disable=[["launchctl", "bootout", f"{domain}/{LAUNCHD_LABEL}"]],
+        )
     config = Path(env.get("XDG_CONFIG_HOME") or home / ".config")
     path = config / "systemd" / "user" / SYSTEMD_UNIT
     environment = "\n".join(f"Environment={_systemd_quote(f'{k}={v}')}" for k, v in variables.items())
@@ -93,15 +97,18 @@ TimeoutStopSec=20
 [Install]
 WantedBy=default.target
 """
-    return ServiceFile("systemd", path, text,
-                       enable=[["systemctl", "--user", "daemon-reload"],
-                               ["systemctl", "--user", "enable", "--now", SYSTEMD_UNIT]],
-                       disable=[["systemctl", "--user", "disable", "--now", SYSTEMD_UNIT],
-                                ["systemctl", "--user", "daemon-reload"]])
+    return ServiceFile(
+        "systemd",
+        path,
+        text,
+        enable=[["systemctl", "--user", "daemon-reload"], ["systemctl", "--user", "enable", "--now", SYSTEMD_UNIT]],
+        disable=[["systemctl", "--user", "disable", "--now", SYSTEMD_UNIT], ["systemctl", "--user", "daemon-reload"]],
+    )
 
 
-def start_command(platform: str | None = None, home: Path | None = None,
-                  environ: dict[str, str] | None = None) -> list[str] | None:
+def start_command(
+    platform: str | None = None, home: Path | None = None, environ: dict[str, str] | None = None
+) -> list[str] | None:
     """How to start the worker's user service, when `install --service` registered one (the hook uses it, so
     the service manager stays the one supervisor); None when there is none."""
     env = os.environ if environ is None else environ

@@ -16,8 +16,12 @@ from typing import Any
 
 from worker.settings import Settings
 
-KINDS = {"": ("observations", "observation"), "#": ("observations", "observation"),
-         "S": ("session_summaries", "summary"), "P": ("user_prompts", "prompt")}
+KINDS = {
+    "": ("observations", "observation"),
+    "#": ("observations", "observation"),
+    "S": ("session_summaries", "summary"),
+    "P": ("user_prompts", "prompt"),
+}
 
 
 def parse_ref(text: str) -> tuple[str, int]:
@@ -53,8 +57,10 @@ def _para(label: str, text: Any) -> list[str]:
 
 def render(kind: str, row: dict[str, Any]) -> str:
     if kind == "observation":
-        lines = [f"#{row['id']} [{row.get('type')}] {row.get('title') or '(untitled)'}",
-                 f"  {row.get('project') or '-'}, {_when(row.get('created_at'))}"]
+        lines = [
+            f"#{row['id']} [{row.get('type')}] {row.get('title') or '(untitled)'}",
+            f"  {row.get('project') or '-'}, {_when(row.get('created_at'))}",
+        ]
         if row.get("subtitle"):
             lines.append(f"  {row['subtitle']}")
         lines += _para("", row.get("narrative"))
@@ -62,8 +68,11 @@ def render(kind: str, row: dict[str, Any]) -> str:
         if facts:
             lines.append("facts:")
             lines += [f"  - {f}" for f in facts]
-        for label, name in (("concepts", "concepts"), ("files read", "files_read"),
-                            ("files modified", "files_modified")):
+        for label, name in (
+            ("concepts", "concepts"),
+            ("files read", "files_read"),
+            ("files modified", "files_modified"),
+        ):
             values = _list(row.get(name))
             if values:
                 lines.append(f"{label}: {', '.join(values)}")
@@ -73,8 +82,11 @@ def render(kind: str, row: dict[str, Any]) -> str:
         for label in ("request", "investigated", "learned", "completed", "next_steps", "notes"):
             lines += _para(label.replace("_", " "), row.get(label))
         return "\n".join(lines)
-    lines = [f"P{row['id']} prompt {row.get('prompt_number') or ''} — {_when(row.get('created_at'))}".replace(
-        "prompt  —", "prompt —")]
+    lines = [
+        f"P{row['id']} prompt {row.get('prompt_number') or ''} — {_when(row.get('created_at'))}".replace(
+            "prompt  —", "prompt —"
+        )
+    ]
     lines += _para("", row.get("text"))
     return "\n".join(lines)
 
@@ -99,8 +111,11 @@ def main(settings: Settings, ref: str) -> int:
     row: dict[str, Any] | None
     if settings.worker_url or not settings.db_path.exists():
         if kind != "observation":
-            print(f"claude-mem: {ref} is in the team worker's store; `claude-mem show` reads summaries and prompts"
-                  " from a local store only (search finds them)", file=sys.stderr)
+            print(
+                f"claude-mem: {ref} is in the team worker's store; `claude-mem show` reads summaries and prompts"
+                " from a local store only (search finds them)",
+                file=sys.stderr,
+            )
             return 2
         from worker.client import call_worker
 

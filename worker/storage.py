@@ -317,9 +317,7 @@ class Tx:
 
 
 def get_session(conn: sqlite3.Connection, content_session_id: str) -> sqlite3.Row | None:
-    return conn.execute(
-        "SELECT * FROM sessions WHERE content_session_id = ?", (content_session_id,)
-    ).fetchone()
+    return conn.execute("SELECT * FROM sessions WHERE content_session_id = ?", (content_session_id,)).fetchone()
 
 
 def get_session_by_id(conn: sqlite3.Connection, session_id: int) -> sqlite3.Row | None:
@@ -339,8 +337,7 @@ def ensure_session(
         conn.execute(
             "INSERT INTO sessions (content_session_id, memory_session_id, project, platform_source,"
             " custom_title, started_at) VALUES (?, ?, ?, ?, ?, ?)",
-            (content_session_id, str(uuid.uuid4()), project, platform_source or "claude", custom_title,
-             time.time()),
+            (content_session_id, str(uuid.uuid4()), project, platform_source or "claude", custom_title, time.time()),
         )
     elif project and not row["project"]:
         conn.execute("UPDATE sessions SET project = ? WHERE id = ?", (project, row["id"]))
@@ -362,9 +359,7 @@ def add_prompt(conn: sqlite3.Connection, session_id: int, text: str) -> int:
 
 
 def complete_session(conn: sqlite3.Connection, session_id: int) -> None:
-    conn.execute(
-        "UPDATE sessions SET status = 'completed', completed_at = ? WHERE id = ?", (time.time(), session_id)
-    )
+    conn.execute("UPDATE sessions SET status = 'completed', completed_at = ? WHERE id = ?", (time.time(), session_id))
 
 
 # --- observations and summaries -----------------------------------------------------------------
@@ -378,23 +373,35 @@ def rows_with_session(conn: sqlite3.Connection, kind: str, ids: list[int]) -> di
         return {}
     marks = ",".join("?" * len(ids))
     project = ", s.project" if kind == "prompt" else ""
-    sql = (f"SELECT t.*, s.content_session_id, s.memory_session_id{project} FROM {KIND_TABLES[kind]} t"
-           f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})")
+    sql = (
+        f"SELECT t.*, s.content_session_id, s.memory_session_id{project} FROM {KIND_TABLES[kind]} t"
+        f" LEFT JOIN sessions s ON s.id = t.session_id WHERE t.id IN ({marks})"
+    )
     return {r["id"]: r for r in conn.execute(sql, ids)}
+
 
 OBS_JSON_FIELDS = ("facts", "concepts", "files_read", "files_modified")
 
 
-def insert_observation(conn: sqlite3.Connection, session_id: int, project: str, obs: dict[str, Any],
-                       prompt_number: int | None) -> int:
+def insert_observation(
+    conn: sqlite3.Connection, session_id: int, project: str, obs: dict[str, Any], prompt_number: int | None
+) -> int:
     cur = conn.execute(
         "INSERT INTO observations (session_id, project, type, title, subtitle, facts, narrative, concepts,"
         " files_read, files_modified, prompt_number, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (
-            session_id, project, obs["type"], obs.get("title"), obs.get("subtitle"),
-            json.dumps(obs.get("facts") or []), obs.get("narrative"), json.dumps(obs.get("concepts") or []),
-            json.dumps(obs.get("files_read") or []), json.dumps(obs.get("files_modified") or []),
-            prompt_number, time.time(),
+            session_id,
+            project,
+            obs["type"],
+            obs.get("title"),
+            obs.get("subtitle"),
+            json.dumps(obs.get("facts") or []),
+            obs.get("narrative"),
+            json.dumps(obs.get("concepts") or []),
+            json.dumps(obs.get("files_read") or []),
+            json.dumps(obs.get("files_modified") or []),
+            prompt_number,
+            time.time(),
         ),
     )
     return int(cur.lastrowid or 0)
@@ -435,8 +442,9 @@ def flat(text: str | None, limit: int) -> str:
     return trim(" ".join((text or "").split()), limit)
 
 
-def insert_summary(conn: sqlite3.Connection, session_id: int, project: str, summary: dict[str, Any],
-                   prompt_number: int | None) -> int:
+def insert_summary(
+    conn: sqlite3.Connection, session_id: int, project: str, summary: dict[str, Any], prompt_number: int | None
+) -> int:
     cur = conn.execute(
         "INSERT INTO session_summaries (session_id, project, request, investigated, learned, completed,"
         " next_steps, notes, prompt_number, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",

@@ -49,9 +49,13 @@ class TurnUsage(msgspec.Struct, frozen=True, kw_only=True):
             value = u.get(key)
             return int(value) if isinstance(value, (int, float)) and value > 0 else 0
 
-        return cls(input_tokens=num("input_tokens"), output_tokens=num("output_tokens"),
-                   cache_read_tokens=num("cache_read_input_tokens"),
-                   cache_creation_tokens=num("cache_creation_input_tokens"), cost_usd=cost_usd)
+        return cls(
+            input_tokens=num("input_tokens"),
+            output_tokens=num("output_tokens"),
+            cache_read_tokens=num("cache_read_input_tokens"),
+            cache_creation_tokens=num("cache_creation_input_tokens"),
+            cost_usd=cost_usd,
+        )
 
 
 def utc_day(epoch: float | None = None) -> str:
@@ -63,15 +67,38 @@ def next_utc_midnight(epoch: float | None = None) -> float:
     return (dt.datetime.combine(now.date(), dt.time(), dt.UTC) + dt.timedelta(days=1)).timestamp()
 
 
-def record_turn(conn: sqlite3.Connection, *, session_id: int | None, project: str, kind: str, events: int,
-                fresh: bool, usage: TurnUsage, model: str, at: float | None = None) -> None:
+def record_turn(
+    conn: sqlite3.Connection,
+    *,
+    session_id: int | None,
+    project: str,
+    kind: str,
+    events: int,
+    fresh: bool,
+    usage: TurnUsage,
+    model: str,
+    at: float | None = None,
+) -> None:
     """One row per turn; call inside the caller's transaction or alone (it opens none)."""
     now = time.time() if at is None else at
     conn.execute(
         "INSERT INTO agent_usage (day, project, session_id, kind, events, fresh, input_tokens, output_tokens,"
         " cache_read_tokens, cache_creation_tokens, cost_usd, model, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (utc_day(now), project, session_id, kind, events, int(fresh), usage.input_tokens, usage.output_tokens,
-         usage.cache_read_tokens, usage.cache_creation_tokens, usage.cost_usd, model, now),
+        (
+            utc_day(now),
+            project,
+            session_id,
+            kind,
+            events,
+            int(fresh),
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_creation_tokens,
+            usage.cost_usd,
+            model,
+            now,
+        ),
     )
 
 
@@ -102,9 +129,11 @@ class UsageReport(msgspec.Struct, kw_only=True):
     budget: BudgetState
 
 
-_SUMS = ("COUNT(*), COALESCE(SUM(events),0), COALESCE(SUM(fresh),0), COALESCE(SUM(input_tokens),0),"
-         " COALESCE(SUM(output_tokens),0), COALESCE(SUM(cache_read_tokens),0),"
-         " COALESCE(SUM(cache_creation_tokens),0), COALESCE(SUM(cost_usd),0)")
+_SUMS = (
+    "COUNT(*), COALESCE(SUM(events),0), COALESCE(SUM(fresh),0), COALESCE(SUM(input_tokens),0),"
+    " COALESCE(SUM(output_tokens),0), COALESCE(SUM(cache_read_tokens),0),"
+    " COALESCE(SUM(cache_creation_tokens),0), COALESCE(SUM(cost_usd),0)"
+)
 
 
 def by_day_and_project(conn: sqlite3.Connection, days: int = 7, project: str | None = None) -> list[UsageRow]:
@@ -118,16 +147,30 @@ def by_day_and_project(conn: sqlite3.Connection, days: int = 7, project: str | N
     sql += " GROUP BY day, project ORDER BY day DESC, project"
     out = []
     for r in conn.execute(sql, params):
-        out.append(UsageRow(day=r[0], project=r[1], turns=r[2], events=r[3], freshConversations=r[4],
-                            inputTokens=r[5], outputTokens=r[6], cacheReadTokens=r[7], cacheCreationTokens=r[8],
-                            totalTokens=r[5] + r[6] + r[7] + r[8], costUsd=round(float(r[9]), 6)))
+        out.append(
+            UsageRow(
+                day=r[0],
+                project=r[1],
+                turns=r[2],
+                events=r[3],
+                freshConversations=r[4],
+                inputTokens=r[5],
+                outputTokens=r[6],
+                cacheReadTokens=r[7],
+                cacheCreationTokens=r[8],
+                totalTokens=r[5] + r[6] + r[7] + r[8],
+                costUsd=round(float(r[9]), 6),
+            )
+        )
     return out
 
 
 def tokens_on(conn: sqlite3.Connection, day: str) -> int:
     row = conn.execute(
         "SELECT COALESCE(SUM(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), 0)"
-        " FROM agent_usage WHERE day = ?", (day,)).fetchone()
+        " FROM agent_usage WHERE day = ?",
+        (day,),
+    ).fetchone()
     return int(row[0])
 
 
@@ -182,19 +225,28 @@ class DailyBudget:
             f" (CLAUDE_MEM_DAILY_TOKEN_BUDGET); events are kept, processing resumes at {when}"
             " or as soon as the budget is raised",
             retry_after=max(1.0, min(resume - time.time(), float(self.settings.budget_retry_seconds))),
-            budget=True, cause="local-budget",
+            budget=True,
+            cause="local-budget",
         )
 
     def state(self) -> BudgetState:
         exhausted = self.exhausted()
-        return BudgetState(dailyTokenBudget=self.limit, usedToday=self.used_today(), exhausted=exhausted,
-                           resumesAt=next_utc_midnight() if exhausted else None)
+        return BudgetState(
+            dailyTokenBudget=self.limit,
+            usedToday=self.used_today(),
+            exhausted=exhausted,
+            resumesAt=next_utc_midnight() if exhausted else None,
+        )
 
 
-def report(conn: sqlite3.Connection, budget: DailyBudget | None, days: int = 7,
-           project: str | None = None) -> UsageReport:
-    state = budget.state() if budget else BudgetState(dailyTokenBudget=0, usedToday=tokens_on(conn, utc_day()),
-                                                      exhausted=False, resumesAt=None)
+def report(
+    conn: sqlite3.Connection, budget: DailyBudget | None, days: int = 7, project: str | None = None
+) -> UsageReport:
+    state = (
+        budget.state()
+        if budget
+        else BudgetState(dailyTokenBudget=0, usedToday=tokens_on(conn, utc_day()), exhausted=False, resumesAt=None)
+    )
     return UsageReport(today=utc_day(), days=by_day_and_project(conn, days, project), budget=state)
 
 

@@ -82,11 +82,11 @@ class _Child:
     def __init__(self, settings: Settings) -> None:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
-        cmd = [sys.executable, "-m", "worker.vector_process", "--in-fd", str(to_child_r),
-               "--out-fd", str(from_child_w)]
+        cmd = [sys.executable, "-m", "worker.vector_process", "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
         try:
-            self.proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL,
-                                         close_fds=True)
+            self.proc = subprocess.Popen(
+                cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, close_fds=True
+            )
         finally:
             os.close(to_child_r)
             os.close(from_child_w)

@@ -26,7 +26,6 @@ from worker.redaction import redact
 from worker.settings import Settings
 
 if TYPE_CHECKING:
-
     pass
 
 log = logging.getLogger("claude_mem.vectors")
@@ -80,22 +79,24 @@ def summary_docs(row: sqlite3.Row) -> list[Doc]:
         value = (row[name] or "").strip()
         if not value:
             continue
-        docs.append(Doc(
-            id=f"sum-{row['id']}-{name}",
-            text=value,
-            metadata={
-                "sqlite_id": int(row["id"]),
-                "kind": "summary",
-                "field": name,
-                "project": row["project"] or "",
-                "type": "summary",
-                "session": _session_key(row),
-                "session_db_id": int(row["session_id"]),
-                "created_at_epoch": storage.epoch_ms(row["created_at"]),
-                "files": "",
-                "concepts": "",
-            },
-        ))
+        docs.append(
+            Doc(
+                id=f"sum-{row['id']}-{name}",
+                text=value,
+                metadata={
+                    "sqlite_id": int(row["id"]),
+                    "kind": "summary",
+                    "field": name,
+                    "project": row["project"] or "",
+                    "type": "summary",
+                    "session": _session_key(row),
+                    "session_db_id": int(row["session_id"]),
+                    "created_at_epoch": storage.epoch_ms(row["created_at"]),
+                    "files": "",
+                    "concepts": "",
+                },
+            )
+        )
     return docs
 
 
@@ -149,8 +150,16 @@ class VectorSync:
     that comes back gets the rows stored while it was gone.
     """
 
-    def __init__(self, settings: Settings, store: ChromaStore | None = None, *, retry_seconds: float = 10.0,
-                 heartbeat_seconds: float = 15.0, full_scan_seconds: float = 300.0, batch_size: int = 64) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ChromaStore | None = None,
+        *,
+        retry_seconds: float = 10.0,
+        heartbeat_seconds: float = 15.0,
+        full_scan_seconds: float = 300.0,
+        batch_size: int = 64,
+    ) -> None:
         self.settings = settings
         if store is None:
             from worker.vector_process import make_store
@@ -254,8 +263,7 @@ class VectorSync:
             finally:
                 self._refresh_counts()
 
-    def sync_now(self, rebuild: bool = False,
-                 progress: Callable[[str, int, int], None] | None = None) -> SyncReport:
+    def sync_now(self, rebuild: bool = False, progress: Callable[[str, int, int], None] | None = None) -> SyncReport:
         """Bring Chroma up to date now (the `claude-mem sync` path); raises VectorsUnavailable."""
         started = time.time()
         with self._work_lock:
@@ -298,14 +306,21 @@ class VectorSync:
         scheme = self.store.scheme()
         if scheme != EMBEDDING_SCHEME:
             # Vectors made another way cannot be compared with this model's queries: start over from SQLite.
-            log.warning("Chroma collection %s holds embedding scheme %s, this worker uses %s: re-embedding all",
-                        self.store.collection_name, scheme, EMBEDDING_SCHEME)
+            log.warning(
+                "Chroma collection %s holds embedding scheme %s, this worker uses %s: re-embedding all",
+                self.store.collection_name,
+                scheme,
+                EMBEDDING_SCHEME,
+            )
             self.store.drop()
             self.store.collection()
         synced = conn.execute("SELECT count(*) FROM vector_sync").fetchone()[0]
         if synced and self.store.count() == 0:
-            log.warning("Chroma collection %s is empty but %d rows were synced: resending all",
-                        self.store.collection_name, synced)
+            log.warning(
+                "Chroma collection %s is empty but %d rows were synced: resending all",
+                self.store.collection_name,
+                synced,
+            )
             with storage.Tx(conn):
                 conn.execute("DELETE FROM vector_sync")
                 conn.execute("DELETE FROM vector_tombstones")
@@ -321,12 +336,15 @@ class VectorSync:
             for kind in KINDS:
                 self.store.delete_rows(kind, [r["row_id"] for r in rows if r["kind"] == kind])
             with storage.Tx(conn):
-                conn.executemany("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?",
-                                 [(r["kind"], r["row_id"]) for r in rows])
+                conn.executemany(
+                    "DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?",
+                    [(r["kind"], r["row_id"]) for r in rows],
+                )
             report.deleted += len(rows)
 
-    def _sync_kind(self, kind: str, report: SyncReport,
-                   progress: Callable[[str, int, int], None] | None = None) -> None:
+    def _sync_kind(
+        self, kind: str, report: SyncReport, progress: Callable[[str, int, int], None] | None = None
+    ) -> None:
         conn = self._db()
         table = TABLES[kind]
         cursor = self._low_water[kind]
@@ -334,14 +352,21 @@ class VectorSync:
         if progress:
             total = conn.execute(
                 f"SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM vector_sync v"
-                f" WHERE v.kind = ? AND v.row_id = t.id)", (kind,)).fetchone()[0]
+                f" WHERE v.kind = ? AND v.row_id = t.id)",
+                (kind,),
+            ).fetchone()[0]
         done = 0
         # Rows up to `top` were committed before this scan, so the scan sees them all.
         top = conn.execute(f"SELECT max(id) FROM {table}").fetchone()[0] or 0
         while not self._stop.is_set():
-            ids = [r[0] for r in conn.execute(
-                f"SELECT t.id FROM {table} t WHERE t.id >= ? AND NOT EXISTS (SELECT 1 FROM vector_sync v"
-                f" WHERE v.kind = ? AND v.row_id = t.id) ORDER BY t.id LIMIT ?", (cursor, kind, self.batch_size))]
+            ids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT t.id FROM {table} t WHERE t.id >= ? AND NOT EXISTS (SELECT 1 FROM vector_sync v"
+                    f" WHERE v.kind = ? AND v.row_id = t.id) ORDER BY t.id LIMIT ?",
+                    (cursor, kind, self.batch_size),
+                )
+            ]
             if not ids:
                 self._low_water[kind] = max(self._low_water[kind], top + 1)
                 return
@@ -366,11 +391,17 @@ class VectorSync:
             for rid in docs_by_row:
                 conn.execute(
                     f"INSERT OR REPLACE INTO vector_sync (kind, row_id, synced_at) SELECT ?, ?, ?"
-                    f" WHERE EXISTS (SELECT 1 FROM {TABLES[kind]} WHERE id = ?)", (kind, rid, now, rid))
+                    f" WHERE EXISTS (SELECT 1 FROM {TABLES[kind]} WHERE id = ?)",
+                    (kind, rid, now, rid),
+                )
                 conn.execute("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?", (kind, rid))
-            marked = {r[0] for r in conn.execute(
-                f"SELECT row_id FROM vector_sync WHERE kind = ? AND row_id IN ({','.join('?' * len(ids))})",
-                (kind, *ids))}
+            marked = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT row_id FROM vector_sync WHERE kind = ? AND row_id IN ({','.join('?' * len(ids))})",
+                    (kind, *ids),
+                )
+            }
         vanished = [rid for rid in docs_by_row if rid not in marked]
         if vanished:  # deleted while we were embedding it
             self.store.delete_rows(kind, vanished)
@@ -389,8 +420,9 @@ class VectorSync:
     def _mark_failed(self, exc: Exception) -> None:
         message = f"{type(exc).__name__}: {exc}".strip()
         if self.reachable is not False or message != self.last_error:
-            log.warning("Chroma sync failed (%s): %s; retrying every %ss", self.store.location, message,
-                        self.retry_seconds)
+            log.warning(
+                "Chroma sync failed (%s): %s; retrying every %ss", self.store.location, message, self.retry_seconds
+            )
         self.reachable = False
         self.last_error = redact(message)[:500]
         self.last_error_at = time.time()
@@ -404,8 +436,11 @@ class VectorSync:
             synced = dict(conn.execute("SELECT kind, count(*) FROM vector_sync GROUP BY kind").fetchall())
             for kind, table in TABLES.items():
                 total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                counts[kind] = {"total": total, "synced": synced.get(kind, 0),
-                                "unsynced": max(0, total - synced.get(kind, 0))}
+                counts[kind] = {
+                    "total": total,
+                    "synced": synced.get(kind, 0),
+                    "unsynced": max(0, total - synced.get(kind, 0)),
+                }
             self.counts = counts
             self.pending_deletes = conn.execute("SELECT count(*) FROM vector_tombstones").fetchone()[0]
             self._counted_at = time.time()
@@ -469,8 +504,12 @@ class VectorSync:
 
 
 def disabled_status() -> dict[str, Any]:
-    return {"enabled": False, "mode": "disabled", "reachable": None,
-            "reason": "CLAUDE_MEM_CHROMA_ENABLED=false: keyword search only"}
+    return {
+        "enabled": False,
+        "mode": "disabled",
+        "reachable": None,
+        "reason": "CLAUDE_MEM_CHROMA_ENABLED=false: keyword search only",
+    }
 
 
 class VectorsPart:

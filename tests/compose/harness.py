@@ -285,8 +285,15 @@ def ensure_base() -> str:
         (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         run(
-            "docker", "import", "--change", f"LABEL {RECIPE_LABEL}={recipe}", "--change", 'CMD ["bash"]',
-            "-", BASE_IMAGE, stdin=tar.stdout,
+            "docker",
+            "import",
+            "--change",
+            f"LABEL {RECIPE_LABEL}={recipe}",
+            "--change",
+            'CMD ["bash"]',
+            "-",
+            BASE_IMAGE,
+            stdin=tar.stdout,
         )
         tar.wait()
     log(f"base: {BASE_IMAGE} built")
@@ -330,7 +337,14 @@ def build_standin(directory: str, tag: str, args: dict[str, str], base_recipe: s
         build_args = [item for key, value in args.items() for item in ("--build-arg", f"{key}={value}")]
         start = time.monotonic()
         run(
-            "docker", "build", "--label", f"{RECIPE_LABEL}={recipe}", *build_args, "-t", tag, str(context),
+            "docker",
+            "build",
+            "--label",
+            f"{RECIPE_LABEL}={recipe}",
+            *build_args,
+            "-t",
+            tag,
+            str(context),
             env={**os.environ, "DOCKER_BUILDKIT": "0"},
         )
         log(f"stand-in {tag}: built in {time.monotonic() - start:.0f} s")

@@ -33,9 +33,19 @@ MEMORY_ALIAS = "claude-haiku-4-5-20251001"
 BUDGET_ALIAS = "budget-window-model"
 BUDGET_WINDOW = 5  # seconds: one memory-agent call spends the alias's budget for this long
 # What the build context and the overlay need; the rest of the checkout stays out of the copy.
-PROJECT_FILES = ("compose.yaml", "Dockerfile", ".dockerignore", "litellm-config.yaml", "requirements.lock",
-                 "pyproject.toml", "README.md", "worker-env.example", "tests/__init__.py", "tests/upstream.py",
-                 OVERLAY)
+PROJECT_FILES = (
+    "compose.yaml",
+    "Dockerfile",
+    ".dockerignore",
+    "litellm-config.yaml",
+    "requirements.lock",
+    "pyproject.toml",
+    "README.md",
+    "worker-env.example",
+    "tests/__init__.py",
+    "tests/upstream.py",
+    OVERLAY,
+)
 SERVICES = ("worker", "litellm", "chroma", "postgres", "upstream")
 WORKER_UID = 10001  # compose.yaml's default WORKER_UID/WORKER_GID
 # Host environment names that would change what a hook or the installer does.
@@ -69,8 +79,9 @@ def overlay_litellm_config() -> str:
     memory = next(m for m in config["model_list"] if m["model_name"] == MEMORY_ALIAS)
     budget = json.loads(json.dumps(memory))
     budget["model_name"] = BUDGET_ALIAS
-    budget["litellm_params"].update(max_budget=0.0001, budget_duration=f"{BUDGET_WINDOW}s",
-                                    input_cost_per_token=0.001, output_cost_per_token=0.001)
+    budget["litellm_params"].update(
+        max_budget=0.0001, budget_duration=f"{BUDGET_WINDOW}s", input_cost_per_token=0.001, output_cost_per_token=0.001
+    )
     config["model_list"].append(budget)
     return "# Made by tests/compose/stack.py from litellm-config.yaml for the stack test.\n" + yaml.safe_dump(config)
 
@@ -122,8 +133,9 @@ class Stack:
         # worker-env.example as the admin fills it in: the gateway on the compose network and a LiteLLM
         # key (the master key: the stand-in gateway has no database for virtual keys). Mode 0600, owned
         # by the worker's uid, as the README asks.
-        text = (REPO / "worker-env.example").read_text().replace("sk-replace-with-the-worker-virtual-key",
-                                                                 self.master_key)
+        text = (
+            (REPO / "worker-env.example").read_text().replace("sk-replace-with-the-worker-virtual-key", self.master_key)
+        )
         worker_env = self.dir / "worker-env"
         worker_env.write_text(text)
         worker_env.chmod(0o600)
@@ -139,18 +151,29 @@ class Stack:
 
     def compose(self, *args: str, timeout: float = 900, check: bool = True) -> subprocess.CompletedProcess[str]:
         argv = ["docker", "compose", "-p", self.project, "-f", "compose.yaml", "-f", OVERLAY, *args]
-        result = subprocess.run(argv, cwd=self.dir, env=self.compose_env(), capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(
+            argv, cwd=self.dir, env=self.compose_env(), capture_output=True, text=True, timeout=timeout
+        )
         if check and result.returncode != 0:
-            raise RuntimeError(f"`docker compose {' '.join(args)}` exited {result.returncode}:\n"
-                               f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+            raise RuntimeError(
+                f"`docker compose {' '.join(args)}` exited {result.returncode}:\n"
+                f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+            )
         return result
 
     def up(self, *services: str, build: bool = False, timeout: float = 1500) -> float:
         """`up -d --wait` (optionally --build); the seconds until every service is healthy."""
         start = time.monotonic()
-        self.compose("up", "-d", *(["--build"] if build else []), "--wait", "--wait-timeout", str(int(timeout)),
-                     *services, timeout=timeout + 60)
+        self.compose(
+            "up",
+            "-d",
+            *(["--build"] if build else []),
+            "--wait",
+            "--wait-timeout",
+            str(int(timeout)),
+            *services,
+            timeout=timeout + 60,
+        )
         return time.monotonic() - start
 
     def ps(self) -> dict[str, dict[str, Any]]:
@@ -166,8 +189,9 @@ class Stack:
         return self.compose("ps", "-q", service).stdout.strip()
 
     def inspect(self, service: str) -> dict[str, Any]:
-        out = subprocess.run(["docker", "inspect", self.container(service)], capture_output=True, text=True,
-                             check=True).stdout
+        out = subprocess.run(
+            ["docker", "inspect", self.container(service)], capture_output=True, text=True, check=True
+        ).stdout
         return dict(json.loads(out)[0])
 
     def healthy(self, service: str) -> bool:
@@ -178,10 +202,10 @@ class Stack:
         for service in services:
             wait_until(lambda s=service: self.healthy(s), timeout, interval=1, what=f"{service} healthy")
 
-    def exec(self, service: str, *argv: str, user: str | None = None, check: bool = False
-             ) -> subprocess.CompletedProcess[str]:
-        return self.compose("exec", "-T", *(["-u", user] if user else []), service, *argv, check=check,
-                            timeout=120)
+    def exec(
+        self, service: str, *argv: str, user: str | None = None, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        return self.compose("exec", "-T", *(["-u", user] if user else []), service, *argv, check=check, timeout=120)
 
     def close(self) -> None:
         self.compose("down", "-v", "--remove-orphans", "--rmi", "local", "--timeout", "10", check=False, timeout=600)
@@ -214,8 +238,10 @@ class Stack:
 
     def chroma_count(self) -> int:
         """Documents in the Chroma container's collection, asked from the worker container (Chroma is not published)."""
-        code = ("import chromadb; c = chromadb.HttpClient(host='chroma', port=8000); "
-                "print(c.get_collection('claude_mem').count())")
+        code = (
+            "import chromadb; c = chromadb.HttpClient(host='chroma', port=8000); "
+            "print(c.get_collection('claude_mem').count())"
+        )
         out = self.exec("worker", "python", "-c", code)
         return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip().isdigit() else -1
 
@@ -233,8 +259,13 @@ class HostHooks:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB)}
         self.env["HOME"] = str(home)
         exe = claude_mem or str(Path(sys.executable).parent / "claude-mem")
-        out = subprocess.run([exe, "install", "--non-interactive", "--worker-url", worker_url, "--worker-token", token,
-                              "--no-start"], env=self.env, capture_output=True, text=True, timeout=120)
+        out = subprocess.run(
+            [exe, "install", "--non-interactive", "--worker-url", worker_url, "--worker-token", token, "--no-start"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"claude-mem install failed: {out.stdout}\n{out.stderr}")
         settings = json.loads((home / ".claude" / "settings.json").read_text())
@@ -248,14 +279,24 @@ class HostHooks:
 
     def run(self, event: str, payload: dict[str, Any], cwd: str | None = None) -> subprocess.CompletedProcess[str]:
         """One hook as Claude Code runs it: the installed command line, the hook JSON on stdin."""
-        return subprocess.run(self.commands[event], shell=True, input=json.dumps({**payload, "hook_event_name": event}),
-                              env=self.env, capture_output=True, text=True, timeout=60,
-                              cwd=cwd if cwd and os.path.isdir(cwd) else str(self.home))
+        return subprocess.run(
+            self.commands[event],
+            shell=True,
+            input=json.dumps({**payload, "hook_event_name": event}),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=cwd if cwd and os.path.isdir(cwd) else str(self.home),
+        )
 
     def spool(self) -> list[str]:
         directory = self.data_dir / "spool"
-        return sorted(p.name for p in directory.iterdir() if p.name.endswith((".json", ".sending"))) \
-            if directory.is_dir() else []
+        return (
+            sorted(p.name for p in directory.iterdir() if p.name.endswith((".json", ".sending")))
+            if directory.is_dir()
+            else []
+        )
 
 
 class Session:
@@ -282,9 +323,16 @@ class Session:
 
     def tool(self, name: str, tool_input: dict[str, Any], response: Any = None) -> subprocess.CompletedProcess[str]:
         self.tools += 1
-        return self.hooks.run("PostToolUse", {**self.base(), "tool_name": name, "tool_use_id": f"toolu_{self.tools}",
-                                              "tool_input": tool_input,
-                                              "tool_response": response if response is not None else {"success": True}})
+        return self.hooks.run(
+            "PostToolUse",
+            {
+                **self.base(),
+                "tool_name": name,
+                "tool_use_id": f"toolu_{self.tools}",
+                "tool_input": tool_input,
+                "tool_response": response if response is not None else {"success": True},
+            },
+        )
 
     def stop(self, last: str) -> subprocess.CompletedProcess[str]:
         line = {"type": "assistant", "message": {"role": "assistant", "content": [{"type": "text", "text": last}]}}
@@ -292,5 +340,6 @@ class Session:
         return self.hooks.run("Stop", {**self.base(), "stop_hook_active": False, "last_assistant_message": last})
 
     def edits(self, files: Iterable[str]) -> list[subprocess.CompletedProcess[str]]:
-        return [self.tool("Edit", {"file_path": f"{self.cwd}/{f}", "old_string": "a", "new_string": "b"})
-                for f in files]
+        return [
+            self.tool("Edit", {"file_path": f"{self.cwd}/{f}", "old_string": "a", "new_string": "b"}) for f in files
+        ]

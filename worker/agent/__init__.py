@@ -30,8 +30,9 @@ def build_provider(settings: Settings, long_lived: bool = True) -> Provider:
 class MemoryAgent:
     """The memory agent as a background part: the queue's processor, its provider and the idle-client reaper."""
 
-    def __init__(self, settings: Settings, conn: sqlite3.Connection, on_stored: StoredListener,
-                 budget: DailyBudget | None = None) -> None:
+    def __init__(
+        self, settings: Settings, conn: sqlite3.Connection, on_stored: StoredListener, budget: DailyBudget | None = None
+    ) -> None:
         from worker.agent.processor import MemoryProcessor
 
         self.settings = settings

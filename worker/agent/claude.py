@@ -31,9 +31,29 @@ log = logging.getLogger("claude_mem.agent.claude")
 TURN_TIMEOUT = 180.0
 CONNECT_TIMEOUT = 60.0
 # Every tool the CLI knows stays off: the memory agent only reads and writes text.
-DISALLOWED_TOOLS = ["Bash", "BashOutput", "KillShell", "Read", "Write", "Edit", "MultiEdit", "NotebookEdit",
-                    "Glob", "Grep", "LS", "WebFetch", "WebSearch", "Task", "TodoWrite", "Skill", "SlashCommand",
-                    "ListMcpResourcesTool", "ReadMcpResourceTool", "ExitPlanMode", "AskUserQuestion"]
+DISALLOWED_TOOLS = [
+    "Bash",
+    "BashOutput",
+    "KillShell",
+    "Read",
+    "Write",
+    "Edit",
+    "MultiEdit",
+    "NotebookEdit",
+    "Glob",
+    "Grep",
+    "LS",
+    "WebFetch",
+    "WebSearch",
+    "Task",
+    "TodoWrite",
+    "Skill",
+    "SlashCommand",
+    "ListMcpResourcesTool",
+    "ReadMcpResourceTool",
+    "ExitPlanMode",
+    "AskUserQuestion",
+]
 
 
 @dataclass
@@ -68,8 +88,14 @@ class LiveAgent:
     resume_at: str | None = None  # set when this agent rewinds its session past a failed turn
 
 
-def sdk_options(settings: Settings, env: dict[str, str], resume: str | None, stderr_sink: deque[str],
-                system_prompt: str = SYSTEM_PROMPT, resume_at: str | None = None) -> Any:
+def sdk_options(
+    settings: Settings,
+    env: dict[str, str],
+    resume: str | None,
+    stderr_sink: deque[str],
+    system_prompt: str = SYSTEM_PROMPT,
+    resume_at: str | None = None,
+) -> Any:
     from claude_agent_sdk import ClaudeAgentOptions
 
     workdir = agent_home(settings) / "work"
@@ -146,6 +172,7 @@ async def connect_niced(client: Any) -> None:
     posts went from ~15 ms to ~100 ms at p99, and back to ~15-30 ms with the CLIs at nice 10. The SDK
     has no option for it, so the process is read from the client's transport (best effort).
     """
+
     def child_pid() -> int | None:
         pid = getattr(getattr(getattr(client, "_transport", None), "_process", None), "pid", None)
         return pid if isinstance(pid, int) else None
@@ -182,8 +209,14 @@ class ClaudeProvider:
     name = "claude"
     stateful = True
 
-    def __init__(self, settings: Settings, max_live: int, long_lived: bool = True,
-                 system_prompt: str = SYSTEM_PROMPT, env_overrides: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        max_live: int,
+        long_lived: bool = True,
+        system_prompt: str = SYSTEM_PROMPT,
+        env_overrides: dict[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.env_overrides = dict(env_overrides or {})  # the doctor's probe caps the reply at one token
         self.system_prompt = system_prompt
@@ -301,8 +334,9 @@ class ClaudeProvider:
         pending: _Turn | None = None
         self.spawns += 1
         log.info("starting memory agent for %s (model %s, %s)", agent.key[:8], self.settings.model, describe(env))
-        client = ClaudeSDKClient(sdk_options(self.settings, env, agent.sdk_session_id, stderr, self.system_prompt,
-                                             agent.resume_at))
+        client = ClaudeSDKClient(
+            sdk_options(self.settings, env, agent.sdk_session_id, stderr, self.system_prompt, agent.resume_at)
+        )
         try:
             try:
                 await connect_niced(client)
@@ -356,7 +390,8 @@ class ClaudeProvider:
                     while len(self._good) > 5000:
                         self._good.pop(next(iter(self._good)))
                 pending.future.set_result(
-                    TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000, usage, cost))
+                    TurnResult("\n".join(texts), session_id, (time.perf_counter() - started) * 1000, usage, cost)
+                )
                 pending = None
         except asyncio.CancelledError:
             if pending and not pending.future.done():

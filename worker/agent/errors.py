@@ -22,14 +22,23 @@ import re
 from worker.queue import ProcessingError
 
 _BUDGET = re.compile(r"budget|exceeded.{0,20}(spend|credit)|insufficient.{0,10}(credit|quota)|billing", re.I)
-_MODEL = re.compile(r"model.{0,40}(not found|does not exist|not exist|invalid|unknown|not available)"
-                    r"|invalid model|no such model|model_not_found|issue with the selected model", re.I)
-_AUTH = re.compile(r"authentication|unauthori[sz]ed|invalid api key|invalid.{0,10}(x-api-key|token)"
-                   r"|permission denied|forbidden|oauth token", re.I)
+_MODEL = re.compile(
+    r"model.{0,40}(not found|does not exist|not exist|invalid|unknown|not available)"
+    r"|invalid model|no such model|model_not_found|issue with the selected model",
+    re.I,
+)
+_AUTH = re.compile(
+    r"authentication|unauthori[sz]ed|invalid api key|invalid.{0,10}(x-api-key|token)"
+    r"|permission denied|forbidden|oauth token",
+    re.I,
+)
 _NO_LOGIN = re.compile(r"not logged in|please run /login|run /login|no (valid )?credentials found", re.I)
 # No answer at all: waiting costs no attempt, so an outage never fails events.
-_UNREACHABLE = re.compile(r"connection (refused|error)|econnrefused|unable to connect|fetch failed"
-                          r"|could not resolve|enotfound|name or service not known|apiconnectionerror", re.I)
+_UNREACHABLE = re.compile(
+    r"connection (refused|error)|econnrefused|unable to connect|fetch failed"
+    r"|could not resolve|enotfound|name or service not known|apiconnectionerror",
+    re.I,
+)
 _CONNECTION = re.compile(r"connection reset|timed? ?out|network|socket hang up|overloaded", re.I)
 UNREACHABLE_RETRY_SECONDS = 10.0
 NO_LOGIN_RETRY_SECONDS = 60.0
@@ -37,12 +46,19 @@ NO_LOGIN_RETRY_SECONDS = 60.0
 _NO_DB = re.compile(r"no connected db", re.I)
 _STATUS = re.compile(r"\b(API Error|status|HTTP)[: ]+(\d{3})\b", re.I)
 # Wrapping that says nothing about the cause: the CLI's, and LiteLLM's generic advice.
-_NOISE = [re.compile(p, re.I) for p in (
-    r"Claude Code returned an error result:\s*", r"\s*\(exit code: ?\d+\)", r"\s*\[claude-code:[a-z_]+\]\s*\{.*?\}",
-    r"\s*This is a server-side issue, usually temporary[^.]*\.", r"\s*If it persists, check your inference gateway"
-    r" \([^)]*\)\.?", r"\s*Call `/v1/models` to view available models for your key\.?",
-    r"\s*— a firewall or proxy may be blocking it",
-)]
+_NOISE = [
+    re.compile(p, re.I)
+    for p in (
+        r"Claude Code returned an error result:\s*",
+        r"\s*\(exit code: ?\d+\)",
+        r"\s*\[claude-code:[a-z_]+\]\s*\{.*?\}",
+        r"\s*This is a server-side issue, usually temporary[^.]*\.",
+        r"\s*If it persists, check your inference gateway"
+        r" \([^)]*\)\.?",
+        r"\s*Call `/v1/models` to view available models for your key\.?",
+        r"\s*— a firewall or proxy may be blocking it",
+    )
+]
 DETAIL_CHARS = 400
 
 
@@ -69,16 +85,18 @@ def detail(message: str) -> str:
         if part and part not in parts:
             parts.append(part)
     text = " ".join(parts).strip()
-    return text if len(text) <= DETAIL_CHARS else text[:DETAIL_CHARS - 1] + "…"
+    return text if len(text) <= DETAIL_CHARS else text[: DETAIL_CHARS - 1] + "…"
 
 
 def _name(route: str | None) -> str:
-    return {"gateway": "gateway", "api-key": "Anthropic API", "subscription": "Anthropic API"}.get(route or "",
-                                                                                              "model API")
+    return {"gateway": "gateway", "api-key": "Anthropic API", "subscription": "Anthropic API"}.get(
+        route or "", "model API"
+    )
 
 
-def classify(message: str, status: int | None = None, hint: str | None = None,
-             route: str | None = None) -> ProcessingError:
+def classify(
+    message: str, status: int | None = None, hint: str | None = None, route: str | None = None
+) -> ProcessingError:
     """`hint` is the SDK's AssistantMessage.error kind when there is one; `route` as in the module doc."""
     raw = _strip_noise(message)[:3000] or "model call failed"
     status = status or status_in(raw)
@@ -87,29 +105,44 @@ def classify(message: str, status: int | None = None, hint: str | None = None,
     if _BUDGET.search(raw) or hint == "billing_error":
         return ProcessingError("paused", f"gateway budget exhausted: {text}", budget=True, cause="budget")
     if _NO_DB.search(raw):
-        return ProcessingError("permanent", "gateway refused the credentials: the token is not LiteLLM's master key"
-                                            " and the proxy has no database to check virtual keys",
-                               cause="refused-credentials")
+        return ProcessingError(
+            "permanent",
+            "gateway refused the credentials: the token is not LiteLLM's master key"
+            " and the proxy has no database to check virtual keys",
+            cause="refused-credentials",
+        )
     if route == "subscription" and _NO_LOGIN.search(raw):
-        return ProcessingError("paused", "no Claude login: subscription mode uses your Claude Code login, and "
-                                         f"there is none ({text})", retry_after=NO_LOGIN_RETRY_SECONDS,
-                               cause="no-login")
+        return ProcessingError(
+            "paused",
+            f"no Claude login: subscription mode uses your Claude Code login, and there is none ({text})",
+            retry_after=NO_LOGIN_RETRY_SECONDS,
+            cause="no-login",
+        )
     if hint == "authentication_failed" or status in (401, 403) or (status is None and _AUTH.search(raw)):
-        what = {"gateway": "the gateway refused the credentials",
-                "api-key": "Anthropic refused the API key",
-                "subscription": "Anthropic refused your Claude login"}.get(route or "", "the credentials were refused")
+        what = {
+            "gateway": "the gateway refused the credentials",
+            "api-key": "Anthropic refused the API key",
+            "subscription": "Anthropic refused your Claude login",
+        }.get(route or "", "the credentials were refused")
         return ProcessingError("permanent", f"{what}{at}: {text}", cause="refused-credentials")
     if _MODEL.search(raw) or status == 404:
         where = " at the gateway" if route == "gateway" else ""
         return ProcessingError("permanent", f"model not found{where}{at}: {text}", cause="unknown-model")
     if _UNREACHABLE.search(raw):
         if status and route == "gateway":  # the gateway answered: what it could not reach is its upstream
-            return ProcessingError("paused", f"the gateway answered, but its upstream is unreachable{at}: {text}",
-                                   retry_after=UNREACHABLE_RETRY_SECONDS, cause="upstream-unreachable")
+            return ProcessingError(
+                "paused",
+                f"the gateway answered, but its upstream is unreachable{at}: {text}",
+                retry_after=UNREACHABLE_RETRY_SECONDS,
+                cause="upstream-unreachable",
+            )
         if not status:
-            return ProcessingError("paused", f"{_name(route)} unreachable: {text}",
-                                   retry_after=UNREACHABLE_RETRY_SECONDS,
-                                   cause="gateway-unreachable" if route == "gateway" else "api-unreachable")
+            return ProcessingError(
+                "paused",
+                f"{_name(route)} unreachable: {text}",
+                retry_after=UNREACHABLE_RETRY_SECONDS,
+                cause="gateway-unreachable" if route == "gateway" else "api-unreachable",
+            )
     if status == 429 or hint == "rate_limit":
         return ProcessingError("transient", f"rate limited (HTTP 429): {text}", cause="rate-limited")
     if (status and status >= 500) or hint == "server_error":

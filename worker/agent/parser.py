@@ -55,7 +55,7 @@ def _text(raw: str) -> str:
     parts: list[str] = []
     pos = 0
     for m in _CDATA.finditer(raw):
-        parts.append(html.unescape(_TAGS.sub("", raw[pos:m.start()])))
+        parts.append(html.unescape(_TAGS.sub("", raw[pos : m.start()])))
         parts.append(m.group(1))
         pos = m.end()
     parts.append(html.unescape(_TAGS.sub("", raw[pos:])))
@@ -103,8 +103,14 @@ def _observation(block: str, index: int, errors: list[str]) -> Observation | Non
     facts = _items(block, "facts", "fact")
     concepts = [c.lower() for c in _items(block, "concepts", "concept")]
     obs = Observation(
-        type=obs_type, title=title, subtitle=subtitle, facts=facts, narrative=narrative, concepts=concepts,
-        files_read=_items(block, "files_read", "file"), files_modified=_items(block, "files_modified", "file"),
+        type=obs_type,
+        title=title,
+        subtitle=subtitle,
+        facts=facts,
+        narrative=narrative,
+        concepts=concepts,
+        files_read=_items(block, "files_read", "file"),
+        files_modified=_items(block, "files_modified", "file"),
     )
     if not (obs.title or obs.narrative or obs.facts or obs.subtitle):
         reason = "truncated" if not (title_closed and narrative_closed) else "empty"

@@ -31,8 +31,12 @@ async def probe(settings: Settings, timeout: float = PROBE_TIMEOUT) -> dict[str,
         from worker.agent.claude import ClaudeProvider
 
         # One-shot (a fresh CLI, as after a restart), one output token.
-        provider = ClaudeProvider(settings, max_live=1, long_lived=False,
-                                  env_overrides={"CLAUDE_CODE_MAX_OUTPUT_TOKENS": "1", "MAX_THINKING_TOKENS": "0"})
+        provider = ClaudeProvider(
+            settings,
+            max_live=1,
+            long_lived=False,
+            env_overrides={"CLAUDE_CODE_MAX_OUTPUT_TOKENS": "1", "MAX_THINKING_TOKENS": "0"},
+        )
     else:
         provider = build_provider(settings, long_lived=False)
     started = time.monotonic()
@@ -43,8 +47,9 @@ async def probe(settings: Settings, timeout: float = PROBE_TIMEOUT) -> dict[str,
     except ProcessingError as err:
         answer.update(ok=False, kind=err.kind, cause=err.cause, message=err.message)
     except TimeoutError:
-        answer.update(ok=False, kind="transient", cause="timeout",
-                      message=f"the test call did not finish within {timeout:.0f} s")
+        answer.update(
+            ok=False, kind="transient", cause="timeout", message=f"the test call did not finish within {timeout:.0f} s"
+        )
     finally:
         try:
             await provider.shutdown()

@@ -32,6 +32,7 @@ class Provider(Protocol):
 
     async def turn(self, key: str, message: str, resume: str | None) -> TurnResult:
         """Run one turn; `resume` is the conversation to continue, None starts a fresh one."""
+
     async def close(self, key: str) -> None: ...
     async def reap_idle(self) -> None: ...
     async def shutdown(self) -> None: ...
@@ -63,8 +64,14 @@ class Conversation:
 
 
 class MemoryProcessor:
-    def __init__(self, conn: sqlite3.Connection, provider: Provider, on_stored: StoredListener, settings: Settings,
-                 budget: DailyBudget | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        provider: Provider,
+        on_stored: StoredListener,
+        settings: Settings,
+        budget: DailyBudget | None = None,
+    ) -> None:
         self.conn = conn
         self.provider = provider
         self.on_stored = on_stored  # vector sync and the live feed learn of committed rows through it
@@ -87,23 +94,31 @@ class MemoryProcessor:
         conn = self.conn
         prompt_rows = conn.execute(
             "SELECT prompt_number, text FROM user_prompts WHERE session_id = ? ORDER BY prompt_number DESC LIMIT 8",
-            (session_id,)).fetchall()
+            (session_id,),
+        ).fetchall()
         # The latest request goes with every message already; the digest carries the earlier ones.
         earlier = [(r[0], r[1]) for r in reversed(prompt_rows[1:])]
         total = conn.execute("SELECT COUNT(*) FROM observations WHERE session_id = ?", (session_id,)).fetchone()[0]
         rows = conn.execute(
             "SELECT id, type, title, subtitle, files_read, files_modified FROM observations WHERE session_id = ?"
-            " ORDER BY id DESC LIMIT 60", (session_id,)).fetchall()
+            " ORDER BY id DESC LIMIT 60",
+            (session_id,),
+        ).fetchall()
         observations = [storage.observation_dict(r) for r in reversed(rows)]
         summary_row = conn.execute(
             "SELECT completed, next_steps FROM session_summaries WHERE session_id = ? ORDER BY id DESC LIMIT 1",
-            (session_id,)).fetchone()
+            (session_id,),
+        ).fetchone()
         summary = dict(summary_row) if summary_row else None
         return prompts.session_digest(earlier, observations, summary, total, self.settings.agent_digest_chars)
 
     def _conversation(self, session: sqlite3.Row) -> Conversation:
-        return Conversation(session["sdk_session_id"], session["agent_context_tokens"] or 0, session["agent_turn_at"],
-                            session["agent_cost_usd"])
+        return Conversation(
+            session["sdk_session_id"],
+            session["agent_context_tokens"] or 0,
+            session["agent_turn_at"],
+            session["agent_cost_usd"],
+        )
 
     def _continues(self, conv: Conversation) -> bool:
         """Whether the next turn continues the conversation: it exists, is under budget and was used lately."""
@@ -113,8 +128,9 @@ class MemoryProcessor:
             return False
         return conv.turn_at is not None and time.time() - conv.turn_at < self.settings.agent_idle_seconds
 
-    async def _turn(self, session: sqlite3.Row, conv: Conversation, message: str, events: list[Event],
-                    kind: str) -> TurnResult:
+    async def _turn(
+        self, session: sqlite3.Row, conv: Conversation, message: str, events: list[Event], kind: str
+    ) -> TurnResult:
         """One turn on the session's conversation, or on a fresh one opening with the digest; tokens recorded."""
         try:
             if self.budget is not None:
@@ -129,9 +145,12 @@ class MemoryProcessor:
                     message = f"{digest}\n\n{message}"
                 if conv.sdk_session_id is not None:
                     self.fresh_starts += 1
-                    log.info("session %s: fresh agent conversation (%d tokens in the last call, %s idle)",
-                             session["id"], conv.context_tokens,
-                             f"{time.time() - conv.turn_at:.0f}s" if conv.turn_at else "never")
+                    log.info(
+                        "session %s: fresh agent conversation (%d tokens in the last call, %s idle)",
+                        session["id"],
+                        conv.context_tokens,
+                        f"{time.time() - conv.turn_at:.0f}s" if conv.turn_at else "never",
+                    )
             else:
                 resume = conv.sdk_session_id
             result = await self.provider.turn(session["memory_session_id"], message, resume)
@@ -143,8 +162,9 @@ class MemoryProcessor:
         now = time.time()
         usage = result.usage
         if not usage.context_tokens:  # a provider that reports nothing: estimate (4 characters a token)
-            usage = TurnUsage(input_tokens=(len(message) + len(SYSTEM_PROMPT)) // 4,
-                              output_tokens=len(result.text) // 4)
+            usage = TurnUsage(
+                input_tokens=(len(message) + len(SYSTEM_PROMPT)) // 4, output_tokens=len(result.text) // 4
+            )
         if result.conversation_cost_usd is not None:
             before = 0.0 if fresh or conv.cost_usd is None else conv.cost_usd
             total = result.conversation_cost_usd
@@ -154,12 +174,22 @@ class MemoryProcessor:
         conv.context_tokens = usage.context_tokens
         conv.turn_at = now
         with storage.Tx(self.conn):
-            usage_mod.record_turn(self.conn, session_id=session["id"], project=session["project"], kind=kind,
-                                  events=len(events), fresh=fresh, usage=usage, model=self.settings.model, at=now)
+            usage_mod.record_turn(
+                self.conn,
+                session_id=session["id"],
+                project=session["project"],
+                kind=kind,
+                events=len(events),
+                fresh=fresh,
+                usage=usage,
+                model=self.settings.model,
+                at=now,
+            )
             self.conn.execute(
                 "UPDATE sessions SET sdk_session_id = ?, agent_context_tokens = ?, agent_turn_at = ?,"
                 " agent_cost_usd = ? WHERE id = ?",
-                (conv.sdk_session_id, conv.context_tokens, now, conv.cost_usd, session["id"]))
+                (conv.sdk_session_id, conv.context_tokens, now, conv.cost_usd, session["id"]),
+            )
         if self.budget is not None:
             self.budget.add(usage, now)
         return result
@@ -181,15 +211,24 @@ class MemoryProcessor:
             parsed = parse_reply(result.text)
             if not parsed.observations and not parsed.skipped:
                 reason = "; ".join(parsed.errors) if parsed.errors else "no <observation> XML in the reply"
-                raise ProcessingError("unparseable", f"model reply unusable: {reason}: {result.text[:300]!r}",
-                                      event_ids=[e.id for e in chunk])
+                raise ProcessingError(
+                    "unparseable",
+                    f"model reply unusable: {reason}: {result.text[:300]!r}",
+                    event_ids=[e.id for e in chunk],
+                )
             if parsed.errors:
-                log.warning("session %s: kept %d observations, dropped: %s", sid, len(parsed.observations),
-                            "; ".join(parsed.errors))
+                log.warning(
+                    "session %s: kept %d observations, dropped: %s",
+                    sid,
+                    len(parsed.observations),
+                    "; ".join(parsed.errors),
+                )
             prompt_number = max((e.payload.get("promptNumber") or 0) for e in chunk) or None
             with storage.Tx(self.conn):
-                ids = [storage.insert_observation(self.conn, sid, project, msgspec.to_builtins(o), prompt_number)
-                       for o in parsed.observations]
+                ids = [
+                    storage.insert_observation(self.conn, sid, project, msgspec.to_builtins(o), prompt_number)
+                    for o in parsed.observations
+                ]
                 queue.complete(self.conn, [e.id for e in chunk])
             if ids:
                 self.on_stored("observation", ids)
@@ -200,27 +239,35 @@ class MemoryProcessor:
     async def _summarize(self, session: sqlite3.Row, conv: Conversation, events: list[Event]) -> None:
         sid = session["id"]
         # Repeated Stop events waiting together coalesce into one summary of the latest state.
-        later = [Event(r["id"], sid, r["kind"], {}, r["attempts"], r["created_at"]) for r in self.conn.execute(
-            "SELECT * FROM pending_events WHERE session_id = ? AND state = 'pending' AND kind = 'summarize'"
-            " AND id > ? AND NOT EXISTS (SELECT 1 FROM pending_events o WHERE o.session_id = ? AND"
-            " o.state IN ('pending', 'processing') AND o.kind = 'observation' AND o.id < pending_events.id)",
-            (sid, events[-1].id, sid)).fetchall()]
+        later = [
+            Event(r["id"], sid, r["kind"], {}, r["attempts"], r["created_at"])
+            for r in self.conn.execute(
+                "SELECT * FROM pending_events WHERE session_id = ? AND state = 'pending' AND kind = 'summarize'"
+                " AND id > ? AND NOT EXISTS (SELECT 1 FROM pending_events o WHERE o.session_id = ? AND"
+                " o.state IN ('pending', 'processing') AND o.kind = 'observation' AND o.id < pending_events.id)",
+                (sid, events[-1].id, sid),
+            ).fetchall()
+        ]
         last = events[-1]
         payload: dict[str, Any] = last.payload
-        message = prompts.summary_message(self._latest_prompt(sid), session["project"],
-                                          payload.get("last_assistant_message") or "", self.limits)
+        message = prompts.summary_message(
+            self._latest_prompt(sid), session["project"], payload.get("last_assistant_message") or "", self.limits
+        )
         result = await self._turn(session, conv, message, events, "summary")
         parsed = parse_reply(result.text)
         if parsed.summary is None and not parsed.skipped:
             reason = "; ".join(parsed.errors) if parsed.errors else "no <summary> XML in the reply"
-            raise ProcessingError("unparseable", f"model summary unusable: {reason}: {result.text[:300]!r}",
-                                  event_ids=[e.id for e in events])
+            raise ProcessingError(
+                "unparseable",
+                f"model summary unusable: {reason}: {result.text[:300]!r}",
+                event_ids=[e.id for e in events],
+            )
         with storage.Tx(self.conn):
             summary_id = None
             if parsed.summary is not None:
-                summary_id = storage.insert_summary(self.conn, sid, session["project"],
-                                                    msgspec.to_builtins(parsed.summary),
-                                                    payload.get("promptNumber"))
+                summary_id = storage.insert_summary(
+                    self.conn, sid, session["project"], msgspec.to_builtins(parsed.summary), payload.get("promptNumber")
+                )
             queue.complete(self.conn, [e.id for e in events] + [e.id for e in later])
         if summary_id:
             self.on_stored("summary", [summary_id])

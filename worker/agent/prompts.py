@@ -79,7 +79,7 @@ def _clip(value: Any, limit: int = FIELD_MAX_CHARS) -> str:
     if len(raw) <= limit:
         return raw
     head = raw[: int(limit * HEAD_RATIO)]
-    tail = raw[-int(limit * TAIL_RATIO):]
+    tail = raw[-int(limit * TAIL_RATIO) :]
     # No quotes in the marker: it often lands inside a JSON string, where quotes would come out escaped.
     return f"{head}\n[... {len(raw) - len(head) - len(tail)} chars elided (oversize) ...]\n{tail}"
 
@@ -104,8 +104,11 @@ def _trim(value: Any, limit: int, seen: set[str], depth: int = 0) -> Any:
     if depth > 8:
         return _clip(value, limit)
     if isinstance(value, dict):
-        return {k: _trim(v, limit, seen, depth + 1) for k, v in value.items()
-                if k not in PRE_EDIT_KEYS and not (isinstance(v, str) and v in seen)}
+        return {
+            k: _trim(v, limit, seen, depth + 1)
+            for k, v in value.items()
+            if k not in PRE_EDIT_KEYS and not (isinstance(v, str) and v in seen)
+        }
     if isinstance(value, list):
         return [_trim(v, limit, seen, depth + 1) for v in value]
     return value
@@ -136,15 +139,19 @@ def _iso(epoch: float) -> str:
 
 
 def user_request_block(prompt: str, project: str) -> str:
-    return (f"<observed_from_primary_session>\n  <user_request>{_clip(prompt, 2_000)}</user_request>\n"
-            f"  <project>{project}</project>\n</observed_from_primary_session>")
+    return (
+        f"<observed_from_primary_session>\n  <user_request>{_clip(prompt, 2_000)}</user_request>\n"
+        f"  <project>{project}</project>\n</observed_from_primary_session>"
+    )
 
 
 def tool_event_block(payload: dict[str, Any], created_at: float, limits: Limits | None = None) -> str:
     params, outcome = trimmed_event(payload, limits or Limits())
-    lines = ["<observed_from_primary_session>",
-             f"  <what_happened>{payload.get('tool_name', '')}</what_happened>",
-             f"  <occurred_at>{_iso(created_at)}</occurred_at>"]
+    lines = [
+        "<observed_from_primary_session>",
+        f"  <what_happened>{payload.get('tool_name', '')}</what_happened>",
+        f"  <occurred_at>{_iso(created_at)}</occurred_at>",
+    ]
     if payload.get("cwd"):
         lines.append(f"  <working_directory>{payload['cwd']}</working_directory>")
     lines.append(f"  <parameters>{params}</parameters>")
@@ -153,8 +160,13 @@ def tool_event_block(payload: dict[str, Any], created_at: float, limits: Limits 
     return "\n".join(lines)
 
 
-def session_digest(prompts: list[tuple[int, str]], observations: list[dict[str, Any]],
-                   summary: dict[str, Any] | None, total_observations: int, max_chars: int) -> str:
+def session_digest(
+    prompts: list[tuple[int, str]],
+    observations: list[dict[str, Any]],
+    summary: dict[str, Any] | None,
+    total_observations: int,
+    max_chars: int,
+) -> str:
     """What a fresh conversation must know of the session so far, from the store, in at most ~max_chars.
 
     The user's requests (the latest in full, earlier ones shortened), the latest summary's state, and the
@@ -163,10 +175,12 @@ def session_digest(prompts: list[tuple[int, str]], observations: list[dict[str, 
     """
     if max_chars <= 0 or not (prompts or observations or summary):
         return ""
-    parts = ["<session_so_far>",
-             f"  <note>This continues a memory session already under way: {total_observations} observation(s)"
-             " recorded so far (the newest are listed). Do not record them again; use them as context for"
-             " the events that follow.</note>"]
+    parts = [
+        "<session_so_far>",
+        f"  <note>This continues a memory session already under way: {total_observations} observation(s)"
+        " recorded so far (the newest are listed). Do not record them again; use them as context for"
+        " the events that follow.</note>",
+    ]
     for i, (number, text) in enumerate(prompts):
         limit = 600 if i == len(prompts) - 1 else 160
         parts.append(f'  <user_request n="{number}">{_clip(" ".join(text.split()), limit)}</user_request>')
@@ -202,8 +216,7 @@ def observation_message(blocks: list[str]) -> str:
     )
 
 
-def summary_message(prompt: str | None, project: str, last_assistant_message: str,
-                    limits: Limits | None = None) -> str:
+def summary_message(prompt: str | None, project: str, last_assistant_message: str, limits: Limits | None = None) -> str:
     parts = ["<summary_request>"]
     if prompt:
         parts.append(f"  <user_request>{_clip(prompt, 2_000)}</user_request>")

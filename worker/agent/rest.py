@@ -23,9 +23,11 @@ def _usage_of(response: Any) -> TurnUsage:
     """LiteLLM's OpenAI-shaped usage, and the cost it computed when it knows the model's price."""
     u = getattr(response, "usage", None)
     cost = (getattr(response, "_hidden_params", None) or {}).get("response_cost")
-    return TurnUsage(input_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
-                     output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
-                     cost_usd=float(cost) if isinstance(cost, (int, float)) else None)
+    return TurnUsage(
+        input_tokens=int(getattr(u, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(u, "completion_tokens", 0) or 0),
+        cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
+    )
 
 
 _litellm: Any = None
@@ -87,9 +89,13 @@ class RestProvider:
         litellm = await import_litellm()
 
         started = time.perf_counter()
-        kwargs: dict[str, Any] = {"model": model, "api_key": api_key, "timeout": TURN_TIMEOUT, "num_retries": 0,
-                                  "messages": [{"role": "system", "content": SYSTEM_PROMPT},
-                                               {"role": "user", "content": message}]}
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "api_key": api_key,
+            "timeout": TURN_TIMEOUT,
+            "num_retries": 0,
+            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": message}],
+        }
         if base:
             kwargs["api_base"] = base
         try:

@@ -64,8 +64,20 @@ def _token_guard(token: str) -> Callable[[ASGIConnection[Any, Any, Any, Any], Ba
 
 
 ROUTES: list[Any] = [
-    health_route, readiness_route, HookController, StatusController, usage_route, SearchController,
-    CorpusController, viewer_page, viewer_asset, feed_stream, feed_stats, feed_page, feed_item, overview_route,
+    health_route,
+    readiness_route,
+    HookController,
+    StatusController,
+    usage_route,
+    SearchController,
+    CorpusController,
+    viewer_page,
+    viewer_asset,
+    feed_stream,
+    feed_stats,
+    feed_page,
+    feed_item,
+    overview_route,
 ]
 
 
@@ -75,8 +87,13 @@ def build_services(settings: Settings) -> Services:
     stored = StoredListeners()
     budget = DailyBudget(settings, conn)
     agent = MemoryAgent(settings, conn, stored.notify, budget)
-    runner = QueueRunner(conn, agent.processor, settings.max_concurrent_agents, settings.max_attempts,
-                         budget_retry=settings.budget_retry_seconds)
+    runner = QueueRunner(
+        conn,
+        agent.processor,
+        settings.max_concurrent_agents,
+        settings.max_attempts,
+        budget_retry=settings.budget_retry_seconds,
+    )
     parts: list[Part] = [agent]
     vectors = VectorSync(settings) if settings.chroma_enabled else None
     if vectors is not None:
@@ -85,8 +102,17 @@ def build_services(settings: Settings) -> Services:
     feed = FeedHub(lambda: conn)
     stored.subscribe(feed.listener)
     parts.append(FeedPart(feed))
-    return Services(settings=settings, conn=conn, runner=runner, stored=stored, vectors=vectors, feed=feed,
-                    knowledge_agent=KnowledgeAgent(settings, conn), budget=budget, parts=parts)
+    return Services(
+        settings=settings,
+        conn=conn,
+        runner=runner,
+        stored=stored,
+        vectors=vectors,
+        feed=feed,
+        knowledge_agent=KnowledgeAgent(settings, conn),
+        budget=budget,
+        parts=parts,
+    )
 
 
 def create_app(services: Services) -> Litestar:
@@ -135,9 +161,12 @@ def create_app(services: Services) -> Litestar:
         lifespan=[lifespan],
         request_max_body_size=services.settings.max_body_bytes,
         # Outermost first: a hostile page's request is refused before its body is read.
-        middleware=[lambda app: browser_safety_middleware(app, services.settings.host_names),
-                    lambda app: lone_surrogate_middleware(app, services.settings.max_body_bytes,
-                                                          services.settings.request_timeout)],
+        middleware=[
+            lambda app: browser_safety_middleware(app, services.settings.host_names),
+            lambda app: lone_surrogate_middleware(
+                app, services.settings.max_body_bytes, services.settings.request_timeout
+            ),
+        ],
         openapi_config=OpenAPIConfig(title="claude-mem-worker", version=__version__, path="/schema"),
         logging_config=None,
     )

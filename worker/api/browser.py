@@ -115,18 +115,23 @@ def check(scope: dict[str, Any], names: frozenset[str]) -> None:
         host, _ = split_host(host_header)
         if not host_allowed(host, names):
             raise BrowserRefused(
-                403, f"Host {host!r} is not allowed: use 127.0.0.1/localhost, or add the name to"
-                " CLAUDE_MEM_ALLOWED_HOSTS (a page on another name may be a DNS-rebinding attack)", "Host")
+                403,
+                f"Host {host!r} is not allowed: use 127.0.0.1/localhost, or add the name to"
+                " CLAUDE_MEM_ALLOWED_HOSTS (a page on another name may be a DNS-rebinding attack)",
+                "Host",
+            )
     if scope.get("method", "GET") in SAFE_METHODS:
         return
     site = headers.get(b"sec-fetch-site", b"").strip().lower()
     if site in FOREIGN_FETCH_SITES:
         raise BrowserRefused(403, f"cross-site request refused (Sec-Fetch-Site: {site.decode()})", "Sec-Fetch-Site")
     origin = headers.get(b"origin")
-    if origin is not None and not origin_allowed(origin.decode("latin-1"), host_header,
-                                                 str(scope.get("scheme", "http")), names):
-        raise BrowserRefused(403, f"request from another origin refused (Origin: {origin.decode('latin-1')[:100]})",
-                             "Origin")
+    if origin is not None and not origin_allowed(
+        origin.decode("latin-1"), host_header, str(scope.get("scheme", "http")), names
+    ):
+        raise BrowserRefused(
+            403, f"request from another origin refused (Origin: {origin.decode('latin-1')[:100]})", "Origin"
+        )
     content_type = headers.get(b"content-type")
     has_body = headers.get(b"content-length", b"0").strip() not in (b"", b"0") or b"transfer-encoding" in headers
     if content_type is None and not has_body:

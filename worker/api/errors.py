@@ -27,13 +27,15 @@ log = logging.getLogger("claude_mem.api")
 AnyRequest = Request[Any, Any, Any]
 
 
-def error_response(status: int, message: str, field: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response[ErrorResponse]:
+def error_response(
+    status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[ErrorResponse]:
     return Response(ErrorResponse(error=message, field=field or None), status_code=status, headers=headers)
 
 
-def refused(request: AnyRequest, status: int, message: str, field: str | None = None,
-            headers: dict[str, str] | None = None) -> Response[ErrorResponse]:
+def refused(
+    request: AnyRequest, status: int, message: str, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response[ErrorResponse]:
     """A client's bad request: one log line (no traceback), and the answer naming the problem."""
     log.info("refused %s %s: %d %s", request.method, request.url.path, status, message[:300])
     return error_response(status, message, field, headers)
@@ -91,8 +93,7 @@ def _validation_answer(exc: ValidationException) -> tuple[str, str | None]:
         if field == "data" and first.get("source") == "body":
             # Litestar's name for the whole body, not a wire field: an empty or non-object body.
             field = None
-            message = "request body is empty: expected a JSON object" if inner == "'data'" \
-                else f"request body: {inner}"
+            message = "request body is empty: expected a JSON object" if inner == "'data'" else f"request body: {inner}"
         elif inner:
             message = f"{field}: {inner}" if field else str(inner)
     missing = re.search(r"required field `([^`]+)`", message)

@@ -42,8 +42,9 @@ def _raw(request: Request[Any, Any, Any]) -> dict[str, str]:
     return {key: str(params.get(key) or "") for key in params}
 
 
-async def chroma_hits(services: Services, req: search.SemanticRequest | None
-                        ) -> tuple[list[SemanticHit] | None, str | None]:
+async def chroma_hits(
+    services: Services, req: search.SemanticRequest | None
+) -> tuple[list[SemanticHit] | None, str | None]:
     """Chroma's answer, or None and the reason it is missing."""
     if req is None:
         return None, None
@@ -51,8 +52,9 @@ async def chroma_hits(services: Services, req: search.SemanticRequest | None
     if vsync is None:
         return None, "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
     try:
-        hits = await asyncio.wait_for(asyncio.to_thread(vsync.query, req.text, req.n, req.where),
-                                      timeout=SEMANTIC_TIMEOUT_SECONDS)
+        hits = await asyncio.wait_for(
+            asyncio.to_thread(vsync.query, req.text, req.n, req.where), timeout=SEMANTIC_TIMEOUT_SECONDS
+        )
     except VectorsUnavailable as exc:
         return None, f"Chroma unreachable: {exc}"
     except TimeoutError:
@@ -80,8 +82,12 @@ class SearchController(Controller):
             raise search.ParamError("filePath", "required")
         limit = search.int_param(raw, "limit", 20, 1, search.MAX_LIMIT)
         hits = search.by_file(services.conn, file_path, (raw.get("project") or "").strip() or None, limit)
-        return ByFileResponse(filePath=file_path, totalResults=len(hits), results=hits,
-                              content=[TextContent(text=search.render_by_file(file_path, hits))])
+        return ByFileResponse(
+            filePath=file_path,
+            totalResults=len(hits),
+            results=hits,
+            content=[TextContent(text=search.render_by_file(file_path, hits))],
+        )
 
     @get("/timeline")
     async def timeline_route(self, request: Request[Any, Any, Any], services: Services) -> TimelineResponse:
@@ -126,7 +132,8 @@ class SearchController(Controller):
         if vsync is not None:
             try:
                 vectors_deleted = await asyncio.wait_for(
-                    asyncio.to_thread(vsync.delete_now, "observation", obs_id), timeout=DELETE_TIMEOUT_SECONDS)
+                    asyncio.to_thread(vsync.delete_now, "observation", obs_id), timeout=DELETE_TIMEOUT_SECONDS
+                )
             except TimeoutError:
                 vectors_deleted = False
             if vectors_deleted:
@@ -148,5 +155,10 @@ class SearchController(Controller):
         if vsync is None:
             raise HTTPException(status_code=409, detail="Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)")
         report = await asyncio.to_thread(vsync.sync_now, rebuild)
-        return SyncResponse(upserted=report.upserted, deleted=report.deleted, documents=report.documents,
-                            seconds=report.seconds, status=vsync.status())
+        return SyncResponse(
+            upserted=report.upserted,
+            deleted=report.deleted,
+            documents=report.documents,
+            seconds=report.seconds,
+            status=vsync.status(),
+        )

@@ -48,12 +48,12 @@ def record_prompt(services: Services, data: SessionInitRequest) -> SessionInitRe
         return SessionInitResponse(sessionDbId=None, promptNumber=0, skipped=True, reason="excluded")
     prompt = strip_private(data.prompt)
     with storage.Tx(conn):
-        session = storage.ensure_session(conn, data.contentSessionId, data.project, data.platformSource,
-                                         data.customTitle)
+        session = storage.ensure_session(
+            conn, data.contentSessionId, data.project, data.platformSource, data.customTitle
+        )
         if data.prompt.strip() and not prompt.strip():
             number = session["prompt_counter"]
-            return SessionInitResponse(sessionDbId=session["id"], promptNumber=number, skipped=True,
-                                       reason="private")
+            return SessionInitResponse(sessionDbId=session["id"], promptNumber=number, skipped=True, reason="private")
         number = storage.add_prompt(conn, session["id"], prompt)
         prompt_id = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         queue.enqueue(conn, session["id"], "prompt", {"prompt": prompt, "promptNumber": number}, data.eventKey)
@@ -98,8 +98,7 @@ class UnknownSession(LookupError):
 def _recorded_session(conn: sqlite3.Connection, content_session_id: str) -> sqlite3.Row:
     session = storage.get_session(conn, content_session_id)
     if session is None:
-        raise UnknownSession(
-            f"unknown session {content_session_id!r}: no prompt or tool event was recorded for it")
+        raise UnknownSession(f"unknown session {content_session_id!r}: no prompt or tool event was recorded for it")
     return session
 
 
@@ -111,9 +110,13 @@ def record_summarize(services: Services, data: SummarizeRequest) -> QueuedRespon
         return QueuedResponse(status="queued", eventId=stored["id"])
     with storage.Tx(conn):
         event_id = queue.enqueue(
-            conn, session["id"], "summarize",
-            {"last_assistant_message": strip_private(data.last_assistant_message),
-             "promptNumber": session["prompt_counter"]},
+            conn,
+            session["id"],
+            "summarize",
+            {
+                "last_assistant_message": strip_private(data.last_assistant_message),
+                "promptNumber": session["prompt_counter"],
+            },
             data.eventKey,
         )
     services.runner.wake()

@@ -41,8 +41,13 @@ HEARTBEAT_STALE_SECONDS = 30.0
 
 
 def health(services: Services) -> HealthResponse:
-    return HealthResponse(status="ok", version=services.version, uptime=round(time.time() - services.started_at, 3),
-                          pid=os.getpid(), instance=services.settings.instance)
+    return HealthResponse(
+        status="ok",
+        version=services.version,
+        uptime=round(time.time() - services.started_at, 3),
+        pid=os.getpid(),
+        instance=services.settings.instance,
+    )
 
 
 @get(["/api/health", "/health"], opt={"public": True}, tags=["status"])
@@ -105,8 +110,11 @@ def hooks_status(services: Services) -> HooksStatus:
     from worker import claude_code
 
     if not services.settings.is_loopback:
-        return HooksStatus(state="unknown", detail="this worker serves other machines; run `claude-mem doctor`"
-                                                   " on a developer's machine to check its hooks")
+        return HooksStatus(
+            state="unknown",
+            detail="this worker serves other machines; run `claude-mem doctor`"
+            " on a developer's machine to check its hooks",
+        )
     path = claude_code.claude_settings_path()
     try:
         info = path.stat()
@@ -168,9 +176,11 @@ def _usage_today(services: Services) -> dict[str, Any]:
 
 
 @get("/api/usage", tags=["status"])
-async def usage_route(services: Services,
-                      days: int = Parameter(default=7, ge=1, le=366, description="UTC days back, today included"),
-                      project: str | None = Parameter(default=None, max_length=500)) -> usage.UsageReport:
+async def usage_route(
+    services: Services,
+    days: int = Parameter(default=7, ge=1, le=366, description="UTC days back, today included"),
+    project: str | None = Parameter(default=None, max_length=500),
+) -> usage.UsageReport:
     """The memory agent's tokens (and cost where reported) per UTC day and project, and the local budget."""
     return usage.report(services.conn, services.budget, days=days, project=project or None)
 
@@ -219,7 +229,7 @@ class StatusController(Controller):
             "settings": shown,
             "readOnly": sorted(k for k in READ_ONLY_SETTINGS if k in shown),
             "readOnlyNote": f"Routing and security settings: change them in {s.settings_path} (or the environment"
-                            " variable of the same name) and restart the worker (claude-mem worker restart).",
+            " variable of the same name) and restart the worker (claude-mem worker restart).",
             "catalogue": catalogue(),
         }
 
@@ -231,20 +241,22 @@ class StatusController(Controller):
             if key not in DEFAULTS:
                 raise ValidationException(f"{key}: unknown setting", extra=[{"key": key}])
             if key in SECRET_SETTINGS:
-                raise ValidationException(f"{key} is a secret; edit it in settings.json by hand",
-                                          extra=[{"key": key}])
+                raise ValidationException(f"{key} is a secret; edit it in settings.json by hand", extra=[{"key": key}])
             if key in READ_ONLY_SETTINGS:
                 if isinstance(value, str) and value == services.settings.raw.get(key):
                     continue  # a client sending the whole object back unchanged
                 raise ValidationException(
                     f"{key} is read-only over HTTP ({READ_ONLY_SETTINGS[key]}): change it in"
-                    f" {services.settings.settings_path} and restart the worker", extra=[{"key": key}])
+                    f" {services.settings.settings_path} and restart the worker",
+                    extra=[{"key": key}],
+                )
             if not isinstance(value, (str, int, float, bool)):
                 raise ValidationException(f"{key}: expected a string", extra=[{"key": key}])
             text = str(value).lower() if isinstance(value, bool) else str(value)
             if len(text) > MAX_SETTING_CHARS or any(ord(c) < 32 or c == "\x7f" for c in text):
-                raise ValidationException(f"{key}: at most {MAX_SETTING_CHARS} printable characters",
-                                          extra=[{"key": key}])
+                raise ValidationException(
+                    f"{key}: at most {MAX_SETTING_CHARS} printable characters", extra=[{"key": key}]
+                )
             changes[key] = text
         merged = {**services.settings.raw, **changes}
         try:

@@ -101,8 +101,11 @@ def lone_surrogate_middleware(app: Any, limit: int = 1 << 20, read_timeout: floa
             try:
                 message = await asyncio.wait_for(receive(), read_timeout)
             except TimeoutError:
-                raise HTTPException(status_code=408, detail=f"request body not received within {read_timeout:g}s"
-                                    f" ({size} bytes arrived)", headers={"Connection": "close"}) from None
+                raise HTTPException(
+                    status_code=408,
+                    detail=f"request body not received within {read_timeout:g}s ({size} bytes arrived)",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] != "http.request":
                 break
             chunks.append(message.get("body", b""))

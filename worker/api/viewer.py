@@ -49,8 +49,10 @@ ASSETS: dict[str, str] = {
 # Same-origin only, no inline script: stored text (prompts, tool output) is shown in the page, so
 # the page must not be able to run anything that text might contain.
 SECURITY_HEADERS: dict[str, str] = {
-    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
-                                " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self';"
+        " img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
@@ -150,8 +152,10 @@ def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, 
     try:
         before = parse_cursor(before_raw) if before_raw else None
     except ValueError:
-        raise ValidationException(f"before: expected an item's cursor (<created_at>:<kind>:<id>), got {before_raw!r}",
-                                  extra=[{"key": "before"}]) from None
+        raise ValidationException(
+            f"before: expected an item's cursor (<created_at>:<kind>:<id>), got {before_raw!r}",
+            extra=[{"key": "before"}],
+        ) from None
     items = snapshot(services.conn, flt, limit + 1, before)
     more = len(items) > limit
     items = items[:limit]
