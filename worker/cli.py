@@ -398,6 +398,23 @@ def _remote_queue(settings: Settings, ns: argparse.Namespace) -> int:
 # --- sync and search: through the running worker when there is one, else directly ---------------
 
 
+def _ask_worker(settings: Settings, what: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any] | None]:
+    """(status, JSON object) of a call to the running worker; the object is None once the failure is said on
+    stderr (status 0 when the worker did not answer)."""
+    from worker.lifecycle import api
+
+    try:
+        code, body = api(settings, path, **kwargs)
+    except OSError as exc:
+        print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
+        return 0, None
+    if code != 200 or not isinstance(body, dict):
+        error = body.get("error") if isinstance(body, dict) else body
+        print(f"claude-mem: {what} failed ({code}): {error}", file=sys.stderr)
+        return code, None
+    return code, body
+
+
 def _worker_running(settings: Settings) -> bool:
     from worker.lifecycle import healthy
 
@@ -420,7 +437,6 @@ def _print_counts(status: dict[str, Any]) -> None:
 def _sync(settings: Settings, ns: argparse.Namespace) -> int:
     """Through the running worker (one Chroma writer), else directly on the store."""
 
-    from worker.lifecycle import api
     from worker.vectors import VectorsUnavailable, VectorSync
 
     rebuild = bool(ns.rebuild)
@@ -429,14 +445,10 @@ def _sync(settings: Settings, ns: argparse.Namespace) -> int:
         return 0
     if _worker_running(settings):
         print(f"asking the worker at {settings.base_url} to {'rebuild' if rebuild else 'sync'} Chroma…")
-        try:
-            code, body = api(settings, "/api/vectors/sync", timeout=3600, method="POST", body={"rebuild": rebuild})
-        except OSError as exc:
-            print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
-            return 1
-        if code != 200 or not isinstance(body, dict):
-            error = body.get("error") if isinstance(body, dict) else body
-            print(f"claude-mem: sync failed ({code}): {error}", file=sys.stderr)
+        code, body = _ask_worker(
+            settings, "sync", "/api/vectors/sync", timeout=3600, method="POST", body={"rebuild": rebuild}
+        )
+        if body is None:
             return 1
         _print_report(body["upserted"], body["deleted"], body["documents"], body["seconds"])
         _print_counts(body.get("status") or {})
@@ -468,8 +480,6 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
     """Through the worker when it runs, else on the store directly."""
     import json
 
-    from worker.lifecycle import api
-
     raw = {"query": " ".join(ns.query), "mode": ns.mode, "limit": str(ns.limit), "offset": str(ns.offset)}
     for key, value in (
         ("project", ns.project),
@@ -487,15 +497,9 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
     if _worker_running(settings):
         from urllib.parse import urlencode
 
-        try:
-            code, body = api(settings, "/api/search?" + urlencode(raw), timeout=30)
-        except OSError as exc:
-            print(f"claude-mem: the worker did not answer: {exc}", file=sys.stderr)
-            return 1
-        if code != 200 or not isinstance(body, dict):
-            error = body.get("error") if isinstance(body, dict) else body
-            print(f"claude-mem: search failed ({code}): {error}", file=sys.stderr)
-            return 1 if code >= 500 else 2
+        code, body = _ask_worker(settings, "search", "/api/search?" + urlencode(raw), timeout=30)
+        if body is None:
+            return 1 if code == 0 or code >= 500 else 2  # 2: a query the worker refused is the user's to fix
         print(json.dumps(body, indent=2) if ns.json else _cli_footer(body["content"][0]["text"]))
         return 0
 
