@@ -158,9 +158,14 @@ def test_fts_follows_observation_inserts_and_deletes(conn: sqlite3.Connection) -
         )
         other = storage.insert_observation(conn, sid, "proj", {"type": "feature", "title": "Dark mode"}, 1)
 
-    def match(query: str) -> list[int]:
+    def match(query: str, own: bool = True) -> list[int]:
+        """Rows whose own columns (or, with own=False, whose neighbours' words, `context`) match."""
+        scoped = f"-{{context}} : ({query})" if own else f"context : ({query})"
         return [
-            r[0] for r in conn.execute("SELECT rowid FROM observations_fts WHERE observations_fts MATCH ?", (query,))
+            r[0]
+            for r in conn.execute(
+                "SELECT rowid FROM observations_fts WHERE observations_fts MATCH ? ORDER BY rowid", (scoped,)
+            )
         ]
 
     assert match("crash") == [obs_id]  # porter stemming: crashes → crash
@@ -168,10 +173,15 @@ def test_fts_follows_observation_inserts_and_deletes(conn: sqlite3.Connection) -
     assert match("gotcha") == [obs_id]
     assert match('"auth.py"') == [obs_id]
     assert match("dark") == [other]
+    # Each row's context is its session neighbours' text (narrative, else title), kept as rows come and go.
+    assert match("hasher", own=False) == [other]  # the earlier row's narrative, added when `other` came
+    assert match("dark", own=False) == [obs_id]  # the later row's title (it has no narrative)
+    assert match("crash", own=False) == []  # a title is not context when there is a narrative
     with storage.Tx(conn):
         assert storage.delete_observation(conn, obs_id)
     assert match("crash") == []
     assert match("dark") == [other]
+    assert match("hasher", own=False) == []  # the deleted row's words left its neighbour's context
 
 
 def test_fts_follows_summaries_and_prompts(conn: sqlite3.Connection) -> None:

@@ -35,9 +35,10 @@ def world(tmp_path: Path) -> Iterator[tuple[Settings, sqlite3.Connection, Vector
     conn.close()
 
 
-def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str = "p") -> int:
+def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str = "p", session: str = "") -> int:
+    """One observation, by default in the project's one session (so each is its neighbours' context)."""
     with storage.Tx(conn):
-        sid = storage.ensure_session(conn, f"s-{project}", project)["id"]
+        sid = storage.ensure_session(conn, session or f"s-{project}", project)["id"]
         return storage.insert_observation(
             conn, sid, project, {"type": "discovery", "title": title, "narrative": narrative}, 1
         )
@@ -105,12 +106,12 @@ def test_a_natural_language_question_finds_the_keyword_hit(world: Any) -> None:
     assert search.query_terms("What did we decide about the flux capacitor?") == ["decide", "flux", "capacitor"]
     assert search.query_terms("what is it") == ["what", "is", "it"]  # only stopwords: keep them
     chatter = [
-        add(conn, f"Standup {i}", "What did we do? We said that the team would look at it and we did.")
+        add(conn, f"Standup {i}", "What did we do? We said that the team would look at it and we did.", session=f"c{i}")
         for i in range(3)
     ]
-    target = add(conn, "Capacitor choice", "Chose the 470uF flux capacitor for the power board.")
+    target = add(conn, "Capacitor choice", "Chose the 470uF flux capacitor for the power board.", session="t")
     for i in range(6):
-        add(conn, f"Unrelated {i}", "Docker images are rebuilt nightly.")
+        add(conn, f"Unrelated {i}", "Docker images are rebuilt nightly.", session=f"u{i}")
     found = run(conn, vsync, "What did we decide about the flux capacitor?", "keyword")
     assert [h.id for h in found.results] == [target]  # stopwords admit no row
     assert not set(chatter) & {h.id for h in found.results}
@@ -195,3 +196,38 @@ def test_a_repeated_query_reuses_its_vector(world: Any, monkeypatch: pytest.Monk
     assert first.results[0].id == page2.results[0].id == oid
     run(conn, vsync, "something else entirely", "semantic")
     assert asked[-1] == ["something else entirely"]
+
+
+def test_a_short_reply_is_found_by_what_it_answers(world: Any) -> None:
+    """A bare reply's meaning lives in the observation before it: search finds it through that neighbour,
+    ranks the row that holds the words first, and shows the reply's own text as its snippet."""
+    _, conn, vsync = world
+    question = add(conn, "Asked", "How did the migration of the billing ledger to Postgres go?", session="a")
+    reply = add(conn, "Answered", "Smoothly: no downtime at all, and the nightly jobs kept running.", session="a")
+    add(conn, "Later", "Lunch is at noon on Fridays.", session="a")
+    elsewhere = add(conn, "Other work", "The ledger font was changed in the viewer.", session="b")
+    vsync.sync_now()
+    found = run(conn, vsync, "How did the billing ledger migration to Postgres go?", "keyword")
+    ids = [h.id for h in found.results]
+    assert ids[:2] == [question, reply], [(h.id, h.title) for h in found.results]
+    assert ids.index(elsewhere) > 1  # a row with one of the words itself beats none, not the ones about it
+    assert "Postgres" not in (found.results[1].snippet or "")  # the reply's snippet is its own text
+    hybrid = run(conn, vsync, "How did the billing ledger migration to Postgres go?")
+    assert {question, reply} <= {h.id for h in hybrid.results[:2]}
+
+
+def test_an_upgraded_store_gets_the_neighbour_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The migration that adds the context column fills it for the rows a store already holds."""
+    path = tmp_path / "old.db"
+    full = storage.MIGRATIONS
+    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 7])
+    conn = storage.open_store(path)
+    with storage.Tx(conn):
+        sid = storage.ensure_session(conn, "s", "p")["id"]
+        first = storage.insert_observation(conn, sid, "p", {"type": "discovery", "narrative": "Is the VPN down?"}, 1)
+        second = storage.insert_observation(conn, sid, "p", {"type": "discovery", "narrative": "Yes, since 9."}, 1)
+    monkeypatch.setattr(storage, "MIGRATIONS", full)
+    storage.migrate(conn)
+    found = search.search(conn, search.parse_params({"query": "vpn", "mode": "keyword"}))
+    assert [h.id for h in found.results] == [first, second]
+    conn.close()

@@ -113,7 +113,7 @@ def select_observations(conn: sqlite3.Connection, spec: CorpusSpec) -> list[dict
     if spec.query and spec.query.strip():
         terms = " ".join('"' + t.replace('"', '""') + '"' for t in spec.query.split())
         where.append("o.id IN (SELECT rowid FROM observations_fts WHERE observations_fts MATCH ?)")
-        params.append(terms)
+        params.append(f"-{{context}} : ({terms})")  # the observation's own words, not its neighbours
     sql = "SELECT o.* FROM observations o"
     if where:
         sql += " WHERE " + " AND ".join(where)

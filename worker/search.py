@@ -257,7 +257,9 @@ def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
 
 
 FTS = {
-    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0)"),
+    # The last column is `context` (storage.CONTEXT_CHARS): the neighbours' words count, at half a narrative's
+    # weight, so a reply is found by what it answers and the row holding the words ranks above it.
+    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.5)"),
     "summary": ("session_summaries_fts", "bm25(session_summaries_fts, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0)"),
     "prompt": ("user_prompts_fts", "bm25(user_prompts_fts)"),
 }
@@ -285,15 +287,19 @@ def readable_snippet(text: str) -> str:
 
 
 def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> None:
-    """FTS snippets for the page only: computing them for every match costs more than the ranking."""
+    """FTS snippets for the page only: computing them for every match costs more than the ranking.
+
+    An observation's snippet comes from its own columns, never from its neighbours' words (`context`): a row
+    found only through them gets its own opening as the snippet (`describe`)."""
     match = fts_query(query)
     if not match:
         return
     for item in items:
         table = FTS[item.kind][0]
+        own = f"-{{context}} : ({match})" if item.kind == "observation" else match
         row = conn.execute(
             f"SELECT snippet({table}, -1, '', '', '…', 24) FROM {table} WHERE {table} MATCH ? AND rowid = ?",
-            (match, item.id),
+            (own, item.id),
         ).fetchone()
         if row and row[0]:
             item.snippet = readable_snippet(row[0])

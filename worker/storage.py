@@ -15,6 +15,65 @@ from typing import Any
 
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it cannot exist, and cannot be bound
 
+# Keyword search reads each observation with a little of its neighbours in the same session (the one before
+# and the one after, by id): a short observation whose meaning lives next to it ("Yes, it fixed the crash",
+# a bare reply to a question) is then found by the words of what it answers. The neighbours' text sits in
+# its own FTS column, `context`, which bm25 weighs below the row's own columns (search.FTS), so the row
+# that holds the words still ranks first. Snippets and corpus filters leave the column out.
+CONTEXT_CHARS = 300  # of each neighbour: its narrative, else its subtitle, else its title
+
+
+def _neighbour_text(session: str, row_id: str, before: bool) -> str:
+    op, order = ("<", "DESC") if before else (">", "ASC")
+    text = "coalesce(nullif(trim(n.narrative), ''), nullif(trim(n.subtitle), ''), n.title, '')"
+    return (
+        f"coalesce((SELECT substr({text}, 1, {CONTEXT_CHARS}) FROM observations n"
+        f" WHERE n.session_id = {session} AND n.id {op} {row_id} ORDER BY n.id {order} LIMIT 1), '')"
+    )
+
+
+def context_sql(session: str, row_id: str) -> str:
+    """SQL for the `context` column of observation `row_id` in session `session` (SQL expressions)."""
+    return f"{_neighbour_text(session, row_id, True)} || char(10) || {_neighbour_text(session, row_id, False)}"
+
+
+def _prev_id(session: str, row_id: str) -> str:
+    return f"(SELECT max(p.id) FROM observations p WHERE p.session_id = {session} AND p.id < {row_id})"
+
+
+def _next_id(session: str, row_id: str) -> str:
+    return f"(SELECT min(p.id) FROM observations p WHERE p.session_id = {session} AND p.id > {row_id})"
+
+
+_OBS_FTS_COLUMNS = "title, subtitle, narrative, facts, concepts, files, context"
+_MIGRATION_7 = f"""
+        -- observations_fts gains `context` (the neighbours' text, see CONTEXT_CHARS): FTS5 has no ADD COLUMN,
+        -- so the table is rebuilt from observations.
+        DROP TRIGGER observations_ai;
+        DROP TRIGGER observations_ad;
+        DROP TABLE observations_fts;
+        CREATE VIRTUAL TABLE observations_fts USING fts5(
+            {_OBS_FTS_COLUMNS},
+            tokenize='porter unicode61'
+        );
+        INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
+            SELECT o.id, o.title, o.subtitle, o.narrative, o.facts, o.concepts,
+                   o.files_read || ' ' || o.files_modified, {context_sql("o.session_id", "o.id")}
+            FROM observations o;
+        CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
+            INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
+            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
+                    new.files_read || ' ' || new.files_modified, {context_sql("new.session_id", "new.id")});
+            UPDATE observations_fts SET context = {context_sql("new.session_id", _prev_id("new.session_id", "new.id"))}
+            WHERE rowid = {_prev_id("new.session_id", "new.id")};
+        END;
+        CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
+            DELETE FROM observations_fts WHERE rowid = old.id;
+            UPDATE observations_fts SET context = {context_sql("old.session_id", "observations_fts.rowid")}
+            WHERE rowid IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
+        END;
+"""
+
 MIGRATIONS: list[tuple[int, str]] = [
     (
         1,
@@ -237,6 +296,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX observations_project_type ON observations(project, type);
         """,
     ),
+    (7, _MIGRATION_7),
 ]
 
 
