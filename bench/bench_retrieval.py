@@ -188,7 +188,7 @@ def run_mode(store: Store, conv: dict[str, Any], granularity: str, mode: str) ->
         )
         began, began_cpu = time.perf_counter(), time.process_time()
         req = search.semantic_request(params)
-        hits = store.vsync.query(req.text, req.n, req.where) if req else None
+        hits = store.vsync.query(req.text, req.n, req.where, req.project) if req else None
         result = search.search(store.conn, params, hits)
         tally.seconds.append(time.perf_counter() - began)
         tally.cpu.append(time.process_time() - began_cpu)

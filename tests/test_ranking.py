@@ -47,7 +47,7 @@ def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str 
 def run(conn: sqlite3.Connection, vsync: VectorSync, query: str, mode: str = "hybrid", **extra: str) -> Any:
     params = search.parse_params({"query": query, "mode": mode, **extra})
     req = search.semantic_request(params)
-    hits = vsync.query(req.text, req.n, req.where) if req else None
+    hits = vsync.query(req.text, req.n, req.where, req.project) if req else None
     return search.search(conn, params, hits)
 
 

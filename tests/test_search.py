@@ -17,7 +17,7 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.chroma import ChromaServer
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, wait_for
 from worker import search, storage
-from worker.chroma_store import ChromaStore
+from worker.chroma_store import ChromaStore, StoreView
 from worker.search import ParamError
 from worker.settings import load_settings
 from worker.vectors import VectorSync
@@ -217,7 +217,7 @@ def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server
         def run(mode: str, query: str = QUERY, **extra: str) -> Any:
             params = search.parse_params({"query": query, "mode": mode, "type": "observations", **extra})
             req = search.semantic_request(params)
-            hits = vsync.query(req.text, req.n, req.where) if req else None
+            hits = vsync.query(req.text, req.n, req.where, req.project) if req else None
             return search.search(conn, params, hits)
 
         keyword = run("keyword")
@@ -251,7 +251,9 @@ def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server
         params = search.parse_params({"query": "login problems", "mode": "semantic"})
         req = search.semantic_request(params)
         assert req is not None
-        kinds = {h.kind for h in search.search(conn, params, vsync.query(req.text, req.n, req.where)).results}
+        kinds = {
+            h.kind for h in search.search(conn, params, vsync.query(req.text, req.n, req.where, req.project)).results
+        }
         assert kinds == {"observation", "summary", "prompt"}
     finally:
         vsync.stop()
@@ -429,7 +431,8 @@ def test_recall_routes_over_http(start_worker: StartWorker, chroma_factory: Any,
     client = chromadb.HttpClient(
         host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    assert client.get_collection("claude_mem").get(ids=[f"obs-{ids['target']}"])["ids"] == []
+    assert StoreView(client).count() > 0
+    assert StoreView(client).get(ids=[f"obs-{ids['target']}"])["ids"] == []
     assert w.client.delete(f"/api/observation/{ids['target']}").status_code == 404
     after = w.get("/api/search", {"query": "login page crashes", "mode": "keyword"}).json()
     assert ("observation", ids["target"]) not in [(h["kind"], h["id"]) for h in after["results"]]  # FTS too

@@ -7,9 +7,12 @@ offline embedding model (a server needs no model) and bounded HTTP timeouts.
 from __future__ import annotations
 
 import collections
+import hashlib
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -28,11 +31,16 @@ COLLECTION = "claude_mem"
 # dropped and rebuilt from SQLite by the sync, so search never compares vectors made two ways.
 # 2: every document embedded in full, as chunks of at most 128 tokens (ids `<doc id>` then `<doc id>-c<n>`),
 #    instead of one vector of its first 256 tokens. 3: chunks of at most 96 tokens (CHUNK_TOKENS).
-EMBEDDING_SCHEME = 3
+# 4: one collection per project (`<collection>-p<digest>`, see `partition_name`); the base collection keeps the
+#    scheme and no documents. Chroma's `where` costs grow with the whole collection (a project filter took
+#    70 ms at 254k vectors and grows linearly), a project's own collection answers in a millisecond or two.
+EMBEDDING_SCHEME = 4
 HTTP_TIMEOUT_SECONDS = 30.0
 # Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
 # twice, timeline?query after search): embedding is about a third of a hybrid search's CPU.
 QUERY_CACHE_SIZE = 256
+# Collections are listed again (another worker on a shared Chroma server may have added projects) at most this often.
+PARTITION_LIST_SECONDS = 10.0
 
 
 @dataclass
@@ -49,6 +57,7 @@ class SemanticHit:
     distance: float
     doc_id: str
     document: str = ""
+    collection: Any = field(default=None, repr=False, compare=False)  # where it was found (not sent between processes)
 
     @property
     def similarity(self) -> float:
@@ -58,6 +67,33 @@ class SemanticHit:
 def rows_where(kind: str, row_ids: list[int]) -> dict[str, Any]:
     """The Chroma filter for every document (field, chunk) the given rows own."""
     return {"$and": [{"kind": kind}, {"sqlite_id": {"$in": [int(r) for r in row_ids]}}]}
+
+
+def partition_name(base: str, project: str) -> str:
+    """A project's collection: Chroma's names allow only [a-zA-Z0-9._-], so the project is a digest."""
+    return f"{base}-p{hashlib.sha256(project.encode()).hexdigest()[:20]}"
+
+
+class StoreView:
+    """Every project's collection of a store read as one, from any Chroma client (tests and tools that look
+    at what the worker stored, without the worker)."""
+
+    def __init__(self, client: Any, base: str = COLLECTION) -> None:
+        prefix = f"{base}-p"
+        self.collections = [
+            client.get_collection(c.name) for c in client.list_collections() if c.name.startswith(prefix)
+        ]
+
+    def count(self) -> int:
+        return sum(c.count() for c in self.collections)
+
+    def get(self, **kwargs: Any) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {"ids": [], "metadatas": [], "documents": []}
+        for collection in self.collections:
+            got = collection.get(**kwargs)
+            for key in out:
+                out[key].extend(got.get(key) or [])
+        return out
 
 
 def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
@@ -93,6 +129,8 @@ class ChromaStore:
         self._query_vectors: collections.OrderedDict[str, list[float]] = collections.OrderedDict()
         self._client: ClientAPI | None = None
         self._collection: Collection | None = None
+        self._partitions: dict[str, Collection] = {}  # by collection name
+        self._listed_at = 0.0
 
     @property
     def location(self) -> str:
@@ -129,21 +167,56 @@ class ChromaStore:
         return client
 
     def collection(self) -> Collection:
+        """The base collection: it records the embedding scheme; the documents live in the projects' partitions."""
         with self._lock:
             if self._collection is None:
+                self._collection = self._create(self.collection_name, {})
+            return self._collection
+
+    def _create(self, name: str, metadata: dict[str, Any]) -> Collection:
+        from worker.embeddings import MiniLMEmbeddingFunction
+
+        client = self._client or self._open_client()
+        self._client = client
+        return client.get_or_create_collection(
+            name,
+            embedding_function=MiniLMEmbeddingFunction(self._embedder or _default_embedder()),  # type: ignore[arg-type]
+            configuration={"hnsw": {"space": "cosine"}},
+            metadata={"source": "claude-mem-worker", "scheme": EMBEDDING_SCHEME, **metadata},
+        )
+
+    def partition(self, project: str) -> Collection:
+        """The project's collection, created on first use."""
+        self.collection()
+        name = partition_name(self.collection_name, project)
+        with self._lock:
+            found = self._partitions.get(name)
+            if found is None:
+                found = self._partitions[name] = self._create(name, {"project": project})
+            return found
+
+    def partitions(self, refresh: bool = False) -> list[Collection]:
+        """Every project's collection (listed again now and then: another worker may have added one)."""
+        self.collection()
+        with self._lock:
+            if refresh or time.monotonic() - self._listed_at > PARTITION_LIST_SECONDS:
                 from worker.embeddings import MiniLMEmbeddingFunction
 
-                client = self._client or self._open_client()
-                self._client = client
-                self._collection = client.get_or_create_collection(
-                    self.collection_name,
-                    embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
-                        self._embedder or _default_embedder()
-                    ),
-                    configuration={"hnsw": {"space": "cosine"}},
-                    metadata={"source": "claude-mem-worker", "scheme": EMBEDDING_SCHEME},
-                )
-            return self._collection
+                assert self._client is not None
+                prefix = f"{self.collection_name}-p"
+                names = [c.name for c in self._client.list_collections() if c.name.startswith(prefix)]
+                for name in names:
+                    if name not in self._partitions:
+                        self._partitions[name] = self._client.get_collection(
+                            name,
+                            embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
+                                self._embedder or _default_embedder()
+                            ),
+                        )
+                for name in set(self._partitions) - set(names):
+                    del self._partitions[name]
+                self._listed_at = time.monotonic()
+            return list(self._partitions.values())
 
     def scheme(self) -> int:
         """The embedding scheme the collection's vectors were made with (1: before schemes were recorded)."""
@@ -162,9 +235,11 @@ class ChromaStore:
         """Release what the store holds outside this process (the child of `vector_process`); nothing here."""
 
     def reset(self) -> None:
-        """Forget the collection handle (it may name a collection a restarted server no longer has)."""
+        """Forget the collection handles (they may name collections a restarted server no longer has)."""
         with self._lock:
             self._collection = None
+            self._partitions = {}
+            self._listed_at = 0.0
 
     def heartbeat(self) -> None:
         self.collection()
@@ -184,63 +259,106 @@ class ChromaStore:
         return out
 
     def upsert(self, docs: list[Doc]) -> list[str]:
-        """Store the documents as their chunks; returns the chunk ids stored."""
+        """Store the documents as their chunks, each in its project's collection; returns the chunk ids stored."""
         chunks = self.chunks(docs)
-        if chunks:
-            collection = self.collection()
-            collection.upsert(
-                ids=[d.id for d in chunks], documents=[d.text for d in chunks], metadatas=[d.metadata for d in chunks]
+        by_project: dict[str, list[Doc]] = {}
+        for chunk in chunks:
+            by_project.setdefault(str(chunk.metadata.get("project", "")), []).append(chunk)
+        for project, part in by_project.items():
+            self.partition(project).upsert(
+                ids=[d.id for d in part], documents=[d.text for d in part], metadatas=[d.metadata for d in part]
             )  # type: ignore[arg-type]
         return [d.id for d in chunks]
 
-    def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
-        """The ids of every document Chroma holds for these rows."""
+    def ids_of(self, kind: str, row_ids: list[int], project: str | None = None) -> list[str]:
+        """The ids of every document Chroma holds for these rows (in the project's collection when known)."""
         if not row_ids:
             return []
-        return list(self.collection().get(where=rows_where(kind, row_ids), include=[])["ids"])  # type: ignore[dict-item]
+        where = rows_where(kind, row_ids)
+        places = [self.partition(project)] if project is not None else self.partitions(refresh=True)
+        return [i for c in places for i in c.get(where=where, include=[])["ids"]]  # type: ignore[arg-type]
 
-    def delete(self, ids: list[str]) -> None:
+    def delete(self, ids: list[str], project: str | None = None) -> None:
         if ids:
-            self.collection().delete(ids=ids)
+            for c in [self.partition(project)] if project is not None else self.partitions(refresh=True):
+                c.delete(ids=ids)
 
     def delete_rows(self, kind: str, row_ids: list[int]) -> None:
-        """Remove every document (fields, chunks) of these rows."""
+        """Remove every document (fields, chunks) of these rows, whichever project they were in."""
         if row_ids:
-            self.collection().delete(where=rows_where(kind, row_ids))  # type: ignore[arg-type]
+            for c in self.partitions(refresh=True):
+                c.delete(where=rows_where(kind, row_ids))  # type: ignore[arg-type]
 
     def count(self) -> int:
-        return self.collection().count()
+        return sum(c.count() for c in self.partitions(refresh=True))
 
     def drop(self) -> None:
-        """Delete the whole collection (rebuild); the next call recreates it empty."""
+        """Delete every collection of this store (rebuild); the next call recreates the base empty."""
         self.collection()
         with self._lock:
             assert self._client is not None
-            try:
-                self._client.delete_collection(self.collection_name)
-            except Exception as exc:  # already gone is fine
-                log.debug("delete_collection: %s", exc)
+            prefix = f"{self.collection_name}-p"
+            names = [c.name for c in self._client.list_collections() if c.name.startswith(prefix)]
+            for name in [*names, self.collection_name]:
+                try:
+                    self._client.delete_collection(name)
+                except Exception as exc:  # already gone is fine
+                    log.debug("delete_collection %s: %s", name, exc)
             self._collection = None
+            self._partitions = {}
+            self._listed_at = 0.0
 
-    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[SemanticHit]:
-        collection = self.collection()
+    def query(
+        self, text: str, n: int, where: dict[str, Any] | None = None, project: str | None = None
+    ) -> list[SemanticHit]:
+        """The n nearest documents: in the project's collection, or in every project's (merged) without one."""
         if n <= 0:
             return []
+        vector = self.query_vector(text)
+        if project is not None:
+            best = self._query_one(self.partition(project), vector, n, where)
+        else:
+            places = self.partitions()
+            # Chroma's queries release the GIL: two at a time use both cores of a small machine.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                found = list(pool.map(lambda c: self._query_one(c, vector, n, where, documents=False), places))
+            best = sorted((h for hits in found for h in hits), key=lambda h: h.distance)[:n]
+            self._add_documents(best)
+        for hit in best:
+            hit.collection = None  # a handle, not data: hits may be sent to the worker from a child process
+        return best
+
+    def _query_one(
+        self, collection: Collection, vector: list[float], n: int, where: dict[str, Any] | None, documents: bool = True
+    ) -> list[SemanticHit]:
         result = collection.query(
-            query_embeddings=[self.query_vector(text)],  # type: ignore[arg-type]
+            query_embeddings=[vector],  # type: ignore[arg-type]
             n_results=n,
             where=where,
-            include=["distances", "documents"],  # type: ignore[list-item]
+            include=["distances", "documents"] if documents else ["distances"],  # type: ignore[list-item]
         )
         ids = (result.get("ids") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
-        documents = (result.get("documents") or [[]])[0] or [""] * len(ids)
+        texts = (result.get("documents") or [[]])[0] or [""] * len(ids)
         hits: list[SemanticHit] = []
-        for doc_id, distance, document in zip(ids, distances, documents, strict=False):
+        for doc_id, distance, document in zip(ids, distances, texts, strict=False):
             parsed = parse_doc_id(doc_id)
             if parsed:
-                hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
+                hit = SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or "")
+                hit.collection = collection
+                hits.append(hit)
         return hits
+
+    def _add_documents(self, hits: list[SemanticHit]) -> None:
+        """The texts of hits found without them (a merged query fetches only the winners' texts)."""
+        by_collection: dict[str, tuple[Any, list[SemanticHit]]] = {}
+        for hit in hits:
+            by_collection.setdefault(hit.collection.name, (hit.collection, []))[1].append(hit)
+        for collection, group in by_collection.values():
+            got = collection.get(ids=[h.doc_id for h in group], include=["documents"])  # type: ignore[list-item]
+            texts = dict(zip(got["ids"], got.get("documents") or [], strict=False))
+            for hit in group:
+                hit.document = texts.get(hit.doc_id) or ""
 
     def query_vector(self, text: str) -> list[float]:
         """The query's embedding, from a small LRU cache when the same text was asked recently."""

@@ -522,7 +522,7 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
         else:
             vsync = VectorSync(settings)
             try:
-                hits = vsync.query(request.text, request.n, request.where)
+                hits = vsync.query(request.text, request.n, request.where, request.project)
             except VectorsUnavailable as exc:
                 error = f"Chroma unreachable: {exc}"
     response = search.search(conn, params, hits, error)

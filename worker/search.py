@@ -305,22 +305,123 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
             item.snippet = readable_snippet(row[0])
 
 
+# Keyword ranking at scale. FTS5 computes bm25 for every row an OR query matches (about 1-2 µs a row), and a
+# question with a common word ("file", "return", "error") matches hundreds of thousands of rows of a large
+# store. Rows are scored in bounded sets instead, each row with the full query's exact bm25 (it is a sum of
+# one term per query word, so the same row gets the same score whichever set finds it):
+#   1. every row holding one of the query's rare words (at most CANDIDATE_ROWS rows in all);
+#   2. when those do not fill the list: the newest RECENT_ROWS rows holding every common word;
+#   3. when still short: the newest RECENT_ROWS rows matching at all;
+#   4. when the filters left it short even so: the plain query (every match that passes the filters).
+# A page is never short of a match that exists. What the bounds can miss: an older row holding none of the
+# rare words that would have outscored one found (bench_search.py compares the top 10s with the plain query).
+# A query of rare words only (every query on a small store) runs as one plain FTS5 query, as before.
+RARE_ROWS = 2000  # a word in at most this many rows is rare: all its rows are scored
+CANDIDATE_ROWS = 5000  # rows the rare words may bring in together
+RECENT_ROWS = 5000  # newest matching rows scored by the common-word steps
+
+
+def _quoted(terms: list[str], op: str = "OR") -> str:
+    return f" {op} ".join(f'"{t}"' for t in terms)
+
+
+def _rows_with(conn: sqlite3.Connection, table: str, term: str, cap: int) -> int:
+    """How many rows hold the word, counted up to cap + 1 (a bounded walk of its doclist)."""
+    sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)"
+    return int(conn.execute(sql, (f'"{term}"', cap + 1)).fetchone()[0])
+
+
+def _scored(
+    conn: sqlite3.Connection, kind: str, params: SearchParams, match: str, limit: int, recent: int | None = None
+) -> list[tuple[int, float]]:
+    """(id, -bm25) of the best rows for one FTS5 query that pass the filters; with `recent`, only among
+    the newest that many rows the query matches."""
+    table, rank = FTS[kind]
+    source, where, args = filter_sql(kind, params)
+    bound, bound_args = "", []
+    if recent is not None:
+        since = conn.execute(
+            f"SELECT min(id) FROM (SELECT rowid AS id FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC LIMIT ?)",
+            (match, recent),
+        ).fetchone()[0]
+        if since is None:
+            return []
+        bound, bound_args = f" AND {table}.rowid >= ?", [since]
+    rows = conn.execute(
+        f"SELECT t.id AS id, {rank} AS rank FROM {table} CROSS JOIN {source}"
+        f" WHERE {table} MATCH ?{bound} AND t.id = {table}.rowid AND {where} ORDER BY rank LIMIT ?",
+        (match, *bound_args, *args, limit),
+    ).fetchall()
+    return [(r["id"], -float(r["rank"])) for r in rows]
+
+
+def _scored_holding(
+    conn: sqlite3.Connection, kind: str, params: SearchParams, rare: list[str], common: list[str], limit: int
+) -> list[tuple[int, float]]:
+    """The full query's bm25 for the rows holding a rare word, and only those.
+
+    `(rare) AND (rare OR common)` matches exactly those rows and scores each rare word twice (bm25 adds one
+    term per phrase of the query); subtracting the rare words' own score leaves the full query's score.
+    """
+    table, rank = FTS[kind]
+    source, where, args = filter_sql(kind, params)
+    rare_q = _quoted(rare)
+    both = f"({rare_q}) AND ({rare_q} OR {_quoted(common)})"
+    # The FTS table drives each part (CROSS JOIN keeps that order): the other way round, SQLite would run
+    # the whole FTS query once per row of the project.
+    part = f"SELECT t.id AS id, {rank} AS s FROM {table} CROSS JOIN {source}"
+    cond = f"{table} MATCH ? AND t.id = {table}.rowid AND {where}"
+    rows = conn.execute(
+        f"SELECT id, sum(s) AS rank FROM ({part} WHERE {cond}"
+        f" UNION ALL SELECT id, -s FROM ({part} WHERE {cond}))"
+        f" GROUP BY id ORDER BY rank LIMIT ?",
+        (both, *args, rare_q, *args, limit),
+    ).fetchall()
+    return [(r["id"], -float(r["rank"])) for r in rows]
+
+
+def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams, limit: int) -> list[Ranked]:
+    """One kind's best keyword matches that pass the filters, best first; score = -bm25 (higher is better)."""
+    terms = query_terms(params.query)
+    if not terms:
+        return []
+    table = FTS[kind][0]
+    counts = {t: _rows_with(conn, table, t, RARE_ROWS) for t in terms}
+    rare: list[str] = []
+    taken = 0
+    for term in sorted(terms, key=lambda t: counts[t]):
+        if counts[term] <= RARE_ROWS and taken + counts[term] <= CANDIDATE_ROWS:
+            rare.append(term)
+            taken += counts[term]
+    common = [t for t in terms if t not in rare]
+    full = _quoted(terms)
+    if not common:  # every word is rare: the plain query scores few rows
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, kind, params, full, limit)]
+    scores: dict[int, float] = {}
+    if rare:
+        scores.update(_scored_holding(conn, kind, params, rare, common, limit))
+    if len(scores) < limit and len(common) > 1:
+        # Rows holding every common word but no rare one: their score is the common words' alone.
+        for rid, score in _scored(conn, kind, params, _quoted(common, "AND"), limit, RECENT_ROWS):
+            scores.setdefault(rid, score)
+    if len(scores) < limit:
+        for rid, score in _scored(conn, kind, params, full, limit, RECENT_ROWS):
+            scores.setdefault(rid, score)
+    if len(scores) < limit:
+        # Still short: the filters (a small project, a date range) kept few of the newest rows. The plain
+        # query finds every match there is; filters apply before ranking, so bm25 runs only on rows that pass.
+        scores.update(_scored(conn, kind, params, full, limit))
+    best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+    return [Ranked(kind, rid, score) for rid, score in best]
+
+
 def keyword_hits(conn: sqlite3.Connection, params: SearchParams, limit: int) -> list[Ranked]:
     """FTS5 matches that pass the filters, best first; score = -bm25 (higher is better)."""
-    match = fts_query(params.query)
-    if not match:
+    if not fts_query(params.query):
         return []
     hits: list[Ranked] = []
     for kind in params.effective_kinds:
-        table, rank = FTS[kind]
-        source, where, args = filter_sql(kind, params)
-        rows = conn.execute(
-            f"SELECT t.id AS id, {rank} AS rank"
-            f" FROM {source} JOIN {table} ON {table}.rowid = t.id"
-            f" WHERE {table} MATCH ? AND {where} ORDER BY rank LIMIT ?",
-            (match, *args, limit),
-        ).fetchall()
-        hits.extend(Ranked(kind, r["id"], -float(r["rank"])) for r in rows)
+        hits.extend(kind_keyword_hits(conn, kind, params, limit))
     hits.sort(key=lambda h: -h.score)
     return hits[:limit]
 
@@ -329,12 +430,11 @@ def keyword_hits(conn: sqlite3.Connection, params: SearchParams, limit: int) -> 
 
 
 def chroma_where(params: SearchParams) -> dict[str, Any] | None:
+    """The filters Chroma applies; the project is not one of them: it picks the project's collection."""
     conds: list[dict[str, Any]] = []
     kinds = params.effective_kinds
     if set(kinds) != set(KINDS):
         conds.append({"kind": {"$in": list(kinds)}})
-    if params.project:
-        conds.append({"project": params.project})
     if params.obs_types:
         conds.append({"type": {"$in": list(params.obs_types)}})
     if params.date_start is not None:
@@ -351,6 +451,7 @@ class SemanticRequest:
     text: str
     n: int
     where: dict[str, Any] | None
+    project: str | None = None  # the project's collection; None searches every project's
 
 
 def semantic_request(params: SearchParams) -> SemanticRequest | None:
@@ -358,7 +459,7 @@ def semantic_request(params: SearchParams) -> SemanticRequest | None:
     if params.mode == "keyword" or not params.query.strip() or not params.effective_kinds:
         return None
     # Summaries own up to six documents each and post-filters drop some: ask for more than a page.
-    return SemanticRequest(params.query, min(params.pool * 2, 2000), chroma_where(params))
+    return SemanticRequest(params.query, min(params.pool * 2, 2000), chroma_where(params), params.project)
 
 
 def semantic_hits(conn: sqlite3.Connection, params: SearchParams, hits: list[SemanticHit]) -> list[Ranked]:

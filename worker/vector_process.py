@@ -228,12 +228,12 @@ class ChildChromaStore(ChromaStore):
     def upsert(self, docs: list[Any]) -> list[str]:
         return list(self._call("upsert", docs))
 
-    def ids_of(self, kind: str, row_ids: list[int]) -> list[str]:
-        return list(self._call("ids_of", kind, row_ids))
+    def ids_of(self, kind: str, row_ids: list[int], project: str | None = None) -> list[str]:
+        return list(self._call("ids_of", kind, row_ids, project))
 
-    def delete(self, ids: list[str]) -> None:
+    def delete(self, ids: list[str], project: str | None = None) -> None:
         if ids:
-            self._call("delete", ids)
+            self._call("delete", ids, project)
 
     def delete_rows(self, kind: str, row_ids: list[int]) -> None:
         if row_ids:
@@ -245,8 +245,8 @@ class ChildChromaStore(ChromaStore):
     def drop(self) -> None:
         self._call("drop")
 
-    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[Any]:
-        return list(self._call("query", text, n, where))
+    def query(self, text: str, n: int, where: dict[str, Any] | None = None, project: str | None = None) -> list[Any]:
+        return list(self._call("query", text, n, where, project))
 
 
 def make_store(settings: Settings) -> ChromaStore:

@@ -384,8 +384,13 @@ class VectorSync:
         docs = [d for row_docs in docs_by_row.values() for d in row_docs]
         present = set(self.store.upsert(docs))
         # A row sent again with fewer fields or chunks than before must not keep the old ones.
-        stale = [i for i in self.store.ids_of(kind, list(docs_by_row)) if i not in present]
-        self.store.delete(stale)
+        by_project: dict[str, list[int]] = {}
+        for rid, row_docs in docs_by_row.items():
+            if row_docs:
+                by_project.setdefault(str(row_docs[0].metadata["project"]), []).append(rid)
+        for project, rids in by_project.items():
+            stale = [i for i in self.store.ids_of(kind, rids, project) if i not in present]
+            self.store.delete(stale, project)
         now = time.time()
         with storage.Tx(conn):
             for rid in docs_by_row:
@@ -476,13 +481,15 @@ class VectorSync:
 
     # --- reads and direct deletes (called from request threads) ---------------------------------
 
-    def query(self, text: str, n: int, where: dict[str, Any] | None = None) -> list[SemanticHit]:
+    def query(
+        self, text: str, n: int, where: dict[str, Any] | None = None, project: str | None = None
+    ) -> list[SemanticHit]:
         """Nearest documents; raises VectorsUnavailable at once while Chroma is known to be down
         (the sync loop keeps probing it), so searches do not each wait on a dead server."""
         if self.reachable is False and self.last_error_at and time.time() - self.last_error_at < self.retry_seconds:
             raise VectorsUnavailable(self.last_error or "Chroma unreachable")
         try:
-            hits = self.store.query(text, n, where)
+            hits = self.store.query(text, n, where, project)
         except Exception as exc:
             self._mark_failed(exc)
             self.wake()

@@ -53,7 +53,7 @@ async def chroma_hits(
         return None, "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
     try:
         hits = await asyncio.wait_for(
-            asyncio.to_thread(vsync.query, req.text, req.n, req.where), timeout=SEMANTIC_TIMEOUT_SECONDS
+            asyncio.to_thread(vsync.query, req.text, req.n, req.where, req.project), timeout=SEMANTIC_TIMEOUT_SECONDS
         )
     except VectorsUnavailable as exc:
         return None, f"Chroma unreachable: {exc}"

@@ -1,0 +1,140 @@
+"""Search on a large store: keyword ranking over bounded candidate sets, one Chroma collection per project.
+
+The candidate bounds are shrunk so a store of a few dozen rows takes the paths a store of a million does.
+Real SQLite, real embedded Chroma, the real offline model; speed is measured in bench/bench_search.py.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import pytest
+from chromadb.config import Settings as ChromaSettings
+
+from worker import search, storage
+from worker.chroma_store import ChromaStore, StoreView, partition_name
+from worker.settings import Settings, load_settings
+from worker.vectors import VectorSync
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[tuple[Settings, sqlite3.Connection]]:
+    settings = load_settings(tmp_path / "data", environ={"CLAUDE_MEM_CHROMA_URL": ""})
+    conn = storage.open_store(settings.db_path)
+    yield settings, conn
+    conn.close()
+
+
+@pytest.fixture
+def small_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word in more than 3 rows is common; rare words bring in 6 rows at most; 8 recent rows are scored."""
+    monkeypatch.setattr(search, "RARE_ROWS", 3)
+    monkeypatch.setattr(search, "CANDIDATE_ROWS", 6)
+    monkeypatch.setattr(search, "RECENT_ROWS", 8)
+
+
+def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str = "p") -> int:
+    with storage.Tx(conn):
+        sid = storage.ensure_session(conn, f"s-{project}", project)["id"]
+        return storage.insert_observation(
+            conn, sid, project, {"type": "discovery", "title": title, "narrative": narrative}, 1
+        )
+
+
+def exact(conn: sqlite3.Connection, query: str, project: str | None = None) -> list[tuple[int, float]]:
+    """Every matching observation scored by one plain FTS5 query (what a small store runs), best first."""
+    table, rank = search.FTS["observation"]
+    where, args = ("AND t.project = ?", [project]) if project else ("", [])
+    rows = conn.execute(
+        f"SELECT t.id, {rank} FROM {table} JOIN observations t ON t.id = {table}.rowid"
+        f" WHERE {table} MATCH ? {where} ORDER BY 2",
+        (search.fts_query(query), *args),
+    ).fetchall()
+    return [(r[0], -r[1]) for r in rows]
+
+
+def keyword(conn: sqlite3.Connection, query: str, **extra: str) -> list[tuple[int, float]]:
+    params = search.parse_params({"query": query, "mode": "keyword", **extra})
+    return [(h.id, h.score) for h in search.keyword_hits(conn, params, params.pool)]
+
+
+def test_a_rare_word_beside_a_very_common_one_ranks_first_with_its_exact_score(store: Any, small_bounds: None) -> None:
+    _, conn = store
+    target = add(conn, "Zygote cache eviction", "The zygote pool keeps the cache of forked workers warm.")
+    for n in range(30):  # "cache" is everywhere, newer than the target
+        add(conn, f"Cache note {n}", "The cache was warmed again and the cache hit rate went up.")
+    found = keyword(conn, "why does the zygote cache get evicted")
+    assert found[0][0] == target
+    truth = dict(exact(conn, "why does the zygote cache get evicted"))
+    for rid, score in found:  # every score is the full query's bm25, whichever bounded set found the row
+        assert score == pytest.approx(truth[rid], rel=1e-9)
+
+
+def test_common_words_only_rank_the_rows_holding_all_of_them_by_their_exact_score(
+    store: Any, small_bounds: None
+) -> None:
+    _, conn = store
+    both = [add(conn, "Parser timeout", "The parser hit a timeout on a large file.") for _ in range(4)]
+    for n in range(20):
+        add(conn, f"Parser note {n}", "The parser was refactored.")
+        add(conn, f"Timeout note {n}", "A timeout was raised.")
+    found = keyword(conn, "parser timeout")
+    assert {rid for rid, _ in found[:4]} == set(both)
+    truth = dict(exact(conn, "parser timeout"))
+    assert all(score == pytest.approx(truth[rid], rel=1e-9) for rid, score in found)
+    assert [rid for rid, _ in found[:4]] == [rid for rid, _ in exact(conn, "parser timeout")[:4]]
+
+
+def test_bounded_ranking_applies_the_project_filter_before_ranking(store: Any, small_bounds: None) -> None:
+    _, conn = store
+    mine = add(conn, "Zygote cache", "The zygote cache in this project.", project="mine")
+    for n in range(12):
+        add(conn, f"Zygote cache elsewhere {n}", "zygote zygote cache cache", project="other")
+    found = keyword(conn, "zygote cache", project="mine")
+    assert [rid for rid, _ in found] == [mine]
+
+
+def test_a_small_store_ranks_exactly_as_one_plain_fts_query(store: Any) -> None:
+    _, conn = store
+    for n in range(25):
+        add(conn, f"Login form {n}", "The login form rejects an empty password" + " again" * n)
+    found = keyword(conn, "login form password")
+    assert [rid for rid, _ in found] == [rid for rid, _ in exact(conn, "login form password")][: len(found)]
+
+
+def test_each_project_has_its_own_collection_and_a_scoped_search_looks_only_there(store: Any) -> None:
+    settings, conn = store
+    web = add(conn, "Login page crashes on an empty password", "A TypeError in the form handler.", project="web")
+    infra = add(conn, "Login node crashes on an empty password file", "The PAM config was empty.", project="infra")
+    vsync = VectorSync(settings, ChromaStore(settings))
+    try:
+        vsync.sync_now()
+        client = chromadb.PersistentClient(
+            path=str(settings.data_dir / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        assert client.get_collection(partition_name("claude_mem", "web")).get()["ids"] == [f"obs-{web}"]
+        assert client.get_collection(partition_name("claude_mem", "infra")).get()["ids"] == [f"obs-{infra}"]
+        assert client.get_collection("claude_mem").count() == 0 and StoreView(client).count() == 2
+
+        scoped = vsync.query("login crash with empty password", 10, None, "web")
+        assert [(h.kind, h.row_id) for h in scoped] == [("observation", web)]
+        everywhere = vsync.query("login crash with empty password", 10, None)
+        assert {h.row_id for h in everywhere} == {web, infra}
+        assert all(h.document for h in everywhere)  # texts fetched for the merged winners
+        assert everywhere == sorted(everywhere, key=lambda h: h.distance)
+
+        params = search.parse_params({"query": "login crash with empty password", "project": "infra"})
+        req = search.semantic_request(params)
+        assert req is not None and req.project == "infra" and req.where is None
+        result = search.search(conn, params, vsync.query(req.text, req.n, req.where, req.project))
+        assert [h.id for h in result.results] == [infra]
+
+        # A rebuild drops every project's collection and sends everything again.
+        report = vsync.sync_now(rebuild=True)
+        assert report.upserted["observation"] == 2 and vsync.store.count() == 2
+    finally:
+        vsync.stop()
