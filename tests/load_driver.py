@@ -565,11 +565,10 @@ def chroma_ids(url: str, kind: str) -> set[str]:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from worker.chroma_store import StoreView
-
     host, port = url.rsplit("//", 1)[1].split(":")
     client = chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
-    return set(StoreView(client).get(where={"kind": kind}, include=[])["ids"])
+    collection = client.get_collection("claude_mem")
+    return set(collection.get(where={"kind": kind}, include=[])["ids"])
 
 
 def observation_ids(db_path: Path) -> set[str]:

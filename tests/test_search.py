@@ -431,8 +431,8 @@ def test_recall_routes_over_http(start_worker: StartWorker, chroma_factory: Any,
     client = chromadb.HttpClient(
         host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
     )
-    assert StoreView(client).count() > 0
-    assert StoreView(client).get(ids=[f"obs-{ids['target']}"])["ids"] == []
+    assert client.get_collection("claude_mem").get(ids=[f"obs-{ids['target']}"])["ids"] == []
+    assert StoreView(client).count() > 0 and StoreView(client).get(ids=[f"obs-{ids['target']}"])["ids"] == []
     assert w.client.delete(f"/api/observation/{ids['target']}").status_code == 404
     after = w.get("/api/search", {"query": "login page crashes", "mode": "keyword"}).json()
     assert ("observation", ids["target"]) not in [(h["kind"], h["id"]) for h in after["results"]]  # FTS too

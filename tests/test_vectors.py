@@ -15,7 +15,7 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.chroma import ChromaServer
 from tests.fixtures.worker import free_port, run_cli, wait_for
 from worker import search, storage
-from worker.chroma_store import ChromaStore, StoreView
+from worker.chroma_store import ChromaStore
 from worker.settings import Settings, load_settings
 from worker.vectors import VectorsUnavailable, VectorSync
 
@@ -63,11 +63,10 @@ def seed(conn: sqlite3.Connection, project: str = "webapp", session: str = "sess
     return {"session_db_id": sid, "obs": [o1, o2], "summary": s1, "prompt": pid}
 
 
-def collection(url: str, name: str) -> StoreView:
-    """What the store holds, all projects' collections together."""
+def collection(url: str, name: str) -> Any:
     host, port = url.removeprefix("http://").split(":")
     client = chromadb.HttpClient(host=host, port=int(port), settings=ChromaSettings(anonymized_telemetry=False))
-    return StoreView(client, name)
+    return client.get_collection(name)
 
 
 def test_sync_to_server_documents_metadata_and_idempotence(chroma_server: ChromaServer, tmp_path: Path) -> None:

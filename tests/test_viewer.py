@@ -343,10 +343,8 @@ def test_search_details_and_delete_everywhere(new_page: NewPage, start_worker: S
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
-    from worker.chroma_store import StoreView
-
     client = chromadb.PersistentClient(path=str(data / "chroma"), settings=ChromaSettings(anonymized_telemetry=False))
-    collection = StoreView(client)
+    collection = client.get_collection("claude_mem")
     assert collection.get(ids=[f"obs-{target}"])["ids"] == []
     assert sorted(collection.get(ids=[f"obs-{i}" for i in ids["others"]])["ids"]) == sorted(
         f"obs-{i}" for i in ids["others"]

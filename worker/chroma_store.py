@@ -11,8 +11,7 @@ import hashlib
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -31,9 +30,10 @@ COLLECTION = "claude_mem"
 # dropped and rebuilt from SQLite by the sync, so search never compares vectors made two ways.
 # 2: every document embedded in full, as chunks of at most 128 tokens (ids `<doc id>` then `<doc id>-c<n>`),
 #    instead of one vector of its first 256 tokens. 3: chunks of at most 96 tokens (CHUNK_TOKENS).
-# 4: one collection per project (`<collection>-p<digest>`, see `partition_name`); the base collection keeps the
-#    scheme and no documents. Chroma's `where` costs grow with the whole collection (a project filter took
-#    70 ms at 254k vectors and grows linearly), a project's own collection answers in a millisecond or two.
+# 4: every chunk also in its project's collection (`<collection>-p<digest>`, see `partition_name`), which answers
+#    the searches scoped to a project. Chroma's `where` cost grows with the whole collection (a project filter
+#    took 70 ms at 254k vectors, 1.5 s for one matching everything), a project's own collection answers in a
+#    millisecond or two; a search of all projects asks the store-wide collection, one query.
 EMBEDDING_SCHEME = 4
 HTTP_TIMEOUT_SECONDS = 30.0
 # Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
@@ -57,7 +57,6 @@ class SemanticHit:
     distance: float
     doc_id: str
     document: str = ""
-    collection: Any = field(default=None, repr=False, compare=False)  # where it was found (not sent between processes)
 
     @property
     def similarity(self) -> float:
@@ -75,8 +74,8 @@ def partition_name(base: str, project: str) -> str:
 
 
 class StoreView:
-    """Every project's collection of a store read as one, from any Chroma client (tests and tools that look
-    at what the worker stored, without the worker)."""
+    """The projects' collections of a store read as one, from any Chroma client (tests and tools that check
+    that they hold what the store-wide collection holds)."""
 
     def __init__(self, client: Any, base: str = COLLECTION) -> None:
         prefix = f"{base}-p"
@@ -167,7 +166,7 @@ class ChromaStore:
         return client
 
     def collection(self) -> Collection:
-        """The base collection: it records the embedding scheme; the documents live in the projects' partitions."""
+        """The store-wide collection (every project's chunks; it records the embedding scheme)."""
         with self._lock:
             if self._collection is None:
                 self._collection = self._create(self.collection_name, {})
@@ -259,41 +258,57 @@ class ChromaStore:
         return out
 
     def upsert(self, docs: list[Doc]) -> list[str]:
-        """Store the documents as their chunks, each in its project's collection; returns the chunk ids stored."""
+        """Store the documents as their chunks, in the store-wide collection and in their project's; returns
+        the chunk ids stored. Each chunk is embedded once, for both."""
         chunks = self.chunks(docs)
-        by_project: dict[str, list[Doc]] = {}
-        for chunk in chunks:
-            by_project.setdefault(str(chunk.metadata.get("project", "")), []).append(chunk)
-        for project, part in by_project.items():
+        if not chunks:
+            return []
+        vectors = self.embedder().embed([d.text for d in chunks])
+        self.collection().upsert(
+            ids=[d.id for d in chunks],
+            embeddings=vectors,  # type: ignore[arg-type]
+            documents=[d.text for d in chunks],
+            metadatas=[d.metadata for d in chunks],  # type: ignore[misc]
+        )
+        by_project: dict[str, list[int]] = {}
+        for i, chunk in enumerate(chunks):
+            by_project.setdefault(str(chunk.metadata.get("project", "")), []).append(i)
+        for project, picked in by_project.items():
             self.partition(project).upsert(
-                ids=[d.id for d in part], documents=[d.text for d in part], metadatas=[d.metadata for d in part]
-            )  # type: ignore[arg-type]
+                ids=[chunks[i].id for i in picked],
+                embeddings=vectors[picked],  # type: ignore[arg-type]
+                documents=[chunks[i].text for i in picked],
+                metadatas=[chunks[i].metadata for i in picked],  # type: ignore[misc]
+            )
         return [d.id for d in chunks]
 
     def ids_of(self, kind: str, row_ids: list[int], project: str | None = None) -> list[str]:
-        """The ids of every document Chroma holds for these rows (in the project's collection when known)."""
+        """The ids of every document Chroma holds for these rows (looked up in the project's collection, which
+        is smaller, when the project is known)."""
         if not row_ids:
             return []
-        where = rows_where(kind, row_ids)
-        places = [self.partition(project)] if project is not None else self.partitions(refresh=True)
-        return [i for c in places for i in c.get(where=where, include=[])["ids"]]  # type: ignore[arg-type]
+        place = self.partition(project) if project is not None else self.collection()
+        return list(place.get(where=rows_where(kind, row_ids), include=[])["ids"])  # type: ignore[arg-type]
 
     def delete(self, ids: list[str], project: str | None = None) -> None:
         if ids:
+            self.collection().delete(ids=ids)
             for c in [self.partition(project)] if project is not None else self.partitions(refresh=True):
                 c.delete(ids=ids)
 
     def delete_rows(self, kind: str, row_ids: list[int]) -> None:
         """Remove every document (fields, chunks) of these rows, whichever project they were in."""
         if row_ids:
+            where = rows_where(kind, row_ids)
+            self.collection().delete(where=where)  # type: ignore[arg-type]
             for c in self.partitions(refresh=True):
-                c.delete(where=rows_where(kind, row_ids))  # type: ignore[arg-type]
+                c.delete(where=where)  # type: ignore[arg-type]
 
     def count(self) -> int:
-        return sum(c.count() for c in self.partitions(refresh=True))
+        return self.collection().count()
 
     def drop(self) -> None:
-        """Delete every collection of this store (rebuild); the next call recreates the base empty."""
+        """Delete every collection of this store (rebuild); the next call recreates them empty."""
         self.collection()
         with self._lock:
             assert self._client is not None
@@ -311,31 +326,15 @@ class ChromaStore:
     def query(
         self, text: str, n: int, where: dict[str, Any] | None = None, project: str | None = None
     ) -> list[SemanticHit]:
-        """The n nearest documents: in the project's collection, or in every project's (merged) without one."""
+        """The n nearest documents: in the project's collection, or in the store-wide one without a project."""
         if n <= 0:
             return []
-        vector = self.query_vector(text)
-        if project is not None:
-            best = self._query_one(self.partition(project), vector, n, where)
-        else:
-            places = self.partitions()
-            # Chroma's queries release the GIL: two at a time use both cores of a small machine.
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                found = list(pool.map(lambda c: self._query_one(c, vector, n, where, documents=False), places))
-            best = sorted((h for hits in found for h in hits), key=lambda h: h.distance)[:n]
-            self._add_documents(best)
-        for hit in best:
-            hit.collection = None  # a handle, not data: hits may be sent to the worker from a child process
-        return best
-
-    def _query_one(
-        self, collection: Collection, vector: list[float], n: int, where: dict[str, Any] | None, documents: bool = True
-    ) -> list[SemanticHit]:
-        result = collection.query(
-            query_embeddings=[vector],  # type: ignore[arg-type]
+        place = self.partition(project) if project is not None else self.collection()
+        result = place.query(
+            query_embeddings=[self.query_vector(text)],  # type: ignore[arg-type]
             n_results=n,
             where=where,
-            include=["distances", "documents"] if documents else ["distances"],  # type: ignore[list-item]
+            include=["distances", "documents"],  # type: ignore[list-item]
         )
         ids = (result.get("ids") or [[]])[0]
         distances = (result.get("distances") or [[]])[0]
@@ -344,21 +343,8 @@ class ChromaStore:
         for doc_id, distance, document in zip(ids, distances, texts, strict=False):
             parsed = parse_doc_id(doc_id)
             if parsed:
-                hit = SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or "")
-                hit.collection = collection
-                hits.append(hit)
+                hits.append(SemanticHit(parsed[0], parsed[1], float(distance), doc_id, document or ""))
         return hits
-
-    def _add_documents(self, hits: list[SemanticHit]) -> None:
-        """The texts of hits found without them (a merged query fetches only the winners' texts)."""
-        by_collection: dict[str, tuple[Any, list[SemanticHit]]] = {}
-        for hit in hits:
-            by_collection.setdefault(hit.collection.name, (hit.collection, []))[1].append(hit)
-        for collection, group in by_collection.values():
-            got = collection.get(ids=[h.doc_id for h in group], include=["documents"])  # type: ignore[list-item]
-            texts = dict(zip(got["ids"], got.get("documents") or [], strict=False))
-            for hit in group:
-                hit.document = texts.get(hit.doc_id) or ""
 
     def query_vector(self, text: str) -> list[float]:
         """The query's embedding, from a small LRU cache when the same text was asked recently."""

@@ -315,67 +315,105 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
 #   4. when the filters left it short even so: the plain query (every match that passes the filters).
 # A page is never short of a match that exists. What the bounds can miss: an older row holding none of the
 # rare words that would have outscored one found (bench_search.py compares the top 10s with the plain query).
-# A query of rare words only (every query on a small store) runs as one plain FTS5 query, as before.
+# Words are rare or common, and rows new or old, among the rows that pass the filters (the project's rows).
 RARE_ROWS = 2000  # a word in at most this many rows is rare: all its rows are scored
 CANDIDATE_ROWS = 5000  # rows the rare words may bring in together
-RECENT_ROWS = 5000  # newest matching rows scored by the common-word steps
+RECENT_ROWS = 3000  # newest matching rows scored by the common-word steps
+SCAN_ROWS = 50000  # matches looked at (newest first) to find those that pass the filters
+# Columns a filter on them can be checked with, read from the covering index of migration 8 (id, project,
+# created_at, type) instead of the row itself: about a fifth of the cost per match.
+_INDEXED_FILTER = {"observation": "observations_id_scope", "summary": "session_summaries_id_scope"}
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """One kind's FTS table and the SQL that keeps a match only when its row passes the filters."""
+
+    table: str
+    rank: str
+    check: str  # "" or " AND EXISTS (...)" with {rowid} where the matched row's id goes
+    args: tuple[Any, ...]
+
+    def passes(self, rowid: str | None = None) -> str:
+        return self.check.format(rowid=rowid or f"{self.table}.rowid")
+
+
+def _scope(kind: str, params: SearchParams) -> _Scope:
+    table, rank = FTS[kind]
+    source, where, args = filter_sql(kind, params)
+    if where == "1":
+        return _Scope(table, rank, "", ())
+    index = _INDEXED_FILTER.get(kind)
+    if index and not params.concepts and not params.files:
+        source = f"{source} INDEXED BY {index}"
+    return _Scope(
+        table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args)
+    )
 
 
 def _quoted(terms: list[str], op: str = "OR") -> str:
     return f" {op} ".join(f'"{t}"' for t in terms)
 
 
-def _rows_with(conn: sqlite3.Connection, table: str, term: str, cap: int) -> int:
-    """How many rows hold the word, counted up to cap + 1 (a bounded walk of its doclist)."""
-    sql = f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)"
-    return int(conn.execute(sql, (f'"{term}"', cap + 1)).fetchone()[0])
+def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> int:
+    """How many rows that pass the filters hold the word, counted up to cap + 1, among the newest SCAN_ROWS
+    rows holding it (a bounded walk of its doclist; a word past the scan counts as common)."""
+    table = scope.table
+    sql = (
+        f"SELECT count(*) FROM (SELECT rid FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
+        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)"
+    )
+    found = int(conn.execute(sql, (f'"{term}"', SCAN_ROWS, *scope.args, cap + 1)).fetchone()[0])
+    if found <= cap and scope.check:
+        total = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', SCAN_ROWS + 1)
+        ).fetchone()[0]
+        if total > SCAN_ROWS:  # the scan did not see every row holding it: no bound on its rows
+            return cap + 1
+    return found
+
+
+def _since(conn: sqlite3.Connection, scope: _Scope, match: str, recent: int) -> int | None:
+    """The lowest rowid among the newest `recent` matches that pass the filters (looking at SCAN_ROWS at most)."""
+    table = scope.table
+    sql = (
+        f"SELECT min(rid) FROM (SELECT rid FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
+        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)"
+    )
+    found = conn.execute(sql, (match, SCAN_ROWS, *scope.args, recent)).fetchone()[0]
+    return int(found) if found is not None else None
 
 
 def _scored(
-    conn: sqlite3.Connection, kind: str, params: SearchParams, match: str, limit: int, recent: int | None = None
+    conn: sqlite3.Connection, scope: _Scope, match: str, limit: int, since: int | None = None
 ) -> list[tuple[int, float]]:
-    """(id, -bm25) of the best rows for one FTS5 query that pass the filters; with `recent`, only among
-    the newest that many rows the query matches."""
-    table, rank = FTS[kind]
-    source, where, args = filter_sql(kind, params)
-    bound, bound_args = "", []
-    if recent is not None:
-        since = conn.execute(
-            f"SELECT min(id) FROM (SELECT rowid AS id FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC LIMIT ?)",
-            (match, recent),
-        ).fetchone()[0]
-        if since is None:
-            return []
-        bound, bound_args = f" AND {table}.rowid >= ?", [since]
+    """(id, -bm25) of the best rows for one FTS5 query that pass the filters; with `since`, rowids from there."""
+    table = scope.table
+    bound, bound_args = (f" AND {table}.rowid >= ?", (since,)) if since is not None else ("", ())
     rows = conn.execute(
-        f"SELECT t.id AS id, {rank} AS rank FROM {table} CROSS JOIN {source}"
-        f" WHERE {table} MATCH ?{bound} AND t.id = {table}.rowid AND {where} ORDER BY rank LIMIT ?",
-        (match, *bound_args, *args, limit),
+        f"SELECT {table}.rowid AS id, {scope.rank} AS rank FROM {table}"
+        f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY rank LIMIT ?",
+        (match, *bound_args, *scope.args, limit),
     ).fetchall()
     return [(r["id"], -float(r["rank"])) for r in rows]
 
 
 def _scored_holding(
-    conn: sqlite3.Connection, kind: str, params: SearchParams, rare: list[str], common: list[str], limit: int
+    conn: sqlite3.Connection, scope: _Scope, rare: list[str], common: list[str], limit: int
 ) -> list[tuple[int, float]]:
     """The full query's bm25 for the rows holding a rare word, and only those.
 
     `(rare) AND (rare OR common)` matches exactly those rows and scores each rare word twice (bm25 adds one
     term per phrase of the query); subtracting the rare words' own score leaves the full query's score.
     """
-    table, rank = FTS[kind]
-    source, where, args = filter_sql(kind, params)
+    table = scope.table
     rare_q = _quoted(rare)
     both = f"({rare_q}) AND ({rare_q} OR {_quoted(common)})"
-    # The FTS table drives each part (CROSS JOIN keeps that order): the other way round, SQLite would run
-    # the whole FTS query once per row of the project.
-    part = f"SELECT t.id AS id, {rank} AS s FROM {table} CROSS JOIN {source}"
-    cond = f"{table} MATCH ? AND t.id = {table}.rowid AND {where}"
+    part = f"SELECT {table}.rowid AS id, {scope.rank} AS s FROM {table} WHERE {table} MATCH ?{scope.passes()}"
     rows = conn.execute(
-        f"SELECT id, sum(s) AS rank FROM ({part} WHERE {cond}"
-        f" UNION ALL SELECT id, -s FROM ({part} WHERE {cond}))"
+        f"SELECT id, sum(s) AS rank FROM ({part} UNION ALL SELECT id, -s FROM ({part}))"
         f" GROUP BY id ORDER BY rank LIMIT ?",
-        (both, *args, rare_q, *args, limit),
+        (both, *scope.args, rare_q, *scope.args, limit),
     ).fetchall()
     return [(r["id"], -float(r["rank"])) for r in rows]
 
@@ -385,8 +423,8 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     terms = query_terms(params.query)
     if not terms:
         return []
-    table = FTS[kind][0]
-    counts = {t: _rows_with(conn, table, t, RARE_ROWS) for t in terms}
+    scope = _scope(kind, params)
+    counts = {t: _rows_with(conn, scope, t, RARE_ROWS) for t in terms}
     rare: list[str] = []
     taken = 0
     for term in sorted(terms, key=lambda t: counts[t]):
@@ -396,21 +434,26 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     common = [t for t in terms if t not in rare]
     full = _quoted(terms)
     if not common:  # every word is rare: the plain query scores few rows
-        return [Ranked(kind, rid, score) for rid, score in _scored(conn, kind, params, full, limit)]
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
     scores: dict[int, float] = {}
     if rare:
-        scores.update(_scored_holding(conn, kind, params, rare, common, limit))
+        scores.update(_scored_holding(conn, scope, rare, common, limit))
     if len(scores) < limit and len(common) > 1:
         # Rows holding every common word but no rare one: their score is the common words' alone.
-        for rid, score in _scored(conn, kind, params, _quoted(common, "AND"), limit, RECENT_ROWS):
-            scores.setdefault(rid, score)
+        every = _quoted(common, "AND")
+        since = _since(conn, scope, every, RECENT_ROWS)
+        if since is not None:
+            for rid, score in _scored(conn, scope, every, limit, since):
+                scores.setdefault(rid, score)
     if len(scores) < limit:
-        for rid, score in _scored(conn, kind, params, full, limit, RECENT_ROWS):
-            scores.setdefault(rid, score)
+        since = _since(conn, scope, full, RECENT_ROWS)
+        if since is not None:
+            for rid, score in _scored(conn, scope, full, limit, since):
+                scores.setdefault(rid, score)
     if len(scores) < limit:
-        # Still short: the filters (a small project, a date range) kept few of the newest rows. The plain
-        # query finds every match there is; filters apply before ranking, so bm25 runs only on rows that pass.
-        scores.update(_scored(conn, kind, params, full, limit))
+        # Still short: few of the newest matches pass the filters. The plain query finds every match there is;
+        # filters apply before ranking, so bm25 runs only on rows that pass.
+        scores.update(_scored(conn, scope, full, limit))
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Ranked(kind, rid, score) for rid, score in best]
 

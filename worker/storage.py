@@ -297,6 +297,15 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (7, _MIGRATION_7),
+    (
+        8,
+        """
+        -- Keyword search checks each full-text match against the filters (project, dates, type): from these
+        -- covering indexes instead of the rows themselves, about five times cheaper per match (bench_search.py).
+        CREATE INDEX observations_id_scope ON observations(id, project, created_at, type);
+        CREATE INDEX session_summaries_id_scope ON session_summaries(id, project, created_at);
+        """,
+    ),
 ]
 
 

@@ -239,8 +239,8 @@ class Stack:
     def chroma_count(self) -> int:
         """Documents in the Chroma container's collection, asked from the worker container (Chroma is not published)."""
         code = (
-            "import chromadb; from worker.chroma_store import StoreView; "
-            "print(StoreView(chromadb.HttpClient(host='chroma', port=8000)).count())"
+            "import chromadb; c = chromadb.HttpClient(host='chroma', port=8000); "
+            "print(c.get_collection('claude_mem').count())"
         )
         out = self.exec("worker", "python", "-c", code)
         return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip().isdigit() else -1
