@@ -346,9 +346,7 @@ def _scope(kind: str, params: SearchParams) -> _Scope:
     index = _INDEXED_FILTER.get(kind)
     if index and not params.concepts and not params.files:
         source = f"{source} INDEXED BY {index}"
-    return _Scope(
-        table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args)
-    )
+    return _Scope(table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args))
 
 
 def _quoted(terms: list[str], op: str = "OR") -> str:
