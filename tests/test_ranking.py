@@ -76,9 +76,9 @@ def test_a_strong_keyword_hit_survives_fusion(world: Any) -> None:
     """The semantic list ranks near-paraphrases above the one row that names the exact thing asked
     for; that row must still lead the hybrid page."""
     _, conn, vsync = world
-    target = add(conn, "Closed ZX-4471", "Rotated the expired registry credentials.")
-    near = [
-        add(conn, f"Deployment pipeline note {i}", f"The deployment pipeline failed at step {i}; retried.")
+    target = add(conn, "Closed ZX-4471", "Rotated the expired registry credentials.", session="t")
+    near = [  # each in a session of its own: this is about the two lists, not about neighbours
+        add(conn, f"Deployment pipeline note {i}", f"The deployment pipeline failed at step {i}.", session=f"n{i}")
         for i in range(8)
     ]
     for topic in (
@@ -230,4 +230,23 @@ def test_an_upgraded_store_gets_the_neighbour_context(tmp_path: Path, monkeypatc
     storage.migrate(conn)
     found = search.search(conn, search.parse_params({"query": "vpn", "mode": "keyword"}))
     assert [h.id for h in found.results] == [first, second]
+    conn.close()
+
+
+def test_hybrid_lifts_a_hit_whose_session_holds_other_strong_hits(tmp_path: Path) -> None:
+    """A session with several good matches is likely where the answer is: its second-best hit rises above a
+    lone look-alike from another session; the best hit stays first, and hits alone in their sessions keep
+    their order."""
+    conn = storage.open_store(tmp_path / "s.db")
+    a1, a2, a3 = (add(conn, f"a{i}", session="a") for i in range(3))
+    b1 = add(conn, "b1", session="b")
+    c1 = add(conn, "c1", session="c")
+
+    def ranked(scores: dict[int, float]) -> list[int]:
+        fused = [(search.Ranked("observation", i, s), s, [0]) for i, s in scores.items()]
+        fused.sort(key=lambda item: -item[1])
+        return [r.id for r, _, _ in search.session_boost(conn, fused)]
+
+    assert ranked({a1: 0.9, b1: 0.55, a2: 0.5, a3: 0.2}) == [a1, a2, b1, a3]
+    assert ranked({b1: 0.9, c1: 0.5, a1: 0.3}) == [b1, c1, a1]  # one hit per session: order kept
     conn.close()

@@ -79,8 +79,13 @@ def test_sync_to_server_documents_metadata_and_idempotence(chroma_server: Chroma
         report = vsync.sync_now()
         assert report.upserted == {"observation": 2, "summary": 1, "prompt": 1}
         coll = collection(chroma_server.url, name)
-        # 2 observations + 2 non-empty summary fields + 1 prompt
-        assert coll.count() == 5
+        # 2 observations, each also read between its session neighbours (`-ctx`) + 2 non-empty summary fields
+        # + 1 prompt
+        assert coll.count() == 7
+        o1, o2 = ids["obs"]
+        ctx = coll.get(ids=[f"obs-{o2}-ctx"], include=["documents", "metadatas"])
+        assert ctx["documents"] == [coll.get(ids=[f"obs-{o2}"], include=["documents"])["documents"][0]]  # own text
+        assert ctx["metadatas"][0]["sqlite_id"] == o2 and f"obs-{o1}-ctx" in coll.get(include=[])["ids"]
         got = coll.get(ids=[f"obs-{ids['obs'][0]}"], include=["metadatas", "documents"])
         meta = got["metadatas"][0]
         assert meta["kind"] == "observation" and meta["project"] == "webapp" and meta["type"] == "bugfix"
@@ -100,12 +105,12 @@ def test_sync_to_server_documents_metadata_and_idempotence(chroma_server: Chroma
 
         again = vsync.sync_now()
         assert again.upserted == {"observation": 0, "summary": 0, "prompt": 0}
-        assert coll.count() == 5
+        assert coll.count() == 7
         assert vsync.status()["unsynced"] == {"observation": 0, "summary": 0, "prompt": 0}
 
         rebuilt = vsync.sync_now(rebuild=True)
         assert rebuilt.upserted == {"observation": 2, "summary": 1, "prompt": 1}
-        assert collection(chroma_server.url, name).count() == 5
+        assert collection(chroma_server.url, name).count() == 7
 
         hits = vsync.query("authentication form errors on blank credentials", 3, {"kind": "observation"})
         assert (hits[0].kind, hits[0].row_id) == ("observation", ids["obs"][0])
@@ -122,7 +127,7 @@ def test_embedded_client_and_lost_collection(tmp_path: Path) -> None:
         assert vsync.status()["mode"] == "embedded"
         vsync.sync_now()
         assert (settings.data_dir / "chroma").is_dir()
-        assert vsync.store.count() == 5
+        assert vsync.store.count() == 7  # as above: 2 observations with their context vectors, 2 fields, 1 prompt
         hits = vsync.query("docker build caching", 1, None)
         assert (hits[0].kind, hits[0].row_id) == ("observation", ids["obs"][1])
 
@@ -130,7 +135,7 @@ def test_embedded_client_and_lost_collection(tmp_path: Path) -> None:
         vsync.store.drop()
         fresh = VectorSync(settings, ChromaStore(settings))
         assert fresh.run_pass()
-        assert fresh.store.count() == 5
+        assert fresh.store.count() == 7
         fresh.stop()
     finally:
         vsync.stop()
@@ -171,10 +176,11 @@ def test_chroma_killed_store_goes_on_and_backfill_catches_up(chroma_factory: Any
         with pytest.raises(VectorsUnavailable):
             vsync.query("rate limiter", 5, None)
         found = search.search(conn, params, None, "Chroma unreachable")
-        assert [h.id for h in found.results] == [new]
+        assert [h.id for h in found.results] == [new, ids["obs"][0]]  # and the row before it, by its neighbour's words
         assert found.degraded and found.modeUsed == "keyword" and "keyword results only" in (found.notice or "")
-        # Status is counted by the sync thread (never on the event loop): it shows the backlog.
-        wait_for(lambda: vsync.status()["unsynced"]["observation"] == 1 and vsync.status()["pendingDeletes"] == 1)
+        # Status is counted by the sync thread (never on the event loop): it shows the backlog: the new row, and the
+        # row whose neighbours changed (its context vector is made again).
+        wait_for(lambda: vsync.status()["unsynced"]["observation"] == 2 and vsync.status()["pendingDeletes"] == 1)
 
         server.start()
         wait_for(
@@ -186,7 +192,10 @@ def test_chroma_killed_store_goes_on_and_backfill_catches_up(chroma_factory: Any
             timeout=30,
         )
         ids_in_chroma = set(collection(server.url, "claude_mem").get(where={"kind": "observation"})["ids"])
-        assert ids_in_chroma == {f"obs-{ids['obs'][0]}", f"obs-{new}"}
+        first = ids["obs"][0]
+        assert ids_in_chroma == {f"obs-{first}", f"obs-{first}-ctx", f"obs-{new}", f"obs-{new}-ctx"}
+        now_before_new = collection(server.url, "claude_mem").get(ids=[f"obs-{new}-ctx"], include=["documents"])
+        assert now_before_new["documents"] == ["Rate limiter for the token endpoint\nAdded a sliding window limiter."]
         assert vsync.status()["lastError"]  # the outage stays visible in status
     finally:
         vsync.stop()

@@ -34,7 +34,9 @@ COLLECTION = "claude_mem"
 #    the searches scoped to a project. Chroma's `where` cost grows with the whole collection (a project filter
 #    took 70 ms at 254k vectors, 1.5 s for one matching everything), a project's own collection answers in a
 #    millisecond or two; a search of all projects asks the store-wide collection, one query.
-EMBEDDING_SCHEME = 4
+# 5: a short observation (one chunk) also gets a second vector, `<doc id>-ctx`, of its text between the text of
+#    the observations just before and after it in its session (Doc.before/after); the stored document is its own.
+EMBEDDING_SCHEME = 5
 HTTP_TIMEOUT_SECONDS = 30.0
 # Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
 # twice, timeline?query after search): embedding is about a third of a hybrid search's CPU.
@@ -48,6 +50,14 @@ class Doc:
     id: str
     text: str
     metadata: dict[str, str | int | float | bool]
+    # Context read with the text but not stored as it: what comes before and after it (its session neighbours).
+    before: str = ""
+    after: str = ""
+
+    @property
+    def embedded_text(self) -> str:
+        """What the model reads for this document: its text between its context."""
+        return "\n".join(p for p in (self.before, self.text, self.after) if p)
 
 
 @dataclass
@@ -249,21 +259,29 @@ class ChromaStore:
         return self._embedder or _default_embedder()
 
     def chunks(self, docs: list[Doc]) -> list[Doc]:
-        """Each document as the chunks its whole text is embedded as (the first keeps the document's id)."""
+        """Each document as the chunks its whole text is embedded as (the first keeps the document's id).
+
+        A one-chunk document with context also gets a context chunk (`<id>-ctx`): the same text read between its
+        neighbours, so a bare reply is found by what it answers. Its own vector stays, and search takes a row's
+        best vector, so a row is never judged by its neighbours' words alone.
+        """
         out: list[Doc] = []
         embedder = self.embedder()
         for doc in docs:
-            for n, text in enumerate(embedder.split(doc.text)):
+            parts = embedder.split(doc.text)
+            for n, text in enumerate(parts):
                 out.append(Doc(doc.id if n == 0 else f"{doc.id}-c{n}", text, {**doc.metadata, "chunk": n}))
+            if len(parts) == 1 and (doc.before or doc.after):
+                out.append(Doc(f"{doc.id}-ctx", parts[0], {**doc.metadata, "chunk": 1}, doc.before, doc.after))
         return out
 
     def upsert(self, docs: list[Doc]) -> list[str]:
         """Store the documents as their chunks, in the store-wide collection and in their project's; returns
-        the chunk ids stored. Each chunk is embedded once, for both."""
+        the chunk ids stored. Each chunk is embedded once (with its context), for both."""
         chunks = self.chunks(docs)
         if not chunks:
             return []
-        vectors = self.embedder().embed([d.text for d in chunks])
+        vectors = self.embedder().embed([d.embedded_text for d in chunks])
         self.collection().upsert(
             ids=[d.id for d in chunks],
             embeddings=vectors,  # type: ignore[arg-type]

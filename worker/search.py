@@ -31,11 +31,17 @@ from worker.wire_search import (
 
 MODES = ("keyword", "semantic", "hybrid")
 CATEGORIES = {"observations": "observation", "sessions": "summary", "summaries": "summary", "prompts": "prompt"}
-# Hybrid: how much each ranked list counts once its scores are put on one scale (see `fuse`). Keyword leans
-# ahead: on conversational memory bm25 is the stronger list (names, places, rare words), by a wide margin
-# at every granularity measured; 0.6 was the best of 0.5-0.75 on the first half of the LoCoMo dev split at
-# both granularities, and holds on the other half (bench_retrieval.py --split).
-FUSION_WEIGHTS = {"keyword": 0.6, "semantic": 0.4}
+# Hybrid: how much each ranked list counts once its scores are put on one scale (see `fuse`). Keyword leads:
+# on conversational memory bm25 is the stronger list (names, places, rare words) by a wide margin at every
+# granularity measured. 0.7 was the best of 0.55-0.75 on the first half of the LoCoMo dev split at both
+# granularities once observations are read with their neighbours (bench_retrieval.py --split).
+FUSION_WEIGHTS = {"keyword": 0.7, "semantic": 0.3}
+# Hybrid: a session holding several strong matches is likely where the answer is, so each hit gets this share
+# of its session's strength (the sum of its SESSION_TOP best fused scores, relative to the strongest session's):
+# the row that answers, next to rows that ask or discuss, rises above a lone look-alike from another session.
+# A session with one hit keeps the order of single hits. 0.3 (of 0.2-0.5) on the LoCoMo dev split's first half.
+SESSION_SHARE = 0.3
+SESSION_TOP = 3
 MAX_LIMIT = 100
 MAX_TERMS = 32
 SNIPPET_CHARS = 240
@@ -257,9 +263,9 @@ def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
 
 
 FTS = {
-    # The last column is `context` (storage.CONTEXT_CHARS): the neighbours' words count, at half a narrative's
-    # weight, so a reply is found by what it answers and the row holding the words ranks above it.
-    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.5)"),
+    # The last column is `context` (storage.CONTEXT_RADIUS): the neighbours' words count, at a quarter of a
+    # narrative's weight, so a reply is found by what it answers and the row holding the words ranks above it.
+    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25)"),
     "summary": ("session_summaries_fts", "bm25(session_summaries_fts, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0)"),
     "prompt": ("user_prompts_fts", "bm25(user_prompts_fts)"),
 }
@@ -563,6 +569,39 @@ def fuse(lists: list[list[Ranked]], weights: list[float] | None = None) -> list[
     return [(first[key], round(scores[key], 6), found_in[key]) for key in order]
 
 
+def session_boost(
+    conn: sqlite3.Connection, fused: list[tuple[Ranked, float, list[int]]], share: float = SESSION_SHARE
+) -> list[tuple[Ranked, float, list[int]]]:
+    """Fused hits re-scored with a share of their session's strength (see SESSION_SHARE), best first."""
+    if not fused or share <= 0:
+        return fused
+    session_of: dict[tuple[str, int], int] = {}
+    by_kind: dict[str, list[int]] = {}
+    for ranked, _, _ in fused:
+        by_kind.setdefault(ranked.kind, []).append(ranked.id)
+    for kind, ids in by_kind.items():
+        rows = conn.execute(
+            f"SELECT id, session_id FROM {storage.KIND_TABLES[kind]} WHERE id IN ({','.join('?' * len(ids))})", ids
+        )
+        session_of.update(((kind, r[0]), r[1]) for r in rows)
+    best: dict[int, list[float]] = {}
+    for ranked, score, _ in fused:
+        sid = session_of.get((ranked.kind, ranked.id))
+        if sid is not None:
+            best.setdefault(sid, []).append(score)
+    strength = {sid: sum(sorted(scores, reverse=True)[:SESSION_TOP]) for sid, scores in best.items()}
+    top = max(strength.values(), default=0.0)
+    if top <= 0:
+        return fused
+    out = []
+    for ranked, score, found in fused:
+        sid = session_of.get((ranked.kind, ranked.id))
+        boost = share * strength[sid] / top if sid is not None else 0.0
+        out.append((ranked, round(score + boost, 6), found))
+    out.sort(key=lambda item: (-item[1], item[0].kind, item[0].id))
+    return out
+
+
 # --- rows → results -----------------------------------------------------------------------------
 
 
@@ -693,7 +732,8 @@ def search(
             names.append("semantic")
         if len(lists) == 2:
             fused = [
-                (r, s, [names[i] for i in found]) for r, s, found in fuse(lists, [FUSION_WEIGHTS[n] for n in names])
+                (r, s, [names[i] for i in found])
+                for r, s, found in session_boost(conn, fuse(lists, [FUSION_WEIGHTS[n] for n in names]))
             ]
             used = "hybrid"
         else:

@@ -15,26 +15,31 @@ from typing import Any
 
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it cannot exist, and cannot be bound
 
-# Keyword search reads each observation with a little of its neighbours in the same session (the one before
-# and the one after, by id): a short observation whose meaning lives next to it ("Yes, it fixed the crash",
-# a bare reply to a question) is then found by the words of what it answers. The neighbours' text sits in
-# its own FTS column, `context`, which bm25 weighs below the row's own columns (search.FTS), so the row
-# that holds the words still ranks first. Snippets and corpus filters leave the column out.
-CONTEXT_CHARS = 300  # of each neighbour: its narrative, else its subtitle, else its title
+# Search reads each observation with a little of its neighbours in the same session (by id): a short
+# observation whose meaning lives next to it ("Yes, it fixed the crash", a bare reply to a question) is then
+# found by the words of what it answers. For keyword search, the text of the CONTEXT_RADIUS observations
+# before and after it sits in its own FTS column, `context`, which bm25 weighs well below the row's own
+# columns (search.FTS), so the row that holds the words still ranks first; snippets and corpus filters leave
+# the column out. (The vectors get the nearest neighbour on each side: vectors.observation_doc.)
+CONTEXT_RADIUS = 2
+CONTEXT_CHARS = 200  # of each neighbour: its narrative, else its subtitle, else its title
+NEIGHBOUR_TEXT = "coalesce(nullif(trim({a}.narrative), ''), nullif(trim({a}.subtitle), ''), {a}.title, '')"
 
 
-def _neighbour_text(session: str, row_id: str, before: bool) -> str:
+def _neighbour_text(session: str, row_id: str, before: bool, offset: int = 0) -> str:
     op, order = ("<", "DESC") if before else (">", "ASC")
-    text = "coalesce(nullif(trim(n.narrative), ''), nullif(trim(n.subtitle), ''), n.title, '')"
+    text = NEIGHBOUR_TEXT.format(a="n")
     return (
-        f"coalesce((SELECT substr({text}, 1, {CONTEXT_CHARS}) FROM observations n"
-        f" WHERE n.session_id = {session} AND n.id {op} {row_id} ORDER BY n.id {order} LIMIT 1), '')"
+        f"coalesce((SELECT substr({text}, 1, {CONTEXT_CHARS}) FROM observations n WHERE n.session_id = {session}"
+        f" AND n.id {op} {row_id} ORDER BY n.id {order} LIMIT 1 OFFSET {offset}), '')"
     )
 
 
-def context_sql(session: str, row_id: str) -> str:
-    """SQL for the `context` column of observation `row_id` in session `session` (SQL expressions)."""
-    return f"{_neighbour_text(session, row_id, True)} || char(10) || {_neighbour_text(session, row_id, False)}"
+def context_sql(session: str, row_id: str, radius: int = 1) -> str:
+    """SQL for the `context` column of observation `row_id` in session `session` (both SQL expressions):
+    the text of up to `radius` observations on each side, nearest first."""
+    parts = [_neighbour_text(session, row_id, before, k) for k in range(radius) for before in (True, False)]
+    return " || char(10) || ".join(parts)
 
 
 def _prev_id(session: str, row_id: str) -> str:
@@ -43,6 +48,15 @@ def _prev_id(session: str, row_id: str) -> str:
 
 def _next_id(session: str, row_id: str) -> str:
     return f"(SELECT min(p.id) FROM observations p WHERE p.session_id = {session} AND p.id > {row_id})"
+
+
+def _around(session: str, row_id: str, radius: int) -> str:
+    """The ids of up to `radius` observations on each side of `row_id` in its session."""
+    return (
+        f"SELECT id FROM (SELECT p.id FROM observations p WHERE p.session_id = {session} AND p.id < {row_id}"
+        f" ORDER BY p.id DESC LIMIT {radius}) UNION ALL SELECT id FROM (SELECT p.id FROM observations p"
+        f" WHERE p.session_id = {session} AND p.id > {row_id} ORDER BY p.id LIMIT {radius})"
+    )
 
 
 _OBS_FTS_COLUMNS = "title, subtitle, narrative, facts, concepts, files, context"
@@ -71,6 +85,35 @@ _MIGRATION_7 = f"""
             DELETE FROM observations_fts WHERE rowid = old.id;
             UPDATE observations_fts SET context = {context_sql("old.session_id", "observations_fts.rowid")}
             WHERE rowid IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
+        END;
+"""
+_FTS_ROW = "observations_fts.rowid"
+_MIGRATION_9 = f"""
+        -- The keyword context widens to CONTEXT_RADIUS neighbours on each side, CONTEXT_CHARS each; and a row's
+        -- vectors, which read its nearest neighbours, are made again when a neighbour comes or goes: its
+        -- vector_sync row stays (its documents are in Chroma) with synced_at 0, which the backfill sends again.
+        DROP TRIGGER observations_ai;
+        DROP TRIGGER observations_ad;
+        UPDATE observations_fts SET context = (
+            SELECT {context_sql("o.session_id", "o.id", CONTEXT_RADIUS)} FROM observations o
+            WHERE o.id = observations_fts.rowid
+        );
+        CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
+            INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
+            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
+                    new.files_read || ' ' || new.files_modified,
+                    {context_sql("new.session_id", "new.id", CONTEXT_RADIUS)});
+            UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, CONTEXT_RADIUS)}
+            WHERE rowid IN ({_around("new.session_id", "new.id", CONTEXT_RADIUS)});
+            UPDATE vector_sync SET synced_at = 0
+            WHERE kind = 'observation' AND row_id = {_prev_id("new.session_id", "new.id")};
+        END;
+        CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
+            DELETE FROM observations_fts WHERE rowid = old.id;
+            UPDATE observations_fts SET context = {context_sql("old.session_id", _FTS_ROW, CONTEXT_RADIUS)}
+            WHERE rowid IN ({_around("old.session_id", "old.id", CONTEXT_RADIUS)});
+            UPDATE vector_sync SET synced_at = 0 WHERE kind = 'observation'
+                AND row_id IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
         END;
 """
 
@@ -306,6 +349,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX session_summaries_id_scope ON session_summaries(id, project, created_at);
         """,
     ),
+    (9, _MIGRATION_9),
 ]
 
 

@@ -1,6 +1,7 @@
 """Chroma sync: SQLite rows → documents in one collection, embedded or on a Chroma server.
 
-SQLite stays the truth. `vector_sync` (migration 2) records which rows are in Chroma and
+SQLite stays the truth. `vector_sync` (migration 2) records which rows are in Chroma (synced_at 0: out of
+date, an observation whose neighbours changed, migration 9) and
 `vector_tombstones` which deleted rows still are; a background thread with its own SQLite
 connection sends the difference, so a store never waits on Chroma and a write that failed while
 Chroma was down is sent when it returns. Everything here can be rebuilt from SQLite
@@ -48,7 +49,9 @@ def _session_key(row: sqlite3.Row) -> str:
     return row["content_session_id"] or str(row["session_id"])
 
 
-def observation_doc(row: sqlite3.Row) -> Doc:
+def observation_doc(row: sqlite3.Row, before: str = "", after: str = "") -> Doc:
+    """An observation's document; `before`/`after` are its session neighbours' text, read with it by the model
+    (a bare reply is found by what it answers) but not stored as its text."""
     facts = _json_list(row["facts"])
     parts = [row["title"], row["subtitle"], row["narrative"], "\n".join(facts)]
     text = "\n".join(p.strip() for p in parts if p and p.strip()) or f"{row['type']} observation"
@@ -70,7 +73,39 @@ def observation_doc(row: sqlite3.Row) -> Doc:
             "files": ",".join(files),
             "concepts": ",".join(_json_list(row["concepts"])),
         },
+        before=before,
+        after=after,
     )
+
+
+def neighbour_texts(conn: sqlite3.Connection, ids: list[int]) -> dict[int, tuple[str, str]]:
+    """(before, after) of each observation: the text of the observation just before and just after it in its
+    session (storage.NEIGHBOUR_TEXT, at most storage.CONTEXT_CHARS each), "" at a session's ends."""
+    if not ids:
+        return {}
+    text = storage.NEIGHBOUR_TEXT.format(a="n")
+    side = (
+        "coalesce((SELECT substr({text}, 1, {chars}) FROM observations n WHERE n.session_id = o.session_id"
+        " AND n.id {op} o.id ORDER BY n.id {order} LIMIT 1), '')"
+    )
+    before = side.format(text=text, chars=storage.CONTEXT_CHARS, op="<", order="DESC")
+    after = side.format(text=text, chars=storage.CONTEXT_CHARS, op=">", order="ASC")
+    rows = conn.execute(
+        f"SELECT o.id, {before}, {after} FROM observations o WHERE o.id IN ({','.join('?' * len(ids))})", ids
+    )
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def next_neighbours(conn: sqlite3.Connection, ids: list[int]) -> dict[int, int | None]:
+    """The id of the observation after each one in its session (None at the end)."""
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT o.id, (SELECT min(n.id) FROM observations n WHERE n.session_id = o.session_id AND n.id > o.id)"
+        f" FROM observations o WHERE o.id IN ({','.join('?' * len(ids))})",
+        ids,
+    )
+    return {r[0]: r[1] for r in rows}
 
 
 def summary_docs(row: sqlite3.Row) -> list[Doc]:
@@ -124,9 +159,10 @@ def load_docs(conn: sqlite3.Connection, kind: str, ids: list[int]) -> dict[int, 
     if not ids:
         return {}
     out: dict[int, list[Doc]] = {}
+    context = neighbour_texts(conn, ids) if kind == "observation" else {}
     for row in storage.rows_with_session(conn, kind, ids).values():
         if kind == "observation":
-            out[row["id"]] = [observation_doc(row)]
+            out[row["id"]] = [observation_doc(row, *context.get(row["id"], ("", "")))]
         elif kind == "summary":
             out[row["id"]] = summary_docs(row)
         else:
@@ -294,6 +330,17 @@ class VectorSync:
     def _drain_notified(self) -> None:
         while self._notified:
             kind, low = self._notified.popleft()
+            if kind == "observation":  # a new observation also changes the vectors of the one before it
+                row = (
+                    self._db()
+                    .execute(
+                        "SELECT max(p.id) FROM observations o JOIN observations p ON p.session_id = o.session_id"
+                        " AND p.id < o.id WHERE o.id = ?",
+                        (low,),
+                    )
+                    .fetchone()
+                )
+                low = min(low, row[0] or low)
             self._low_water[kind] = min(self._low_water[kind], low)
 
     def _ensure_collection(self) -> None:
@@ -352,7 +399,7 @@ class VectorSync:
         if progress:
             total = conn.execute(
                 f"SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM vector_sync v"
-                f" WHERE v.kind = ? AND v.row_id = t.id)",
+                f" WHERE v.kind = ? AND v.row_id = t.id AND v.synced_at > 0)",
                 (kind,),
             ).fetchone()[0]
         done = 0
@@ -363,7 +410,7 @@ class VectorSync:
                 r[0]
                 for r in conn.execute(
                     f"SELECT t.id FROM {table} t WHERE t.id >= ? AND NOT EXISTS (SELECT 1 FROM vector_sync v"
-                    f" WHERE v.kind = ? AND v.row_id = t.id) ORDER BY t.id LIMIT ?",
+                    f" WHERE v.kind = ? AND v.row_id = t.id AND v.synced_at > 0) ORDER BY t.id LIMIT ?",
                     (cursor, kind, self.batch_size),
                 )
             ]
@@ -380,6 +427,9 @@ class VectorSync:
 
     def _send(self, kind: str, ids: list[int], report: SyncReport) -> None:
         conn = self._db()
+        # An observation's vectors read its next neighbour: one that arrives while this batch is embedded
+        # leaves the row unsynced (its insert cleared the mark), so it is sent again with that context.
+        following = next_neighbours(conn, ids) if kind == "observation" else {}
         docs_by_row = load_docs(conn, kind, ids)
         docs = [d for row_docs in docs_by_row.values() for d in row_docs]
         present = set(self.store.upsert(docs))
@@ -393,11 +443,12 @@ class VectorSync:
             self.store.delete(stale, project)
         now = time.time()
         with storage.Tx(conn):
+            moved = {rid for rid, nxt in next_neighbours(conn, list(following)).items() if nxt != following[rid]}
             for rid in docs_by_row:
                 conn.execute(
                     f"INSERT OR REPLACE INTO vector_sync (kind, row_id, synced_at) SELECT ?, ?, ?"
                     f" WHERE EXISTS (SELECT 1 FROM {TABLES[kind]} WHERE id = ?)",
-                    (kind, rid, now, rid),
+                    (kind, rid, 0 if rid in moved else now, rid),  # 0: in Chroma, out of date
                 )
                 conn.execute("DELETE FROM vector_tombstones WHERE kind = ? AND row_id = ?", (kind, rid))
             marked = {
@@ -438,7 +489,9 @@ class VectorSync:
         try:
             conn = self._db()
             counts: dict[str, dict[str, int]] = {}
-            synced = dict(conn.execute("SELECT kind, count(*) FROM vector_sync GROUP BY kind").fetchall())
+            synced = dict(
+                conn.execute("SELECT kind, count(*) FROM vector_sync WHERE synced_at > 0 GROUP BY kind").fetchall()
+            )
             for kind, table in TABLES.items():
                 total = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
                 counts[kind] = {
