@@ -29,10 +29,12 @@ import os
 import random
 import re
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
 import tokenize
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,7 @@ from worker.settings import Settings, load_settings  # noqa: E402
 from worker.vectors import VectorSync, load_docs  # noqa: E402
 
 CORPUS_VERSION = 1
-STORE_VERSION = 1  # bump when the generated store changes shape (a cached store of another version is rebuilt)
+STORE_VERSION = 2  # bump when the generated store changes shape (a cached store of another version is rebuilt)
 PROJECTS = 40
 FILES_PER_PROJECT = 120
 TYPES = ("bugfix", "feature", "refactor", "change", "discovery", "decision")
@@ -320,18 +322,8 @@ def fill_chroma(vsync: VectorSync, log: bool) -> tuple[int, float]:
             picks = base[noise.integers(0, len(base), len(docs))]
             noisy = picks + noise.normal(0, 0.02, picks.shape).astype(np.float32)
             noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-            by_project: dict[str, list[int]] = {}
-            for i, d in enumerate(docs):
-                by_project.setdefault(str(d.metadata["project"]), []).append(i)
-            for project, where in by_project.items():  # as ChromaStore.upsert stores them
-                for b in range(0, len(where), 5000):
-                    picked = where[b : b + 5000]
-                    store.partition(project).upsert(
-                        ids=[docs[i].id for i in picked],
-                        embeddings=noisy[picked],  # type: ignore[arg-type]
-                        documents=[docs[i].text for i in picked],
-                        metadatas=[docs[i].metadata for i in picked],  # type: ignore[misc]
-                    )
+            for b in range(0, len(docs), 5000):  # as the worker stores them (ChromaStore.upsert)
+                store.store_vectors(docs[b : b + 5000], noisy[b : b + 5000])
             count += len(docs)
             with storage.Tx(conn):
                 conn.executemany(
@@ -352,58 +344,52 @@ class Store:
     reused: bool
 
 
-def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None, log: bool) -> Store:
-    """The store of this size: from the cache when a complete one is there, else built (and cached)."""
-    if cache:
-        directory = cache / str(size)
-        meta_path = directory / "bench-meta.json"
-        if meta_path.exists():
-            meta = json.loads(meta_path.read_text())
-            if meta.get("store_version") == STORE_VERSION and meta.get("scheme") == EMBEDDING_SCHEME:
-                settings = load_settings(directory, environ={"CLAUDE_MEM_CHROMA_URL": ""})
+def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None, vectors: bool = True) -> Store:
+    """The store of this size: from the cache when a complete one is there, else built (and cached).
+
+    Without `vectors` only SQLite is built (keyword search and the context build need nothing else).
+    """
+    directory = cache / str(size) if cache else Path(tempfile.mkdtemp(prefix="cm-bench-"))
+    settings = load_settings(directory, environ={"CLAUDE_MEM_CHROMA_URL": ""})
+    meta_path, sqlite_done = directory / "bench-meta.json", directory / "sqlite-done.json"
+    if meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        if meta.get("store_version") == STORE_VERSION and meta.get("scheme") == EMBEDDING_SCHEME:
+            if meta["vectors"] or not vectors:
                 return Store(directory, settings, meta["built_seconds"], meta["vectors"], True)
-        sqlite_done = directory / "sqlite-done.json"
-        if sqlite_done.exists() and json.loads(sqlite_done.read_text()).get("store_version") == STORE_VERSION:
-            # SQLite was built (the long Chroma fill did not finish): keep it, refill Chroma.
-            sqlite_seconds = json.loads(sqlite_done.read_text())["seconds"]
-            shutil.rmtree(directory / "chroma", ignore_errors=True)
-            conn = storage.open_store(directory / "claude-mem.db")
-            conn.execute("DELETE FROM vector_sync")
-            conn.close()
-            return _fill(directory, sqlite_seconds, cache, log)
-        if directory.exists():
-            shutil.rmtree(directory)
+    began = time.perf_counter()
+    if sqlite_done.exists() and json.loads(sqlite_done.read_text()).get("store_version") == STORE_VERSION:
+        sqlite_seconds = json.loads(sqlite_done.read_text())["seconds"]  # built before: keep it
     else:
-        directory = Path(tempfile.mkdtemp(prefix="cm-bench-"))
-    directory.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
-    settings = load_settings(directory, environ={"CLAUDE_MEM_CHROMA_URL": ""})
-    build_sqlite(settings.db_path, size, corpus)
-    sqlite_seconds = time.perf_counter() - began
-    (directory / "sqlite-done.json").write_text(json.dumps({"store_version": STORE_VERSION, "seconds": sqlite_seconds}))
-    if log:
-        print(f"  {size:,}: SQLite built in {sqlite_seconds:.0f}s; filling Chroma", flush=True)
-    return _fill(directory, sqlite_seconds, cache, log)
-
-
-def _fill(directory: Path, sqlite_seconds: float, cache: Path | None, log: bool) -> Store:
-    began = time.perf_counter()
-    settings = load_settings(directory, environ={"CLAUDE_MEM_CHROMA_URL": ""})
-    vsync = VectorSync(settings, ChromaStore(settings))
-    vectors, _ = fill_chroma(vsync, log)
-    vsync.stop()
-    built = sqlite_seconds + time.perf_counter() - began
-    if cache:
-        meta = {
-            "store_version": STORE_VERSION,
-            "scheme": EMBEDDING_SCHEME,
-            "built_seconds": round(built, 1),
-            "sqlite_seconds": round(sqlite_seconds, 1),
-            "vectors": vectors,
-            "load_during_build": os.getloadavg(),
-        }
-        (directory / "bench-meta.json").write_text(json.dumps(meta))
-    return Store(directory, settings, built, vectors, False)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+        build_sqlite(settings.db_path, size, corpus)
+        sqlite_seconds = time.perf_counter() - began
+        sqlite_done.write_text(json.dumps({"store_version": STORE_VERSION, "seconds": sqlite_seconds}))
+        print(f"  {size:,}: SQLite built in {sqlite_seconds:.0f}s", flush=True)
+    count = 0
+    filled = 0.0
+    if vectors:
+        shutil.rmtree(directory / "chroma", ignore_errors=True)
+        conn = storage.open_store(settings.db_path)
+        conn.execute("DELETE FROM vector_sync")
+        conn.close()
+        began = time.perf_counter()
+        vsync = VectorSync(settings, ChromaStore(settings))
+        count, _ = fill_chroma(vsync, log=True)
+        vsync.stop()
+        filled = time.perf_counter() - began
+        print(f"  {size:,}: Chroma filled in {filled:.0f}s ({count:,} vectors)", flush=True)
+    meta = {
+        "store_version": STORE_VERSION,
+        "scheme": EMBEDDING_SCHEME,
+        "built_seconds": round(sqlite_seconds + filled, 1),
+        "sqlite_seconds": round(sqlite_seconds, 1),
+        "vectors": count,
+        "load_at_end_of_build": os.getloadavg(),
+    }
+    meta_path.write_text(json.dumps(meta))
+    return Store(directory, settings, sqlite_seconds + filled, count, False)
 
 
 # --- the queries ------------------------------------------------------------------------------------
@@ -456,58 +442,127 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
 
 
-def run_search(conn: object, vsync: VectorSync, query: Query, mode: str) -> search.SearchResponse:
+def run_search(conn: sqlite3.Connection, vsync: VectorSync | None, query: Query, mode: str) -> search.SearchResponse:
     raw = {"query": query.text, "mode": mode}
     if query.project:
         raw["project"] = query.project
     params = search.parse_params(raw)
     req = search.semantic_request(params)
-    hits = vsync.query(req.text, req.n, req.where, req.project) if req else None
-    assert isinstance(conn, __import__("sqlite3").Connection)
+    hits = vsync.query(req.text, req.n, req.where, req.project) if req and vsync else None
     return search.search(conn, params, hits)
 
 
-def bench_store(store: Store, queries: list[Query], size: int, projects: list[str]) -> dict[str, list[str]]:
+def plain_keyword_hits(conn: sqlite3.Connection, params: search.SearchParams, limit: int) -> list[search.Ranked]:
+    """Keyword search as it was before the bounded candidate sets: one FTS5 query scoring every match."""
+    match = search.fts_query(params.query)
+    if not match:
+        return []
+    hits: list[search.Ranked] = []
+    for kind in params.effective_kinds:
+        table, rank = search.FTS[kind]
+        source, where, args = search.filter_sql(kind, params)
+        rows = conn.execute(
+            f"SELECT t.id AS id, {rank} AS rank FROM {source} JOIN {table} ON {table}.rowid = t.id"
+            f" WHERE {table} MATCH ? AND {where} ORDER BY rank LIMIT ?",
+            (match, *args, limit),
+        ).fetchall()
+        hits.extend(search.Ranked(kind, r["id"], -float(r["rank"])) for r in rows)
+    hits.sort(key=lambda h: -h.score)
+    return hits[:limit]
+
+
+def top10(result: search.SearchResponse) -> list[float]:
+    """The top 10's scores: the observations shown are the same when these are (rows of equal score, which
+    repeated text makes common here, may come in either order)."""
+    return [round(h.score or 0.0, 6) for h in result.results[:10]]
+
+
+def bench_store(store: Store, queries: list[Query], size: int, projects: list[str], compare: bool) -> None:
     how = "reused from the cache" if store.reused else "built now"
     print(
         f"\n{size:,} observations, {store.vectors:,} vectors ({how}; the build took {store.built_seconds:.0f}s)",
         flush=True,
     )
-    vsync = VectorSync(store.settings, ChromaStore(store.settings))
+    vsync = VectorSync(store.settings, ChromaStore(store.settings)) if store.vectors else None
     conn = storage.open_store(store.settings.db_path)
-    tops: dict[str, list[str]] = {}
-    # Warm: open Chroma, load the model, embed every query once (a real worker has them cached after the
-    # first ask; the first ask's embedding is timed by bench_embeddings below).
-    for q in queries:
-        vsync.store.query_vector(q.text)
-    run_search(conn, vsync, queries[0], "hybrid")
-    for mode in ("keyword", "semantic", "hybrid"):
+    modes = ["keyword"]
+    if vsync is not None:
+        modes += ["semantic", "hybrid"]
+        # Warm, as a running worker is: the model loaded, each collection opened, every query embedded once
+        # (a repeated query's vector is cached; the first ask's embedding is timed by bench_embeddings).
+        for q in queries:
+            vsync.store.query_vector(q.text)
+        for project in projects:
+            run_search(conn, vsync, Query("warm up", project, "warm"), "semantic")
+        run_search(conn, vsync, Query("warm up", None, "warm"), "semantic")
+    tops: dict[tuple[str, Query], list[float]] = {}
+    for mode in modes:
         times: list[float] = []
-        by_kind: dict[str, list[float]] = {}
+        scoped: list[float] = []
         found = 0
         for q in queries:
             t0 = time.perf_counter()
             result = run_search(conn, vsync, q, mode)
             elapsed = time.perf_counter() - t0
             times.append(elapsed)
-            by_kind.setdefault(q.kind, []).append(elapsed)
+            if q.project:
+                scoped.append(elapsed)
             found += bool(result.results)
-            tops[f"{mode}|{q.text}|{q.project}"] = [f"{h.kind}:{h.id}" for h in result.results[:10]]
-        worst = max(by_kind, key=lambda k: pct(by_kind[k], 0.99))
+            tops[(mode, q)] = top10(result)
+        unscoped = [t for t, q in zip(times, queries, strict=True) if not q.project]
         print(
-            f"  search {mode:<8} p50 {pct(times, 0.5):7.1f} ms   p99 {pct(times, 0.99):7.1f} ms"
-            f"   ({found}/{len(queries)} found; slowest kind {worst}: p99 {pct(by_kind[worst], 0.99):.1f} ms)",
+            f"  search {mode:<8} p50 {pct(times, 0.5):6.1f} ms   p99 {pct(times, 0.99):6.1f} ms"
+            f"   (scoped p99 {pct(scoped, 0.99):.1f}, unscoped p99 {pct(unscoped, 0.99):.1f};"
+            f" {found}/{len(queries)} found)",
             flush=True,
         )
+    if vsync is None:
+        print("  search semantic, hybrid: not measured at this size (built without Chroma: --sqlite-only)")
     times = []
     for i in range(len(queries)):
         t0 = time.perf_counter()
         build_context(conn, store.settings, [projects[i % len(projects)]])
         times.append(time.perf_counter() - t0)
-    print(f"  context build   p50 {pct(times, 0.5):7.1f} ms   p99 {pct(times, 0.99):7.1f} ms", flush=True)
+    print(f"  context build   p50 {pct(times, 0.5):6.1f} ms   p99 {pct(times, 0.99):6.1f} ms", flush=True)
+    if compare:
+        compare_plain(conn, vsync, queries, modes, tops)
     conn.close()
-    vsync.stop()
-    return tops
+    if vsync is not None:
+        vsync.stop()
+
+
+def compare_plain(
+    conn: sqlite3.Connection,
+    vsync: VectorSync | None,
+    queries: list[Query],
+    modes: list[str],
+    tops: dict[tuple[str, Query], list[float]],
+) -> None:
+    """Top 10s of the bounded keyword ranking against scoring every match (as before), per query kind."""
+    bounded = search.keyword_hits
+    search.keyword_hits = plain_keyword_hits  # type: ignore[assignment]
+    try:
+        for mode in (m for m in modes if m != "semantic"):
+            by_kind: dict[str, list[float]] = {}
+            times: list[float] = []
+            for q in queries:
+                t0 = time.perf_counter()
+                plain = top10(run_search(conn, vsync, q, mode))
+                times.append(time.perf_counter() - t0)
+                shared = Counter(plain) & Counter(tops[(mode, q)])
+                overlap = sum(shared.values()) / len(plain) if plain else 1.0
+                by_kind.setdefault(q.kind, []).append(overlap)
+            parts = ", ".join(f"{k} {sum(v) / len(v):.3f}" for k, v in by_kind.items())
+            every = [x for v in by_kind.values() for x in v]
+            same = sum(x == 1.0 for x in every)
+            print(
+                f"  top-10 overlap with scoring every match, {mode}: {sum(every) / len(every):.3f}"
+                f" ({same}/{len(every)} identical; {parts}); scoring every match took"
+                f" p50 {pct(times, 0.5):.1f} ms, p99 {pct(times, 0.99):.1f} ms",
+                flush=True,
+            )
+    finally:
+        search.keyword_hits = bounded  # type: ignore[assignment]
 
 
 def bench_embeddings(sentences: list[str]) -> None:
@@ -539,7 +594,12 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200, help="queries per mode and size")
     parser.add_argument("--cache", type=Path, help="keep built stores here and reuse them")
     parser.add_argument("--build-only", action="store_true", help="build (and cache) the stores, time nothing")
-    parser.add_argument("--tops", type=Path, help="write each query's top 10 per mode and size here (JSON)")
+    parser.add_argument(
+        "--sqlite-only", default="", help="sizes built without Chroma: keyword search and context build only"
+    )
+    parser.add_argument(
+        "--compare", action="store_true", help="after timing, compare top 10s with scoring every keyword match"
+    )
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     corpus = load_corpus(args.cache)
@@ -550,19 +610,15 @@ def main() -> int:
     )
     if not args.build_only:
         bench_embeddings(sentences)
-    all_tops: dict[str, dict[str, list[str]]] = {}
     for size in iter_sizes(args.sizes):
-        store = open_or_build(size, corpus, args.cache, log=True)
+        store = open_or_build(size, corpus, args.cache, vectors=size not in set(iter_sizes(args.sqlite_only)))
         if args.build_only:
             print(f"  {size:,}: built in {store.built_seconds:.0f}s, {store.vectors:,} vectors", flush=True)
             continue
         sizes = project_sizes(corpus, size)
-        queries = make_queries(corpus, sizes, args.queries)
-        all_tops[str(size)] = bench_store(store, queries, size, list(sizes))
+        bench_store(store, make_queries(corpus, sizes, args.queries), size, list(sizes), args.compare)
         if not args.cache:
             shutil.rmtree(store.directory, ignore_errors=True)
-    if args.tops:
-        args.tops.write_text(json.dumps(all_tops, indent=1))
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return 0
 

@@ -276,15 +276,19 @@ class ChromaStore:
         return out
 
     def upsert(self, docs: list[Doc]) -> list[str]:
-        """Store the documents as their chunks, in the store-wide collection and in their project's; returns
-        the chunk ids stored. Each chunk is embedded once (with its context), for both."""
+        """Store the documents as their chunks; returns the chunk ids stored. Each chunk is embedded once (with
+        its context)."""
         chunks = self.chunks(docs)
-        if not chunks:
-            return []
-        vectors = self.embedder().embed([d.embedded_text for d in chunks])
+        if chunks:
+            self.store_vectors(chunks, self.embedder().embed([d.embedded_text for d in chunks]))
+        return [d.id for d in chunks]
+
+    def store_vectors(self, chunks: list[Doc], vectors: Any) -> None:
+        """Chunks with their vectors (one row each) into the store-wide collection and their project's:
+        embedded once, stored twice."""
         self.collection().upsert(
             ids=[d.id for d in chunks],
-            embeddings=vectors,  # type: ignore[arg-type]
+            embeddings=vectors,
             documents=[d.text for d in chunks],
             metadatas=[d.metadata for d in chunks],  # type: ignore[misc]
         )
@@ -294,11 +298,10 @@ class ChromaStore:
         for project, picked in by_project.items():
             self.partition(project).upsert(
                 ids=[chunks[i].id for i in picked],
-                embeddings=vectors[picked],  # type: ignore[arg-type]
+                embeddings=vectors[picked],
                 documents=[chunks[i].text for i in picked],
                 metadatas=[chunks[i].metadata for i in picked],  # type: ignore[misc]
             )
-        return [d.id for d in chunks]
 
     def ids_of(self, kind: str, row_ids: list[int], project: str | None = None) -> list[str]:
         """The ids of every document Chroma holds for these rows (looked up in the project's collection, which

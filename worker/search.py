@@ -320,12 +320,14 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
 #   3. when still short: the newest RECENT_ROWS rows matching at all;
 #   4. when the filters left it short even so: the plain query (every match that passes the filters).
 # A page is never short of a match that exists. What the bounds can miss: an older row holding none of the
-# rare words that would have outscored one found (bench_search.py compares the top 10s with the plain query).
-# Words are rare or common, and rows new or old, among the rows that pass the filters (the project's rows).
+# rare words that would have outscored one found (bench_search.py --compare measures the top-10 overlap with
+# scoring every match). Words are rare or common, and rows new or old, among the rows that pass the filters
+# (a project's rows); a table of at most CANDIDATE_ROWS rows, every store up to a few thousand observations,
+# runs the plain query.
 RARE_ROWS = 2000  # a word in at most this many rows is rare: all its rows are scored
 CANDIDATE_ROWS = 5000  # rows the rare words may bring in together
-RECENT_ROWS = 3000  # newest matching rows scored by the common-word steps
-SCAN_ROWS = 50000  # matches looked at (newest first) to find those that pass the filters
+RECENT_ROWS = 1000  # newest matching rows scored by the common-word steps
+SCAN_ROWS = 10000  # matches looked at (newest first) to find those that pass the filters
 # Columns a filter on them can be checked with, read from the covering index of migration 8 (id, project,
 # created_at, type) instead of the row itself: about a fifth of the cost per match.
 _INDEXED_FILTER = {"observation": "observations_id_scope", "summary": "session_summaries_id_scope"}
@@ -360,21 +362,31 @@ def _quoted(terms: list[str], op: str = "OR") -> str:
 
 
 def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> int:
-    """How many rows that pass the filters hold the word, counted up to cap + 1, among the newest SCAN_ROWS
-    rows holding it (a bounded walk of its doclist; a word past the scan counts as common)."""
+    """How many rows that pass the filters hold the word, counted up to cap + 1 (cap + 1 also when unknown).
+
+    A bounded walk of the word's doclist: a word in at most `cap` rows of the whole table is rare wherever
+    it is looked for; a word common in the table is looked for among its newest SCAN_ROWS rows that pass the
+    filters, and counts as rare there only when that walk saw every row holding it.
+    """
     table = scope.table
-    sql = (
-        f"SELECT count(*) FROM (SELECT rid FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
-        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)"
-    )
-    found = int(conn.execute(sql, (f'"{term}"', SCAN_ROWS, *scope.args, cap + 1)).fetchone()[0])
-    if found <= cap and scope.check:
-        total = conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', SCAN_ROWS + 1)
+    found = int(
+        conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', cap + 1)
         ).fetchone()[0]
-        if total > SCAN_ROWS:  # the scan did not see every row holding it: no bound on its rows
-            return cap + 1
-    return found
+    )
+    if found <= cap or not scope.check:
+        return found
+    passing = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
+        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)",
+        (f'"{term}"', SCAN_ROWS, *scope.args, cap + 1),
+    ).fetchone()[0]
+    if passing > cap:
+        return cap + 1
+    total = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', SCAN_ROWS + 1)
+    ).fetchone()[0]
+    return int(passing) if total <= SCAN_ROWS else cap + 1
 
 
 def _since(conn: sqlite3.Connection, scope: _Scope, match: str, recent: int) -> int | None:
@@ -407,19 +419,13 @@ def _scored_holding(
 ) -> list[tuple[int, float]]:
     """The full query's bm25 for the rows holding a rare word, and only those.
 
-    `(rare) AND (rare OR common)` matches exactly those rows and scores each rare word twice (bm25 adds one
-    term per phrase of the query); subtracting the rare words' own score leaves the full query's score.
+    bm25 adds one term per phrase of the query that a row holds: `(rare) AND (common)` scores the rows holding
+    words of both kinds in full, `rare` alone the rows holding rare words only.
     """
-    table = scope.table
-    rare_q = _quoted(rare)
-    both = f"({rare_q}) AND ({rare_q} OR {_quoted(common)})"
-    part = f"SELECT {table}.rowid AS id, {scope.rank} AS s FROM {table} WHERE {table} MATCH ?{scope.passes()}"
-    rows = conn.execute(
-        f"SELECT id, sum(s) AS rank FROM ({part} UNION ALL SELECT id, -s FROM ({part}))"
-        f" GROUP BY id ORDER BY rank LIMIT ?",
-        (both, *scope.args, rare_q, *scope.args, limit),
-    ).fetchall()
-    return [(r["id"], -float(r["rank"])) for r in rows]
+    rare_q, common_q = _quoted(rare), _quoted(common)
+    scores = dict(_scored(conn, scope, rare_q, CANDIDATE_ROWS))
+    scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", CANDIDATE_ROWS))
+    return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
 def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams, limit: int) -> list[Ranked]:
@@ -428,6 +434,10 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     if not terms:
         return []
     scope = _scope(kind, params)
+    full = _quoted(terms)
+    rows = conn.execute(f"SELECT max(rowid) FROM {scope.table}").fetchone()[0] or 0
+    if rows <= CANDIDATE_ROWS:  # a small table: scoring every match is bounded already
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
     counts = {t: _rows_with(conn, scope, t, RARE_ROWS) for t in terms}
     rare: list[str] = []
     taken = 0
@@ -436,7 +446,6 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
             rare.append(term)
             taken += counts[term]
     common = [t for t in terms if t not in rare]
-    full = _quoted(terms)
     if not common:  # every word is rare: the plain query scores few rows
         return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
     scores: dict[int, float] = {}
