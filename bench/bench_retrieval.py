@@ -20,6 +20,8 @@ What it measures, the way peers score LoCoMo (deja-vu, graph-memory, Hebb Mind):
   It also prints the machine's load average, so a wall-time p99 can be read against it.
 - `--split` also prints the figures over two halves of the conversations, so a weight tuned on one
   half can be checked on the other.
+- `--cache DIR` keeps the built stores there and reuses them (same data, embedding scheme and schema): build
+  them once at low priority, then time the questions alone under the quiet lock.
 
 Deterministic but for Chroma: fixed insertion order, no sampling; Chroma builds its HNSW index with
 several threads, which can move a turn-level figure by a question or two between runs.
@@ -30,8 +32,10 @@ The data (CC BY-NC) is never copied: it is read from
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -43,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker import search, storage  # noqa: E402
-from worker.chroma_store import ChromaStore  # noqa: E402
+from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 from worker.vectors import VectorSync  # noqa: E402
 
@@ -141,6 +145,28 @@ def build(directory: Path, convs: list[dict[str, Any]], granularity: str) -> Sto
     return Store(conn, vsync, keys, time.perf_counter() - began)
 
 
+def cached(cache: Path, data: Path, convs: list[dict[str, Any]], granularity: str) -> Store:
+    """The store built once under `cache` and reused while the data, the embedding scheme and the schema are
+    the same, so a timing run (under the quiet lock) only asks questions; built here when absent."""
+    digest = hashlib.sha256(data.read_bytes() + str(len(convs)).encode()).hexdigest()[:12]
+    schema = max(v for v, _ in storage.MIGRATIONS)
+    directory = cache / f"{granularity}-{digest}-scheme{EMBEDDING_SCHEME}-schema{schema}"
+    ready = directory / "ready.json"
+    if ready.is_file():
+        saved = json.loads(ready.read_text())
+        settings = load_settings(directory, environ={"CLAUDE_MEM_CHROMA_URL": ""})
+        vsync = VectorSync(settings, ChromaStore(settings))
+        vsync.sync_now()  # nothing to send; opens the collection and checks its scheme
+        keys = {int(k): v for k, v in saved["keys"].items()}
+        return Store(storage.open_store(settings.db_path), vsync, keys, float(saved["embed_seconds"]))
+    if directory.exists():
+        shutil.rmtree(directory)  # a build that did not finish
+    directory.mkdir(parents=True)
+    store = build(directory, convs, granularity)
+    ready.write_text(json.dumps({"keys": store.keys, "embed_seconds": store.embed_seconds}))
+    return store
+
+
 @dataclass
 class Tally:
     hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
@@ -217,6 +243,7 @@ def main() -> int:
     parser.add_argument("--granularity", default="session,turn")
     parser.add_argument("--conversations", type=int, default=0, help="only the first N conversations")
     parser.add_argument("--split", action="store_true", help="also report each half of the conversations")
+    parser.add_argument("--cache", help="keep the built stores in this directory and reuse them (timing runs)")
     args = parser.parse_args()
     path = find_data(args.data)
     if path is None:
@@ -233,11 +260,14 @@ def main() -> int:
     print(f"load average at start: {', '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
     for granularity in [g.strip() for g in args.granularity.split(",") if g.strip()]:
         with tempfile.TemporaryDirectory(prefix="cm-locomo-") as tmp:
-            store = build(Path(tmp), convs, granularity)
+            if args.cache:
+                store = cached(Path(args.cache), path, convs, granularity)
+            else:
+                store = build(Path(tmp), convs, granularity)
             docs = store.vsync.store.count()
             print(
                 f"\n{granularity} granularity: {len(store.keys)} observations, {docs} vectors,"
-                f" embedded in {store.embed_seconds:.1f}s"
+                f" embedded in {store.embed_seconds:.1f}s{' (when the cached store was built)' if args.cache else ''}"
             )
             per_conv = {mode: [run_mode(store, conv, granularity, mode) for conv in convs] for mode in MODES}
             total = {mode: Tally() for mode in MODES}
