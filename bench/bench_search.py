@@ -14,10 +14,13 @@ project (as the worker's routes usually are), the rest unscoped.
 The Chroma vectors are the real embeddings of a few thousand distinct chunk texts of the store, reused with
 noise for the rest (embedding a million texts takes hours on two cores; the HNSW cost depends on how many
 vectors there are, not on where they came from). There are as many vectors as the worker stores: every
-row's documents, split into chunks as `ChromaStore.chunks` splits them. Query embeddings are always real.
+row's documents, split into chunks as `ChromaStore.chunks` splits them, written by `ChromaStore.store_vectors`
+(the store-wide collection and each project's). Query embeddings are always real.
 
 `--cache DIR` keeps each built store (SQLite + Chroma) under DIR/<size> and reuses it: build big stores
-once, at low priority, then time them on a quiet machine.
+once, at low priority, then time them on a quiet machine. `--sqlite-only SIZES` builds those sizes without
+Chroma (keyword search and the context build only). `--compare` then runs every query again with keyword
+search scoring every match (how it ranked before the bounded candidate sets) and prints the top-10 overlap.
 """
 
 from __future__ import annotations
