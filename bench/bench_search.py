@@ -474,10 +474,13 @@ def plain_keyword_hits(conn: sqlite3.Connection, params: search.SearchParams, li
     return hits[:limit]
 
 
-def top10(result: search.SearchResponse) -> list[float]:
-    """The top 10's scores: the observations shown are the same when these are (rows of equal score, which
-    repeated text makes common here, may come in either order)."""
-    return [round(h.score or 0.0, 6) for h in result.results[:10]]
+def top10(result: search.SearchResponse) -> list[str]:
+    """What the top 10 shows. Keyword: each hit's score, as rows of equal score (repeated text makes them
+    common here) may come in either order. Hybrid: the rows, as every fused score moves with the keyword
+    list's last score."""
+    if result.modeUsed == "keyword":
+        return [f"{h.score or 0.0:.6f}" for h in result.results[:10]]
+    return [f"{h.kind}:{h.id}" for h in result.results[:10]]
 
 
 def bench_store(store: Store, queries: list[Query], size: int, projects: list[str], compare: bool) -> None:
@@ -498,7 +501,7 @@ def bench_store(store: Store, queries: list[Query], size: int, projects: list[st
         for project in projects:
             run_search(conn, vsync, Query("warm up", project, "warm"), "semantic")
         run_search(conn, vsync, Query("warm up", None, "warm"), "semantic")
-    tops: dict[tuple[str, Query], list[float]] = {}
+    tops: dict[tuple[str, Query], list[str]] = {}
     for mode in modes:
         times: list[float] = []
         scoped: list[float] = []
@@ -539,7 +542,7 @@ def compare_plain(
     vsync: VectorSync | None,
     queries: list[Query],
     modes: list[str],
-    tops: dict[tuple[str, Query], list[float]],
+    tops: dict[tuple[str, Query], list[str]],
 ) -> None:
     """Top 10s of the bounded keyword ranking against scoring every match (as before), per query kind."""
     bounded = search.keyword_hits
