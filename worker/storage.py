@@ -21,24 +21,26 @@ MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it can
 # before and after it sits in its own FTS column, `context`, which bm25 weighs well below the row's own
 # columns (search.FTS), so the row that holds the words still ranks first; snippets and corpus filters leave
 # the column out. (The vectors get the nearest neighbour on each side: vectors.observation_doc.)
+# The values migration 9 wrote into the index and its triggers (migrations are frozen: their SQL takes
+# literals, so changing these two takes a new migration that rebuilds the column).
 CONTEXT_RADIUS = 2
 CONTEXT_CHARS = 200  # of each neighbour: its narrative, else its subtitle, else its title
 NEIGHBOUR_TEXT = "coalesce(nullif(trim({a}.narrative), ''), nullif(trim({a}.subtitle), ''), {a}.title, '')"
 
 
-def _neighbour_text(session: str, row_id: str, before: bool, offset: int = 0) -> str:
+def _neighbour_text(session: str, row_id: str, before: bool, offset: int, chars: int) -> str:
     op, order = ("<", "DESC") if before else (">", "ASC")
     text = NEIGHBOUR_TEXT.format(a="n")
     return (
-        f"coalesce((SELECT substr({text}, 1, {CONTEXT_CHARS}) FROM observations n WHERE n.session_id = {session}"
+        f"coalesce((SELECT substr({text}, 1, {chars}) FROM observations n WHERE n.session_id = {session}"
         f" AND n.id {op} {row_id} ORDER BY n.id {order} LIMIT 1 OFFSET {offset}), '')"
     )
 
 
-def context_sql(session: str, row_id: str, radius: int = 1) -> str:
+def context_sql(session: str, row_id: str, radius: int, chars: int) -> str:
     """SQL for the `context` column of observation `row_id` in session `session` (both SQL expressions):
-    the text of up to `radius` observations on each side, nearest first."""
-    parts = [_neighbour_text(session, row_id, before, k) for k in range(radius) for before in (True, False)]
+    the text (`chars` of each) of up to `radius` observations on each side, nearest first."""
+    parts = [_neighbour_text(session, row_id, before, k, chars) for k in range(radius) for before in (True, False)]
     return " || char(10) || ".join(parts)
 
 
@@ -72,46 +74,47 @@ _MIGRATION_7 = f"""
         );
         INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
             SELECT o.id, o.title, o.subtitle, o.narrative, o.facts, o.concepts,
-                   o.files_read || ' ' || o.files_modified, {context_sql("o.session_id", "o.id")}
+                   o.files_read || ' ' || o.files_modified, {context_sql("o.session_id", "o.id", 1, 300)}
             FROM observations o;
         CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
             INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
             VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
-                    new.files_read || ' ' || new.files_modified, {context_sql("new.session_id", "new.id")});
-            UPDATE observations_fts SET context = {context_sql("new.session_id", _prev_id("new.session_id", "new.id"))}
+                    new.files_read || ' ' || new.files_modified, {context_sql("new.session_id", "new.id", 1, 300)});
+            UPDATE observations_fts
+            SET context = {context_sql("new.session_id", _prev_id("new.session_id", "new.id"), 1, 300)}
             WHERE rowid = {_prev_id("new.session_id", "new.id")};
         END;
         CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
             DELETE FROM observations_fts WHERE rowid = old.id;
-            UPDATE observations_fts SET context = {context_sql("old.session_id", "observations_fts.rowid")}
+            UPDATE observations_fts SET context = {context_sql("old.session_id", "observations_fts.rowid", 1, 300)}
             WHERE rowid IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
         END;
 """
 _FTS_ROW = "observations_fts.rowid"
 _MIGRATION_9 = f"""
-        -- The keyword context widens to CONTEXT_RADIUS neighbours on each side, CONTEXT_CHARS each; and a row's
+        -- The keyword context widens to 2 neighbours on each side, 200 characters each; and a row's
         -- vectors, which read its nearest neighbours, are made again when a neighbour comes or goes: its
         -- vector_sync row stays (its documents are in Chroma) with synced_at 0, which the backfill sends again.
         DROP TRIGGER observations_ai;
         DROP TRIGGER observations_ad;
         UPDATE observations_fts SET context = (
-            SELECT {context_sql("o.session_id", "o.id", CONTEXT_RADIUS)} FROM observations o
+            SELECT {context_sql("o.session_id", "o.id", 2, 200)} FROM observations o
             WHERE o.id = observations_fts.rowid
         );
         CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
             INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
             VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
                     new.files_read || ' ' || new.files_modified,
-                    {context_sql("new.session_id", "new.id", CONTEXT_RADIUS)});
-            UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, CONTEXT_RADIUS)}
-            WHERE rowid IN ({_around("new.session_id", "new.id", CONTEXT_RADIUS)});
+                    {context_sql("new.session_id", "new.id", 2, 200)});
+            UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, 2, 200)}
+            WHERE rowid IN ({_around("new.session_id", "new.id", 2)});
             UPDATE vector_sync SET synced_at = 0
             WHERE kind = 'observation' AND row_id = {_prev_id("new.session_id", "new.id")};
         END;
         CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
             DELETE FROM observations_fts WHERE rowid = old.id;
-            UPDATE observations_fts SET context = {context_sql("old.session_id", _FTS_ROW, CONTEXT_RADIUS)}
-            WHERE rowid IN ({_around("old.session_id", "old.id", CONTEXT_RADIUS)});
+            UPDATE observations_fts SET context = {context_sql("old.session_id", _FTS_ROW, 2, 200)}
+            WHERE rowid IN ({_around("old.session_id", "old.id", 2)});
             UPDATE vector_sync SET synced_at = 0 WHERE kind = 'observation'
                 AND row_id IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
         END;

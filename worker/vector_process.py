@@ -4,8 +4,11 @@ Embedding with onnxruntime in the worker took it from ~115 MB to 300-670 MB (the
 each batch's attention buffers on top); an embedded Chroma keeps its HNSW index in the process as well.
 Run here, the worker stays small and the child's memory is bounded: after a call that leaves the child
 above CLAUDE_MEM_VECTOR_PROCESS_MAX_MB it is replaced (the next call starts a fresh one, ~1-2 s to load the
-model), and the operating system gets every page back. What is computed is unchanged: the child runs the
-same `ChromaStore` (worker/chroma_store.py) the worker would run in-process.
+model), and the operating system gets every page back. A large store's search index alone can exceed the
+setting; replacing a child that a fresh one would equal only reloads it on every call, so the bound is never
+below what a fresh child settled at after its first call plus half the setting (logged when it rises).
+What is computed is unchanged: the child runs the same `ChromaStore` (worker/chroma_store.py) the worker
+would run in-process.
 
 `ChildChromaStore` is a `ChromaStore` whose calls go to the child over a pipe (length-prefixed pickle
 frames, both ends our own code); several calls may be in flight (a search while the sync thread upserts),
@@ -97,6 +100,7 @@ class _Child:
         self.pending_lock = threading.Lock()
         self.ids = itertools.count(1)
         self.dead = False
+        self.calls = 0  # completed calls
         # The first frame is the worker's own settings, so the child's store is the one the worker would
         # open (settings given in code or the environment, not only those in settings.json).
         try:
@@ -169,6 +173,7 @@ class ChildChromaStore(ChromaStore):
         self._child_lock = threading.Lock()
         self.restarts = 0  # children replaced for exceeding the memory bound
         self.peak_child_mb = 0.0
+        self.settled_mb = 0.0  # the largest RSS a fresh child had after its first call (model + index)
 
     @property
     def child_pid(self) -> int | None:
@@ -183,21 +188,36 @@ class ChildChromaStore(ChromaStore):
                 self._child = _Child(self.settings)
             child = self._child
         try:
-            return child.call(method, args, kwargs)
+            result = child.call(method, args, kwargs)
+            child.calls += 1
+            return result
         finally:
             self._bound(child)
+
+    @property
+    def bound_mb(self) -> float:
+        """The RSS above which an idle child is replaced: the setting, or what a fresh child needs plus half of it."""
+        return max(float(self.max_mb), self.settled_mb + self.max_mb / 2)
 
     def _bound(self, child: _Child) -> None:
         """Replace a child whose memory grew past the bound, once no other call is using it."""
         used = rss_mb(child.proc.pid)
         self.peak_child_mb = max(self.peak_child_mb, used)
-        if self.max_mb <= 0 or used <= self.max_mb or child.busy():
+        if self.max_mb <= 0:
+            return
+        if child.calls == 1 and used > self.settled_mb:
+            before = self.bound_mb
+            self.settled_mb = used
+            if self.bound_mb > before:
+                log.info("vector process settles at %.0f MB (model and index): bound now %.0f MB", used, self.bound_mb)
+            return
+        if used <= self.bound_mb or child.busy():
             return
         with self._child_lock:
             if self._child is not child or child.busy():
                 return
             self._child = None
-        log.info("vector process at %.0f MB (bound %d MB): replacing it", used, self.max_mb)
+        log.info("vector process at %.0f MB (bound %.0f MB): replacing it", used, self.bound_mb)
         self.restarts += 1
         child.stop()
 
