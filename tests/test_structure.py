@@ -79,3 +79,41 @@ def test_only_the_cli_imports_the_installer() -> None:
             if any(n == "worker.install" or n.startswith("worker.install.") for n in names):
                 importers.append(path)
     assert set(importers) <= {"worker/cli.py"}, importers
+
+
+# The read routes whose SQL can take long at a million rows: they read through `services.readers` (a
+# read-only connection in a thread), never the event loop's `services.conn`, so hook posts are not held.
+READ_ROUTES = {
+    "worker/api/search.py": {"search_route", "by_file", "timeline_route", "batch", "get_one"},
+    "worker/api/sessions.py": {"context_inject"},
+}
+
+
+def _conn_uses(fn: ast.AST) -> list[int]:
+    return [
+        node.lineno
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Attribute) and node.attr == "conn" and isinstance(node.value, ast.Name)
+        if node.value.id == "services"
+    ]
+
+
+def test_read_routes_do_not_touch_the_event_loops_connection() -> None:
+    found: dict[str, set[str]] = {}
+    offenders = []
+    for path, tree in _modules():
+        for fn in ast.walk(tree):
+            if isinstance(fn, ast.AsyncFunctionDef) and fn.name in READ_ROUTES.get(path, set()):
+                found.setdefault(path, set()).add(fn.name)
+                offenders += [f"{path}:{line} ({fn.name})" for line in _conn_uses(fn)]
+                assert "readers" in ast.unparse(fn), f"{path}: {fn.name} no longer reads through services.readers"
+    assert found == READ_ROUTES, "a read route was renamed or moved: update READ_ROUTES"
+    assert offenders == [], f"read routes using services.conn on the event loop: {offenders}"
+
+
+def test_the_rule_sees_a_read_route_on_the_loops_connection() -> None:
+    bad = ast.parse("async def search_route(self, services):\n    return search.search(services.conn, p)\n")
+    fine = ast.parse(
+        "async def search_route(self, services):\n    return await services.readers.run(search.search, p)\n"
+    )
+    assert _conn_uses(bad) == [2] and _conn_uses(fine) == []

@@ -16,6 +16,7 @@ from worker.env_isolation import gateway_problems
 from worker.feed import FeedHub
 from worker.knowledge import KnowledgeAgent
 from worker.queue import QueueRunner
+from worker.readers import Readers
 from worker.settings import Settings, SettingsError, load_credentials, mask
 from worker.usage import DailyBudget
 from worker.vectors import VectorSync, disabled_status
@@ -62,6 +63,7 @@ class Services:
     settings: Settings
     conn: sqlite3.Connection
     runner: QueueRunner
+    readers: Readers  # read-only connections in threads: the search family's SQL runs there, off the loop
     # Typed at run time: Litestar reads these hints when it injects `services`.
     stored: StoredListeners = field(default_factory=StoredListeners)
     vectors: VectorSync | None = None  # None when Chroma is disabled

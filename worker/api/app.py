@@ -45,6 +45,7 @@ from worker.api.viewer import (
 from worker.feed import FeedHub
 from worker.knowledge import CorpusError, KnowledgeAgent
 from worker.queue import ProcessingError, QueueRunner
+from worker.readers import Readers
 from worker.search import ParamError
 from worker.services import Part, Services, StoredListeners
 from worker.settings import Settings
@@ -94,7 +95,8 @@ def build_services(settings: Settings) -> Services:
         settings.max_attempts,
         budget_retry=settings.budget_retry_seconds,
     )
-    parts: list[Part] = [agent]
+    readers = Readers(settings.db_path)
+    parts: list[Part] = [agent, readers]
     vectors = VectorSync(settings) if settings.chroma_enabled else None
     if vectors is not None:
         stored.subscribe(vectors.notify)
@@ -106,6 +108,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         conn=conn,
         runner=runner,
+        readers=readers,
         stored=stored,
         vectors=vectors,
         feed=feed,

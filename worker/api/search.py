@@ -1,8 +1,9 @@
 """Recall routes (SPEC.md section 4): search, timeline, observations by id, by file, delete, vector sync.
 
-SQLite is read on the event loop thread (the one connection in Services); Chroma and the
-embedding model run in a worker thread with a timeout, so a slow or dead Chroma costs a search its
-semantic half (the answer says so) and never stalls the loop.
+The read routes run their SQL in a read thread on a read-only connection (`services.readers`), so a
+search over a million rows never holds up a hook post; Chroma and the embedding model run in a worker
+thread with a timeout, so a slow or dead Chroma costs a search its semantic half (the answer says so)
+and never stalls the loop. Deletes write on the loop's connection (`services.conn`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ class SearchController(Controller):
         raw = _raw(request)
         params = search.parse_params(raw)
         hits, error = await chroma_hits(services, search.semantic_request(params))
-        return search.search(services.conn, params, hits, error, want_rows=raw.get("format") == "json")
+        return await services.readers.run(search.search, params, hits, error, want_rows=raw.get("format") == "json")
 
     @get("/search/by-file")
     async def by_file(self, request: Request[Any, Any, Any], services: Services) -> ByFileResponse:
@@ -81,7 +82,7 @@ class SearchController(Controller):
         if not file_path:
             raise search.ParamError("filePath", "required")
         limit = search.int_param(raw, "limit", 20, 1, search.MAX_LIMIT)
-        hits = search.by_file(services.conn, file_path, (raw.get("project") or "").strip() or None, limit)
+        hits = await services.readers.run(search.by_file, file_path, (raw.get("project") or "").strip() or None, limit)
         return ByFileResponse(
             filePath=file_path,
             totalResults=len(hits),
@@ -104,17 +105,17 @@ class SearchController(Controller):
         if query and not anchor:
             req = search.semantic_request(search.timeline_search_params(query, project))
             hits, error = await chroma_hits(services, req)
-        return search.timeline(services.conn, anchor, query, before, after, project, hits, error, session)
+        return await services.readers.run(search.timeline, anchor, query, before, after, project, hits, error, session)
 
     @post("/observations/batch", status_code=200)
     async def batch(self, data: BatchRequest, services: Services) -> list[dict[str, Any]]:
         """Full observations by id (claude-mem's get_observations)."""
         ids = search.parse_ids(data.ids)
-        return search.get_observations(services.conn, ids, data.orderBy, data.limit, data.project)
+        return await services.readers.run(search.get_observations, ids, data.orderBy, data.limit, data.project)
 
     @get("/observation/{obs_id:int}")
     async def get_one(self, obs_id: ObservationId, services: Services) -> dict[str, Any]:
-        found = search.get_observation(services.conn, obs_id)
+        found = await services.readers.run(search.get_observation, obs_id)
         if found is None:
             raise NotFoundException(f"Observation #{obs_id} not found")
         return found

@@ -204,4 +204,5 @@ class HookController(Controller):
             raise ValidationException("project or projects is required", extra=[{"key": "project"}])
         if all(services.is_excluded(n) for n in names):
             return Response("", media_type="text/plain")
-        return Response(build_context(services.conn, services.settings, names), media_type="text/plain")
+        text = await services.readers.run(build_context, services.settings, names)
+        return Response(text, media_type="text/plain")
