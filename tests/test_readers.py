@@ -17,6 +17,7 @@ import pytest
 
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, wait_for
 from worker import storage
+from worker.checkpoint import Checkpointer
 from worker.readers import READ_THREADS, Readers
 
 
@@ -240,3 +241,34 @@ def test_readers_close_their_connections_and_survive_a_failing_call(tmp_path: Pa
     for conn in seen:
         with pytest.raises(sqlite3.ProgrammingError):  # closed at stop
             conn.execute("SELECT 1")
+
+
+def test_the_loops_commits_leave_wal_checkpoints_to_a_thread(tmp_path: Path) -> None:
+    """A commit on the loop's connection never copies the WAL into the store (SQLite would, in the commit
+    that passes 1000 pages: a hook post stalled ~200 ms); the part's own connection does, and all of it."""
+    db = tmp_path / "claude-mem.db"
+    conn = storage.open_store(db)
+    part = Checkpointer(conn, db, interval=3600)  # no round of its own during the test
+
+    async def go() -> tuple[int, tuple[int, int, int]]:
+        await part.start()
+        during = conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0]
+        with storage.Tx(conn):
+            sid = int(storage.ensure_session(conn, "s-wal", "webapp")["id"])
+        for n in range(600):
+            with storage.Tx(conn):
+                storage.insert_observation(
+                    conn, sid, "webapp", {"type": "change", "title": f"t{n}", "narrative": f"{n} " * 900}, 1
+                )
+        result = await asyncio.to_thread(part.checkpoint)
+        await part.stop()
+        return during, result
+
+    try:
+        during, (busy, frames, done) = asyncio.run(go())
+        assert during == 0 and busy == 0
+        assert frames > 1000 and done == frames, (frames, done)  # past SQLite's own trigger, none copied before
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000  # given back at stop
+        assert conn.execute("SELECT count(*) FROM observations").fetchone()[0] == 600
+    finally:
+        conn.close()

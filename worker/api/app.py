@@ -42,6 +42,7 @@ from worker.api.viewer import (
     viewer_asset,
     viewer_page,
 )
+from worker.checkpoint import Checkpointer
 from worker.feed import FeedHub
 from worker.knowledge import CorpusError, KnowledgeAgent
 from worker.queue import ProcessingError, QueueRunner
@@ -96,7 +97,7 @@ def build_services(settings: Settings) -> Services:
         budget_retry=settings.budget_retry_seconds,
     )
     readers = Readers(settings.db_path)
-    parts: list[Part] = [agent, readers]
+    parts: list[Part] = [agent, readers, Checkpointer(conn, settings.db_path)]
     vectors = VectorSync(settings) if settings.chroma_enabled else None
     if vectors is not None:
         stored.subscribe(vectors.notify)
