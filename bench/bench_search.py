@@ -483,7 +483,9 @@ def top10(result: search.SearchResponse) -> list[str]:
     return [f"{h.kind}:{h.id}" for h in result.results[:10]]
 
 
-def bench_store(store: Store, queries: list[Query], size: int, projects: list[str], compare: bool) -> None:
+def bench_store(
+    store: Store, queries: list[Query], size: int, projects: list[str], compare: bool, slowest: int = 0
+) -> None:
     how = "reused from the cache" if store.reused else "built now"
     print(
         f"\n{size:,} observations, {store.vectors:,} vectors ({how}; the build took {store.built_seconds:.0f}s)",
@@ -502,6 +504,7 @@ def bench_store(store: Store, queries: list[Query], size: int, projects: list[st
             run_search(conn, vsync, Query("warm up", project, "warm"), "semantic")
         run_search(conn, vsync, Query("warm up", None, "warm"), "semantic")
     tops: dict[tuple[str, Query], list[str]] = {}
+    keyword_times: dict[Query, float] = {}
     for mode in modes:
         times: list[float] = []
         scoped: list[float] = []
@@ -515,6 +518,8 @@ def bench_store(store: Store, queries: list[Query], size: int, projects: list[st
                 scoped.append(elapsed)
             found += bool(result.results)
             tops[(mode, q)] = top10(result)
+            if mode == "keyword":
+                keyword_times[q] = elapsed
         unscoped = [t for t, q in zip(times, queries, strict=True) if not q.project]
         print(
             f"  search {mode:<8} p50 {pct(times, 0.5):6.1f} ms   p99 {pct(times, 0.99):6.1f} ms"
@@ -532,9 +537,52 @@ def bench_store(store: Store, queries: list[Query], size: int, projects: list[st
     print(f"  context build   p50 {pct(times, 0.5):6.1f} ms   p99 {pct(times, 0.99):6.1f} ms", flush=True)
     if compare:
         compare_plain(conn, vsync, queries, modes, tops)
+    if slowest:
+        explain_slowest(conn, sorted(keyword_times, key=lambda q: -keyword_times[q])[:slowest], keyword_times)
     conn.close()
     if vsync is not None:
         vsync.stop()
+
+
+def bm25_floor(conn: sqlite3.Connection, query: str) -> dict[str, float]:
+    """Per kind, the seconds of one bm25 statement scoring a single row: FTS5's bm25 counts the rows holding each
+    query word (its idf) by walking the word's whole doclist, once per statement, however few rows it scores."""
+    match = search.fts_query(query)
+    out: dict[str, float] = {}
+    for kind in storage.KINDS:
+        table, rank = search.FTS[kind]
+        last = conn.execute(f"SELECT max(rowid) FROM {table} WHERE {table} MATCH ?", (match,)).fetchone()[0]
+        t0 = time.perf_counter()
+        if last is not None:
+            conn.execute(f"SELECT {rank} FROM {table} WHERE {table} MATCH ? AND rowid = ?", (match, last)).fetchall()
+        out[kind] = time.perf_counter() - t0
+    return out
+
+
+def explain_slowest(conn: sqlite3.Connection, slow: list[Query], took: dict[Query, float]) -> None:
+    """The slowest keyword queries run again, each SQL statement with its time (until the next one starts)."""
+    print(f"  the {len(slow)} slowest keyword queries (each statement: ms until the next, then its SQL):")
+    for q in slow:
+        marks: list[tuple[float, str]] = []
+        conn.set_trace_callback(lambda sql, marks=marks: marks.append((time.perf_counter(), sql)))
+        try:
+            params = search.parse_params(
+                {"query": q.text, "mode": "keyword", **({"project": q.project} if q.project else {})}
+            )
+            search.search(conn, params, None)
+            end = time.perf_counter()
+        finally:
+            conn.set_trace_callback(None)
+        floor = bm25_floor(conn, q.text)
+        rows = conn.execute("SELECT count(*) FROM observations WHERE project = ?", (q.project,)).fetchone()[0]
+        print(
+            f"\n  {took[q] * 1000:.1f} ms {q.kind} {q.text!r} terms {search.query_terms(q.text)}"
+            f" project {q.project or '(all)'} ({rows:,} observations); one bm25 statement per kind:"
+            f" {', '.join(f'{k} {v * 1000:.1f}' for k, v in floor.items())} ms"
+        )
+        for (at, sql), nxt in zip(marks, [m[0] for m in marks[1:]] + [end], strict=True):
+            flat = re.sub(r"\s+", " ", sql)
+            print(f"    {(nxt - at) * 1000:6.1f}  {flat[:200]}")
 
 
 def compare_plain(
@@ -606,6 +654,12 @@ def main() -> int:
     parser.add_argument(
         "--compare", action="store_true", help="after timing, compare top 10s with scoring every keyword match"
     )
+    parser.add_argument(
+        "--slowest",
+        type=int,
+        default=0,
+        help="after timing, run the N slowest keyword queries again, statement by statement",
+    )
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     corpus = load_corpus(args.cache)
@@ -622,7 +676,8 @@ def main() -> int:
             print(f"  {size:,}: built in {store.built_seconds:.0f}s, {store.vectors:,} vectors", flush=True)
             continue
         sizes = project_sizes(corpus, size)
-        bench_store(store, make_queries(corpus, sizes, args.queries), size, list(sizes), args.compare)
+        queries = make_queries(corpus, sizes, args.queries)
+        bench_store(store, queries, size, list(sizes), args.compare, args.slowest)
         if not args.cache:
             shutil.rmtree(store.directory, ignore_errors=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
