@@ -140,3 +140,65 @@ def test_each_project_has_its_own_collection_and_a_scoped_search_looks_only_ther
         assert report.upserted["observation"] == 1 and vsync.store.count() == 1 == StoreView(client).count()
     finally:
         vsync.stop()
+
+
+def test_a_scoped_search_of_common_words_ranks_the_projects_rows_by_their_exact_score(
+    store: Any, small_bounds: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A small project's rows are older than a big project's newest matches (more than the SCAN_ROWS looked at):
+    the bounded steps find none of them, and the page is still the project's best rows by the full query's bm25."""
+    monkeypatch.setattr(search, "SCAN_ROWS", 20)
+    _, conn = store
+    mine = [
+        add(conn, f"Parser timeout {n}", "The parser hit a timeout." + " parser" * n, project="small") for n in range(5)
+    ]
+    for n in range(40):
+        add(conn, f"Parser timeout elsewhere {n}", "The parser hit a timeout again.", project="big")
+    found = keyword(conn, "parser timeout", project="small")
+    truth = exact(conn, "parser timeout", project="small")
+    assert [rid for rid, _ in found] == [rid for rid, _ in truth] and set(mine) == {rid for rid, _ in found}
+    assert all(score == pytest.approx(dict(truth)[rid], rel=1e-9) for rid, score in found)
+
+
+def _segments(conn: sqlite3.Connection, table: str) -> int:
+    """How many segments an FTS5 index has: read from its structure record (4-byte cookie, varint levels,
+    varint segments)."""
+    block = conn.execute(f"SELECT block FROM {table}_data WHERE id = 10").fetchone()[0]
+    values, value, at = [], 0, 4
+    while len(values) < 2:
+        byte = block[at]
+        at += 1
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            values.append(value)
+            value = 0
+    return int(values[1])
+
+
+def test_migration_10_merges_each_keyword_index_into_one_segment_and_keeps_every_score(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = storage.MIGRATIONS
+    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 10])
+    conn = storage.open_store(tmp_path / "store.db")
+    try:
+        for n in range(12):  # one transaction each: each adds a segment to the index
+            add(conn, f"Cache eviction {n}", "The cache evicts the oldest entry" + " cache" * (n % 4))
+            with storage.Tx(conn):
+                sid = storage.ensure_session(conn, "s-p", "p")["id"]
+                storage.add_prompt(conn, sid, f"why does the cache evict entry {n}")
+        before = {k: _segments(conn, search.FTS[k][0]) for k in storage.KINDS}
+        scores = keyword(conn, "cache eviction entry")
+        assert before["observation"] > 1 and before["prompt"] > 1
+        monkeypatch.setattr(storage, "MIGRATIONS", full)
+        storage.migrate(conn)
+        after_segments = {k: _segments(conn, search.FTS[k][0]) for k in storage.KINDS}
+        assert after_segments == {"observation": 1, "summary": 0, "prompt": 1}  # no summaries: an empty index
+        after = keyword(conn, "cache eviction entry")
+        assert [rid for rid, _ in after] == [rid for rid, _ in scores]
+        assert all(a == pytest.approx(b, rel=1e-12) for (_, a), (_, b) in zip(after, scores, strict=True))
+        for kind in storage.KINDS:
+            table = search.FTS[kind][0]
+            conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
+    finally:
+        conn.close()

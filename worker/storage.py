@@ -353,6 +353,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (9, _MIGRATION_9),
+    (
+        10,
+        """
+        -- Keyword search: on every statement FTS5's bm25 counts the rows holding each query word (its idf) by
+        -- walking the word's doclist through every segment of the index. Bulk loads and a year of inserts leave a
+        -- dozen segments or more; merged into one, that walk (and every scan) took half the time at 1M
+        -- observations (bench_search.py). Rows added later go to small new segments that FTS5's automerge folds
+        -- in as they accumulate.
+        INSERT INTO observations_fts(observations_fts) VALUES ('optimize');
+        INSERT INTO session_summaries_fts(session_summaries_fts) VALUES ('optimize');
+        INSERT INTO user_prompts_fts(user_prompts_fts) VALUES ('optimize');
+        """,
+    ),
 ]
 
 
