@@ -29,12 +29,16 @@ def store(tmp_path: Path) -> Iterator[tuple[Settings, sqlite3.Connection]]:
     conn.close()
 
 
-@pytest.fixture
-def small_bounds(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A word in more than 3 rows is common; rare words bring in 6 rows at most; 8 recent rows are scored."""
+@pytest.fixture(params=["id list", "lookup per match"])
+def small_bounds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A word in more than 3 rows is common; rare words bring in 6 rows at most; 8 recent rows are scored.
+
+    Each test runs with both filter checks: against the list of ids that pass (a scope of at most SMALL_SCOPE
+    rows) and with an index lookup per match (a larger scope)."""
     monkeypatch.setattr(search, "RARE_ROWS", 3)
     monkeypatch.setattr(search, "CANDIDATE_ROWS", 6)
     monkeypatch.setattr(search, "RECENT_ROWS", 8)
+    monkeypatch.setattr(search, "SMALL_SCOPE", 10_000 if request.param == "id list" else 0)
 
 
 def add(conn: sqlite3.Connection, title: str, narrative: str = "", project: str = "p") -> int:
@@ -202,3 +206,17 @@ def test_migration_10_merges_each_keyword_index_into_one_segment_and_keeps_every
             conn.execute(f"INSERT INTO {table}({table}) VALUES ('integrity-check')")
     finally:
         conn.close()
+
+
+def test_a_word_no_row_holds_changes_no_rank_or_score(store: Any, small_bounds: None) -> None:
+    """A question word found nowhere ("bug" in a store that never says it) is neither rare nor common: the rows
+    are those of the other words, scored exactly as the full query scores them."""
+    _, conn = store
+    for n in range(12):
+        add(conn, f"Parser timeout {n}", "The parser hit a timeout." + " parser" * (n % 3))
+        add(conn, f"Parser note {n}", "The parser was refactored.")
+    with_absent = keyword(conn, "bug in parser when timeout zyxwvut")
+    assert with_absent == keyword(conn, "parser timeout")
+    truth = dict(exact(conn, "bug in parser when timeout zyxwvut"))
+    assert all(score == pytest.approx(truth[rid], rel=1e-9) for rid, score in with_absent)
+    assert {rid for rid, _ in with_absent} == set(truth)

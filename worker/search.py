@@ -328,6 +328,7 @@ RARE_ROWS = 2000  # a word in at most this many rows is rare: all its rows are s
 CANDIDATE_ROWS = 5000  # rows the rare words may bring in together
 RECENT_ROWS = 1000  # newest matching rows scored by the common-word steps
 SCAN_ROWS = 10000  # matches looked at (newest first) to find those that pass the filters
+SMALL_SCOPE = 20000  # up to this many rows pass the filters: a match is checked against their id list
 # Columns a filter on them can be checked with, read from the covering index of migration 8 (id, project,
 # created_at, type) instead of the row itself: about a fifth of the cost per match.
 _INDEXED_FILTER = {"observation": "observations_id_scope", "summary": "session_summaries_id_scope"}
@@ -346,14 +347,23 @@ class _Scope:
         return self.check.format(rowid=rowid or f"{self.table}.rowid")
 
 
-def _scope(kind: str, params: SearchParams) -> _Scope:
+def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     table, rank = FTS[kind]
     source, where, args = filter_sql(kind, params)
     if where == "1":
         return _Scope(table, rank, "", ())
-    index = _INDEXED_FILTER.get(kind)
-    if index and not params.concepts and not params.files:
-        source = f"{source} INDEXED BY {index}"
+    if not params.concepts and not params.files:
+        # Read from indexes: a small project's (or date range's) row ids, listed once per statement, are checked
+        # against each match far faster than a lookup per match (less than half the time of a scoped search of
+        # common words in a project of 1 % of a 1M store, where every match of the whole store is looked at).
+        small = conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} LIMIT ?)", (*args, SMALL_SCOPE + 1)
+        ).fetchone()[0]
+        if small <= SMALL_SCOPE:
+            return _Scope(table, rank, f" AND +{{rowid}} IN (SELECT t.id FROM {source} WHERE {where})", tuple(args))
+        index = _INDEXED_FILTER.get(kind)
+        if index:
+            source = f"{source} INDEXED BY {index}"
     return _Scope(table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args))
 
 
@@ -433,7 +443,7 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     terms = query_terms(params.query)
     if not terms:
         return []
-    scope = _scope(kind, params)
+    scope = _scope(conn, kind, params)
     full = _quoted(terms)
     rows = conn.execute(f"SELECT max(rowid) FROM {scope.table}").fetchone()[0] or 0
     if rows <= CANDIDATE_ROWS:  # a small table: scoring every match is bounded already
@@ -441,12 +451,13 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     counts = {t: _rows_with(conn, scope, t, RARE_ROWS) for t in terms}
     rare: list[str] = []
     taken = 0
+    absent = {t for t in terms if counts[t] == 0}  # no row that passes holds it: it adds to no score
     for term in sorted(terms, key=lambda t: counts[t]):
-        if counts[term] <= RARE_ROWS and taken + counts[term] <= CANDIDATE_ROWS:
+        if 0 < counts[term] <= RARE_ROWS and taken + counts[term] <= CANDIDATE_ROWS:
             rare.append(term)
             taken += counts[term]
-    common = [t for t in terms if t not in rare]
-    if not common:  # every word is rare: the plain query scores few rows
+    common = [t for t in terms if t not in rare and t not in absent]
+    if not common:  # every word is rare (or absent): the plain query scores few rows
         return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
     scores: dict[int, float] = {}
     if rare:
