@@ -564,7 +564,10 @@ def explain_slowest(conn: sqlite3.Connection, slow: list[Query], took: dict[Quer
     print(f"  the {len(slow)} slowest keyword queries (each statement: ms until the next, then its SQL):")
     for q in slow:
         marks: list[tuple[float, str]] = []
-        conn.set_trace_callback(lambda sql, marks=marks: marks.append((time.perf_counter(), sql)))
+        # FTS5's own statements (reading its index, "-- ..."): counted in the statement that ran them.
+        conn.set_trace_callback(
+            lambda sql, marks=marks: None if sql.startswith("--") else marks.append((time.perf_counter(), sql))
+        )
         try:
             params = search.parse_params(
                 {"query": q.text, "mode": "keyword", **({"project": q.project} if q.project else {})}
