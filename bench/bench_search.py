@@ -561,7 +561,7 @@ def bm25_floor(conn: sqlite3.Connection, query: str) -> dict[str, float]:
 
 def explain_slowest(conn: sqlite3.Connection, slow: list[Query], took: dict[Query, float]) -> None:
     """The slowest keyword queries run again, each SQL statement with its time (until the next one starts)."""
-    print(f"  the {len(slow)} slowest keyword queries (each statement: ms until the next, then its SQL):")
+    print(f"  the {len(slow)} slowest keyword queries (each statement of 0.5 ms or more: ms until the next, its SQL):")
     for q in slow:
         marks: list[tuple[float, str]] = []
         # FTS5's own statements (reading its index, "-- ..."): counted in the statement that ran them.
@@ -583,9 +583,13 @@ def explain_slowest(conn: sqlite3.Connection, slow: list[Query], took: dict[Quer
             f" project {q.project or '(all)'} ({rows:,} observations); one bm25 statement per kind:"
             f" {', '.join(f'{k} {v * 1000:.1f}' for k, v in floor.items())} ms"
         )
-        for (at, sql), nxt in zip(marks, [m[0] for m in marks[1:]] + [end], strict=True):
-            flat = re.sub(r"\s+", " ", sql)
-            print(f"    {(nxt - at) * 1000:6.1f}  {flat[:200]}")
+        spans = [(nxt - at, sql) for (at, sql), nxt in zip(marks, [m[0] for m in marks[1:]] + [end], strict=True)]
+        quick = [s for s, _ in spans if s < 0.0005]
+        for seconds, sql in spans:
+            if seconds >= 0.0005:
+                flat = " ".join(sql.split())
+                print(f"    {seconds * 1000:6.1f}  {flat[:200]}")
+        print(f"    {sum(quick) * 1000:6.1f}  ({len(quick)} statements under 0.5 ms each)")
 
 
 def compare_plain(
