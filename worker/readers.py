@@ -46,16 +46,12 @@ class Readers:
         return self._executor
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on its first call: read-only twice over (`mode=ro` and
-        `query_only`), with no database to attach (`mode=ro` binds only the store: ATTACH or VACUUM INTO
-        could create and write any file), autocommit so the read transaction is ours to open and close."""
+        """This thread's connection (`storage.connect_readonly`: no writes, nothing to attach), opened on
+        its first call, in autocommit so the read transaction is ours to open and close."""
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = storage.connect_readonly(self.db_path)
             conn.isolation_level = None
-            conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
-            conn.execute("PRAGMA query_only=1")
-            conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
             with self._lock:
                 self._opened.append(conn)

@@ -382,9 +382,13 @@ def connect(path: Path) -> sqlite3.Connection:
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
     """A second, read-only connection for a long read in a worker thread (WAL lets it run beside the
-    event loop's writes), so an aggregate over the whole store never holds up hook posts."""
+    event loop's writes), so an aggregate over the whole store never holds up hook posts. Read-only twice
+    over (`mode=ro` and `query_only`), with no database to attach: `mode=ro` binds only the store, and
+    ATTACH or VACUUM INTO could create and write any file."""
     conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30)
     conn.row_factory = sqlite3.Row
+    conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+    conn.execute("PRAGMA query_only=1")
     return conn
 
 

@@ -23,7 +23,6 @@ from litestar import Request, get
 from litestar.exceptions import HTTPException, NotAuthorizedException, NotFoundException, ValidationException
 from litestar.response import Response, ServerSentEvent
 
-from worker import storage
 from worker.api.auth import bearer_ok
 from worker.feed import (
     DEFAULT_SNAPSHOT,
@@ -187,14 +186,7 @@ async def overview_route(request: Request[Any, Any, Any], services: Services) ->
     tz = _int_param(request, "tz", 0, -14 * 60, 14 * 60)
     today = (datetime.now(UTC) + timedelta(minutes=tz)).date()
 
-    def count() -> dict[str, Any]:
-        conn = storage.connect_readonly(services.settings.db_path)
-        try:
-            return overview(conn, project, days, tz, today)
-        finally:
-            conn.close()
-
-    return await asyncio.to_thread(count)
+    return await services.readers.run(overview, project, days, tz, today)
 
 
 @get("/stream/stats", tags=["viewer"], sync_to_thread=False)
