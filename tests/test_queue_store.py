@@ -364,6 +364,66 @@ def test_retry_failed_by_reason_and_by_session(conn: sqlite3.Connection) -> None
     assert queue.retry_failed(conn) == 0
 
 
+def grouped_counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """The queue's counts as the whole table says, to check the kept ones against."""
+    out = dict.fromkeys(queue.STATES, 0)
+    out.update({r[0]: r[1] for r in conn.execute("SELECT state, COUNT(*) FROM pending_events GROUP BY state")})
+    return out
+
+
+def test_kept_counts_follow_every_state_change(conn: sqlite3.Connection) -> None:
+    """The counts status reads (four rows kept by triggers) agree with the table after every kind of write:
+    enqueue, claim, complete, a failure, a back-off, retry, recover and a session's deletion (cascade)."""
+    a, b, c = new_session(conn, "a"), new_session(conn, "b"), new_session(conn, "c")
+    for n in range(4):
+        put(conn, a, n=n)
+        put(conn, b, n=n)
+    put(conn, c)
+
+    def in_tx(sql: str, *args: object) -> None:
+        with storage.Tx(conn):
+            conn.execute(sql, args)
+
+    def complete_one() -> None:
+        events = queue.claim(conn, a, "me", 1)
+        with storage.Tx(conn):
+            queue.complete(conn, [e.id for e in events])
+
+    steps = [
+        lambda: queue.claim(conn, a, "me", 2),
+        complete_one,
+        lambda: queue.settle_error(conn, queue.claim(conn, b, "me", 2), ProcessingError("permanent", "no"), 5),
+        lambda: queue.settle_error(conn, queue.claim(conn, b, "me", 1), ProcessingError("transient", "later"), 5),
+        lambda: queue.recover(conn, "someone-else"),
+        lambda: queue.retry_failed(conn),
+        lambda: in_tx("UPDATE pending_events SET state = state, updated_at = 1"),  # no state change
+        lambda: in_tx("DELETE FROM sessions WHERE id = ?", c),
+    ]
+    assert queue.counts(conn) == grouped_counts(conn) == {"pending": 9, "processing": 0, "done": 0, "failed": 0}
+    for step in steps:
+        step()
+        assert queue.counts(conn) == grouped_counts(conn), step
+    assert sum(queue.counts(conn).values()) == 8
+
+
+def test_the_counts_migration_counts_what_is_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A store from before migration 11 gets counts equal to its events'."""
+    full = storage.MIGRATIONS
+    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 11])
+    conn = storage.open_store(tmp_path / "claude-mem.db")
+    try:
+        a = new_session(conn, "a")
+        for n in range(5):
+            put(conn, a, n=n)
+        queue.settle_error(conn, queue.claim(conn, a, "me", 2), ProcessingError("permanent", "no"), 5)
+        queue.claim(conn, a, "me", 1)
+        monkeypatch.setattr(storage, "MIGRATIONS", full)
+        storage.migrate(conn)
+        assert queue.counts(conn) == grouped_counts(conn) == {"pending": 2, "processing": 1, "done": 0, "failed": 2}
+    finally:
+        conn.close()
+
+
 def test_recover_returns_a_dead_owners_events_only(conn: sqlite3.Connection) -> None:
     a = new_session(conn, "a")
     b = new_session(conn, "b")

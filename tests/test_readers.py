@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, WorkerProcess, wait_for
+from tests.test_stream import SSEClient
 from worker import storage
 from worker.checkpoint import Checkpointer
 from worker.readers import READ_THREADS, Readers
@@ -112,6 +113,17 @@ def test_hook_posts_are_answered_while_each_read_route_is_inside_its_sql(
         ("POST", "/api/observations/batch", {"json": {"ids": [ids["docker"]]}}, "Docker layer cache"),
         ("GET", f"/api/observation/{ids['login']}", {}, "Login page crashes"),
         ("GET", "/api/context/inject", {"params": {"project": "webapp"}}, "login fixed"),
+        # The viewer's, status and knowledge reads (a corpus's text is composed in a read thread, then
+        # its row written on the loop).
+        ("GET", "/api/feed", {"params": {"type": "observation"}}, "Docker layer cache"),
+        ("GET", f"/api/feed/observation/{ids['login']}", {}, "Login page crashes"),
+        ("GET", "/api/overview", {"params": {"project": "webapp"}}, '"observations":2'),
+        ("GET", "/api/processing-status", {}, '"queue":{'),
+        ("GET", "/api/usage", {"params": {"days": 30}}, '"budget":{'),
+        ("POST", "/api/corpus", {"json": {"name": "web", "project": "webapp"}}, '"observation_count":2'),
+        ("GET", "/api/corpus", {}, '"name":"web"'),
+        ("GET", "/api/corpus/web", {}, "Login page crashes"),
+        ("POST", "/api/corpus/web/rebuild", {}, '"observation_count":2'),
     ]
     for n, (method, path, kwargs, expected) in enumerate(routes):
         (gate / "waiting").unlink(missing_ok=True)
@@ -126,6 +138,35 @@ def test_hook_posts_are_answered_while_each_read_route_is_inside_its_sql(
             (gate / "closed").unlink()
         answer = request.result()
         assert answer.status_code == 200 and expected in answer.text, (path, answer.text)
+
+
+def test_a_viewers_first_snapshot_is_read_off_the_loop_and_misses_nothing(
+    gated: tuple[WorkerProcess, Path, dict[str, int]],
+) -> None:
+    """A tab opening the live feed: its snapshot waits in a read thread while hook posts are answered, and
+    the prompt stored meanwhile reaches it (in the snapshot or as a live item after it)."""
+    w, gate, _ = gated
+    (gate / "closed").touch()
+    opened: list[SSEClient] = []
+    opener = threading.Thread(target=lambda: opened.append(SSEClient(f"{w.url}/stream")), daemon=True)
+    opener.start()
+    try:
+        wait_for(lambda: (gate / "waiting").exists(), timeout=30)
+        hook_posts_answered(w, 0)  # stores the prompt "keep going 0"
+        opener.join(30)
+        assert opened and opened[0].events.empty(), "the snapshot was sent while its read was held"
+    finally:
+        (gate / "closed").unlink()
+    client = opened[0]
+    try:
+        name, data = client.events.get(timeout=30)
+        assert name == "snapshot" and "Docker layer cache" in data, (name, data)
+        seen = data
+        while "keep going 0" not in seen:
+            name, data = client.events.get(timeout=30)
+            seen += data
+    finally:
+        client.close()
 
 
 def test_more_searches_than_read_threads_wait_for_a_thread_not_the_loop(

@@ -86,6 +86,14 @@ def test_only_the_cli_imports_the_installer() -> None:
 READ_ROUTES = {
     "worker/api/search.py": {"search_route", "by_file", "timeline_route", "batch", "get_one"},
     "worker/api/sessions.py": {"context_inject"},
+    "worker/api/viewer.py": {"feed_page", "feed_item", "overview_route"},
+    "worker/api/status.py": {"processing_status", "usage_route"},
+    "worker/api/corpus.py": {"list_corpora", "show"},
+}
+# Routes that write: their reads go through `services.readers` too, and `services.conn` is only handed to
+# the one function that writes (named here), on the loop, which owns every write.
+WRITE_ROUTES = {
+    "worker/api/corpus.py": {"create": "store", "rebuild": "store"},
 }
 
 
@@ -111,9 +119,55 @@ def test_read_routes_do_not_touch_the_event_loops_connection() -> None:
     assert offenders == [], f"read routes using services.conn on the event loop: {offenders}"
 
 
+def _conn_uses_outside(fn: ast.AST, writer: str) -> list[int]:
+    """`services.conn` anywhere but as an argument of a call to `writer`."""
+    allowed: set[int] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Call) and ast.unparse(node.func).split(".")[-1] == writer:
+            allowed |= {id(a) for a in node.args}
+    return [
+        node.lineno
+        for node in ast.walk(fn)
+        if isinstance(node, ast.Attribute) and node.attr == "conn" and isinstance(node.value, ast.Name)
+        if node.value.id == "services" and id(node) not in allowed
+    ]
+
+
+def test_write_routes_read_through_the_readers() -> None:
+    found: dict[str, dict[str, str]] = {}
+    offenders = []
+    for path, tree in _modules():
+        for fn in ast.walk(tree):
+            writer = WRITE_ROUTES.get(path, {}).get(getattr(fn, "name", ""))
+            if isinstance(fn, ast.AsyncFunctionDef) and writer:
+                found.setdefault(path, {})[fn.name] = writer
+                offenders += [f"{path}:{line} ({fn.name})" for line in _conn_uses_outside(fn, writer)]
+                assert "readers" in ast.unparse(fn), f"{path}: {fn.name} no longer reads through services.readers"
+    assert found == WRITE_ROUTES, "a write route was renamed or moved: update WRITE_ROUTES"
+    assert offenders == [], f"write routes reading on the event loop's connection: {offenders}"
+
+
+def test_the_feeds_snapshots_are_read_in_the_read_threads() -> None:
+    """The stream's first snapshot (every viewer tab that opens) is read where the hub is given readers."""
+    [tree] = [t for p, t in _modules() if p == "worker/api/app.py"]
+    hubs = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and ast.unparse(n.func) == "FeedHub"]
+    assert hubs and all(any(k.arg == "readers" for k in h.keywords) for h in hubs), "FeedHub built without readers"
+
+
 def test_the_rule_sees_a_read_route_on_the_loops_connection() -> None:
     bad = ast.parse("async def search_route(self, services):\n    return search.search(services.conn, p)\n")
     fine = ast.parse(
         "async def search_route(self, services):\n    return await services.readers.run(search.search, p)\n"
     )
     assert _conn_uses(bad) == [2] and _conn_uses(fine) == []
+    create = ast.parse(
+        "async def create(self, data, services):\n"
+        "    text, n = await services.readers.run(knowledge.compose, data)\n"
+        "    return knowledge.store(services.conn, data, text, n)\n"
+    )
+    sneaky = ast.parse(
+        "async def create(self, data, services):\n"
+        "    spec = knowledge.get(services.conn, data.name).spec\n"
+        "    return knowledge.store(services.conn, spec, *await services.readers.run(knowledge.compose, spec))\n"
+    )
+    assert _conn_uses_outside(create, "store") == [] and _conn_uses_outside(sneaky, "store") == [2]

@@ -21,6 +21,7 @@ from typing import Any
 
 from litestar.response.sse import ServerSentEventMessage
 
+from worker.readers import Readers
 from worker.storage import KIND_RANK, KINDS, SUMMARY_FIELDS, epoch_ms, flat, json_list, trim
 
 log = logging.getLogger("claude_mem.feed")
@@ -205,6 +206,15 @@ def projects(conn: sqlite3.Connection, limit: int = 200) -> list[str]:
     return [r[0] for r in rows]
 
 
+def first_view(conn: sqlite3.Connection, flt: FeedFilter, limit: int) -> dict[str, Any]:
+    """A stream's `snapshot` event: the newest items and the known projects, in one read."""
+    return {
+        "items": snapshot(conn, flt, limit),
+        "projects": projects(conn),
+        "filter": {"project": flt.project, "type": flt.type},
+    }
+
+
 def overview(conn: sqlite3.Connection, project: str, days: int, tz_minutes: int, today: date) -> dict[str, Any]:
     """What memory holds: counts per project (always all of them), per observation type and per day
     for the last `days` days in the browser's time zone (`tz_minutes` east of UTC), for `project`
@@ -332,10 +342,12 @@ class FeedHub:
         self,
         conn: Callable[[], sqlite3.Connection],
         *,
+        readers: Readers | None = None,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         max_clients: int = DEFAULT_MAX_CLIENTS,
     ) -> None:
         self._conn = conn
+        self.readers = readers  # where a stream's first snapshot is read; None: on `conn`, on the loop
         self.queue_size = queue_size
         self.max_clients = max_clients
         self.subscribers: set[Subscriber] = set()
@@ -422,9 +434,11 @@ class FeedHub:
         """What one browser receives: a snapshot of recent items, then live ones, keep-alive comments
         while idle; ends with `resync` when it fell behind, and quietly at shutdown.
 
-        Subscribing and reading the snapshot happen in one step on the loop, with no await between,
-        so nothing stored meanwhile is missed (an item can come twice; the page keys items by id).
-        Both happen inside the generator, so a stream that is never started holds no subscription.
+        The subscription comes first, then the snapshot's read transaction (in a read thread, off the
+        loop): a row committed before that read began is in the snapshot, one committed after it is
+        published to the subscription, so nothing stored meanwhile is missed (an item can come twice; the
+        page keys items by id). Both happen inside the generator, so a stream that is never started holds
+        no subscription. Live items are read on the loop (`_publish`): rows it just wrote, by id, in order.
         """
         try:
             sub = self.subscribe(flt)
@@ -433,12 +447,10 @@ class FeedHub:
             return
         try:
             try:
-                conn = self._conn()
-                first = {
-                    "items": snapshot(conn, flt, limit),
-                    "projects": projects(conn),
-                    "filter": {"project": flt.project, "type": flt.type},
-                }
+                if self.readers is not None:
+                    first = await self.readers.run(first_view, flt, limit)
+                else:
+                    first = first_view(self._conn(), flt, limit)
             except sqlite3.Error as exc:
                 log.exception("feed: snapshot failed")
                 yield event("problem", {"error": f"could not read the store: {exc}"}, retry=RETRY_MS)

@@ -157,11 +157,27 @@ def _row_to_corpus(row: sqlite3.Row, with_text: bool) -> Corpus:
     )
 
 
-def build(conn: sqlite3.Connection, spec: CorpusSpec) -> Corpus:
-    """Create or rebuild: the filter is run again and the text re-rendered; a rebuilt corpus needs priming."""
+def compose(conn: sqlite3.Connection, spec: CorpusSpec) -> tuple[str, int]:
+    """The corpus text and its observation count: the read half of `build`, which the routes run in a read
+    thread (a filter on concepts or files reads every observation)."""
     validate(spec)
     observations = select_observations(conn, spec)
-    text = render(spec, observations)
+    return render(spec, observations), len(observations)
+
+
+def recompose(conn: sqlite3.Connection, name: str) -> tuple[CorpusSpec, str, int]:
+    """`compose` for a stored corpus's own spec (a rebuild), in one read."""
+    spec = get(conn, name).spec
+    return spec, *compose(conn, spec)
+
+
+def build(conn: sqlite3.Connection, spec: CorpusSpec) -> Corpus:
+    """Create or rebuild: the filter is run again and the text re-rendered; a rebuilt corpus needs priming."""
+    return store(conn, spec, *compose(conn, spec))
+
+
+def store(conn: sqlite3.Connection, spec: CorpusSpec, text: str, count: int) -> Corpus:
+    """The write half of `build`, on the connection that writes (the event loop's in the worker)."""
     now = time.time()
     with storage.Tx(conn):
         conn.execute(
@@ -169,7 +185,7 @@ def build(conn: sqlite3.Connection, spec: CorpusSpec) -> Corpus:
             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET spec = excluded.spec,"
             " text = excluded.text, observation_count = excluded.observation_count,"
             " updated_at = excluded.updated_at, session_id = NULL, primed_at = NULL",
-            (spec.name, msgspec.json.encode(spec).decode(), text, len(observations), now, now),
+            (spec.name, msgspec.json.encode(spec).decode(), text, count, now, now),
         )
     return get(conn, spec.name, with_text=True)
 

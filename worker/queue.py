@@ -228,8 +228,10 @@ def oldest_due(conn: sqlite3.Connection, now: float) -> float | None:
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
+    """Events per state, from the counts the store's triggers keep (migration 11): four rows read, however
+    many events the queue has ever held."""
     out = dict.fromkeys(STATES, 0)
-    for row in conn.execute("SELECT state, COUNT(*) FROM pending_events GROUP BY state"):
+    for row in conn.execute("SELECT state, n FROM queue_state_counts"):
         out[row[0]] = row[1]
     return out
 
@@ -243,9 +245,11 @@ def failure_reasons(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 
 def last_error(conn: sqlite3.Connection) -> str | None:
+    # `state IN` (not `!= 'done'`) so the state index skips the done events: every event ever posted
+    # (2.7 s at 2M events when the whole table was read).
     row = conn.execute(
-        "SELECT last_error FROM pending_events WHERE last_error IS NOT NULL AND state != 'done'"
-        " ORDER BY updated_at DESC LIMIT 1"
+        "SELECT last_error FROM pending_events WHERE last_error IS NOT NULL"
+        " AND state IN ('pending', 'processing', 'failed') ORDER BY updated_at DESC LIMIT 1"
     ).fetchone()
     return row[0] if row else None
 
@@ -375,8 +379,11 @@ class QueueRunner:
         now = time.time()
         if now < self.paused_until:
             return 0.0
-        due = oldest_due(self.conn, now)
-        if due is None:
+        return self.stalled_since(oldest_due(self.conn, now), now)
+
+    def stalled_since(self, due: float | None, now: float) -> float:
+        """`stalled_for` from an `oldest_due` read elsewhere (the status route reads it in a read thread)."""
+        if due is None or now < self.paused_until:
             return 0.0
         return max(0.0, now - max(self.last_progress, due))
 

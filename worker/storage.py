@@ -366,6 +366,29 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO user_prompts_fts(user_prompts_fts) VALUES ('optimize');
         """,
     ),
+    (
+        11,
+        """
+        -- The queue's count per state (status, the viewer's poll, readiness), kept by triggers: pending_events
+        -- keeps every event ever posted, and counting them grouped by state walked a whole index (1.2 s at 2M
+        -- events). Now it reads four rows; each insert or state change updates one of them in its own transaction.
+        CREATE TABLE queue_state_counts (state TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO queue_state_counts (state, n) SELECT state, COUNT(*) FROM pending_events GROUP BY state;
+        CREATE TRIGGER pending_events_count_insert AFTER INSERT ON pending_events BEGIN
+            INSERT INTO queue_state_counts (state, n) VALUES (NEW.state, 1)
+                ON CONFLICT(state) DO UPDATE SET n = n + 1;
+        END;
+        CREATE TRIGGER pending_events_count_delete AFTER DELETE ON pending_events BEGIN
+            UPDATE queue_state_counts SET n = n - 1 WHERE state = OLD.state;
+        END;
+        CREATE TRIGGER pending_events_count_state AFTER UPDATE OF state ON pending_events
+        WHEN OLD.state IS NOT NEW.state BEGIN
+            UPDATE queue_state_counts SET n = n - 1 WHERE state = OLD.state;
+            INSERT INTO queue_state_counts (state, n) VALUES (NEW.state, 1)
+                ON CONFLICT(state) DO UPDATE SET n = n + 1;
+        END;
+        """,
+    ),
 ]
 
 

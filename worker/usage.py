@@ -240,13 +240,12 @@ class DailyBudget:
 
 
 def report(
-    conn: sqlite3.Connection, budget: DailyBudget | None, days: int = 7, project: str | None = None
+    conn: sqlite3.Connection, state: BudgetState | None, days: int = 7, project: str | None = None
 ) -> UsageReport:
-    state = (
-        budget.state()
-        if budget
-        else BudgetState(dailyTokenBudget=0, usedToday=tokens_on(conn, utc_day()), exhausted=False, resumesAt=None)
-    )
+    """The report, read on `conn` (a read thread's, for the routes). `state` is the budget's, worked out on
+    the event loop, which owns `DailyBudget` and its connection; None (no budget) counts today's tokens here."""
+    if state is None:
+        state = BudgetState(dailyTokenBudget=0, usedToday=tokens_on(conn, utc_day()), exhausted=False, resumesAt=None)
     return UsageReport(today=utc_day(), days=by_day_and_project(conn, days, project), budget=state)
 
 

@@ -102,7 +102,7 @@ def build_services(settings: Settings) -> Services:
     if vectors is not None:
         stored.subscribe(vectors.notify)
         parts.append(VectorsPart(vectors))
-    feed = FeedHub(lambda: conn)
+    feed = FeedHub(lambda: conn, readers=readers)
     stored.subscribe(feed.listener)
     parts.append(FeedPart(feed))
     return Services(

@@ -1,4 +1,7 @@
-"""Knowledge-agent routes under /api/corpus (claude-mem's paths)."""
+"""Knowledge-agent routes under /api/corpus (claude-mem's paths).
+
+Reads run in a read thread (`services.readers`): listing, showing, and composing a corpus's text, which
+filters every observation; only the corpus row is written on the event loop's connection."""
 
 from __future__ import annotations
 
@@ -29,15 +32,16 @@ class CorpusController(Controller):
 
     @post("/", status_code=200)
     async def create(self, data: knowledge.CorpusSpec, services: Services) -> dict[str, Any]:
-        return knowledge.corpus_json(knowledge.build(services.conn, data))
+        text, count = await services.readers.run(knowledge.compose, data)
+        return knowledge.corpus_json(knowledge.store(services.conn, data, text, count))
 
     @get("/")
     async def list_corpora(self, services: Services) -> list[dict[str, Any]]:
-        return [knowledge.corpus_json(c) for c in knowledge.list_all(services.conn)]
+        return [knowledge.corpus_json(c) for c in await services.readers.run(knowledge.list_all)]
 
     @get("/{name:str}")
     async def show(self, name: str, services: Services) -> dict[str, Any]:
-        return knowledge.corpus_json(knowledge.get(services.conn, name, with_text=True))
+        return knowledge.corpus_json(await services.readers.run(knowledge.get, name, with_text=True))
 
     @delete("/{name:str}", status_code=200)
     async def remove(self, name: str, services: Services) -> dict[str, Any]:
@@ -46,8 +50,8 @@ class CorpusController(Controller):
 
     @post("/{name:str}/rebuild", status_code=200)
     async def rebuild(self, name: str, services: Services) -> dict[str, Any]:
-        spec = knowledge.get(services.conn, name).spec
-        return knowledge.corpus_json(knowledge.build(services.conn, spec))
+        spec, text, count = await services.readers.run(knowledge.recompose, name)
+        return knowledge.corpus_json(knowledge.store(services.conn, spec, text, count))
 
     @post(["/{name:str}/prime", "/{name:str}/reprime"], status_code=200)
     async def prime(self, name: str, services: Services) -> dict[str, Any]:

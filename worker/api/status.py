@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -57,6 +59,9 @@ async def health_route(services: Services) -> HealthResponse:
 
 
 def readiness_reasons(services: Services) -> list[str]:
+    """On the loop on purpose: it checks that the loop's connection can take the write lock, and a probe
+    must not queue behind searches for a read thread. Its reads stay small whatever the store holds: the
+    kept queue counts (four rows) and the oldest due event (the state index, work not done yet only)."""
     reasons: list[str] = []
     conn = services.conn
     try:
@@ -138,16 +143,43 @@ def hooks_status(services: Services) -> HooksStatus:
     return result
 
 
-def processing_status(services: Services) -> ProcessingStatus:
-    conn = services.conn
-    counts = queue.counts(conn)
-    gw = services.gateway_status()
+@dataclass(frozen=True)
+class StoreStatus:
+    """What the processing status reads from the store, in one read transaction in a read thread."""
+
+    counts: dict[str, int]
+    failed_reasons: list[dict[str, Any]]
+    last_error: str | None
+    oldest_due: float | None
+    usage: usage.UsageReport
+
+
+def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState | None) -> StoreStatus:
+    return StoreStatus(
+        counts=queue.counts(conn),
+        failed_reasons=queue.failure_reasons(conn),
+        last_error=queue.last_error(conn),
+        oldest_due=queue.oldest_due(conn, now),
+        usage=usage.report(conn, budget, days=1),
+    )
+
+
+def _budget_state(services: Services) -> usage.BudgetState | None:
+    """On the loop: the budget keeps today's count in memory (read once a UTC day on the loop's connection)."""
+    return services.budget.state() if services.budget is not None else None
+
+
+async def processing_status(services: Services) -> ProcessingStatus:
+    """The viewer polls this every few seconds: its store reads run in a read thread, never on the loop."""
     runner = services.runner
+    read = await services.readers.run(store_status, time.time(), _budget_state(services))
+    counts = read.counts
+    gw = services.gateway_status()
     now = time.time()
     return ProcessingStatus(
         queue=counts,
-        failedReasons=queue.failure_reasons(conn),
-        lastError=runner.last_error or queue.last_error(conn),
+        failedReasons=read.failed_reasons,
+        lastError=runner.last_error or read.last_error,
         provider=services.settings.provider,
         authMethod=services.settings.auth_method,
         model=services.settings.model,
@@ -158,19 +190,18 @@ def processing_status(services: Services) -> ProcessingStatus:
         queueDepth=counts["pending"] + counts["processing"],
         lastProgressAgo=round(now - runner.last_progress, 3),
         heartbeatAgo=round(now - runner.heartbeat, 3),
-        stalledFor=round(runner.stalled_for(), 3),
+        stalledFor=round(runner.stalled_since(read.oldest_due, now), 3),
         pausedFor=round(runner.paused_for(), 3),
         pausedReason=runner.pause_reason if runner.paused_for() > 0 else None,
         pauseCause=runner.pause_cause if runner.paused_for() > 0 else None,
         deadLetters=dead_count(str(services.settings.data_dir)),
         vectors=services.vector_status(),
         hooks=hooks_status(services),
-        usage=_usage_today(services),
+        usage=_usage_today(read.usage),
     )
 
 
-def _usage_today(services: Services) -> dict[str, Any]:
-    report = usage.report(services.conn, services.budget, days=1)
+def _usage_today(report: usage.UsageReport) -> dict[str, Any]:
     today = [msgspec.to_builtins(r) for r in report.days]
     return {"today": report.today, "projects": today, "budget": msgspec.to_builtins(report.budget)}
 
@@ -181,8 +212,9 @@ async def usage_route(
     days: int = Parameter(default=7, ge=1, le=366, description="UTC days back, today included"),
     project: str | None = Parameter(default=None, max_length=500),
 ) -> usage.UsageReport:
-    """The memory agent's tokens (and cost where reported) per UTC day and project, and the local budget."""
-    return usage.report(services.conn, services.budget, days=days, project=project or None)
+    """The memory agent's tokens (and cost where reported) per UTC day and project, and the local budget;
+    summed in a read thread (a year of turns is a long aggregate)."""
+    return await services.readers.run(usage.report, _budget_state(services), days=days, project=project or None)
 
 
 _PROBE_LOCK = asyncio.Lock()
@@ -194,7 +226,7 @@ class StatusController(Controller):
 
     @get("/processing-status")
     async def processing(self, services: Services) -> ProcessingStatus:
-        return processing_status(services)
+        return await processing_status(services)
 
     @post("/queue/retry", status_code=200)
     async def retry(self, data: RetryRequest, services: Services) -> RetryResponse:

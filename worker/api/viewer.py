@@ -1,5 +1,6 @@
 """The viewer (issue 8): a static page at `/`, its two assets, the live feed at `GET /stream`, and
-the two reads only the page needs: older feed items (`GET /api/feed?before=`) and the overview.
+the two reads only the page needs: older feed items (`GET /api/feed?before=`) and the overview. Every
+read of the store here runs in a read thread (`services.readers`), off the loop that answers hook posts.
 
 The page and its assets are public so a browser can load them before it knows the worker token;
 everything they show comes from API calls that send the token (`Authorization: Bearer`). Browsers'
@@ -138,8 +139,8 @@ def _int_param(request: Request[Any, Any, Any], name: str, default: int, lo: int
     return value
 
 
-@get("/api/feed", tags=["viewer"], sync_to_thread=False)
-def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
+@get("/api/feed", tags=["viewer"])
+async def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, Any]:
     """Feed items older than `before` (an item's `cursor`), newest first: history as the page scrolls.
 
     Query: `before`, `project`, `type` (as on /stream), `limit` (1-200, default 50). `next` is the
@@ -155,19 +156,20 @@ def feed_page(request: Request[Any, Any, Any], services: Services) -> dict[str, 
             f"before: expected an item's cursor (<created_at>:<kind>:<id>), got {before_raw!r}",
             extra=[{"key": "before"}],
         ) from None
-    items = snapshot(services.conn, flt, limit + 1, before)
+    # In a read thread: a rare type or a quiet project pages through many rows to fill a page.
+    items = await services.readers.run(snapshot, flt, limit + 1, before)
     more = len(items) > limit
     items = items[:limit]
     return {"items": items, "next": items[-1]["cursor"] if more and items else None}
 
 
-@get("/api/feed/{kind:str}/{item_id:int}", tags=["viewer"], sync_to_thread=False)
-def feed_item(kind: str, item_id: int, services: Services) -> dict[str, Any]:
+@get("/api/feed/{kind:str}/{item_id:int}", tags=["viewer"])
+async def feed_item(kind: str, item_id: int, services: Services) -> dict[str, Any]:
     """One item as the feed shows it (a prompt's whole text, a summary's fields): what a search hit or
     a timeline entry, which carry a snippet, opens to in the viewer's details."""
     if kind not in KINDS:
         raise ValidationException(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}", extra=[{"key": "kind"}])
-    found = load_items(services.conn, kind, [item_id])
+    found = await services.readers.run(load_items, kind, [item_id])
     if not found:
         raise NotFoundException(f"{kind} {item_id} not found")
     return found[0]
