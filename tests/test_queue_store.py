@@ -364,6 +364,37 @@ def test_retry_failed_by_reason_and_by_session(conn: sqlite3.Connection) -> None
     assert queue.retry_failed(conn) == 0
 
 
+def test_retry_by_reason_takes_percent_and_underscore_as_written(conn: sqlite3.Connection) -> None:
+    """`%`, `_` and `\\` in a reason are its own characters: each reason retries its own events only, not
+    the reasons a LIKE wildcard would also match (still by containment, as the CLI and API document)."""
+    reasons = [
+        "quota_exceeded for team a",
+        "quotaXexceeded for team a",
+        "budget 100% used",
+        "budget 1000 used",
+        "path C:\\tmp\\x unreadable",
+        "path C:tmpx unreadable",
+    ]
+    ids = {}
+    for n, reason in enumerate(reasons):
+        sid = new_session(conn, f"s{n}")
+        ids[reason] = put(conn, sid)
+        queue.settle_error(conn, queue.claim(conn, sid, "me", 1), ProcessingError("permanent", reason), 5)
+    assert queue.counts(conn)["failed"] == 6
+
+    def pending() -> set[str]:
+        return {r for r, i in ids.items() if state_of(conn, i)["state"] == "pending"}
+
+    assert queue.retry_failed(conn, reason="quota_exceeded") == 1
+    assert pending() == {"quota_exceeded for team a"}
+    assert queue.retry_failed(conn, reason="100%") == 1
+    assert pending() == {"quota_exceeded for team a", "budget 100% used"}
+    assert queue.retry_failed(conn, reason="C:\\tmp\\x") == 1
+    assert queue.retry_failed(conn, reason="%") == 0 and queue.retry_failed(conn, reason="_") == 0
+    assert queue.retry_failed(conn, reason="BUDGET 1000") == 1  # containment ignoring ASCII case, as before
+    assert pending() == set(reasons) - {"quotaXexceeded for team a", "path C:tmpx unreadable"}
+
+
 def grouped_counts(conn: sqlite3.Connection) -> dict[str, int]:
     """The queue's counts as the whole table says, to check the kept ones against."""
     out = dict.fromkeys(queue.STATES, 0)

@@ -77,7 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_with_settings(_queue))
     qsub = q.add_subparsers(dest="action")
     qr = qsub.add_parser("retry")
-    qr.add_argument("--reason", help="only failed events whose reason contains this text")
+    qr.add_argument("--reason", help="only failed events whose reason contains this text (as written)")
     qr.add_argument("--session", help="only this Claude Code session id")
     qr.set_defaults(func=_with_settings(_queue_retry))
 

@@ -254,16 +254,23 @@ def last_error(conn: sqlite3.Connection) -> str | None:
     return row[0] if row else None
 
 
+def like_literal(text: str) -> str:
+    """`text` as a LIKE pattern that matches only itself (with `ESCAPE '\\'`): `%` and `_` in a reason are
+    characters of the reason, not wildcards that would retry other reasons' events."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def retry_failed(conn: sqlite3.Connection, reason: str | None = None, content_session_id: str | None = None) -> int:
-    """Put failed events back to pending with a fresh attempt count."""
+    """Put failed events back to pending with a fresh attempt count: all of them, or those whose last error
+    contains `reason` (as written, ignoring ASCII case as LIKE does), and/or of one session."""
     sql = (
         "UPDATE pending_events SET state = 'pending', attempts = 0, next_attempt_at = 0, updated_at = ?"
         " WHERE state = 'failed'"
     )
     params: list[Any] = [time.time()]
     if reason:
-        sql += " AND last_error LIKE ?"
-        params.append(f"%{reason}%")
+        sql += " AND last_error LIKE ? ESCAPE '\\'"
+        params.append(f"%{like_literal(reason)}%")
     if content_session_id:
         sql += " AND session_id = (SELECT id FROM sessions WHERE content_session_id = ?)"
         params.append(content_session_id)
