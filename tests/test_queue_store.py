@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fixtures.worker import HOLD_QUEUE, StartWorker, open_db_readonly, wait_for
+from tests.fixtures.worker import HOLD_QUEUE, StartWorker, open_db_readonly, run_cli, wait_for
 from worker import queue, storage
 from worker.queue import Event, ProcessingError, QueueRunner
 
@@ -643,3 +643,45 @@ def test_sigkill_during_ingest_loses_no_accepted_event(start_worker: StartWorker
     check = open_db_readonly(w.db_path)
     assert check.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     check.close()
+
+
+def fail_one(db: Path, session: str, reason: str) -> int:
+    """One event of a new session, failed for `reason`, written beside (or before) the worker."""
+    conn = storage.open_store(db)
+    try:
+        sid = new_session(conn, session)
+        eid = put(conn, sid)
+        queue.settle_error(conn, queue.claim(conn, sid, "an-earlier-run", 1), ProcessingError("permanent", reason), 5)
+        return eid
+    finally:
+        conn.close()
+
+
+def test_a_local_queue_retry_goes_through_the_running_worker(start_worker: StartWorker, tmp_path: Path) -> None:
+    """`claude-mem queue retry` while our worker runs asks it (it retries and wakes its queue runner, instead
+    of finding the events at its next poll); with no worker running it writes the database itself."""
+    data = tmp_path / "data"
+    db = data / "claude-mem.db"
+    mine = fail_one(db, "s-mine", "quota_exceeded at the gateway")
+    other = fail_one(db, "s-other", "quotaXexceeded elsewhere")
+    w = start_worker(data_dir=data, **HOLD_QUEUE)
+    port = {"CLAUDE_MEM_WORKER_PORT": str(w.port)}
+
+    out = run_cli(["queue", "retry", "--reason", "quota_exceeded"], data, **port)
+    assert out.returncode == 0 and out.stdout.startswith("1 failed events returned to pending by the running worker")
+    wait_for(
+        lambda: "queue retry: 1 failed events back to pending, the queue runner woken" in w.stderr_path.read_text()
+    )
+    states = {r["id"]: r["state"] for r in w.query("SELECT id, state FROM pending_events")}
+    assert states[other] == "failed" and states[mine] != "failed", states
+
+    w.stop()
+    fail_one(db, "s-later", "model not found")
+    out = run_cli(["queue", "retry"], data, **port)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("2 failed events returned to pending\n") and "not running" in out.stdout, out.stdout
+    conn = storage.open_store(db)
+    try:
+        assert queue.counts(conn)["failed"] == 0
+    finally:
+        conn.close()

@@ -353,14 +353,38 @@ def _queue(settings: Settings, ns: argparse.Namespace) -> int:
 
 
 def _queue_retry(settings: Settings, ns: argparse.Namespace) -> int:
-    """Failed events back to pending, in the database: the worker need not run (a team worker's over HTTP)."""
+    """Failed events back to pending: through the running worker when ours answers, so its queue runner is
+    woken and starts on them now (a retry written to the database behind its back waits for its next poll);
+    in the database when no worker runs (they are processed at its next start). A team worker's over HTTP."""
     if settings.worker_url:
         return _remote_queue(settings, ns)
     from worker import queue
-    from worker.lifecycle import healthy
+    from worker.lifecycle import api, healthy
     from worker.storage import open_store
 
-    n = queue.retry_failed(open_store(settings.db_path), reason=ns.reason, content_session_id=ns.session)
+    if healthy(settings):
+        try:
+            code, body = api(
+                settings,
+                "/api/queue/retry",
+                method="POST",
+                timeout=10,
+                body={"reason": ns.reason, "session": ns.session},
+            )
+        except OSError:  # stopped since it answered: the database it is
+            code, body = 0, None
+        if code == 200 and isinstance(body, dict):
+            print(f"{body.get('retried', 0)} failed events returned to pending by the running worker")
+            return 0
+        if code:
+            error = body.get("error") if isinstance(body, dict) else body
+            print(f"claude-mem: the worker refused the retry ({code}): {error}", file=sys.stderr)
+            return 1
+    conn = open_store(settings.db_path)
+    try:
+        n = queue.retry_failed(conn, reason=ns.reason, content_session_id=ns.session)
+    finally:
+        conn.close()
     print(f"{n} failed events returned to pending")
     if n and not healthy(settings):
         print("the worker is not running: they will be processed at its next start")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 import time
@@ -36,6 +37,8 @@ from worker.wire import (
     RetryRequest,
     RetryResponse,
 )
+
+log = logging.getLogger("claude_mem.api.status")
 
 # The consumer must turn its loop at least this often; more stale than this while work is
 # pending means it is wedged.
@@ -235,6 +238,7 @@ class StatusController(Controller):
         session = (data.session or "").strip() or None
         retried = queue.retry_failed(services.conn, reason=reason, content_session_id=session)
         if retried:
+            log.info("queue retry: %d failed events back to pending, the queue runner woken", retried)
             services.runner.wake()
         return RetryResponse(retried=retried, queue=queue.counts(services.conn))
 
