@@ -13,6 +13,7 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from worker import storage
@@ -21,6 +22,32 @@ log = logging.getLogger("claude_mem.checkpoint")
 
 INTERVAL_SECONDS = 1.0
 SQLITE_DEFAULT_AUTOCHECKPOINT = 1000
+FAILURES_BEFORE_NOT_READY = 5  # at one round a second: five seconds of failing, not one transient error
+
+
+class FailureStreak:
+    """Consecutive failures of a background round, as a readiness problem once there are `limit` in a row:
+    a single transient error (a busy store, a full disk freed a moment later) does not make the worker flap."""
+
+    def __init__(self, what: str, limit: int) -> None:
+        self.what = what
+        self.limit = limit
+        self.count = 0
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        self.count += 1
+        self.last_error = f"{type(exc).__name__}: {exc}"
+        self.last_error_at = time.time()
+
+    def succeeded(self) -> None:
+        self.count = 0
+
+    def problem(self) -> str | None:
+        if self.count < self.limit:
+            return None
+        return f"{self.what} failed {self.count} times in a row: {self.last_error}"
 
 
 class Checkpointer:
@@ -35,6 +62,7 @@ class Checkpointer:
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # a cancelled round's thread may still be checkpointing at stop
         self.last: tuple[int, int, int] | None = None  # (busy, WAL frames, frames checkpointed)
+        self.failures = FailureStreak("WAL checkpoint", FAILURES_BEFORE_NOT_READY)
 
     def checkpoint(self) -> tuple[int, int, int]:
         """One PASSIVE checkpoint on this part's connection (call it in a thread)."""
@@ -45,13 +73,21 @@ class Checkpointer:
             self.last = (int(busy), int(frames), int(done))
             return self.last
 
+    def round(self) -> None:
+        """One checkpoint, its failure counted (call it in a thread): the next round tries again, and the WAL
+        only grows meanwhile, so failing rounds in a row make a readiness problem."""
+        try:
+            self.checkpoint()
+        except sqlite3.Error as exc:
+            self.failures.failed(exc)
+            log.exception("WAL checkpoint failed")
+        else:
+            self.failures.succeeded()
+
     async def _every_interval(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            try:
-                await asyncio.to_thread(self.checkpoint)
-            except sqlite3.Error:  # the next round tries again; the WAL only grows meanwhile
-                log.exception("WAL checkpoint failed")
+            await asyncio.to_thread(self.round)
 
     async def warm(self) -> str | None:
         return None
@@ -76,4 +112,4 @@ class Checkpointer:
                 self._conn = None
 
     def readiness_problem(self) -> str | None:
-        return None
+        return self.failures.problem()
