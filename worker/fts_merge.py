@@ -1,0 +1,222 @@
+"""Keeps each keyword index (FTS5) compact, in short steps in a thread, so bm25 walks one segment.
+
+Every bm25 statement walks each query word's doclist in every segment of the index; migration 10 merged
+each index into one segment, but every commit that adds rows adds a small segment, and FTS5's automerge only
+folds them together as they accumulate (a growing store keeps a dozen or more). 'optimize' would restore one
+segment but holds the write lock for the whole rewrite (~13 s at 1M observations), stalling hook posts.
+
+This part runs FTS5's incremental 'merge' instead, one short IMMEDIATE transaction per step on its own
+connection in a worker thread; a step that finds the write lock taken is skipped (hook posts go first).
+A positive 'merge' continues a merge already under way (or merges a level holding `usermerge` segments); a
+negative one first puts every segment on one level, which is what converges to one segment. A negative merge
+rewrites the whole index, so one starts only when the index has more than one segment and the last full merge
+is long enough ago: at most `1 / FULL_MERGE_SPACING` of the time goes to full merges, whatever the store's
+size (at 1M the rewrite is seconds of work; between full merges automerge keeps the count logarithmic).
+A positive step is always tried first, so a full merge under way is continued, not restarted, when hook posts
+add segments meanwhile (a negative step would put the new segment beside the merge's inputs and start over).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from worker import storage
+from worker.checkpoint import FailureStreak
+
+log = logging.getLogger("claude_mem.fts_merge")
+
+FTS_TABLES = ("observations_fts", "session_summaries_fts", "user_prompts_fts")
+# Pages (FTS5's pgsz, ~4 KB) one step writes at least: a step stops at the first term boundary past them.
+# A term's whole doclist is written in one step, so the longest step is set by the commonest word, not by this.
+STEP_PAGES = 32
+IDLE_SECONDS = 5.0  # between looks when nothing was left to merge
+STEP_PAUSE_SECONDS = 0.05  # at least this between steps while merging, and at least as long as the last step held
+BUSY_MS = 20  # how long a step waits for the write lock before it skips the round
+FULL_MERGE_SPACING = 50.0  # a full merge starts >= this many times its predecessor's work after it ended
+FAILURES_BEFORE_NOT_READY = 3
+
+
+def segment_count(conn: sqlite3.Connection, table: str) -> int:
+    """Segments in `table`'s index: one seek per segment in its %_idx table (keyed by segid), not a scan."""
+    idx = f"{table}_idx"
+    return int(
+        conn.execute(
+            f"WITH RECURSIVE s(id) AS (SELECT min(segid) FROM {idx}"
+            f" UNION ALL SELECT (SELECT min(segid) FROM {idx} WHERE segid > s.id) FROM s WHERE s.id IS NOT NULL)"
+            " SELECT count(id) FROM s"
+        ).fetchone()[0]
+    )
+
+
+@dataclass
+class Step:
+    """What one step did: `merged` when it wrote (FTS5 counts 2+ changes then), `held` the write lock's seconds."""
+
+    table: str
+    merged: bool
+    full: bool = False  # a negative 'merge': every segment put on one level first
+    held: float = 0.0
+    busy: bool = False  # the write lock was taken: nothing was done
+
+
+@dataclass
+class _Full:
+    """A table's full merges: one under way (its lock time so far), and when the last one ended and cost."""
+
+    running: bool = False
+    work: float = 0.0
+    ended_at: float | None = None
+    last_work: float = 0.0
+
+
+@dataclass
+class MergeStats:
+    steps: int = 0
+    full_merges: int = 0
+    longest_hold: float = 0.0
+    skipped_busy: int = 0
+    segments: dict[str, int] = field(default_factory=dict)
+
+
+class FtsMerger:
+    """A part (`Services.parts`): merges the keyword indexes' segments in a thread, a short step at a time."""
+
+    def __init__(
+        self,
+        db_path: Path,
+        tables: tuple[str, ...] = FTS_TABLES,
+        pages: int = STEP_PAGES,
+        idle: float = IDLE_SECONDS,
+        spacing: float = FULL_MERGE_SPACING,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db_path = db_path
+        self.tables = tables
+        self.pages = pages
+        self.idle = idle
+        self.spacing = spacing
+        self.clock = clock
+        self.stats = MergeStats()
+        self.failures = FailureStreak("keyword index merge", FAILURES_BEFORE_NOT_READY)
+        self._full = {t: _Full() for t in tables}
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()  # a cancelled round's thread may still be merging at stop
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = storage.connect(self.db_path)
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        return self._conn
+
+    def _full_allowed(self, table: str) -> bool:
+        full = self._full[table]
+        return full.ended_at is None or self.clock() - full.ended_at >= self.spacing * full.last_work
+
+    def _merge(self, conn: sqlite3.Connection, table: str, pages: int) -> Step:
+        """One 'merge' in its own IMMEDIATE transaction; a taken write lock is a Step with busy set."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return Step(table, merged=False, busy=True)
+            raise
+        began = time.perf_counter()
+        try:
+            before = conn.total_changes
+            conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('merge', ?)", (pages,))
+            merged = conn.total_changes - before >= 2  # FTS5's documented sign that the merge did work
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return Step(table, merged=merged, full=pages < 0, held=time.perf_counter() - began)
+
+    def step(self, table: str) -> Step:
+        """One step on `table` (call it in a thread): continue a merge under way, else start a full one when
+        it has more than one segment and the spacing allows it; a Step with merged False when neither."""
+        with self._lock:
+            conn = self._connection()
+            full = self._full[table]
+            done = self._merge(conn, table, self.pages)
+            if not done.merged and not done.busy:
+                if full.running:  # the full merge's last positive step found nothing left: it has ended
+                    full.running, full.ended_at, full.last_work = False, self.clock(), full.work
+                    self.stats.full_merges += 1
+                if self._full_allowed(table) and segment_count(conn, table) > 1:
+                    done = self._merge(conn, table, -self.pages)
+                    if done.merged:
+                        full.running, full.work = True, 0.0
+            if full.running:
+                full.work += done.held
+            self.stats.steps += not done.busy
+            self.stats.skipped_busy += done.busy
+            self.stats.longest_hold = max(self.stats.longest_hold, done.held)
+            return done
+
+    def round(self) -> list[Step]:
+        """One step on each table; a failure is counted, and the next round tries again."""
+        steps: list[Step] = []
+        try:
+            for table in self.tables:
+                steps.append(self.step(table))
+        except sqlite3.Error as exc:
+            self.failures.failed(exc)
+            log.exception("keyword index merge failed")
+        else:
+            self.failures.succeeded()
+        return steps
+
+    def compact(self, max_rounds: int = 1_000_000) -> int:
+        """Rounds until no table has anything left to merge (tests, benches; the part paces its rounds)."""
+        for n in range(max_rounds):
+            if not any(s.merged or s.busy for s in self.round()):
+                return n + 1
+        return max_rounds
+
+    def segments(self) -> dict[str, int]:
+        with self._lock:
+            conn = self._connection()
+            self.stats.segments = {t: segment_count(conn, t) for t in self.tables}
+            return dict(self.stats.segments)
+
+    async def _every_round(self) -> None:
+        while True:
+            steps = await asyncio.to_thread(self.round)
+            if any(s.merged or s.busy for s in steps):
+                held = max(s.held for s in steps)
+                await asyncio.sleep(max(STEP_PAUSE_SECONDS, held))  # hook posts get the lock at least half the time
+            else:
+                await asyncio.sleep(self.idle)
+
+    # --- Part (worker/services.py) ----------------------------------------------------------------
+
+    async def warm(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._every_round())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+        def close() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await asyncio.to_thread(close)
+
+    def readiness_problem(self) -> str | None:
+        return self.failures.problem()
