@@ -4,6 +4,7 @@ store is skipped, and failing rounds become a readiness problem, one alone not."
 
 from __future__ import annotations
 
+import asyncio
 import random
 import sqlite3
 from pathlib import Path
@@ -163,5 +164,26 @@ def test_any_step_size_converges(tmp_path: Path, pages: int) -> None:
     try:
         FtsMerger(db, pages=pages).compact()
         assert counts(conn) == dict.fromkeys(FTS_TABLES, 1)
+    finally:
+        conn.close()
+
+
+def test_the_part_merges_in_the_background_and_closes_its_connection_at_stop(tmp_path: Path) -> None:
+    db = tmp_path / "claude-mem.db"
+    conn = grow(db, 200)
+    part = FtsMerger(db, idle=0.05)
+
+    async def go() -> dict[str, int]:
+        await part.start()
+        for _ in range(2000):  # until every index is merged (a deadline, not a timing assert)
+            if counts(conn) == dict.fromkeys(FTS_TABLES, 1):
+                break
+            await asyncio.sleep(0.01)
+        await part.stop()
+        return counts(conn)
+
+    try:
+        assert asyncio.run(go()) == dict.fromkeys(FTS_TABLES, 1)
+        assert part._conn is None and part.readiness_problem() is None
     finally:
         conn.close()

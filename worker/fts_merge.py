@@ -161,17 +161,25 @@ class FtsMerger:
             self.stats.longest_hold = max(self.stats.longest_hold, done.held)
             return done
 
-    def round(self) -> list[Step]:
-        """One step on each table; a failure is counted, and the next round tries again."""
-        steps: list[Step] = []
-        try:
-            for table in self.tables:
-                steps.append(self.step(table))
-        except sqlite3.Error as exc:
-            self.failures.failed(exc)
-            log.exception("keyword index merge failed")
-        else:
+    def _counted(self, failed: sqlite3.Error | None) -> None:
+        """A round fails when any of its steps failed; the streak is of rounds, so one index that keeps
+        failing is reported even while the others merge."""
+        if failed is None:
             self.failures.succeeded()
+        else:
+            self.failures.failed(failed)
+
+    def round(self) -> list[Step]:
+        """One step on each table, back to back (tests, benches; the part pauses after each step that merged)."""
+        steps: list[Step] = []
+        failed: sqlite3.Error | None = None
+        for table in self.tables:
+            try:
+                steps.append(self.step(table))
+            except sqlite3.Error as exc:
+                failed = exc
+                log.exception("keyword index merge failed on %s", table)
+        self._counted(failed)
         return steps
 
     def compact(self, max_rounds: int = 1_000_000) -> int:
@@ -189,11 +197,21 @@ class FtsMerger:
 
     async def _every_round(self) -> None:
         while True:
-            steps = await asyncio.to_thread(self.round)
-            if any(s.merged or s.busy for s in steps):
-                held = max(s.held for s in steps)
-                await asyncio.sleep(max(STEP_PAUSE_SECONDS, held))  # hook posts get the lock at least half the time
-            else:
+            worked = False
+            failed: sqlite3.Error | None = None
+            for table in self.tables:
+                try:
+                    done = await asyncio.to_thread(self.step, table)
+                except sqlite3.Error as exc:
+                    failed = exc
+                    log.exception("keyword index merge failed on %s", table)
+                    continue
+                if done.merged or done.busy:
+                    worked = True
+                    # Hook posts waiting for the write lock get it at least half the time while merges run.
+                    await asyncio.sleep(max(STEP_PAUSE_SECONDS, done.held))
+            self._counted(failed)
+            if not worked:
                 await asyncio.sleep(self.idle)
 
     # --- Part (worker/services.py) ----------------------------------------------------------------
