@@ -187,3 +187,18 @@ def test_the_part_merges_in_the_background_and_closes_its_connection_at_stop(tmp
         assert part._conn is None and part.readiness_problem() is None
     finally:
         conn.close()
+
+
+def test_hook_commits_leave_merging_to_the_part_and_stay_bounded_without_it(tmp_path: Path) -> None:
+    """Migration 11 turns FTS5's automerge off (a commit no longer merges, nor continues the part's merge);
+    written with no part running, each level still holds fewer than 16 segments (FTS5's crisismerge)."""
+    db = tmp_path / "claude-mem.db"
+    conn = grow(db, 600)
+    try:
+        for table in FTS_TABLES:
+            assert conn.execute(f"SELECT v FROM {table}_config WHERE k = 'automerge'").fetchone()[0] == 0
+        grown = counts(conn)
+        assert grown["observations_fts"] > 4, grown  # automerge would have kept it at a few
+        assert all(n < 16 * 3 for n in grown.values()), grown
+    finally:
+        conn.close()

@@ -10,7 +10,7 @@ connection in a worker thread; a step that finds the write lock taken is skipped
 A positive 'merge' continues a merge already under way (or merges a level holding `usermerge` segments); a
 negative one first puts every segment on one level, which is what converges to one segment. A negative merge
 rewrites the whole index, so one starts only when the index has more than one segment and the last full merge
-is long enough ago: at most `1 / FULL_MERGE_SPACING` of the time goes to full merges, whatever the store's
+is long enough ago: at most 1 % (`1 / FULL_MERGE_SPACING`) of the time goes to full merges, whatever the store's
 size (at 1M the rewrite is seconds of work; between full merges automerge keeps the count logarithmic).
 A positive step is always tried first, so a full merge under way is continued, not restarted, when hook posts
 add segments meanwhile (a negative step would put the new segment beside the merge's inputs and start over).
@@ -39,7 +39,7 @@ STEP_PAGES = 32
 IDLE_SECONDS = 5.0  # between looks when nothing was left to merge
 STEP_PAUSE_SECONDS = 0.05  # at least this between steps while merging, and at least as long as the last step held
 BUSY_MS = 20  # how long a step waits for the write lock before it skips the round
-FULL_MERGE_SPACING = 50.0  # a full merge starts >= this many times its predecessor's work after it ended
+FULL_MERGE_SPACING = 100.0  # a full merge starts >= this many times its predecessor's work after it ended
 FAILURES_BEFORE_NOT_READY = 3
 
 

@@ -389,6 +389,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        12,
+        """
+        -- Segments are merged by the worker's FtsMerger (worker/fts_merge.py), a short step at a time in a thread,
+        -- no longer by FTS5's automerge inside whichever commit crossed its work unit: that was a hook post, and
+        -- while a full merge was under way automerge continued it there (hundreds of pages in one post's
+        -- commit). A flush that leaves 16 segments on one level still merges them (FTS5's crisismerge), so a
+        -- store written while no worker runs stays bounded.
+        INSERT INTO observations_fts(observations_fts, rank) VALUES ('automerge', 0);
+        INSERT INTO session_summaries_fts(session_summaries_fts, rank) VALUES ('automerge', 0);
+        INSERT INTO user_prompts_fts(user_prompts_fts, rank) VALUES ('automerge', 0);
+        """,
+    ),
 ]
 
 
