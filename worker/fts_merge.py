@@ -1,19 +1,23 @@
 """Keeps each keyword index (FTS5) compact, in short steps in a thread, so bm25 walks one segment.
 
 Every bm25 statement walks each query word's doclist in every segment of the index; migration 10 merged
-each index into one segment, but every commit that adds rows adds a small segment, and FTS5's automerge only
-folds them together as they accumulate (a growing store keeps a dozen or more). 'optimize' would restore one
-segment but holds the write lock for the whole rewrite (~13 s at 1M observations), stalling hook posts.
+each index into one segment, but every commit that adds rows adds a small segment (a growing store kept a dozen
+or more). 'optimize' would restore one segment but holds the write lock for the whole rewrite (~13 s at 1M
+observations), stalling hook posts; and FTS5's automerge merged inside whichever commit crossed its work unit,
+a hook post's (off since migration 12: this part does that work).
 
-This part runs FTS5's incremental 'merge' instead, one short IMMEDIATE transaction per step on its own
-connection in a worker thread; a step that finds the write lock taken is skipped (hook posts go first).
-A positive 'merge' continues a merge already under way (or merges a level holding `usermerge` segments); a
-negative one first puts every segment on one level, which is what converges to one segment. A negative merge
-rewrites the whole index, so one starts only when the index has more than one segment and the last full merge
-is long enough ago: at most 1 % (`1 / FULL_MERGE_SPACING`) of the time goes to full merges, whatever the store's
-size (at 1M the rewrite is seconds of work; between full merges automerge keeps the count logarithmic).
-A positive step is always tried first, so a full merge under way is continued, not restarted, when hook posts
-add segments meanwhile (a negative step would put the new segment beside the merge's inputs and start over).
+This part runs FTS5's incremental 'merge' instead, one IMMEDIATE transaction per step on its own connection
+in a worker thread; a step that finds the write lock taken is skipped (hook posts go first). A positive
+'merge' continues a merge already under way, or merges a level holding `usermerge` (4) segments, as automerge
+did, which keeps the count logarithmic; a negative one first puts every segment on one level, which is what
+converges to one segment. A negative merge rewrites the whole index, so one starts only when the index has
+more than one segment and the last full merge is long enough ago: at most 1 % (`1 / FULL_MERGE_SPACING`) of
+the time goes to full merges, whatever the store's size (at 1M a rewrite is seconds of work). A positive step
+is always tried first, so a full merge under way is continued, not restarted, when hook posts add segments
+meanwhile (a negative step would put the new segment beside the merge's inputs and start over).
+
+A step stops at the first term boundary past `pages`: one term's merged doclist is written whole, so the
+longest step is set by the commonest word's doclist and grows with the store (bench/bench_fts_merge.py).
 """
 
 from __future__ import annotations
