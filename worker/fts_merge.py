@@ -28,7 +28,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from worker import storage
@@ -82,11 +82,12 @@ class _Full:
 
 @dataclass
 class MergeStats:
+    """What the part has done since it started (benches and tests read it)."""
+
     steps: int = 0
     full_merges: int = 0
     longest_hold: float = 0.0
     skipped_busy: int = 0
-    segments: dict[str, int] = field(default_factory=dict)
 
 
 class FtsMerger:
@@ -192,12 +193,6 @@ class FtsMerger:
             if not any(s.merged or s.busy for s in self.round()):
                 return n + 1
         return max_rounds
-
-    def segments(self) -> dict[str, int]:
-        with self._lock:
-            conn = self._connection()
-            self.stats.segments = {t: segment_count(conn, t) for t in self.tables}
-            return dict(self.stats.segments)
 
     async def _every_round(self) -> None:
         while True:
