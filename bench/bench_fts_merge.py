@@ -50,7 +50,7 @@ def build_grown(db: Path, size: int, corpus: dict[str, list[Source]]) -> None:
     rng = random.Random(size)
     conn = storage.open_store(db)
     conn.execute("PRAGMA synchronous=OFF")  # the segments come from the commits, not from syncing them
-    for table in FTS_TABLES:  # grown as before migration 11: FTS5's automerge merging in the commits
+    for table in FTS_TABLES:  # grown as before migration 12: FTS5's automerge merging in the commits
         conn.execute(f"INSERT INTO {table}({table}, rank) VALUES ('automerge', 4)")
     plan = [
         (project, min(OBS_PER_SESSION, count - first))
@@ -174,7 +174,7 @@ def main() -> int:
         p.unlink()
     shutil.copyfile(grown, work)
     shutil.copyfile(grown, grown_copy)
-    for db in (work, grown_copy):  # upgraded, as the worker's start does (migration 11: automerge off)
+    for db in (work, grown_copy):  # upgraded, as the worker's start does (migration 12: automerge off)
         storage.open_store(db).close()
     queries = make_queries(corpus, project_sizes(corpus, args.size), args.queries)
     print(f"{args.size:,} observations, grown one commit at a time; load average {os.getloadavg()}")

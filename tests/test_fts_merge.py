@@ -190,7 +190,7 @@ def test_the_part_merges_in_the_background_and_closes_its_connection_at_stop(tmp
 
 
 def test_hook_commits_leave_merging_to_the_part_and_stay_bounded_without_it(tmp_path: Path) -> None:
-    """Migration 11 turns FTS5's automerge off (a commit no longer merges, nor continues the part's merge);
+    """Migration 12 turns FTS5's automerge off (a commit no longer merges, nor continues the part's merge);
     written with no part running, each level still holds fewer than 16 segments (FTS5's crisismerge)."""
     db = tmp_path / "claude-mem.db"
     conn = grow(db, 600)
