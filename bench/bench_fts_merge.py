@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 import random
-import shutil
+import sqlite3
 import sys
 import tempfile
 import threading
@@ -102,6 +102,17 @@ def grow_more(db: Path, corpus: dict[str, list[Source]], rows: int) -> None:
     conn.close()
 
 
+def copy_store(src: Path, dst: Path) -> None:
+    """A consistent copy (SQLite's backup, from a read-only connection: the WAL's commits included)."""
+    source = storage.connect_readonly(src)
+    target = sqlite3.connect(dst)
+    try:
+        source.backup(target)
+    finally:
+        target.close()
+        source.close()
+
+
 def keyword_times(db: Path, queries: list[Query]) -> tuple[list[float], list[list[str]]]:
     conn = storage.connect_readonly(db)
     for q in queries[:20]:  # warm the page cache, as a running worker's is
@@ -154,13 +165,14 @@ def main() -> int:
     ap.add_argument("--size", type=int, default=100_000)
     ap.add_argument("--cache", type=Path, help="keep the grown store (and the corpus) here and reuse it")
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--store", type=Path, help="an existing store of --size observations (e.g. bench_search.py's)")
     ap.add_argument("--grow-after", type=int, default=1000, help="observations added after compaction")
     ap.add_argument("--passes", type=int, default=3, help="timed passes over the queries, per store")
     ap.add_argument("--pages", type=int, default=0, help="pages per merge step (default: FtsMerger's)")
     args = ap.parse_args()
     cache = args.cache or Path(tempfile.mkdtemp(prefix="cm-fts-merge-"))
     corpus = load_corpus(cache)
-    grown = cache / f"grown-{args.size}-v{BUILD_VERSION}.db"
+    grown = args.store or cache / f"grown-{args.size}-v{BUILD_VERSION}.db"
     if not grown.exists():
         began = time.perf_counter()
         partial = grown.with_suffix(".building")
@@ -172,12 +184,13 @@ def main() -> int:
     work, grown_copy, compacted = cache / "work.db", cache / "before.db", cache / "compacted.db"
     for p in [*cache.glob("work.db*"), *cache.glob("before.db*"), *cache.glob("compacted.db*")]:
         p.unlink()
-    shutil.copyfile(grown, work)
-    shutil.copyfile(grown, grown_copy)
+    copy_store(grown, work)
+    copy_store(grown, grown_copy)
     for db in (work, grown_copy):  # upgraded, as the worker's start does (migration 12: automerge off)
         storage.open_store(db).close()
     queries = make_queries(corpus, project_sizes(corpus, args.size), args.queries)
-    print(f"{args.size:,} observations, grown one commit at a time; load average {os.getloadavg()}")
+    how = f"from {args.store}" if args.store else "grown one commit at a time"
+    print(f"{args.size:,} observations, {how}; load average {os.getloadavg()}")
     print(f"  segments before: {json.dumps(segments(work))}")
 
     alone = Writer(work)
@@ -227,7 +240,7 @@ def main() -> int:
     FtsMerger(work, spacing=0).compact()  # what the part does once the spacing has passed
     print(f"  segments after: {json.dumps(segments(work))}")
     print(f"  a step with nothing left to merge: merged {[s.merged for s in FtsMerger(work).round()]}")
-    shutil.copyfile(work, compacted)
+    copy_store(work, compacted)
     grow_more(work, corpus, args.grow_after)
     print(f"  then {args.grow_after} more observations, each its own commit: segments {json.dumps(segments(work))}")
     stores = {"before": grown_copy, "after": compacted, "after, then grown": work}
