@@ -319,6 +319,10 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
 #   2. when those do not fill the list: the newest RECENT_ROWS rows holding every common word;
 #   3. when still short: the newest RECENT_ROWS rows matching at all;
 #   4. when the filters left it short even so: the plain query (every match that passes the filters).
+# Steps 2 and 3 each find and score their rows in one statement that walks the matches newest first (bm25 counts
+# each word's rows once per statement: finding and scoring apart paid that twice). A small scope's walk looks at
+# the newest SCAN_ROWS matches at most (step 3: as many as hold `limit` of its rows, by its share of the table),
+# a larger scope's walk ends when RECENT_ROWS rows have passed.
 # A page is never short of a match that exists. What the bounds can miss: an older row holding none of the
 # rare words that would have outscored one found (bench_search.py --compare measures the top-10 overlap with
 # scoring every match). Words are rare or common, and rows new or old, among the rows that pass the filters
@@ -342,6 +346,13 @@ class _Scope:
     rank: str
     check: str  # "" or " AND EXISTS (...)" with {rowid} where the matched row's id goes
     args: tuple[Any, ...]
+    size: int = 0  # how many rows pass the filters, when counted (a scope of at most SMALL_SCOPE rows)
+
+    def window(self, scan: int) -> int | None:
+        """How many of the newest matches a newest-first walk may look at: `scan` for a small scope (few of the
+        matches pass its filters); no bound for a larger scope, whose walk ends once enough rows pass (it holds
+        SMALL_SCOPE rows or more), nor without filters (every match passes)."""
+        return scan if self.size else None
 
     def passes(self, rowid: str | None = None) -> str:
         return self.check.format(rowid=rowid or f"{self.table}.rowid")
@@ -360,7 +371,8 @@ def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
             f"SELECT count(*) FROM (SELECT 1 FROM {source} WHERE {where} LIMIT ?)", (*args, SMALL_SCOPE + 1)
         ).fetchone()[0]
         if small <= SMALL_SCOPE:
-            return _Scope(table, rank, f" AND +{{rowid}} IN (SELECT t.id FROM {source} WHERE {where})", tuple(args))
+            check = f" AND +{{rowid}} IN (SELECT t.id FROM {source} WHERE {where})"
+            return _Scope(table, rank, check, tuple(args), max(1, int(small)))
         index = _INDEXED_FILTER.get(kind)
         if index:
             source = f"{source} INDEXED BY {index}"
@@ -375,39 +387,57 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     """How many rows that pass the filters hold the word, counted up to cap + 1 (cap + 1 also when unknown).
 
     A bounded walk of the word's doclist: a word in at most `cap` rows of the whole table is rare wherever
-    it is looked for; a word common in the table is looked for among its newest SCAN_ROWS rows that pass the
-    filters, and counts as rare there only when that walk saw every row holding it.
+    it is looked for; a word in more than SCAN_ROWS rows of the table is common (its rows that pass the filters
+    are not counted: that walk would check each match against the filters); in between, it counts as rare
+    when at most `cap` of its rows pass.
     """
     table = scope.table
-    found = int(
-        conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', cap + 1)
-        ).fetchone()[0]
-    )
+    found = _count_matches(conn, table, f'"{term}"', cap + 1)
     if found <= cap or not scope.check:
         return found
-    passing = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
-        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)",
-        (f'"{term}"', SCAN_ROWS, *scope.args, cap + 1),
-    ).fetchone()[0]
-    if passing > cap:
+    if _count_matches(conn, table, f'"{term}"', SCAN_ROWS + 1) > SCAN_ROWS:
         return cap + 1
-    total = conn.execute(
-        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (f'"{term}"', SCAN_ROWS + 1)
+    passing = conn.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?) f"
+        f" WHERE 1{scope.passes('f.rid')} LIMIT ?)",
+        (f'"{term}"', *scope.args, cap + 1),
     ).fetchone()[0]
-    return int(passing) if total <= SCAN_ROWS else cap + 1
+    return min(int(passing), cap + 1)
 
 
-def _since(conn: sqlite3.Connection, scope: _Scope, match: str, recent: int) -> int | None:
-    """The lowest rowid among the newest `recent` matches that pass the filters (looking at SCAN_ROWS at most)."""
-    table = scope.table
-    sql = (
-        f"SELECT min(rid) FROM (SELECT rid FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?"
-        f" ORDER BY rowid DESC LIMIT ?) f WHERE 1{scope.passes('f.rid')} LIMIT ?)"
+def _count_matches(conn: sqlite3.Connection, table: str, match: str, cap: int) -> int:
+    """How many rows match, counted up to `cap` (a walk of the doclists, no filter, no ranking)."""
+    return int(
+        conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {table} MATCH ? LIMIT ?)", (match, cap)
+        ).fetchone()[0]
     )
-    found = conn.execute(sql, (match, SCAN_ROWS, *scope.args, recent)).fetchone()[0]
-    return int(found) if found is not None else None
+
+
+def _newest_scored(
+    conn: sqlite3.Connection, scope: _Scope, match: str, recent: int, window: int | None
+) -> tuple[list[tuple[int, float]], bool]:
+    """(id, -bm25) of the newest `recent` matches that pass the filters, looked for among the newest `window`
+    matches; and whether older matches were left unseen (by the window or by `recent`).
+
+    One statement walks the matches newest first, checks each against the filters and scores only those that
+    pass (bm25 counts its words' rows once per statement, so finding and scoring in one halves that cost).
+    """
+    table = scope.table
+    edge = None
+    if window is not None:
+        edge = conn.execute(
+            f"SELECT rowid FROM {table} WHERE {table} MATCH ? ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+            (match, window - 1),
+        ).fetchone()
+    bound, bound_args = (f" AND {table}.rowid >= ?", (edge[0],)) if edge else ("", ())
+    rows = conn.execute(
+        f"SELECT {table}.rowid AS id, {scope.rank} AS rank FROM {table}"
+        f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY {table}.rowid DESC LIMIT ?",
+        (match, *bound_args, *scope.args, recent),
+    ).fetchall()
+    cut = edge is not None or len(rows) >= recent
+    return [(r["id"], -float(r["rank"])) for r in rows], cut
 
 
 def _scored(
@@ -464,20 +494,22 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
         scores.update(_scored_holding(conn, scope, rare, common, limit))
     if len(scores) < limit and len(common) > 1:
         # Rows holding every common word but no rare one: their score is the common words' alone.
-        every = _quoted(common, "AND")
-        since = _since(conn, scope, every, RECENT_ROWS)
-        if since is not None:
-            for rid, score in _scored(conn, scope, every, limit, since):
-                scores.setdefault(rid, score)
+        found, _ = _newest_scored(conn, scope, _quoted(common, "AND"), RECENT_ROWS, scope.window(SCAN_ROWS))
+        for rid, score in found:
+            scores.setdefault(rid, score)
     if len(scores) < limit:
-        since = _since(conn, scope, full, RECENT_ROWS)
-        if since is not None:
-            for rid, score in _scored(conn, scope, full, limit, since):
-                scores.setdefault(rid, score)
-    if len(scores) < limit:
-        # Still short: few of the newest matches pass the filters. The plain query finds every match there is;
-        # filters apply before ranking, so bm25 runs only on rows that pass.
-        scores.update(_scored(conn, scope, full, limit))
+        # The newest rows matching at all; a filter few rows pass widens the window to where `limit` of them
+        # are expected (its share of the table), so the walk of every match below is seldom needed.
+        window = scope.window(SCAN_ROWS)
+        if window is not None:
+            window = max(window, int(3 * limit * rows / scope.size))
+        found, cut = _newest_scored(conn, scope, full, RECENT_ROWS, window)
+        for rid, score in found:
+            scores.setdefault(rid, score)
+        if len(scores) < limit and cut:
+            # Still short, and older matches are unseen: few of the newest matches pass the filters. The plain
+            # query finds every match there is; filters apply before ranking, so bm25 runs only on rows that pass.
+            scores.update(_scored(conn, scope, full, limit))
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Ranked(kind, rid, score) for rid, score in best]
 
