@@ -50,6 +50,7 @@ from worker import search, storage  # noqa: E402
 from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore  # noqa: E402
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
+from worker.fts_merge import FTS_TABLES, segment_count  # noqa: E402
 from worker.settings import Settings, load_settings  # noqa: E402
 from worker.vectors import VectorSync, load_docs  # noqa: E402
 
@@ -338,6 +339,23 @@ def fill_chroma(vsync: VectorSync, log: bool) -> tuple[int, float]:
     return count, spent
 
 
+def compact(db: Path) -> None:
+    """Each keyword index merged into one segment, as the worker's FtsMerger keeps a live store (a bulk build
+    leaves dozens: FTS5's automerge is off since migration 12). Prints what it did; nothing when compact."""
+    conn = storage.open_store(db)
+    try:
+        for table in FTS_TABLES:
+            before = segment_count(conn, table)
+            if before > 1:
+                t0 = time.perf_counter()
+                conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
+                took = time.perf_counter() - t0
+                print(f"  {table}: {before} segments merged into one in {took:.1f}s (as FtsMerger keeps it)")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
 @dataclass
 class Store:
     directory: Path
@@ -359,6 +377,7 @@ def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None
         meta = json.loads(meta_path.read_text())
         if meta.get("store_version") == STORE_VERSION and meta.get("scheme") == EMBEDDING_SCHEME:
             if meta["vectors"] or not vectors:
+                compact(settings.db_path)
                 return Store(directory, settings, meta["built_seconds"], meta["vectors"], True)
     began = time.perf_counter()
     if sqlite_done.exists() and json.loads(sqlite_done.read_text()).get("store_version") == STORE_VERSION:
@@ -367,6 +386,7 @@ def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         build_sqlite(settings.db_path, size, corpus)
+        compact(settings.db_path)
         sqlite_seconds = time.perf_counter() - began
         sqlite_done.write_text(json.dumps({"store_version": STORE_VERSION, "seconds": sqlite_seconds}))
         print(f"  {size:,}: SQLite built in {sqlite_seconds:.0f}s", flush=True)
