@@ -392,10 +392,12 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     when at most `cap` of its rows pass.
     """
     table = scope.table
-    found = _count_matches(conn, table, f'"{term}"', cap + 1)
-    if found <= cap or not scope.check:
+    if not scope.check:
+        return _count_matches(conn, table, f'"{term}"', cap + 1)
+    found = _count_matches(conn, table, f'"{term}"', max(cap, SCAN_ROWS) + 1)  # one walk decides both
+    if found <= cap:
         return found
-    if _count_matches(conn, table, f'"{term}"', SCAN_ROWS + 1) > SCAN_ROWS:
+    if found > SCAN_ROWS:
         return cap + 1
     passing = conn.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?) f"
