@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import os
 import random
@@ -41,6 +42,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -504,7 +506,13 @@ def top10(result: search.SearchResponse) -> list[str]:
 
 
 def bench_store(
-    store: Store, queries: list[Query], size: int, projects: list[str], compare: bool, slowest: int = 0
+    store: Store,
+    queries: list[Query],
+    size: int,
+    projects: list[str],
+    compare: bool,
+    slowest: int = 0,
+    repeat: int = 1,
 ) -> None:
     how = "reused from the cache" if store.reused else "built now"
     print(
@@ -525,14 +533,19 @@ def bench_store(
         run_search(conn, vsync, Query("warm up", None, "warm"), "semantic")
     tops: dict[tuple[str, Query], list[str]] = {}
     keyword_times: dict[Query, float] = {}
+    if repeat > 1:
+        print(f"  (each query run {repeat} times in a row; its time is the median of them)")
     for mode in modes:
         times: list[float] = []
         scoped: list[float] = []
         found = 0
         for q in queries:
-            t0 = time.perf_counter()
-            result = run_search(conn, vsync, q, mode)
-            elapsed = time.perf_counter() - t0
+            runs = []
+            for _ in range(repeat):  # a query's time is the median of its runs (host hiccups are not its cost)
+                t0 = time.perf_counter()
+                result = run_search(conn, vsync, q, mode)
+                runs.append(time.perf_counter() - t0)
+            elapsed = sorted(runs)[len(runs) // 2]
             times.append(elapsed)
             if q.project:
                 scoped.append(elapsed)
@@ -646,6 +659,44 @@ def compare_plain(
         search.keyword_hits = bounded  # type: ignore[assignment]
 
 
+def paired_keyword(conn: sqlite3.Connection, queries: list[Query], other: Path, rounds: int = 2) -> None:
+    """Keyword search timed query by query against another checkout's `worker/search.py`, the two alternating
+    (which goes first alternates too), in this process on this connection: on a host whose speed drifts by
+    half between runs (a fixed Python loop took 1.2-1.8 s here), only paired figures compare two versions."""
+    spec = importlib.util.spec_from_file_location("other_search", other / "worker" / "search.py")
+    assert spec is not None and spec.loader is not None
+    theirs = importlib.util.module_from_spec(spec)
+    sys.modules["other_search"] = theirs
+    spec.loader.exec_module(theirs)
+
+    def once(module: Any, q: Query) -> float:
+        params = module.parse_params(
+            {"query": q.text, "mode": "keyword", **({"project": q.project} if q.project else {})}
+        )
+        t0 = time.perf_counter()
+        module.search(conn, params, None)
+        return time.perf_counter() - t0
+
+    for q in queries[:20]:  # warm both
+        once(theirs, q)
+        once(search, q)
+    mine: list[float] = []
+    other_times: list[float] = []
+    for r in range(rounds):
+        for i, q in enumerate(queries):
+            order = (search, theirs) if (i + r) % 2 == 0 else (theirs, search)
+            took = {id(m): once(m, q) for m in order}
+            mine.append(took[id(search)])
+            other_times.append(took[id(theirs)])
+    faster = sum(a < b for a, b in zip(mine, other_times, strict=True))
+    print(
+        f"  keyword paired with {other}: theirs p50 {pct(other_times, 0.5):.1f} / p99 {pct(other_times, 0.99):.1f} ms"
+        f" (mean {sum(other_times) / len(other_times) * 1000:.1f}), this p50 {pct(mine, 0.5):.1f} / p99"
+        f" {pct(mine, 0.99):.1f} ms (mean {sum(mine) / len(mine) * 1000:.1f}); this one faster on {faster}/{len(mine)}",
+        flush=True,
+    )
+
+
 def bench_embeddings(sentences: list[str]) -> None:
     rng = random.Random(0)
     embedder = default_embedder()
@@ -673,6 +724,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000,100000")
     parser.add_argument("--queries", type=int, default=200, help="queries per mode and size")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run each query this many times; its time is the median of them"
+    )
     parser.add_argument("--cache", type=Path, help="keep built stores here and reuse them")
     parser.add_argument("--build-only", action="store_true", help="build (and cache) the stores, time nothing")
     parser.add_argument(
@@ -686,6 +740,11 @@ def main() -> int:
         type=int,
         default=0,
         help="after timing, run the N slowest keyword queries again, statement by statement",
+    )
+    parser.add_argument(
+        "--paired-with",
+        type=Path,
+        help="after timing, time keyword search against this other checkout's, query by query, alternating",
     )
     args = parser.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -704,7 +763,11 @@ def main() -> int:
             continue
         sizes = project_sizes(corpus, size)
         queries = make_queries(corpus, sizes, args.queries)
-        bench_store(store, queries, size, list(sizes), args.compare, args.slowest)
+        bench_store(store, queries, size, list(sizes), args.compare, args.slowest, args.repeat)
+        if args.paired_with:
+            conn = storage.open_store(store.settings.db_path)
+            paired_keyword(conn, queries, args.paired_with)
+            conn.close()
         if not args.cache:
             shutil.rmtree(store.directory, ignore_errors=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
