@@ -442,16 +442,13 @@ def _newest_scored(
     return [(r["id"], -float(r["rank"])) for r in rows], cut
 
 
-def _scored(
-    conn: sqlite3.Connection, scope: _Scope, match: str, limit: int, since: int | None = None
-) -> list[tuple[int, float]]:
-    """(id, -bm25) of the best rows for one FTS5 query that pass the filters; with `since`, rowids from there."""
+def _scored(conn: sqlite3.Connection, scope: _Scope, match: str, limit: int) -> list[tuple[int, float]]:
+    """(id, -bm25) of the best rows for one FTS5 query that pass the filters."""
     table = scope.table
-    bound, bound_args = (f" AND {table}.rowid >= ?", (since,)) if since is not None else ("", ())
     rows = conn.execute(
         f"SELECT {table}.rowid AS id, {scope.rank} AS rank FROM {table}"
-        f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY rank LIMIT ?",
-        (match, *bound_args, *scope.args, limit),
+        f" WHERE {table} MATCH ?{scope.passes()} ORDER BY rank LIMIT ?",
+        (match, *scope.args, limit),
     ).fetchall()
     return [(r["id"], -float(r["rank"])) for r in rows]
 
