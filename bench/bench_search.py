@@ -40,6 +40,7 @@ import time
 import tokenize
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker import search, storage  # noqa: E402
+from worker import fts_partition, search, storage  # noqa: E402
 from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore  # noqa: E402
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
@@ -342,11 +343,17 @@ def fill_chroma(vsync: VectorSync, log: bool) -> tuple[int, float]:
 
 
 def compact(db: Path) -> None:
-    """Each keyword index merged into one segment, as the worker's FtsMerger keeps a live store (a bulk build
-    leaves dozens: FTS5's automerge is off since migration 12). Prints what it did; nothing when compact."""
+    """The store as the worker's parts keep a live one: each project past PARTITION_ROWS observations with its
+    own keyword index (FtsPartitioner), and each keyword index merged into one segment (FtsMerger; a bulk build
+    leaves dozens: FTS5's automerge is off since migration 12). Prints what it did; nothing when done before."""
     conn = storage.open_store(db)
     try:
-        for table in FTS_TABLES:
+        t0 = time.perf_counter()
+        made = fts_partition.partition_now(conn)
+        if made:
+            took = time.perf_counter() - t0
+            print(f"  {len(made)} projects got their own keyword index in {took:.1f}s (as FtsPartitioner does)")
+        for table in (*FTS_TABLES, *fts_partition.partition_tables(conn)):
             before = segment_count(conn, table)
             if before > 1:
                 t0 = time.perf_counter()
@@ -462,6 +469,9 @@ def make_queries(corpus: dict[str, list[Source]], sizes: dict[str, int], n: int,
 # --- timing -----------------------------------------------------------------------------------------
 
 
+_CHROMA = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bench-chroma")
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] * 1000
@@ -473,6 +483,11 @@ def run_search(conn: sqlite3.Connection, vsync: VectorSync | None, query: Query,
         raw["project"] = query.project
     params = search.parse_params(raw)
     req = search.semantic_request(params)
+    if req and vsync and mode == "hybrid":
+        # As the route runs a hybrid search: Chroma's half in another thread while SQLite's runs here.
+        asked = _CHROMA.submit(vsync.query, req.text, req.n, req.where, req.project)
+        keyword = search.keyword_hits(conn, params, params.pool)
+        return search.search(conn, params, asked.result(), keyword=keyword)
     hits = vsync.query(req.text, req.n, req.where, req.project) if req and vsync else None
     return search.search(conn, params, hits)
 
@@ -484,14 +499,9 @@ def plain_keyword_hits(conn: sqlite3.Connection, params: search.SearchParams, li
         return []
     hits: list[search.Ranked] = []
     for kind in params.effective_kinds:
-        table, rank = search.FTS[kind]
-        source, where, args = search.filter_sql(kind, params)
-        rows = conn.execute(
-            f"SELECT t.id AS id, {rank} AS rank FROM {source} JOIN {table} ON {table}.rowid = t.id"
-            f" WHERE {table} MATCH ? AND {where} ORDER BY rank LIMIT ?",
-            (match, *args, limit),
-        ).fetchall()
-        hits.extend(search.Ranked(kind, r["id"], -float(r["rank"])) for r in rows)
+        # Every match of the index the search uses (a big project's own, else the store-wide one) scored.
+        scope = search._scope(conn, kind, params)
+        hits.extend(search.Ranked(kind, rid, score) for rid, score in search._scored(conn, scope, match, limit))
     hits.sort(key=lambda h: -h.score)
     return hits[:limit]
 

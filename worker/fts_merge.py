@@ -33,6 +33,7 @@ from pathlib import Path
 
 from worker import storage
 from worker.checkpoint import FailureStreak
+from worker.fts_partition import partition_tables
 
 log = logging.getLogger("claude_mem.fts_merge")
 
@@ -110,7 +111,7 @@ class FtsMerger:
         self.clock = clock
         self.stats = MergeStats()
         self.failures = FailureStreak("keyword index merge", FAILURES_BEFORE_NOT_READY)
-        self._full = {t: _Full() for t in tables}
+        self._full: dict[str, _Full] = {t: _Full() for t in tables}
         self._conn: sqlite3.Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = threading.Lock()  # a cancelled round's thread may still be merging at stop
@@ -121,8 +122,13 @@ class FtsMerger:
             self._conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
         return self._conn
 
+    def all_tables(self) -> tuple[str, ...]:
+        """The fixed indexes and every per-project one (fts_partition), listed again each round."""
+        with self._lock:
+            return self.tables + tuple(t for t in partition_tables(self._connection()) if t not in self.tables)
+
     def _full_allowed(self, table: str) -> bool:
-        full = self._full[table]
+        full = self._full.setdefault(table, _Full())
         return full.ended_at is None or self.clock() - full.ended_at >= self.spacing * full.last_work
 
     def _merge(self, conn: sqlite3.Connection, table: str, pages: int) -> Step:
@@ -149,7 +155,7 @@ class FtsMerger:
         it has more than one segment and the spacing allows it; a Step with merged False when neither."""
         with self._lock:
             conn = self._connection()
-            full = self._full[table]
+            full = self._full.setdefault(table, _Full())
             done = self._merge(conn, table, self.pages)
             if not done.merged and not done.busy:
                 if full.running:  # the full merge's last positive step found nothing left: it has ended
@@ -178,7 +184,7 @@ class FtsMerger:
         """One step on each table, back to back (tests, benches; the part pauses after each step that merged)."""
         steps: list[Step] = []
         failed: sqlite3.Error | None = None
-        for table in self.tables:
+        for table in self.all_tables():
             try:
                 steps.append(self.step(table))
             except sqlite3.Error as exc:
@@ -198,7 +204,11 @@ class FtsMerger:
         while True:
             worked = False
             failed: sqlite3.Error | None = None
-            for table in self.tables:
+            try:
+                tables = await asyncio.to_thread(self.all_tables)
+            except sqlite3.Error as exc:
+                failed, tables = exc, self.tables
+            for table in tables:
                 try:
                     done = await asyncio.to_thread(self.step, table)
                 except sqlite3.Error as exc:

@@ -13,12 +13,13 @@ import re
 import sqlite3
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from worker import storage
 from worker.chroma_store import SemanticHit
+from worker.fts_partition import ready_partition
 from worker.storage import KIND_RANK, KINDS
 from worker.wire_search import (
     SearchHit,
@@ -360,6 +361,13 @@ class _Scope:
 
 def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     table, rank = FTS[kind]
+    if kind == "observation" and params.project:
+        # A big project's own index (fts_partition): its walks see only its rows, no match is checked against
+        # the project, and bm25 weighs words by their rarity in the project.
+        own = ready_partition(conn, params.project)
+        if own is not None:
+            table, rank = own, rank.replace(FTS[kind][0], own)
+            params = replace(params, project=None)
     source, where, args = filter_sql(kind, params)
     if where == "1":
         return _Scope(table, rank, "", ())
@@ -754,9 +762,13 @@ def search(
     semantic: list[SemanticHit] | None = None,
     semantic_error: str | None = None,
     want_rows: bool = False,
+    keyword: list[Ranked] | None = None,
 ) -> SearchResponse:
     """Run a search. `semantic` is Chroma's answer to `semantic_request(params)`; None with
-    `semantic_error` says why there is none (hybrid and semantic then degrade to keyword)."""
+    `semantic_error` says why there is none (hybrid and semantic then degrade to keyword).
+
+    `keyword` is `keyword_hits(conn, params, params.pool)` when the caller ran it already (the route runs it
+    while Chroma answers, so a hybrid search takes the longer of the two halves, not their sum)."""
     started = time.perf_counter()
     needs_vectors = semantic_request(params) is not None
     degraded = needs_vectors and semantic is None
@@ -774,7 +786,7 @@ def search(
         lists: list[list[Ranked]] = []
         names: list[str] = []
         if use_keyword:
-            lists.append(keyword_hits(conn, params, params.pool))
+            lists.append(keyword if keyword is not None else keyword_hits(conn, params, params.pool))
             names.append("keyword")
         if use_semantic:
             assert semantic is not None

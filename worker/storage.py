@@ -52,7 +52,7 @@ def _next_id(session: str, row_id: str) -> str:
     return f"(SELECT min(p.id) FROM observations p WHERE p.session_id = {session} AND p.id > {row_id})"
 
 
-def _around(session: str, row_id: str, radius: int) -> str:
+def neighbour_ids(session: str, row_id: str, radius: int) -> str:
     """The ids of up to `radius` observations on each side of `row_id` in its session."""
     return (
         f"SELECT id FROM (SELECT p.id FROM observations p WHERE p.session_id = {session} AND p.id < {row_id}"
@@ -107,14 +107,14 @@ _MIGRATION_9 = f"""
                     new.files_read || ' ' || new.files_modified,
                     {context_sql("new.session_id", "new.id", 2, 200)});
             UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, 2, 200)}
-            WHERE rowid IN ({_around("new.session_id", "new.id", 2)});
+            WHERE rowid IN ({neighbour_ids("new.session_id", "new.id", 2)});
             UPDATE vector_sync SET synced_at = 0
             WHERE kind = 'observation' AND row_id = {_prev_id("new.session_id", "new.id")};
         END;
         CREATE TRIGGER observations_ad AFTER DELETE ON observations BEGIN
             DELETE FROM observations_fts WHERE rowid = old.id;
             UPDATE observations_fts SET context = {context_sql("old.session_id", _FTS_ROW, 2, 200)}
-            WHERE rowid IN ({_around("old.session_id", "old.id", 2)});
+            WHERE rowid IN ({neighbour_ids("old.session_id", "old.id", 2)});
             UPDATE vector_sync SET synced_at = 0 WHERE kind = 'observation'
                 AND row_id IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
         END;
@@ -400,6 +400,21 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO observations_fts(observations_fts, rank) VALUES ('automerge', 0);
         INSERT INTO session_summaries_fts(session_summaries_fts, rank) VALUES ('automerge', 0);
         INSERT INTO user_prompts_fts(user_prompts_fts, rank) VALUES ('automerge', 0);
+        """,
+    ),
+    (
+        13,
+        """
+        -- Per-project keyword indexes (worker/fts_partition.py): a project past 2,000 observations gets an FTS5
+        -- table of its own, observations_fts_p<rowid>, kept by triggers; search uses it once `ready` (every row
+        -- of the project up to `copy_to`, the newest id when its triggers were made, was copied across).
+        CREATE TABLE fts_partitions (
+            project TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            ready INTEGER NOT NULL DEFAULT 0,
+            copy_to INTEGER NOT NULL,
+            created_at REAL NOT NULL
+        );
         """,
     ),
 ]

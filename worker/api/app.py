@@ -45,6 +45,7 @@ from worker.api.viewer import (
 from worker.checkpoint import Checkpointer
 from worker.feed import FeedHub
 from worker.fts_merge import FtsMerger
+from worker.fts_partition import FtsPartitioner
 from worker.knowledge import CorpusError, KnowledgeAgent
 from worker.queue import ProcessingError, QueueRunner
 from worker.readers import Readers
@@ -98,7 +99,13 @@ def build_services(settings: Settings) -> Services:
         budget_retry=settings.budget_retry_seconds,
     )
     readers = Readers(settings.db_path)
-    parts: list[Part] = [agent, readers, Checkpointer(conn, settings.db_path), FtsMerger(settings.db_path)]
+    parts: list[Part] = [
+        agent,
+        readers,
+        Checkpointer(conn, settings.db_path),
+        FtsMerger(settings.db_path),
+        FtsPartitioner(settings.db_path),
+    ]
     vectors = VectorSync(settings) if settings.chroma_enabled else None
     if vectors is not None:
         stored.subscribe(vectors.notify)

@@ -1,0 +1,206 @@
+"""Per-project keyword indexes (`worker/fts_partition.py`): a big project's own FTS5 table holds exactly its
+rows of the store-wide index, through inserts, deletes and the neighbours' context; a copy resumes where it
+stopped; scoped searches use it only once ready and never see another project's rows; a hostile project name
+stays data; the part builds partitions in the background and FtsMerger keeps them merged."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import sqlite3
+from pathlib import Path
+
+from worker import fts_partition, search, storage
+from worker.fts_merge import FtsMerger, segment_count
+from worker.fts_partition import FtsPartitioner
+
+WORDS = "cache login token parser retry queue socket timeout migration index session vector chunk budget".split()
+COLUMNS = "rowid, title, subtitle, narrative, facts, concepts, files, context"
+
+
+def grow(
+    conn: sqlite3.Connection, project: str, rows: int, seed: int, sessions: int = 3, words: list[str] = WORDS
+) -> list[int]:
+    """`rows` observations of `project` over a few sessions, interleaved by id with what is there already."""
+    rng = random.Random(seed)
+    with storage.Tx(conn):
+        sids = [int(storage.ensure_session(conn, f"{project}-{seed}-{n}", project)["id"]) for n in range(sessions)]
+    ids = []
+    for n in range(rows):
+        text = " ".join(rng.choices(words, k=8))
+        with storage.Tx(conn):
+            ids.append(
+                storage.insert_observation(
+                    conn,
+                    sids[n % sessions],
+                    project,
+                    {"type": "change", "title": f"{project} {text[:30]}", "narrative": text, "facts": [text[::-1]]},
+                    1,
+                )
+            )
+    return ids
+
+
+def own_rows(conn: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
+    return [tuple(r) for r in conn.execute(f"SELECT {COLUMNS} FROM {table} ORDER BY rowid")]
+
+
+def store_rows(conn: sqlite3.Connection, project: str) -> list[tuple[object, ...]]:
+    """The project's rows as the store-wide index holds them (what its partition must hold)."""
+    return [
+        tuple(r)
+        for r in conn.execute(
+            f"SELECT {COLUMNS} FROM observations_fts WHERE rowid IN"
+            " (SELECT id FROM observations WHERE project = ?) ORDER BY rowid",
+            (project,),
+        )
+    ]
+
+
+def test_a_big_project_gets_an_index_holding_exactly_its_rows_through_inserts_and_deletes(tmp_path: Path) -> None:
+    conn = storage.open_store(tmp_path / "m.db")
+    grow(conn, "big", 40, seed=1)
+    grow(conn, "small", 10, seed=2)
+    grow(conn, "big", 20, seed=3)
+    names = fts_partition.partition_now(conn, rows=30)
+    assert len(names) == 1
+    table = fts_partition.ready_partition(conn, "big")
+    assert table == names[0] and fts_partition.ready_partition(conn, "small") is None
+    assert len(own_rows(conn, table)) == 60
+    assert own_rows(conn, table) == store_rows(conn, "big")
+
+    # New rows come through the triggers, with their neighbours' context rewritten as in the store-wide index.
+    added = grow(conn, "big", 9, seed=4, sessions=1)
+    grow(conn, "small", 5, seed=5)
+    with storage.Tx(conn):
+        conn.execute("DELETE FROM observations WHERE id IN (?, ?)", (added[4], 3))
+    assert own_rows(conn, table) == store_rows(conn, "big")
+    assert len(own_rows(conn, table)) == 67
+    # A deleted session takes its rows out of the partition too (ON DELETE CASCADE fires the triggers).
+    with storage.Tx(conn):
+        conn.execute("DELETE FROM sessions WHERE content_session_id = 'big-4-0'")
+    assert own_rows(conn, table) == store_rows(conn, "big")
+    assert len(own_rows(conn, table)) == 59  # that session held 8 of them
+
+
+def test_a_copy_resumes_after_a_restart_and_skips_rows_the_triggers_brought(tmp_path: Path) -> None:
+    conn = storage.open_store(tmp_path / "m.db")
+    ids = grow(conn, "big", 50, seed=1)
+    name = fts_partition.create(conn, "big")
+    assert fts_partition.ready_partition(conn, "big") is None  # empty: searches keep the store-wide index
+    # The newest row is deleted and its id reused by the next insert, which the triggers put in the partition.
+    with storage.Tx(conn):
+        conn.execute("DELETE FROM observations WHERE id = ?", (ids[-1],))
+    reused = grow(conn, "big", 1, seed=2, sessions=1)[0]
+    assert reused == ids[-1]
+    copy = fts_partition.start_copy(conn, name)
+    assert fts_partition.copy_step(conn, copy, batch=7) is False
+    assert fts_partition.copy_step(conn, copy, batch=7) is False
+    # A restart: the copy starts again from the store and finishes.
+    again = fts_partition.start_copy(conn, name)
+    while not fts_partition.copy_step(conn, again, batch=7):
+        pass
+    assert fts_partition.ready_partition(conn, "big") == name
+    assert own_rows(conn, name) == store_rows(conn, "big")
+
+
+def test_scoped_search_uses_a_ready_partition_and_never_sees_another_project(tmp_path: Path) -> None:
+    conn = storage.open_store(tmp_path / "m.db")
+    grow(conn, "big", 60, seed=1)
+    grow(conn, "other", 60, seed=2, words=["lorem", "ipsum", "dolor", "amet", "cache"])
+    with storage.Tx(conn):
+        sid = int(storage.ensure_session(conn, "odd", "other")["id"])
+        odd = storage.insert_observation(conn, sid, "other", {"type": "change", "title": "zebra crossing"}, 1)
+    fts_partition.partition_now(conn, rows=30)
+    table = fts_partition.ready_partition(conn, "big")
+    assert table is not None
+
+    def found(query: str, project: str | None) -> list[int]:
+        raw = {"query": query, "mode": "keyword", "limit": "100", **({"project": project} if project else {})}
+        return [h.id for h in search.search(conn, search.parse_params(raw), None).results if h.kind == "observation"]
+
+    big_ids = {r[0] for r in conn.execute("SELECT id FROM observations WHERE project = 'big'")}
+    hits = found("cache token", "big")
+    assert hits and set(hits) <= big_ids
+    # Scored as bm25 scores the partition's rows (the store-wide index, whose word counts include the other
+    # project's rows, gives other scores): the project's own index answered.
+    raw = {"query": "cache token", "mode": "keyword", "limit": "100", "project": "big", "type": ""}
+    scored = {
+        h.id: h.score for h in search.search(conn, search.parse_params(raw), None).results if h.kind == "observation"
+    }
+    weights = "4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25"
+    match = '\'"cache" OR "token"\''
+    own = dict(conn.execute(f"SELECT rowid, -bm25({table}, {weights}) FROM {table} WHERE {table} MATCH {match}"))
+    wide = dict(
+        conn.execute(
+            f"SELECT rowid, -bm25(observations_fts, {weights}) FROM observations_fts"
+            f" WHERE observations_fts MATCH {match}"
+        )
+    )
+    assert set(scored) == set(own)
+    assert all(abs(scored[i] - own[i]) < 1e-4 for i in scored)
+    assert any(abs(scored[i] - wide[i]) > 1e-3 for i in scored)
+    assert found("zebra", "big") == [] and found("zebra", "other") == [odd] and found("zebra", None) == [odd]
+    # Another filter still applies inside the partition.
+    assert (
+        search.search(
+            conn, search.parse_params({"query": "cache", "mode": "keyword", "project": "big", "type": "bugfix"}), None
+        ).results
+        == []
+    )
+
+
+def test_a_hostile_project_name_is_data_in_the_trigger_sql(tmp_path: Path) -> None:
+    conn = storage.open_store(tmp_path / "m.db")
+    name = "x' THEN 1 END; DROP TABLE observations; --'"
+    grow(conn, name, 35, seed=1)
+    grow(conn, "plain", 5, seed=2)
+    [table] = fts_partition.partition_now(conn, rows=30)
+    grow(conn, name, 3, seed=3)
+    assert conn.execute("SELECT count(*) FROM observations").fetchone()[0] == 43
+    assert own_rows(conn, table) == store_rows(conn, name)
+    assert len(own_rows(conn, table)) == 38
+    raw = {"query": "cache", "mode": "keyword", "project": name, "limit": "100"}
+    assert search.search(conn, search.parse_params(raw), None).results
+
+
+def test_the_part_builds_partitions_in_the_background_and_the_merger_keeps_them_merged(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    conn = storage.open_store(db)
+    grow(conn, "big", 45, seed=1)
+
+    async def go() -> str | None:
+        part = FtsPartitioner(db, rows=30, look=0.05)
+        await part.start()
+        try:
+            for _ in range(200):
+                table = await asyncio.to_thread(fts_partition.ready_partition, conn, "big")
+                if table:
+                    return table
+                await asyncio.sleep(0.05)
+            return None
+        finally:
+            assert part.readiness_problem() is None
+            await part.stop()
+            assert part._conn is None
+
+    table = asyncio.run(go())
+    assert table is not None and own_rows(conn, table) == store_rows(conn, "big")
+    grow(conn, "big", 6, seed=2)  # each insert its own commit: new segments in the partition
+    assert segment_count(conn, table) > 1
+    merger = FtsMerger(db)
+    assert table in merger.all_tables()
+    merger.compact()
+    assert segment_count(conn, table) == 1
+    assert own_rows(conn, table) == store_rows(conn, "big")
+
+
+def test_partitions_go_to_the_largest_projects_up_to_the_cap(tmp_path: Path) -> None:
+    conn = storage.open_store(tmp_path / "m.db")
+    for seed, (project, rows) in enumerate((("mid", 35), ("top", 45), ("low", 32), ("tiny", 10))):
+        grow(conn, project, rows, seed=seed)
+    assert fts_partition.projects_to_partition(conn, rows=30, most=2) == ["top", "mid"]
+    for project in fts_partition.projects_to_partition(conn, rows=30, most=2):
+        fts_partition.create(conn, project)
+    assert fts_partition.projects_to_partition(conn, rows=30, most=2) == []
+    assert fts_partition.projects_to_partition(conn, rows=30, most=3) == ["low"]

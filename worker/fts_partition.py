@@ -1,0 +1,263 @@
+"""Per-project keyword indexes: a project past PARTITION_ROWS observations gets an FTS5 table of its own.
+
+Why: on the store-wide index, a search scoped to a big project walks the store's matches newest first and
+checks each against the project. At 1M observations a project holding 6 % of them, asked for two common
+words, checked 74k matches to find its newest 1,000, and such searches took 80-100 ms (bench_search.py). Its
+own index holds only its rows: the same searches took 2-20 ms, and bm25 weighs each word by how rare it is in
+the project, not in the store. Small projects keep using the store-wide index, checking matches against their
+short id list (`search._scope`).
+
+Triggers keep each partition in step with `observations` (insert, delete, and the neighbours' `context`,
+exactly as migration 9's triggers keep `observations_fts`). This part (`FtsPartitioner`, one of the worker's
+parts) creates a partition when a project crosses the threshold, copies the project's earlier rows across
+from `observations_fts` in short write transactions, then marks it ready; search uses only ready partitions.
+A copy cut short by a restart resumes where it stopped. FtsMerger keeps partitions merged like the other
+indexes (automerge is off on them too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from worker import storage
+from worker.checkpoint import FailureStreak
+
+log = logging.getLogger("claude_mem.fts_partition")
+
+# A project with more observations gets its own index. Below this, a scoped search on the store-wide index checks
+# matches against a short id list, but still walks the store's matches of each word: at 1M observations, searches
+# scoped to projects of 9k-19k rows were the slowest left (60-110 ms) until they got partitions too.
+PARTITION_ROWS = 2000
+# At most this many partitions (the largest projects): each is a table and two triggers every insert passes.
+MAX_PARTITIONS = 256
+COPY_BATCH = 2000  # rows copied into a new partition per write transaction
+BUSY_MS = 20  # how long a copy step waits for the write lock before it skips the round
+LOOK_SECONDS = 300.0  # how often projects are counted for new partitions
+BUSY_RETRY_SECONDS = 5.0  # when a partition could not be created for the write lock
+STEP_PAUSE_SECONDS = 0.05  # at least this between copy steps (hook posts get the write lock in between)
+FAILURES_BEFORE_NOT_READY = 3
+_COLUMNS = "title, subtitle, narrative, facts, concepts, files, context"
+
+
+def _literal(text: str) -> str:
+    """A SQL string literal: a project name becomes part of trigger SQL, so every quote is doubled."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def trigger_sql(table: str, project: str) -> list[str]:
+    """The triggers that keep `table` (a partition) holding exactly the project's rows of observations_fts."""
+    row = f"{table}.rowid"
+    ctx = storage.context_sql
+    around = storage.neighbour_ids
+    when = _literal(project)
+    insert = f"""
+        CREATE TRIGGER {table}_ai AFTER INSERT ON observations WHEN new.project = {when} BEGIN
+            INSERT INTO {table}(rowid, {_COLUMNS})
+            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
+                    new.files_read || ' ' || new.files_modified,
+                    {ctx("new.session_id", "new.id", storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)});
+            UPDATE {table} SET context = {ctx("new.session_id", row, storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)}
+            WHERE rowid IN ({around("new.session_id", "new.id", storage.CONTEXT_RADIUS)});
+        END
+    """
+    delete = f"""
+        CREATE TRIGGER {table}_ad AFTER DELETE ON observations WHEN old.project = {when} BEGIN
+            DELETE FROM {table} WHERE rowid = old.id;
+            UPDATE {table} SET context = {ctx("old.session_id", row, storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)}
+            WHERE rowid IN ({around("old.session_id", "old.id", storage.CONTEXT_RADIUS)});
+        END
+    """
+    return [insert, delete]
+
+
+def ready_partition(conn: sqlite3.Connection, project: str) -> str | None:
+    """The project's own keyword index when it holds every row of the project; None otherwise."""
+    row = conn.execute("SELECT name FROM fts_partitions WHERE project = ? AND ready = 1", (project,)).fetchone()
+    return str(row[0]) if row else None
+
+
+def partition_tables(conn: sqlite3.Connection) -> list[str]:
+    return [str(r[0]) for r in conn.execute("SELECT name FROM fts_partitions ORDER BY name")]
+
+
+def projects_to_partition(
+    conn: sqlite3.Connection, rows: int = PARTITION_ROWS, most: int = MAX_PARTITIONS
+) -> list[str]:
+    """Projects with more than `rows` observations and no partition yet, largest first, while fewer than `most`
+    partitions exist."""
+    room = most - int(conn.execute("SELECT count(*) FROM fts_partitions").fetchone()[0])
+    if room <= 0:
+        return []
+    found = conn.execute(
+        "SELECT project, count(*) AS n FROM observations WHERE project NOT IN (SELECT project FROM fts_partitions)"
+        " GROUP BY project HAVING n > ? ORDER BY n DESC",
+        (rows,),
+    )
+    # A name holding NUL cannot be written as a SQL literal: its searches keep the store-wide index.
+    return [str(r[0]) for r in found if "\x00" not in str(r[0])][:room]
+
+
+def create(conn: sqlite3.Connection, project: str) -> str:
+    """The project's partition, empty, with its triggers, in one write transaction; its earlier rows (up to
+    the newest id at this moment) are left for `copy_step`."""
+    with storage.Tx(conn):
+        cur = conn.execute(
+            "INSERT INTO fts_partitions (project, name, ready, copy_to, created_at)"
+            " VALUES (?, '', 0, (SELECT coalesce(max(id), 0) FROM observations), ?)",
+            (project, time.time()),
+        )
+        name = f"observations_fts_p{cur.lastrowid}"
+        conn.execute("UPDATE fts_partitions SET name = ? WHERE rowid = ?", (name, cur.lastrowid))
+        conn.execute(f"CREATE VIRTUAL TABLE {name} USING fts5({_COLUMNS}, tokenize='porter unicode61')")
+        conn.execute(f"INSERT INTO {name}({name}, rank) VALUES ('automerge', 0)")
+        for statement in trigger_sql(name, project):
+            conn.execute(statement)
+    log.info("project %r gets its own keyword index %s", project, name)
+    return name
+
+
+@dataclass
+class Copy:
+    """A partition still being filled: the ids of the project's earlier rows not yet copied, oldest first."""
+
+    name: str
+    project: str
+    pending: list[int]
+
+
+def start_copy(conn: sqlite3.Connection, name: str) -> Copy:
+    project, copy_to = conn.execute("SELECT project, copy_to FROM fts_partitions WHERE name = ?", (name,)).fetchone()
+    rows = conn.execute("SELECT id FROM observations WHERE project = ? AND id <= ?", (project, copy_to))
+    ids = sorted(int(r[0]) for r in rows)
+    return Copy(name, str(project), ids)
+
+
+def copy_step(conn: sqlite3.Connection, copy: Copy, batch: int = COPY_BATCH) -> bool | None:
+    """Copy the next `batch` rows (one IMMEDIATE transaction) from observations_fts; True when the partition is
+    complete and marked ready, False when rows are left, None when the write lock was taken (nothing done)."""
+    chunk = copy.pending[:batch]
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            return None
+        raise
+    try:
+        if chunk:
+            # A row already there came through the triggers (an id reused after the newest row was deleted).
+            conn.execute(
+                f"INSERT INTO {copy.name}(rowid, {_COLUMNS}) SELECT f.rowid, f.title, f.subtitle, f.narrative,"
+                f" f.facts, f.concepts, f.files, f.context FROM observations_fts f"
+                f" WHERE f.rowid IN (SELECT value FROM json_each(?))"
+                f" AND f.rowid NOT IN (SELECT rowid FROM {copy.name} WHERE rowid BETWEEN ? AND ?)",
+                (json.dumps(chunk), chunk[0], chunk[-1]),
+            )
+        done = len(chunk) == len(copy.pending)
+        if done:
+            conn.execute("UPDATE fts_partitions SET ready = 1 WHERE name = ?", (copy.name,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    del copy.pending[: len(chunk)]
+    if done:
+        log.info("keyword index %s of project %r is ready", copy.name, copy.project)
+    return done
+
+
+def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[str]:
+    """Create and fill every partition due, back to back (tests, benches, `claude-mem` maintenance)."""
+    names = [create(conn, p) for p in projects_to_partition(conn, rows)]
+    for (name,) in conn.execute("SELECT name FROM fts_partitions WHERE ready = 0").fetchall():
+        copy = start_copy(conn, name)
+        while not copy_step(conn, copy):
+            pass
+    return names
+
+
+class FtsPartitioner:
+    """A part (`Services.parts`): gives big projects their own keyword index, in a thread, a batch at a time."""
+
+    def __init__(self, db_path: Path, rows: int = PARTITION_ROWS, look: float = LOOK_SECONDS) -> None:
+        self.db_path = db_path
+        self.rows = rows
+        self.look = look
+        self.failures = FailureStreak("per-project keyword index", FAILURES_BEFORE_NOT_READY)
+        self._conn: sqlite3.Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = threading.Lock()
+        self.busy = False
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = storage.connect(self.db_path)
+            self._conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        return self._conn
+
+    def _due(self) -> list[Copy]:
+        """Create the partitions due (their triggers take new rows from now on); every unfilled one's copy."""
+        with self._lock:
+            conn = self._connection()
+            for project in projects_to_partition(conn, self.rows):
+                try:
+                    create(conn, project)
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) and "busy" not in str(exc):
+                        raise
+                    self.busy = True  # hook posts hold the write lock: look again soon
+            names = [str(r[0]) for r in conn.execute("SELECT name FROM fts_partitions WHERE ready = 0")]
+            return [start_copy(conn, n) for n in names]
+
+    def _step(self, copy: Copy) -> tuple[bool | None, float]:
+        with self._lock:
+            began = time.perf_counter()
+            done = copy_step(self._connection(), copy)
+            return done, time.perf_counter() - began
+
+    async def _every_look(self) -> None:
+        while True:
+            self.busy = False
+            try:
+                for copy in await asyncio.to_thread(self._due):
+                    while True:
+                        done, held = await asyncio.to_thread(self._step, copy)
+                        if done:
+                            break
+                        await asyncio.sleep(max(STEP_PAUSE_SECONDS, held))
+                self.failures.succeeded()
+            except sqlite3.Error as exc:
+                self.failures.failed(exc)
+                log.exception("per-project keyword index failed")
+            await asyncio.sleep(BUSY_RETRY_SECONDS if self.busy else self.look)
+
+    # --- Part (worker/services.py) ----------------------------------------------------------------
+
+    async def warm(self) -> str | None:
+        return None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._every_look())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+        def close() -> None:
+            with self._lock:
+                if self._conn is not None:
+                    self._conn.close()
+                    self._conn = None
+
+        await asyncio.to_thread(close)
+
+    def readiness_problem(self) -> str | None:
+        return self.failures.problem()
