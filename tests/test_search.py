@@ -238,6 +238,15 @@ def test_hybrid_ranks_a_related_observation_that_shares_no_keyword(chroma_server
         assert hybrid.results[0].sources == ["semantic"]
         assert all(h.project == "webapp" for h in hybrid.results)  # the where filter reached Chroma
         assert f"#{ids['target']} [bugfix] {TARGET}" in hybrid.content[0].text
+        # The route runs the keyword half while Chroma answers and hands it in: the same answer.
+        params = search.parse_params({"query": QUERY, "mode": "hybrid", "type": "observations", "project": "webapp"})
+        req = search.semantic_request(params)
+        assert req is not None
+        ahead = search.keyword_hits(conn, params, params.pool)
+        handed = search.search(conn, params, vsync.query(req.text, req.n, req.where, req.project), keyword=ahead)
+        assert [(h.id, h.score, h.sources) for h in handed.results] == [
+            (h.id, h.score, h.sources) for h in hybrid.results
+        ]
         # Across projects the target still ranks near the top, and the unrelated recipe does not.
         everywhere = [h.id for h in run("hybrid").results]
         assert ids["target"] in everywhere[:3] and ids["flour"] not in everywhere[:3], everywhere

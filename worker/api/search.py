@@ -72,8 +72,18 @@ class SearchController(Controller):
         """Keyword, semantic or hybrid search; filters before ranking; `content` is claude-mem's text."""
         raw = _raw(request)
         params = search.parse_params(raw)
-        hits, error = await chroma_hits(services, search.semantic_request(params))
-        return await services.readers.run(search.search, params, hits, error, want_rows=raw.get("format") == "json")
+        request_vectors = search.semantic_request(params)
+        keyword: list[search.Ranked] | None = None
+        if request_vectors is not None and params.mode == "hybrid":
+            # Both halves at once: SQLite in a read thread, Chroma in the vector process (or its thread).
+            keyword, (hits, error) = await asyncio.gather(
+                services.readers.run(search.keyword_hits, params, params.pool), chroma_hits(services, request_vectors)
+            )
+        else:
+            hits, error = await chroma_hits(services, request_vectors)
+        return await services.readers.run(
+            search.search, params, hits, error, want_rows=raw.get("format") == "json", keyword=keyword
+        )
 
     @get("/search/by-file")
     async def by_file(self, request: Request[Any, Any, Any], services: Services) -> ByFileResponse:
