@@ -13,6 +13,7 @@ from pathlib import Path
 from worker import fts_partition, search, storage
 from worker.fts_merge import FtsMerger, segment_count
 from worker.fts_partition import FtsPartitioner
+from worker.settings import load_settings
 
 WORDS = "cache login token parser retry queue socket timeout migration index session vector chunk budget".split()
 COLUMNS = "rowid, title, subtitle, narrative, facts, concepts, files, context"
@@ -204,3 +205,20 @@ def test_partitions_go_to_the_largest_projects_up_to_the_cap(tmp_path: Path) -> 
         fts_partition.create(conn, project)
     assert fts_partition.projects_to_partition(conn, rows=30, most=2) == []
     assert fts_partition.projects_to_partition(conn, rows=30, most=3) == ["low"]
+
+
+def test_the_setting_zero_makes_no_partition(tmp_path: Path) -> None:
+    db = tmp_path / "m.db"
+    conn = storage.open_store(db)
+    grow(conn, "big", 45, seed=1)
+    part = FtsPartitioner(db, rows=0, look=0.05)
+
+    async def go() -> None:
+        await part.start()
+        await asyncio.sleep(0.3)
+        await part.stop()
+
+    asyncio.run(go())
+    assert fts_partition.partition_tables(conn) == [] and part.readiness_problem() is None
+    assert load_settings(tmp_path, environ={}).project_index_rows == fts_partition.PARTITION_ROWS
+    assert load_settings(tmp_path, environ={"CLAUDE_MEM_PROJECT_INDEX_ROWS": "0"}).project_index_rows == 0

@@ -202,10 +202,11 @@ class FtsPartitioner:
         return self._conn
 
     def _due(self) -> list[Copy]:
-        """Create the partitions due (their triggers take new rows from now on); every unfilled one's copy."""
+        """Create the partitions due (their triggers take new rows from now on); every unfilled one's copy.
+        With `rows` 0 none is created (CLAUDE_MEM_PROJECT_INDEX_ROWS=0); those made before are kept current."""
         with self._lock:
             conn = self._connection()
-            for project in projects_to_partition(conn, self.rows):
+            for project in projects_to_partition(conn, self.rows) if self.rows > 0 else []:
                 try:
                     create(conn, project)
                 except sqlite3.OperationalError as exc:

@@ -320,6 +320,16 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
         unit="MB",
     ),
     _spec(
+        "CLAUDE_MEM_PROJECT_INDEX_ROWS",
+        "Own keyword index past",
+        "A project with more observations gets its own keyword index: fast scoped search, its text stored twice"
+        " (0 = none).",
+        "integer",
+        min=0,
+        max=100_000_000,
+        unit="observations",
+    ),
+    _spec(
         "CLAUDE_MEM_EVENT_MAX_CHARS",
         "Tool event cut",
         "What one tool event may send the memory agent in all.",
@@ -384,6 +394,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     daily_token_budget: int
     vector_process: bool
     vector_process_max_mb: int
+    project_index_rows: int
     raw: dict[str, str]
 
     @property
@@ -643,6 +654,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         daily_token_budget=_int(raw, "CLAUDE_MEM_DAILY_TOKEN_BUDGET"),
         vector_process=_bool(raw, "CLAUDE_MEM_VECTOR_PROCESS"),
         vector_process_max_mb=_int(raw, "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB"),
+        project_index_rows=_int(raw, "CLAUDE_MEM_PROJECT_INDEX_ROWS"),
         raw=raw,
     )
 

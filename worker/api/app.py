@@ -104,7 +104,7 @@ def build_services(settings: Settings) -> Services:
         readers,
         Checkpointer(conn, settings.db_path),
         FtsMerger(settings.db_path),
-        FtsPartitioner(settings.db_path),
+        FtsPartitioner(settings.db_path, settings.project_index_rows),
     ]
     vectors = VectorSync(settings) if settings.chroma_enabled else None
     if vectors is not None:
