@@ -46,7 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker import search, storage  # noqa: E402
+from worker import fts_partition, search, storage  # noqa: E402
 from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore  # noqa: E402
 from worker.settings import load_settings  # noqa: E402
 from worker.vectors import VectorSync  # noqa: E402
@@ -167,6 +167,16 @@ def cached(cache: Path, data: Path, convs: list[dict[str, Any]], granularity: st
     return store
 
 
+def set_project_indexes(conn: Any, wanted: bool) -> None:
+    """Every conversation with its own keyword index (bm25 then weighs words by their rarity in the conversation,
+    not in the whole store), or none (a cached store keeps what an earlier run made, so it is undone here)."""
+    if wanted:
+        made = fts_partition.partition_now(conn, rows=0)
+        print(f"{len(made)} conversations got their own keyword index")
+        return
+    fts_partition.drop_all(conn)
+
+
 @dataclass
 class Tally:
     hits: dict[int, int] = field(default_factory=lambda: dict.fromkeys(KS, 0))
@@ -244,6 +254,11 @@ def main() -> int:
     parser.add_argument("--conversations", type=int, default=0, help="only the first N conversations")
     parser.add_argument("--split", action="store_true", help="also report each half of the conversations")
     parser.add_argument("--cache", help="keep the built stores in this directory and reuse them (timing runs)")
+    parser.add_argument(
+        "--project-indexes",
+        action="store_true",
+        help="give every conversation its own keyword index, as a project past CLAUDE_MEM_PROJECT_INDEX_ROWS has",
+    )
     args = parser.parse_args()
     path = find_data(args.data)
     if path is None:
@@ -264,6 +279,7 @@ def main() -> int:
                 store = cached(Path(args.cache), path, convs, granularity)
             else:
                 store = build(Path(tmp), convs, granularity)
+            set_project_indexes(store.conn, args.project_indexes)
             docs = store.vsync.store.count()
             print(
                 f"\n{granularity} granularity: {len(store.keys)} observations, {docs} vectors,"

@@ -342,14 +342,17 @@ def fill_chroma(vsync: VectorSync, log: bool) -> tuple[int, float]:
     return count, spent
 
 
-def compact(db: Path) -> None:
-    """The store as the worker's parts keep a live one: each project past PARTITION_ROWS observations with its
-    own keyword index (FtsPartitioner), and each keyword index merged into one segment (FtsMerger; a bulk build
-    leaves dozens: FTS5's automerge is off since migration 12). Prints what it did; nothing when done before."""
+def compact(db: Path, project_index_rows: int = 0) -> None:
+    """The store as the worker's parts keep a live one: with `project_index_rows`, each project past that many
+    observations with its own keyword index (FtsPartitioner; without, none: a store with some from an earlier
+    run loses them), and each keyword index merged into one segment (FtsMerger; a bulk build leaves dozens:
+    FTS5's automerge is off since migration 12). Prints what it did; nothing when done before."""
     conn = storage.open_store(db)
     try:
         t0 = time.perf_counter()
-        made = fts_partition.partition_now(conn)
+        made = fts_partition.partition_now(conn, project_index_rows) if project_index_rows else []
+        if not project_index_rows:
+            fts_partition.drop_all(conn)
         if made:
             took = time.perf_counter() - t0
             print(f"  {len(made)} projects got their own keyword index in {took:.1f}s (as FtsPartitioner does)")
@@ -374,7 +377,9 @@ class Store:
     reused: bool
 
 
-def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None, vectors: bool = True) -> Store:
+def open_or_build(
+    size: int, corpus: dict[str, list[Source]], cache: Path | None, vectors: bool = True, project_index_rows: int = 0
+) -> Store:
     """The store of this size: from the cache when a complete one is there, else built (and cached).
 
     Without `vectors` only SQLite is built (keyword search and the context build need nothing else).
@@ -386,7 +391,7 @@ def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None
         meta = json.loads(meta_path.read_text())
         if meta.get("store_version") == STORE_VERSION and meta.get("scheme") == EMBEDDING_SCHEME:
             if meta["vectors"] or not vectors:
-                compact(settings.db_path)
+                compact(settings.db_path, project_index_rows)
                 return Store(directory, settings, meta["built_seconds"], meta["vectors"], True)
     began = time.perf_counter()
     if sqlite_done.exists() and json.loads(sqlite_done.read_text()).get("store_version") == STORE_VERSION:
@@ -395,7 +400,7 @@ def open_or_build(size: int, corpus: dict[str, list[Source]], cache: Path | None
         shutil.rmtree(directory, ignore_errors=True)
         directory.mkdir(parents=True)
         build_sqlite(settings.db_path, size, corpus)
-        compact(settings.db_path)
+        compact(settings.db_path, project_index_rows)
         sqlite_seconds = time.perf_counter() - began
         sqlite_done.write_text(json.dumps({"store_version": STORE_VERSION, "seconds": sqlite_seconds}))
         print(f"  {size:,}: SQLite built in {sqlite_seconds:.0f}s", flush=True)
@@ -752,6 +757,13 @@ def main() -> int:
         help="after timing, run the N slowest keyword queries again, statement by statement",
     )
     parser.add_argument(
+        "--project-index-rows",
+        type=int,
+        default=0,
+        help="give each project past this many observations its own keyword index, as"
+        " CLAUDE_MEM_PROJECT_INDEX_ROWS does (0, the default: none)",
+    )
+    parser.add_argument(
         "--paired-with",
         type=Path,
         help="after timing, time keyword search against this other checkout's, query by query, alternating",
@@ -767,7 +779,13 @@ def main() -> int:
     if not args.build_only:
         bench_embeddings(sentences)
     for size in iter_sizes(args.sizes):
-        store = open_or_build(size, corpus, args.cache, vectors=size not in set(iter_sizes(args.sqlite_only)))
+        store = open_or_build(
+            size,
+            corpus,
+            args.cache,
+            vectors=size not in set(iter_sizes(args.sqlite_only)),
+            project_index_rows=args.project_index_rows,
+        )
         if args.build_only:
             print(f"  {size:,}: built in {store.built_seconds:.0f}s, {store.vectors:,} vectors", flush=True)
             continue

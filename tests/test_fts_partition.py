@@ -162,7 +162,14 @@ def test_a_hostile_project_name_is_data_in_the_trigger_sql(tmp_path: Path) -> No
     assert own_rows(conn, table) == store_rows(conn, name)
     assert len(own_rows(conn, table)) == 38
     raw = {"query": "cache", "mode": "keyword", "project": name, "limit": "100"}
-    assert search.search(conn, search.parse_params(raw), None).results
+    found = [h.id for h in search.search(conn, search.parse_params(raw), None).results]
+    assert found
+    # Dropped (benches comparing with and without): triggers and table gone, the store-wide index answers.
+    fts_partition.drop_all(conn)
+    assert fts_partition.partition_tables(conn) == []
+    assert not conn.execute("SELECT name FROM sqlite_master WHERE name LIKE 'observations_fts_p%'").fetchall()
+    grow(conn, name, 2, seed=4)
+    assert {h.id for h in search.search(conn, search.parse_params(raw), None).results} >= set(found)
 
 
 def test_the_part_builds_partitions_in_the_background_and_the_merger_keeps_them_merged(tmp_path: Path) -> None:
@@ -220,5 +227,6 @@ def test_the_setting_zero_makes_no_partition(tmp_path: Path) -> None:
 
     asyncio.run(go())
     assert fts_partition.partition_tables(conn) == [] and part.readiness_problem() is None
-    assert load_settings(tmp_path, environ={}).project_index_rows == fts_partition.PARTITION_ROWS
+    assert load_settings(tmp_path, environ={}).project_index_rows == 0  # opt-in: it changes how words weigh
+    assert load_settings(tmp_path, environ={"CLAUDE_MEM_PROJECT_INDEX_ROWS": "2000"}).project_index_rows == 2000
     assert load_settings(tmp_path, environ={"CLAUDE_MEM_PROJECT_INDEX_ROWS": "0"}).project_index_rows == 0

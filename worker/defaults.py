@@ -56,8 +56,9 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_VECTOR_PROCESS": "true",
     "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB": "500",
     # A project with more observations than this gets its own keyword index (fts_partition): searches scoped to it
-    # stay fast at a million observations, for a second copy of its indexed text on disk; 0 = none.
-    "CLAUDE_MEM_PROJECT_INDEX_ROWS": "2000",
+    # stay fast at a million observations, ranked by the project's own word statistics, for a second copy of its
+    # indexed text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).
+    "CLAUDE_MEM_PROJECT_INDEX_ROWS": "0",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

@@ -1,18 +1,26 @@
-"""Per-project keyword indexes: a project past PARTITION_ROWS observations gets an FTS5 table of its own.
+"""Per-project keyword indexes (opt-in, CLAUDE_MEM_PROJECT_INDEX_ROWS): a project past that many observations
+gets an FTS5 table of its own, and searches scoped to it run there.
 
 Why: on the store-wide index, a search scoped to a big project walks the store's matches newest first and
 checks each against the project. At 1M observations a project holding 6 % of them, asked for two common
-words, checked 74k matches to find its newest 1,000, and such searches took 80-100 ms (bench_search.py). Its
-own index holds only its rows: the same searches took 2-20 ms, and bm25 weighs each word by how rare it is in
-the project, not in the store. Small projects keep using the store-wide index, checking matches against their
-short id list (`search._scope`).
+words, checked 74k matches to find its newest 1,000, and such searches took 80-100 ms; FTS5's bm25 also walks
+each query word's whole doclist in the store to weigh it. In the project's own index both walks cover only its
+rows: keyword p99 at 1M went from 106 to 36 ms (bench_search.py, every project of 2,000+ rows with one).
+
+What it trades: bm25 then weighs a word by its rarity in the project, not in the store. A word in half of the
+project's rows (a name every turn of one speaker holds) counts for almost nothing there, while the store, where
+it is rare, weighs it well; the top 10 of a 1M store's searches changed by a third, and bench_retrieval.py with
+every conversation in its own index lost 2-3.5 points of R@5 (keyword 0.764 -> 0.729, hybrid 0.801 -> 0.779, by
+turns). Scoring the rows found there in the store-wide index keeps the ranking but brings the store-wide walks
+back (no faster than without, measured). Hence off by default; it is for stores where scoped search latency
+matters more. Its indexed text is stored a second time (+2.3 GB on a 3.4 GB store of 1M observations).
 
 Triggers keep each partition in step with `observations` (insert, delete, and the neighbours' `context`,
-exactly as migration 9's triggers keep `observations_fts`). This part (`FtsPartitioner`, one of the worker's
-parts) creates a partition when a project crosses the threshold, copies the project's earlier rows across
-from `observations_fts` in short write transactions, then marks it ready; search uses only ready partitions.
-A copy cut short by a restart resumes where it stopped. FtsMerger keeps partitions merged like the other
-indexes (automerge is off on them too).
+exactly as migration 9's triggers keep `observations_fts`). The `FtsPartitioner` part creates a partition when a
+project crosses the threshold, copies the project's earlier rows across from `observations_fts` in short write
+transactions, then marks it ready; search uses only ready partitions (`search._scope`). A copy cut short by a
+restart resumes where it stopped. FtsMerger keeps partitions merged like the other indexes (automerge is off on
+them too). Setting the threshold back to 0 creates no more; those made are kept current and used.
 """
 
 from __future__ import annotations
@@ -31,9 +39,10 @@ from worker.checkpoint import FailureStreak
 
 log = logging.getLogger("claude_mem.fts_partition")
 
-# A project with more observations gets its own index. Below this, a scoped search on the store-wide index checks
-# matches against a short id list, but still walks the store's matches of each word: at 1M observations, searches
-# scoped to projects of 9k-19k rows were the slowest left (60-110 ms) until they got partitions too.
+# The threshold the benches use (the worker's comes from CLAUDE_MEM_PROJECT_INDEX_ROWS, 0 by default). Below it a
+# scoped search on the store-wide index checks matches against a short id list but still walks the store's
+# matches of each word: at 1M observations, searches scoped to projects of 9k-19k rows were the slowest left
+# (60-110 ms) with partitions past 20,000 rows only.
 PARTITION_ROWS = 2000
 # At most this many partitions (the largest projects): each is a table and two triggers every insert passes.
 MAX_PARTITIONS = 256
@@ -170,6 +179,17 @@ def copy_step(conn: sqlite3.Connection, copy: Copy, batch: int = COPY_BATCH) -> 
     if done:
         log.info("keyword index %s of project %r is ready", copy.name, copy.project)
     return done
+
+
+def drop_all(conn: sqlite3.Connection) -> None:
+    """Remove every partition with its triggers (benches comparing with and without; searches fall back to the
+    store-wide index, which always holds every row)."""
+    for name in partition_tables(conn):
+        with storage.Tx(conn):
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}_ai")
+            conn.execute(f"DROP TRIGGER IF EXISTS {name}_ad")
+            conn.execute(f"DROP TABLE IF EXISTS {name}")
+            conn.execute("DELETE FROM fts_partitions WHERE name = ?", (name,))
 
 
 def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[str]:

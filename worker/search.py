@@ -362,8 +362,8 @@ class _Scope:
 def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     table, rank = FTS[kind]
     if kind == "observation" and params.project:
-        # A big project's own index (fts_partition): its walks see only its rows, no match is checked against
-        # the project, and bm25 weighs words by their rarity in the project.
+        # A big project's own index (fts_partition, opt-in): its walks see only its rows, no match is checked
+        # against the project, and bm25 weighs words by their rarity in the project (what it trades: see there).
         own = ready_partition(conn, params.project)
         if own is not None:
             table, rank = own, rank.replace(FTS[kind][0], own)

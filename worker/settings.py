@@ -322,8 +322,8 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
     _spec(
         "CLAUDE_MEM_PROJECT_INDEX_ROWS",
         "Own keyword index past",
-        "A project with more observations gets its own keyword index: fast scoped search, its text stored twice"
-        " (0 = none).",
+        "A project with more observations gets its own keyword index: fast scoped search in a big store, ranked by"
+        " the project's own word statistics, its text stored twice (0 = none).",
         "integer",
         min=0,
         max=100_000_000,

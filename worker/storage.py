@@ -405,9 +405,10 @@ MIGRATIONS: list[tuple[int, str]] = [
     (
         13,
         """
-        -- Per-project keyword indexes (worker/fts_partition.py): a project past 2,000 observations gets an FTS5
-        -- table of its own, observations_fts_p<rowid>, kept by triggers; search uses it once `ready` (every row
-        -- of the project up to `copy_to`, the newest id when its triggers were made, was copied across).
+        -- Per-project keyword indexes (worker/fts_partition.py, opt-in): a project past CLAUDE_MEM_PROJECT_INDEX_ROWS
+        -- observations gets an FTS5 table of its own, observations_fts_p<rowid>, kept by triggers; search uses it
+        -- once `ready` (every row of the project up to `copy_to`, the newest id when its triggers were made, was
+        -- copied across).
         CREATE TABLE fts_partitions (
             project TEXT PRIMARY KEY,
             name TEXT NOT NULL,
