@@ -25,15 +25,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from worker import storage
 from worker.checkpoint import FailureStreak
 from worker.fts_partition import partition_tables
+from worker.own_connection import OwnConnectionPart
 
 log = logging.getLogger("claude_mem.fts_merge")
 
@@ -91,7 +90,7 @@ class MergeStats:
     skipped_busy: int = 0
 
 
-class FtsMerger:
+class FtsMerger(OwnConnectionPart):
     """A part (`Services.parts`): merges the keyword indexes' segments in a thread, a short step at a time."""
 
     def __init__(
@@ -103,24 +102,14 @@ class FtsMerger:
         spacing: float = FULL_MERGE_SPACING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.db_path = db_path
+        super().__init__(db_path, BUSY_MS, FailureStreak("keyword index merge", FAILURES_BEFORE_NOT_READY))
         self.tables = tables
         self.pages = pages
         self.idle = idle
         self.spacing = spacing
         self.clock = clock
         self.stats = MergeStats()
-        self.failures = FailureStreak("keyword index merge", FAILURES_BEFORE_NOT_READY)
         self._full: dict[str, _Full] = {t: _Full() for t in tables}
-        self._conn: sqlite3.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = threading.Lock()  # a cancelled round's thread may still be merging at stop
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = storage.connect(self.db_path)
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-        return self._conn
 
     def all_tables(self) -> tuple[str, ...]:
         """The fixed indexes and every per-project one (fts_partition), listed again each round."""
@@ -200,7 +189,7 @@ class FtsMerger:
                 return n + 1
         return max_rounds
 
-    async def _every_round(self) -> None:
+    async def _run(self) -> None:
         while True:
             worked = False
             failed: sqlite3.Error | None = None
@@ -222,28 +211,3 @@ class FtsMerger:
             self._counted(failed)
             if not worked:
                 await asyncio.sleep(self.idle)
-
-    # --- Part (worker/services.py) ----------------------------------------------------------------
-
-    async def warm(self) -> str | None:
-        return None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._every_round())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-
-        await asyncio.to_thread(close)
-
-    def readiness_problem(self) -> str | None:
-        return self.failures.problem()

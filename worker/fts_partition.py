@@ -29,13 +29,13 @@ import asyncio
 import json
 import logging
 import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from worker import storage
 from worker.checkpoint import FailureStreak
+from worker.own_connection import OwnConnectionPart
 
 log = logging.getLogger("claude_mem.fts_partition")
 
@@ -202,24 +202,14 @@ def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[
     return names
 
 
-class FtsPartitioner:
+class FtsPartitioner(OwnConnectionPart):
     """A part (`Services.parts`): gives big projects their own keyword index, in a thread, a batch at a time."""
 
     def __init__(self, db_path: Path, rows: int = PARTITION_ROWS, look: float = LOOK_SECONDS) -> None:
-        self.db_path = db_path
+        super().__init__(db_path, BUSY_MS, FailureStreak("per-project keyword index", FAILURES_BEFORE_NOT_READY))
         self.rows = rows
         self.look = look
-        self.failures = FailureStreak("per-project keyword index", FAILURES_BEFORE_NOT_READY)
-        self._conn: sqlite3.Connection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = threading.Lock()
         self.busy = False
-
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None:
-            self._conn = storage.connect(self.db_path)
-            self._conn.execute(f"PRAGMA busy_timeout={BUSY_MS}")
-        return self._conn
 
     def _due(self) -> list[Copy]:
         """Create the partitions due (their triggers take new rows from now on); every unfilled one's copy.
@@ -242,7 +232,7 @@ class FtsPartitioner:
             done = copy_step(self._connection(), copy)
             return done, time.perf_counter() - began
 
-    async def _every_look(self) -> None:
+    async def _run(self) -> None:
         while True:
             self.busy = False
             try:
@@ -257,28 +247,3 @@ class FtsPartitioner:
                 self.failures.failed(exc)
                 log.exception("per-project keyword index failed")
             await asyncio.sleep(BUSY_RETRY_SECONDS if self.busy else self.look)
-
-    # --- Part (worker/services.py) ----------------------------------------------------------------
-
-    async def warm(self) -> str | None:
-        return None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._every_look())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-        def close() -> None:
-            with self._lock:
-                if self._conn is not None:
-                    self._conn.close()
-                    self._conn = None
-
-        await asyncio.to_thread(close)
-
-    def readiness_problem(self) -> str | None:
-        return self.failures.problem()
