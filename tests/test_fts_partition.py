@@ -10,9 +10,11 @@ import random
 import sqlite3
 from pathlib import Path
 
+from tests.fixtures.worker import HOLD_QUEUE, StartWorker, wait_for
 from worker import fts_partition, search, storage
 from worker.fts_merge import FtsMerger, segment_count
 from worker.fts_partition import FtsPartitioner
+from worker.lifecycle import keyword_index_line
 from worker.settings import load_settings
 
 WORDS = "cache login token parser retry queue socket timeout migration index session vector chunk budget".split()
@@ -230,3 +232,72 @@ def test_the_setting_zero_makes_no_partition(tmp_path: Path) -> None:
     assert load_settings(tmp_path, environ={}).project_index_rows == 0  # opt-in: it changes how words weigh
     assert load_settings(tmp_path, environ={"CLAUDE_MEM_PROJECT_INDEX_ROWS": "2000"}).project_index_rows == 2000
     assert load_settings(tmp_path, environ={"CLAUDE_MEM_PROJECT_INDEX_ROWS": "0"}).project_index_rows == 0
+
+
+def test_status_says_which_projects_have_their_own_index(start_worker: StartWorker, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    conn = storage.open_store(data / "claude-mem.db")
+    grow(conn, "big", 35, seed=1)
+    grow(conn, "small", 5, seed=2)
+    conn.close()
+    w = start_worker(data_dir=data, CLAUDE_MEM_PROJECT_INDEX_ROWS="30", **HOLD_QUEUE)
+
+    def indexed() -> bool:
+        return bool(w.get("/api/processing-status").json()["keywordIndexes"]["projectIndexes"] == 1)
+
+    wait_for(indexed, timeout=30)
+    state = w.get("/api/processing-status").json()["keywordIndexes"]
+    assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": []}
+    assert keyword_index_line(state) == "keyword index: 1 project(s) with their own (projects past 30 observations)"
+    assert keyword_index_line({"projectIndexRows": 0, "projectIndexes": 0, "filling": []}) == (
+        "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
+    )
+    assert keyword_index_line({"projectIndexRows": 2000, "projectIndexes": 3, "filling": ["web"]}) == (
+        "keyword index: 3 project(s) with their own (projects past 2,000 observations); being filled: web"
+    )
+
+
+def test_a_store_past_the_bounded_candidates_finds_and_scores_in_the_partition(tmp_path: Path) -> None:
+    """Past CANDIDATE_ROWS rows keyword search takes bounded steps (rare words' rows, then the newest): with a
+    partition every step runs in it, and each row gets the partition's bm25."""
+    conn = storage.open_store(tmp_path / "m.db")
+    rng = random.Random(7)
+    with storage.Tx(conn):
+        sids = {p: int(storage.ensure_session(conn, f"s-{p}", p)["id"]) for p in ("big", "other")}
+        rows = []
+        for n in range(search.CANDIDATE_ROWS + 1500):
+            project = "big" if n % 3 else "other"
+            text = " ".join(rng.choices(WORDS, k=8)) + (" zanzibar" if n in (4000, 5000, 6001) else "")
+            rows.append((sids[project], project, "change", text[:30], text, n))
+        conn.executemany(
+            "INSERT INTO observations (session_id, project, type, title, narrative, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+    [table] = fts_partition.partition_now(conn, rows=3000)
+    weights = "4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25"
+    big = {r[0] for r in conn.execute("SELECT id FROM observations WHERE project = 'big'")}
+    rare = {r[0] for r in conn.execute("SELECT id FROM observations WHERE narrative LIKE '%zanzibar%'")}
+    assert rare <= big and len(rare) == 3
+    for query, match in (
+        ("zanzibar cache", '"zanzibar" OR "cache"'),
+        ("cache token retry", '"cache" OR "token" OR "retry"'),
+    ):
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        raw = {"query": query, "mode": "keyword", "type": "observations", "project": "big", "limit": "20"}
+        hits = search.search(conn, search.parse_params(raw), None).results
+        conn.set_trace_callback(None)
+        # Nothing ranked or walked in the store-wide index (only the page's snippets come from it).
+        assert any(f"bm25({table}" in sql for sql in statements)
+        assert not any(
+            "bm25(observations_fts," in sql or "count(*) FROM (SELECT 1 FROM observations_fts " in sql
+            for sql in statements
+        )
+        own = dict(
+            conn.execute(f"SELECT rowid, -bm25({table}, {weights}) FROM {table} WHERE {table} MATCH ?", (match,))
+        )
+        assert len(hits) == 20 and {h.id for h in hits} <= big
+        assert all(abs((h.score or 0) - own[h.id]) < 1e-4 for h in hits)
+        if query.startswith("zanzibar"):
+            assert {h.id for h in hits[:3]} == rare

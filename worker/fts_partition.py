@@ -92,6 +92,12 @@ def ready_partition(conn: sqlite3.Connection, project: str) -> str | None:
     return str(row[0]) if row else None
 
 
+def state(conn: sqlite3.Connection) -> tuple[int, list[str]]:
+    """How many projects' own indexes are in use, and the projects whose index is still being filled."""
+    rows = conn.execute("SELECT project, ready FROM fts_partitions ORDER BY project").fetchall()
+    return sum(1 for r in rows if r[1]), [str(r[0]) for r in rows if not r[1]]
+
+
 def partition_tables(conn: sqlite3.Connection) -> list[str]:
     return [str(r[0]) for r in conn.execute("SELECT name FROM fts_partitions ORDER BY name")]
 

@@ -252,10 +252,27 @@ def status(settings: Settings) -> int:
             print(f"vectors: chroma {vectors.get('mode')} at {where}, {state}; {synced} synced, {unsynced} waiting")
         elif vectors:
             print("vectors: chroma disabled (keyword search only)")
+        line = keyword_index_line(body.get("keywordIndexes") or {})
+        if line:
+            print(line)
         for line in problem_lines(body):
             print(line)
     _print_usage(settings)
     return 0
+
+
+def keyword_index_line(state: dict[str, Any]) -> str | None:
+    """Per-project keyword indexes: off, or how many are in use and which are still being filled."""
+    if not state:
+        return None
+    rows, ready, filling = state.get("projectIndexRows") or 0, state.get("projectIndexes") or 0, state.get("filling")
+    if not rows and not ready and not filling:
+        return "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
+    line = f"keyword index: {ready} project(s) with their own"
+    line += f" (projects past {rows:,} observations)" if rows else " (no new ones: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
+    if filling:
+        line += f"; being filled: {', '.join(filling)}"
+    return line
 
 
 def problem_lines(body: dict[str, Any]) -> list[str]:

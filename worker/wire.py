@@ -140,4 +140,6 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     usage: dict[str, Any] = {}  # the memory agent's tokens today and the local daily budget (GET /api/usage)
     deadLetters: int = 0  # hook events the worker refused for good, set aside in the data dir's spool/dead/
     vectors: dict[str, Any] = {}
+    # Per-project keyword indexes (CLAUDE_MEM_PROJECT_INDEX_ROWS): threshold (0 = off), in use, being filled.
+    keywordIndexes: dict[str, Any] = {}
     hooks: HooksStatus | None = None

@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.response import Response
 
-from worker import queue, usage
+from worker import fts_partition, queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.hook import dead_count
@@ -155,6 +155,7 @@ class StoreStatus:
     last_error: str | None
     oldest_due: float | None
     usage: usage.UsageReport
+    project_indexes: tuple[int, list[str]] = (0, [])
 
 
 def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState | None) -> StoreStatus:
@@ -164,6 +165,7 @@ def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState
         last_error=queue.last_error(conn),
         oldest_due=queue.oldest_due(conn, now),
         usage=usage.report(conn, budget, days=1),
+        project_indexes=fts_partition.state(conn),
     )
 
 
@@ -199,6 +201,11 @@ async def processing_status(services: Services) -> ProcessingStatus:
         pauseCause=runner.pause_cause if runner.paused_for() > 0 else None,
         deadLetters=dead_count(str(services.settings.data_dir)),
         vectors=services.vector_status(),
+        keywordIndexes={
+            "projectIndexRows": services.settings.project_index_rows,
+            "projectIndexes": read.project_indexes[0],
+            "filling": read.project_indexes[1],
+        },
         hooks=hooks_status(services),
         usage=_usage_today(read.usage),
     )
