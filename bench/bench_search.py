@@ -349,13 +349,14 @@ def compact(db: Path, project_index_rows: int = 0) -> None:
     FTS5's automerge is off since migration 12). Prints what it did; nothing when done before."""
     conn = storage.open_store(db)
     try:
-        t0 = time.perf_counter()
-        made = fts_partition.partition_now(conn, project_index_rows) if project_index_rows else []
-        if not project_index_rows:
+        if project_index_rows:
+            t0 = time.perf_counter()
+            made = fts_partition.partition_now(conn, project_index_rows)
+            if made:
+                took = time.perf_counter() - t0
+                print(f"  {len(made)} projects got their own keyword index in {took:.1f}s (as FtsPartitioner does)")
+        else:
             fts_partition.drop_all(conn)
-        if made:
-            took = time.perf_counter() - t0
-            print(f"  {len(made)} projects got their own keyword index in {took:.1f}s (as FtsPartitioner does)")
         for table in (*FTS_TABLES, *fts_partition.partition_tables(conn)):
             before = segment_count(conn, table)
             if before > 1:

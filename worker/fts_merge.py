@@ -32,7 +32,7 @@ from pathlib import Path
 
 from worker.checkpoint import FailureStreak
 from worker.fts_partition import partition_tables
-from worker.own_connection import OwnConnectionPart
+from worker.own_connection import OwnConnectionPart, write_lock_taken
 
 log = logging.getLogger("claude_mem.fts_merge")
 
@@ -125,7 +125,7 @@ class FtsMerger(OwnConnectionPart):
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            if "locked" in str(exc) or "busy" in str(exc):
+            if write_lock_taken(exc):
                 return Step(table, merged=False, busy=True)
             raise
         began = time.perf_counter()

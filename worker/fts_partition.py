@@ -35,7 +35,7 @@ from pathlib import Path
 
 from worker import storage
 from worker.checkpoint import FailureStreak
-from worker.own_connection import OwnConnectionPart
+from worker.own_connection import OwnConnectionPart, write_lock_taken
 
 log = logging.getLogger("claude_mem.fts_partition")
 
@@ -96,6 +96,11 @@ def state(conn: sqlite3.Connection) -> tuple[int, list[str]]:
     """How many projects' own indexes are in use, and the projects whose index is still being filled."""
     rows = conn.execute("SELECT project, ready FROM fts_partitions ORDER BY project").fetchall()
     return sum(1 for r in rows if r[1]), [str(r[0]) for r in rows if not r[1]]
+
+
+def unfilled(conn: sqlite3.Connection) -> list[str]:
+    """Partitions whose earlier rows are not all copied yet (search does not use them)."""
+    return [str(r[0]) for r in conn.execute("SELECT name FROM fts_partitions WHERE ready = 0")]
 
 
 def partition_tables(conn: sqlite3.Connection) -> list[str]:
@@ -161,7 +166,7 @@ def copy_step(conn: sqlite3.Connection, copy: Copy, batch: int = COPY_BATCH) -> 
     try:
         conn.execute("BEGIN IMMEDIATE")
     except sqlite3.OperationalError as exc:
-        if "locked" in str(exc) or "busy" in str(exc):
+        if write_lock_taken(exc):
             return None
         raise
     try:
@@ -199,9 +204,9 @@ def drop_all(conn: sqlite3.Connection) -> None:
 
 
 def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[str]:
-    """Create and fill every partition due, back to back (tests, benches, `claude-mem` maintenance)."""
+    """Create and fill every partition due, back to back (tests and benches; the worker's part paces it)."""
     names = [create(conn, p) for p in projects_to_partition(conn, rows)]
-    for (name,) in conn.execute("SELECT name FROM fts_partitions WHERE ready = 0").fetchall():
+    for name in unfilled(conn):
         copy = start_copy(conn, name)
         while not copy_step(conn, copy):
             pass
@@ -226,11 +231,10 @@ class FtsPartitioner(OwnConnectionPart):
                 try:
                     create(conn, project)
                 except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) and "busy" not in str(exc):
+                    if not write_lock_taken(exc):
                         raise
                     self.busy = True  # hook posts hold the write lock: look again soon
-            names = [str(r[0]) for r in conn.execute("SELECT name FROM fts_partitions WHERE ready = 0")]
-            return [start_copy(conn, n) for n in names]
+            return [start_copy(conn, n) for n in unfilled(conn)]
 
     def _step(self, copy: Copy) -> tuple[bool | None, float]:
         with self._lock:

@@ -17,6 +17,11 @@ from worker import storage
 from worker.checkpoint import FailureStreak
 
 
+def write_lock_taken(exc: sqlite3.OperationalError) -> bool:
+    """Whether a statement failed only because another connection holds the write lock (a step to skip)."""
+    return "locked" in str(exc) or "busy" in str(exc)
+
+
 class OwnConnectionPart:
     """A part (`Services.parts`) whose `_run` loop works on `_connection()` in threads, holding `_lock`."""
 
