@@ -59,6 +59,7 @@ DEFAULTS: dict[str, str] = {
     # stay fast at a million observations, ranked by the project's own word statistics, for a second copy of its
     # indexed text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).
     "CLAUDE_MEM_PROJECT_INDEX_ROWS": "0",
+    "CLAUDE_MEM_EVENT_RETENTION_DAYS": "30",
 }
 
 # Keys read from ~/.claude-mem/.env, and no others.

@@ -239,6 +239,9 @@ def status(settings: Settings) -> int:
             f"queue: depth {body.get('queueDepth')} (pending {q.get('pending')}, processing {q.get('processing')},"
             f" failed {q.get('failed')}, done {q.get('done')})"
         )
+        line = retention_line(body.get("eventRetention") or {})
+        if line:
+            print(line)
         print(
             f"memory agent: provider {body.get('provider')}, auth {body.get('authMethod')},"
             f" model {body.get('model')}, base URL {body.get('baseUrl') or '(default)'}"
@@ -259,6 +262,18 @@ def status(settings: Settings) -> int:
             print(line)
     _print_usage(settings)
     return 0
+
+
+def retention_line(state: dict[str, Any]) -> str | None:
+    """How long done events are kept, and how many were deleted for their age."""
+    if not state:
+        return None
+    days, pruned = state.get("days") or 0, state.get("pruned") or 0
+    if not days:
+        line = "done events: kept forever (CLAUDE_MEM_EVENT_RETENTION_DAYS=0)"
+    else:
+        line = f"done events: deleted {days} day(s) after they were posted (CLAUDE_MEM_EVENT_RETENTION_DAYS)"
+    return line + (f"; {pruned:,} deleted so far" if pruned else "")
 
 
 def keyword_index_line(state: dict[str, Any]) -> str | None:

@@ -320,6 +320,16 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
         unit="MB",
     ),
     _spec(
+        "CLAUDE_MEM_EVENT_RETENTION_DAYS",
+        "Keep done events",
+        "A hook event's raw text (tool input and output) is deleted this many days after it was posted, once the"
+        " memory agent has processed it; its observations stay. Failed and waiting events are kept (0 = keep all).",
+        "integer",
+        min=0,
+        max=36_500,
+        unit="days",
+    ),
+    _spec(
         "CLAUDE_MEM_PROJECT_INDEX_ROWS",
         "Own keyword index past",
         "A project with more observations gets its own keyword index: fast scoped search in a big store, ranked by"
@@ -395,6 +405,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     vector_process: bool
     vector_process_max_mb: int
     project_index_rows: int
+    event_retention_days: int
     raw: dict[str, str]
 
     @property
@@ -655,6 +666,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         vector_process=_bool(raw, "CLAUDE_MEM_VECTOR_PROCESS"),
         vector_process_max_mb=_int(raw, "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB"),
         project_index_rows=_int(raw, "CLAUDE_MEM_PROJECT_INDEX_ROWS"),
+        event_retention_days=_int(raw, "CLAUDE_MEM_EVENT_RETENTION_DAYS"),
         raw=raw,
     )
 

@@ -418,6 +418,19 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        14,
+        """
+        -- Event retention (worker/event_retention.py): done events are deleted once older than
+        -- CLAUDE_MEM_EVENT_RETENTION_DAYS; this one row counts what was deleted, for status.
+        CREATE TABLE event_retention (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            pruned INTEGER NOT NULL DEFAULT 0,
+            last_pruned_at REAL
+        );
+        INSERT INTO event_retention (id, pruned) VALUES (1, 0);
+        """,
+    ),
 ]
 
 

@@ -142,4 +142,5 @@ class ProcessingStatus(msgspec.Struct, kw_only=True):
     vectors: dict[str, Any] = {}
     # Per-project keyword indexes (CLAUDE_MEM_PROJECT_INDEX_ROWS): threshold (0 = off), in use, being filled.
     keywordIndexes: dict[str, Any] = {}
+    eventRetention: dict[str, Any] = {}
     hooks: HooksStatus | None = None

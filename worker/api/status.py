@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.response import Response
 
-from worker import fts_partition, queue, usage
+from worker import event_retention, fts_partition, queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.hook import dead_count
@@ -156,6 +156,7 @@ class StoreStatus:
     oldest_due: float | None
     usage: usage.UsageReport
     project_indexes: tuple[int, list[str]] = (0, [])
+    retention: tuple[int, float | None] = (0, None)
 
 
 def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState | None) -> StoreStatus:
@@ -166,6 +167,7 @@ def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState
         oldest_due=queue.oldest_due(conn, now),
         usage=usage.report(conn, budget, days=1),
         project_indexes=fts_partition.state(conn),
+        retention=event_retention.retention_state(conn),
     )
 
 
@@ -205,6 +207,11 @@ async def processing_status(services: Services) -> ProcessingStatus:
             "projectIndexRows": services.settings.project_index_rows,
             "projectIndexes": read.project_indexes[0],
             "filling": read.project_indexes[1],
+        },
+        eventRetention={
+            "days": services.settings.event_retention_days,
+            "pruned": read.retention[0],
+            "lastPrunedAt": read.retention[1],
         },
         hooks=hooks_status(services),
         usage=_usage_today(read.usage),
