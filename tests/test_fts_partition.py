@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, wait_for
 from worker import fts_partition, search, storage
-from worker.fts_merge import FtsMerger, segment_count
+from worker.fts_merge import FTS_TABLES, FtsMerger, segment_count
 from worker.fts_partition import FtsPartitioner
 from worker.lifecycle import keyword_index_line
 from worker.settings import load_settings
@@ -247,8 +247,17 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
 
     wait_for(indexed, timeout=30)
     state = w.get("/api/processing-status").json()["keywordIndexes"]
+    segments = state.pop("segments")
     assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": []}
     assert keyword_index_line(state) == "keyword index: 1 project(s) with their own (projects past 30 observations)"
+    # Each store-wide index's segment count, read from the store (the merger keeps them at 1 once it has run).
+    conn = storage.open_store(data / "claude-mem.db")
+    assert segments == {t: segment_count(conn, t) for t in FTS_TABLES} and segments["observations_fts"] >= 1
+    conn.close()
+    assert keyword_index_line({**state, "segments": {t: n for t, n in zip(FTS_TABLES, (1, 3, 1), strict=True)}}) == (
+        "keyword index: 1 project(s) with their own (projects past 30 observations); segments 1/3/1"
+        " (observations/session_summaries/user_prompts, 1 = fully merged)"
+    )
     assert keyword_index_line({"projectIndexRows": 0, "projectIndexes": 0, "filling": []}) == (
         "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
     )

@@ -282,11 +282,17 @@ def keyword_index_line(state: dict[str, Any]) -> str | None:
         return None
     rows, ready, filling = state.get("projectIndexRows") or 0, state.get("projectIndexes") or 0, state.get("filling")
     if not rows and not ready and not filling:
-        return "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
-    line = f"keyword index: {ready} project(s) with their own"
-    line += f" (projects past {rows:,} observations)" if rows else " (no new ones: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
-    if filling:
-        line += f"; being filled: {', '.join(filling)}"
+        line = "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
+    else:
+        line = f"keyword index: {ready} project(s) with their own"
+        line += f" (projects past {rows:,} observations)" if rows else " (no new ones: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"
+        if filling:
+            line += f"; being filled: {', '.join(filling)}"
+    segments = state.get("segments") or {}
+    if segments:
+        # FtsMerger keeps each index merged: many segments mean it is behind (every search walks each of them).
+        counts = "/".join(str(n) for n in segments.values())
+        line += f"; segments {counts} ({'/'.join(t.split('_fts')[0] for t in segments)}, 1 = fully merged)"
     return line
 
 

@@ -19,6 +19,7 @@ from litestar.response import Response
 from worker import event_retention, fts_partition, queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
+from worker.fts_merge import FTS_TABLES, segment_count
 from worker.hook import dead_count
 from worker.services import Services
 from worker.settings import (
@@ -157,6 +158,7 @@ class StoreStatus:
     usage: usage.UsageReport
     project_indexes: tuple[int, list[str]] = (0, [])
     retention: tuple[int, float | None] = (0, None)
+    segments: dict[str, int] | None = None
 
 
 def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState | None) -> StoreStatus:
@@ -168,6 +170,7 @@ def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState
         usage=usage.report(conn, budget, days=1),
         project_indexes=fts_partition.state(conn),
         retention=event_retention.retention_state(conn),
+        segments={table: segment_count(conn, table) for table in FTS_TABLES},
     )
 
 
@@ -207,6 +210,7 @@ async def processing_status(services: Services) -> ProcessingStatus:
             "projectIndexRows": services.settings.project_index_rows,
             "projectIndexes": read.project_indexes[0],
             "filling": read.project_indexes[1],
+            "segments": read.segments or {},
         },
         eventRetention={
             "days": services.settings.event_retention_days,
