@@ -59,6 +59,8 @@ DEFAULTS: dict[str, str] = {
     # stay fast at a million observations, ranked by the project's own word statistics, for a second copy of its
     # indexed text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).
     "CLAUDE_MEM_PROJECT_INDEX_ROWS": "0",
+    # A done event's raw text (the tool's input and output) is deleted this many days after it was posted; its
+    # observations stay, failed and waiting events are kept (worker/event_retention.py); 0 = keep every event.
     "CLAUDE_MEM_EVENT_RETENTION_DAYS": "30",
 }
 
