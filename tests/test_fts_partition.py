@@ -256,7 +256,7 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
     conn.close()
     assert keyword_index_line({**state, "segments": {t: n for t, n in zip(FTS_TABLES, (1, 3, 1), strict=True)}}) == (
         "keyword index: 1 project(s) with their own (projects past 30 observations); segments 1/3/1"
-        " (observations/session_summaries/user_prompts, 1 = fully merged)"
+        " (observations/session_summaries/user_prompts, 1 = fully merged, 0 = empty)"
     )
     assert keyword_index_line({"projectIndexRows": 0, "projectIndexes": 0, "filling": []}) == (
         "keyword index: store-wide only (per-project indexes off: CLAUDE_MEM_PROJECT_INDEX_ROWS=0)"

@@ -292,7 +292,7 @@ def keyword_index_line(state: dict[str, Any]) -> str | None:
     if segments:
         # FtsMerger keeps each index merged: many segments mean it is behind (every search walks each of them).
         counts = "/".join(str(n) for n in segments.values())
-        line += f"; segments {counts} ({'/'.join(t.split('_fts')[0] for t in segments)}, 1 = fully merged)"
+        line += f"; segments {counts} ({'/'.join(t.split('_fts')[0] for t in segments)}, 1 = fully merged, 0 = empty)"
     return line
 
 
