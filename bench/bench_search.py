@@ -50,7 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from worker import fts_partition, search, storage  # noqa: E402
-from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore  # noqa: E402
+from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore, by_project  # noqa: E402
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
 from worker.fts_merge import FTS_TABLES, segment_count  # noqa: E402
@@ -308,10 +308,7 @@ def store_lean(store: ChromaStore, chunks: list[Any], vectors: np.ndarray) -> No
     """`--lean-vectors`: each chunk's id and vector only, in the store-wide collection and its project's (the
     worker also stores the chunk's text and metadata, which makes Chroma ingest 2.5x slower, see the README)."""
     store.collection().upsert(ids=[d.id for d in chunks], embeddings=vectors)  # type: ignore[arg-type]
-    by_project: dict[str, list[int]] = {}
-    for i, chunk in enumerate(chunks):
-        by_project.setdefault(str(chunk.metadata.get("project", "")), []).append(i)
-    for project, picked in by_project.items():
+    for project, picked in by_project(chunks).items():
         store.partition(project).upsert(ids=[chunks[i].id for i in picked], embeddings=vectors[picked])  # type: ignore[arg-type]
 
 

@@ -105,6 +105,14 @@ class StoreView:
         return out
 
 
+def by_project(chunks: list[Doc]) -> dict[str, list[int]]:
+    """The chunks' positions, grouped by project: what goes into each project's collection."""
+    out: dict[str, list[int]] = {}
+    for i, chunk in enumerate(chunks):
+        out.setdefault(str(chunk.metadata.get("project", "")), []).append(i)
+    return out
+
+
 def parse_doc_id(doc_id: str) -> tuple[str, int] | None:
     head, _, rest = doc_id.partition("-")
     number = rest.split("-", 1)[0]
@@ -292,10 +300,7 @@ class ChromaStore:
             documents=[d.text for d in chunks],
             metadatas=[d.metadata for d in chunks],  # type: ignore[misc]
         )
-        by_project: dict[str, list[int]] = {}
-        for i, chunk in enumerate(chunks):
-            by_project.setdefault(str(chunk.metadata.get("project", "")), []).append(i)
-        for project, picked in by_project.items():
+        for project, picked in by_project(chunks).items():
             self.partition(project).upsert(
                 ids=[chunks[i].id for i in picked],
                 embeddings=vectors[picked],
