@@ -13,6 +13,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from worker import fts_rank
+
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it cannot exist, and cannot be bound
 
 # Search reads each observation with a little of its neighbours in the same session (by id): a short
@@ -434,9 +436,23 @@ MIGRATIONS: list[tuple[int, str]] = [
 ]
 
 
+class Connection(sqlite3.Connection):
+    """sqlite3's connection, saying whether fts_rank's `cm_bm25` is registered on it (`ranks`) and which file
+    it opened (`database`: the key of fts_rank's row counts)."""
+
+    ranks = False
+    database = ""
+
+
+def _ranked(conn: Connection, path: Path) -> None:
+    conn.database = str(path.absolute())
+    conn.ranks = fts_rank.register(conn)
+
+
 def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30, factory=Connection)
+    _ranked(conn, path)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
@@ -450,7 +466,10 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     event loop's writes), so an aggregate over the whole store never holds up hook posts. Read-only twice
     over (`mode=ro` and `query_only`), with no database to attach: `mode=ro` binds only the store, and
     ATTACH or VACUUM INTO could create and write any file."""
-    conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+    conn = sqlite3.connect(
+        f"{path.absolute().as_uri()}?mode=ro", uri=True, check_same_thread=False, timeout=30, factory=Connection
+    )
+    _ranked(conn, path)
     conn.row_factory = sqlite3.Row
     conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
     conn.execute("PRAGMA query_only=1")
