@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from worker import storage
+from worker import fts_rank, storage
 from worker.chroma_store import SemanticHit
 from worker.fts_partition import ready_partition
 from worker.storage import KIND_RANK, KINDS
@@ -263,12 +263,27 @@ def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
     return source, " AND ".join(where) or "1", args
 
 
+# Column weights of each kind's bm25. The observations' last column is `context` (storage.CONTEXT_RADIUS): the
+# neighbours' words count, at a quarter of a narrative's weight, so a reply is found by what it answers and the
+# row holding the words ranks above it.
+WEIGHTS: dict[str, tuple[float, ...]] = {
+    "observation": (4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25),
+    "summary": (2.0, 1.0, 1.0, 1.0, 1.0, 1.0),
+    "prompt": (),
+}
+
+
+def bm25_sql(table: str, weights: tuple[float, ...]) -> str:
+    return f"bm25({', '.join([table, *map(str, weights)])})"
+
+
 FTS = {
-    # The last column is `context` (storage.CONTEXT_RADIUS): the neighbours' words count, at a quarter of a
-    # narrative's weight, so a reply is found by what it answers and the row holding the words ranks above it.
-    "observation": ("observations_fts", "bm25(observations_fts, 4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25)"),
-    "summary": ("session_summaries_fts", "bm25(session_summaries_fts, 2.0, 1.0, 1.0, 1.0, 1.0, 1.0)"),
-    "prompt": ("user_prompts_fts", "bm25(user_prompts_fts)"),
+    kind: (table, bm25_sql(table, WEIGHTS[kind]))
+    for kind, table in (
+        ("observation", "observations_fts"),
+        ("summary", "session_summaries_fts"),
+        ("prompt", "user_prompts_fts"),
+    )
 }
 
 
@@ -348,6 +363,8 @@ class _Scope:
     check: str  # "" or " AND EXISTS (...)" with {rowid} where the matched row's id goes
     args: tuple[Any, ...]
     size: int = 0  # how many rows pass the filters, when counted (a scope of at most SMALL_SCOPE rows)
+    weights: tuple[float, ...] = ()  # its bm25's column weights
+    last_rowid: int = 0  # the FTS table's highest rowid (its row count but for deletions)
 
     def window(self, scan: int) -> int | None:
         """How many of the newest matches a newest-first walk may look at: `scan` for a small scope (few of the
@@ -360,6 +377,12 @@ class _Scope:
 
 
 def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
+    scope = _filtered(conn, kind, params)
+    last = conn.execute(f"SELECT max(rowid) FROM {scope.table}").fetchone()[0] or 0
+    return replace(scope, weights=WEIGHTS[kind], last_rowid=int(last))
+
+
+def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     table, rank = FTS[kind]
     if kind == "observation" and params.project:
         # A big project's own index (fts_partition, opt-in): its walks see only its rows, no match is checked
@@ -385,6 +408,27 @@ def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
         if index:
             source = f"{source} INDEXED BY {index}"
     return _Scope(table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args))
+
+
+# What a statement's ranking costs (µs): FTS5's bm25 walks every row holding each of the statement's phrases
+# before it scores (WALK_US a row) and scores a row in about ROW_US; fts_rank's cm_bm25 takes the phrases' row
+# counts from its cache and scores a row in about RANK_US (ctypes calls from Python). Measured at 1M rows.
+WALK_US, ROW_US, RANK_US = 0.05, 1.0, 14.0
+
+
+def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: int) -> tuple[str, tuple[Any, ...]]:
+    """The rank expression (and its arguments) for a statement matching `phrases`, in their order in its MATCH,
+    that scores about `scored` rows: FTS5's bm25, or the same score from fts_rank's `cm_bm25` where walking
+    the phrases' rows would cost more than scoring in Python. Both give the same number for a row."""
+    if not getattr(conn, "ranks", False) or len(phrases) * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
+        return scope.rank, ()  # (the second: FTS5's bm25 is cheaper even if every row held every phrase)
+    database = getattr(conn, "database", "")
+    # A phrase not counted yet is counted now: a walk of its rows, which FTS5's bm25 would do in this statement
+    # anyway (and the count serves every later statement until the table has grown).
+    counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
+    if sum(counts) * WALK_US + scored * ROW_US <= scored * RANK_US:
+        return scope.rank, ()
+    return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec(counts, scope.weights),)
 
 
 def _quoted(terms: list[str], op: str = "OR") -> str:
@@ -425,7 +469,7 @@ def _count_matches(conn: sqlite3.Connection, table: str, match: str, cap: int) -
 
 
 def _newest_scored(
-    conn: sqlite3.Connection, scope: _Scope, match: str, recent: int, window: int | None
+    conn: sqlite3.Connection, scope: _Scope, phrases: list[str], op: str, recent: int, window: int | None
 ) -> tuple[list[tuple[int, float]], bool]:
     """(id, -bm25) of the newest `recent` matches that pass the filters, looked for among the newest `window`
     matches; and whether older matches were left unseen (by the window or by `recent`).
@@ -434,6 +478,7 @@ def _newest_scored(
     pass (bm25 counts its words' rows once per statement, so finding and scoring in one halves that cost).
     """
     table = scope.table
+    match = _quoted(phrases, op)
     edge = None
     if window is not None:
         edge = conn.execute(
@@ -441,28 +486,33 @@ def _newest_scored(
             (match, window - 1),
         ).fetchone()
     bound, bound_args = (f" AND {table}.rowid >= ?", (edge[0],)) if edge else ("", ())
+    rank, rank_args = _rank(conn, scope, phrases, recent)
     rows = conn.execute(
-        f"SELECT {table}.rowid AS id, {scope.rank} AS rank FROM {table}"
+        f"SELECT {table}.rowid AS id, {rank} AS rank FROM {table}"
         f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY {table}.rowid DESC LIMIT ?",
-        (match, *bound_args, *scope.args, recent),
+        (*rank_args, match, *bound_args, *scope.args, recent),
     ).fetchall()
     cut = edge is not None or len(rows) >= recent
     return [(r["id"], -float(r["rank"])) for r in rows], cut
 
 
-def _scored(conn: sqlite3.Connection, scope: _Scope, match: str, limit: int) -> list[tuple[int, float]]:
-    """(id, -bm25) of the best rows for one FTS5 query that pass the filters."""
+def _scored(
+    conn: sqlite3.Connection, scope: _Scope, match: str, phrases: list[str], limit: int, scored: int
+) -> list[tuple[int, float]]:
+    """(id, -bm25) of the best rows for one FTS5 query that pass the filters; `phrases` are the query's in their
+    order in `match`, and `scored` is about how many rows match and pass (each is scored)."""
     table = scope.table
+    rank, rank_args = _rank(conn, scope, phrases, scored)
     rows = conn.execute(
-        f"SELECT {table}.rowid AS id, {scope.rank} AS rank FROM {table}"
+        f"SELECT {table}.rowid AS id, {rank} AS rank FROM {table}"
         f" WHERE {table} MATCH ?{scope.passes()} ORDER BY rank LIMIT ?",
-        (match, *scope.args, limit),
+        (*rank_args, match, *scope.args, limit),
     ).fetchall()
     return [(r["id"], -float(r["rank"])) for r in rows]
 
 
 def _scored_holding(
-    conn: sqlite3.Connection, scope: _Scope, rare: list[str], common: list[str], limit: int
+    conn: sqlite3.Connection, scope: _Scope, rare: list[str], common: list[str], limit: int, taken: int
 ) -> list[tuple[int, float]]:
     """The full query's bm25 for the rows holding a rare word, and only those.
 
@@ -470,8 +520,8 @@ def _scored_holding(
     words of both kinds in full, `rare` alone the rows holding rare words only.
     """
     rare_q, common_q = _quoted(rare), _quoted(common)
-    scores = dict(_scored(conn, scope, rare_q, CANDIDATE_ROWS))
-    scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", CANDIDATE_ROWS))
+    scores = dict(_scored(conn, scope, rare_q, rare, CANDIDATE_ROWS, taken))
+    scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", rare + common, CANDIDATE_ROWS, taken))
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
@@ -482,9 +532,9 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
         return []
     scope = _scope(conn, kind, params)
     full = _quoted(terms)
-    rows = conn.execute(f"SELECT max(rowid) FROM {scope.table}").fetchone()[0] or 0
+    rows = scope.last_rowid
     if rows <= CANDIDATE_ROWS:  # a small table: scoring every match is bounded already
-        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, rows)]
     counts = {t: _rows_with(conn, scope, t, RARE_ROWS) for t in terms}
     rare: list[str] = []
     taken = 0
@@ -495,13 +545,14 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
             taken += counts[term]
     common = [t for t in terms if t not in rare and t not in absent]
     if not common:  # every word is rare (or absent): the plain query scores few rows
-        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, limit)]
+        scored = sum(min(counts[t], RARE_ROWS) for t in terms)
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, scored)]
     scores: dict[int, float] = {}
     if rare:
-        scores.update(_scored_holding(conn, scope, rare, common, limit))
+        scores.update(_scored_holding(conn, scope, rare, common, limit, taken))
     if len(scores) < limit and len(common) > 1:
         # Rows holding every common word but no rare one: their score is the common words' alone.
-        found, _ = _newest_scored(conn, scope, _quoted(common, "AND"), RECENT_ROWS, scope.window(SCAN_ROWS))
+        found, _ = _newest_scored(conn, scope, common, "AND", RECENT_ROWS, scope.window(SCAN_ROWS))
         for rid, score in found:
             scores.setdefault(rid, score)
     if len(scores) < limit:
@@ -510,13 +561,14 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
         window = scope.window(SCAN_ROWS)
         if window is not None:
             window = max(window, int(3 * limit * rows / scope.size))
-        found, cut = _newest_scored(conn, scope, full, RECENT_ROWS, window)
+        found, cut = _newest_scored(conn, scope, terms, "OR", RECENT_ROWS, window)
         for rid, score in found:
             scores.setdefault(rid, score)
         if len(scores) < limit and cut:
             # Still short, and older matches are unseen: few of the newest matches pass the filters. The plain
             # query finds every match there is; filters apply before ranking, so bm25 runs only on rows that pass.
-            scores.update(_scored(conn, scope, full, limit))
+            # (Few rows pass, or this would not be reached: as many as the scope holds, when it was counted.)
+            scores.update(_scored(conn, scope, full, terms, limit, scope.size or rows))
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Ranked(kind, rid, score) for rid, score in best]
 
