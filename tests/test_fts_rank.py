@@ -66,8 +66,8 @@ def test_it_is_registered_on_the_stores_connections(tmp_path: Path) -> None:
     path = tmp_path / "claude-mem.db"
     rw = storage.open_store(path)
     ro = storage.connect_readonly(path)
-    assert getattr(rw, "ranks") and getattr(ro, "ranks")
-    assert getattr(ro, "database") == str(path.absolute())
+    assert rw.ranks and ro.ranks
+    assert ro.database == str(path.absolute())
     rw.close()
     ro.close()
 
@@ -108,7 +108,8 @@ def test_an_and_query_and_a_wrong_count_change_the_score(conn: sqlite3.Connectio
 def test_a_bad_argument_fails_the_statement_and_names_the_function(conn: sqlite3.Connection) -> None:
     with pytest.raises(sqlite3.OperationalError, match=fts_rank.NAME):
         conn.execute(
-            f"SELECT {fts_rank.NAME}(observations_fts, 'x;y;z') FROM observations_fts WHERE observations_fts MATCH 'cache'"
+            f"SELECT {fts_rank.NAME}(observations_fts, 'x;y;z') FROM observations_fts"
+            " WHERE observations_fts MATCH 'cache'"
         ).fetchall()
     assert conn.execute("SELECT count(*) FROM observations").fetchone()[0] == 240  # the connection still works
 
@@ -156,8 +157,8 @@ def test_the_cheaper_ranking_is_chosen(conn: sqlite3.Connection) -> None:
     scope = search._scope(conn, "observation", search.parse_params({"query": "cache", "mode": "keyword"}))
     assert search._rank(conn, scope, ["cache"], 1000)[0] == scope.rank  # a small table: never worth it
     big = search.replace(scope, last_rowid=10_000_000)
-    fts_rank._counts[(getattr(conn, "database"), scope.table, "cache")] = (600_000, 10_000_000)
-    fts_rank._counts[(getattr(conn, "database"), scope.table, "zygote")] = (3, 10_000_000)
+    fts_rank._counts[(conn.database, scope.table, "cache")] = (600_000, 10_000_000)
+    fts_rank._counts[(conn.database, scope.table, "zygote")] = (3, 10_000_000)
     assert search._rank(conn, big, ["cache"], 1000)[0].startswith(fts_rank.NAME)  # 30 ms of walk vs 13 ms
     assert search._rank(conn, big, ["zygote"], 1000)[0] == scope.rank  # nothing to walk
     assert search._rank(conn, big, ["cache"], 100_000)[0] == scope.rank  # scoring dominates
@@ -205,7 +206,7 @@ def test_it_gives_the_right_score_from_many_threads(tmp_path: Path, conn: sqlite
 def test_where_it_cannot_be_registered_search_uses_fts5s_bm25(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(fts_rank, "_register", lambda conn: False)
     c = storage.open_store(tmp_path / "claude-mem.db")
-    assert not getattr(c, "ranks")
+    assert not c.ranks
     with storage.Tx(c):
         sid = storage.ensure_session(c, "s", "p")["id"]
         target = storage.insert_observation(c, sid, "p", {"type": "change", "title": "zygote cache"}, 1)
