@@ -5,8 +5,9 @@ it, once per statement (about 50 ns a row): at a million observations a common w
 single row is scored, in every statement of every search. `cm_bm25(table, spec)` computes the same score from
 the same per-row facts (each instance's column, the row's length, the table's row count and average length,
 all read from FTS5), but takes the phrases' row counts from `spec`, which the search fills from a cache here
-(`rows_holding`: counted once, recounted as the table grows). Scoring a row costs about 13 µs here against
-about 1 µs for FTS5's own, so the search uses it where the walks it saves cost more (`search._rank`).
+(`rows_holding`: counted once, with how long the count took, and counted again as the table grows). Scoring a
+row costs about 14 µs here against about 1 µs for FTS5's own, so the search uses it where the walks it saves
+cost more (`search._rank`).
 
 Python's sqlite3 cannot register an FTS5 auxiliary function, so this does it with ctypes, through the very
 SQLite library the sqlite3 module calls (the extension module's own symbols): the connection's `sqlite3 *`
@@ -23,7 +24,8 @@ import logging
 import math
 import sqlite3
 import threading
-from typing import Any
+import time
+from typing import Any, NamedTuple
 
 log = logging.getLogger("claude_mem.fts_rank")
 
@@ -246,21 +248,44 @@ def spec(counts: list[int], weights: tuple[float, ...]) -> str:
 
 # --- row counts -------------------------------------------------------------------------------------
 
-# (database file, table, phrase) -> (rows holding it, the table's last rowid when counted)
-_counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+
+class Count(NamedTuple):
+    rows: int  # rows of the table holding the phrase
+    seconds: float  # how long counting them took: what FTS5's bm25 spends on the phrase in every statement
+    last_rowid: int  # the table's last rowid when counted
+
+
+# (database file, table, phrase) -> its count
+_counts: dict[tuple[str, str, str], Count] = {}
 MAX_COUNTS = 200_000
 
 
-def rows_holding(conn: sqlite3.Connection, database: str, table: str, phrase: str, last_rowid: int) -> int:
-    """How many rows of the table hold the phrase: what FTS5's bm25 counts in every statement, counted here
-    once and again when the table has grown by RECOUNT_GROWTH (or shrunk) since. Between recounts the count
-    may lag by the rows added since, which moves a score by a fraction of a percent."""
-    key = (database, table, phrase)
-    known = _counts.get(key)
-    if known is not None and known[1] <= last_rowid <= known[1] + max(100, known[1] * RECOUNT_GROWTH):
-        return known[0]
-    count = int(conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (f'"{phrase}"',)).fetchone()[0])
+def known(database: str, table: str, phrase: str, last_rowid: int) -> Count | None:
+    """The phrase's count, when one was taken since the table last grew by RECOUNT_GROWTH (and it has not
+    shrunk, as a rebuild would). Between recounts it may lag by the rows added since: a fraction of a percent
+    of a common word's weight."""
+    count = _counts.get((database, table, phrase))
+    if count is None or not count.last_rowid <= last_rowid <= count.last_rowid + max(
+        100, count.last_rowid * RECOUNT_GROWTH
+    ):
+        return None
+    return count
+
+
+def remember(database: str, table: str, phrase: str, count: Count) -> None:
+    """Keep a count taken elsewhere (a bounded walk that reached the end of the phrase's rows is a full count)."""
     if len(_counts) >= MAX_COUNTS:
         _counts.clear()
-    _counts[key] = (count, last_rowid)
+    _counts[(database, table, phrase)] = count
+
+
+def rows_holding(conn: sqlite3.Connection, database: str, table: str, phrase: str, last_rowid: int) -> Count:
+    """How many rows of the table hold the phrase, and what counting them costs: what FTS5's bm25 counts in every
+    statement, counted here once and again when the table has grown (`known`)."""
+    count = known(database, table, phrase, last_rowid)
+    if count is None:
+        began = time.perf_counter()
+        rows = conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (f'"{phrase}"',)).fetchone()[0]
+        count = Count(int(rows), time.perf_counter() - began, last_rowid)
+        remember(database, table, phrase, count)
     return count

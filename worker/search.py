@@ -410,25 +410,30 @@ def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Sco
     return _Scope(table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args))
 
 
-# What a statement's ranking costs (µs): FTS5's bm25 walks every row holding each of the statement's phrases
-# before it scores (WALK_US a row) and scores a row in about ROW_US; fts_rank's cm_bm25 takes the phrases' row
-# counts from its cache and scores a row in about RANK_US (ctypes calls from Python). Measured at 1M rows.
-WALK_US, ROW_US, RANK_US = 0.05, 1.0, 14.0
+# What a statement's ranking costs: FTS5's bm25 walks every row holding each of the statement's phrases before it
+# scores (as long as counting them takes: fts_rank keeps each count's time; at most about WALK_US µs per row of
+# each of a phrase's words), then scores a row in about ROW_US µs; fts_rank's cm_bm25 takes the counts from its
+# cache and scores a row in about RANK_US µs (ctypes calls from Python). Measured at 1M rows.
+WALK_US, ROW_US, RANK_US = 0.1, 1.0, 14.0
 
 
 def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: int) -> tuple[str, tuple[Any, ...]]:
     """The rank expression (and its arguments) for a statement matching `phrases`, in their order in its MATCH,
     that scores about `scored` rows: FTS5's bm25, or the same score from fts_rank's `cm_bm25` where walking
     the phrases' rows would cost more than scoring in Python. Both give the same number for a row."""
-    if not getattr(conn, "ranks", False) or len(phrases) * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
-        return scope.rank, ()  # (the second: FTS5's bm25 is cheaper even if every row held every phrase)
+    words = sum(max(1, len(_WORD.findall(p))) for p in phrases)
+    if not getattr(conn, "ranks", False) or words * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
+        return scope.rank, ()  # FTS5's bm25 is cheaper even if every row held every word
     database = getattr(conn, "database", "")
-    # A phrase not counted yet is counted now: a walk of its rows, which FTS5's bm25 would do in this statement
-    # anyway (and the count serves every later statement until the table has grown).
+    # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
+    # every later statement until the table has grown.
     counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
-    if sum(counts) * WALK_US + scored * ROW_US <= scored * RANK_US:
+    if sum(c.seconds for c in counts) * 1e6 + scored * ROW_US <= scored * RANK_US:
         return scope.rank, ()
-    return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec(counts, scope.weights),)
+    return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec([c.rows for c in counts], scope.weights),)
+
+
+_WORD = re.compile(r"[^\W_]+")  # a token of FTS5's unicode61 tokenizer, near enough for a cost estimate
 
 
 def _quoted(terms: list[str], op: str = "OR") -> str:
@@ -444,9 +449,20 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     when at most `cap` of its rows pass.
     """
     table = scope.table
+    walk = max(cap, SCAN_ROWS) if scope.check else cap  # with a filter: one walk decides both
+    database = getattr(conn, "database", "")
+    count = fts_rank.known(database, table, term, scope.last_rowid)
+    if count is not None and count.rows > 0:  # (0 is counted again: a word just added must not be left out)
+        found = min(count.rows, walk + 1)
+    else:
+        began = time.perf_counter()
+        found = _count_matches(conn, table, f'"{term}"', walk + 1)
+        if found <= walk:  # the walk reached the end of the word's rows: a full count, kept for bm25's weights
+            fts_rank.remember(
+                database, table, term, fts_rank.Count(found, time.perf_counter() - began, scope.last_rowid)
+            )
     if not scope.check:
-        return _count_matches(conn, table, f'"{term}"', cap + 1)
-    found = _count_matches(conn, table, f'"{term}"', max(cap, SCAN_ROWS) + 1)  # one walk decides both
+        return min(found, cap + 1)
     if found <= cap:
         return found
     if found > SCAN_ROWS:
