@@ -6,7 +6,7 @@ single row is scored, in every statement of every search. `cm_bm25(table, spec)`
 the same per-row facts (each instance's column, the row's length, the table's row count and average length,
 all read from FTS5), but takes the phrases' row counts from `spec`, which the search fills from a cache here
 (`rows_holding`: counted once, with how long the count took, and counted again as the table grows). Scoring a
-row costs about 14 µs here against about 1 µs for FTS5's own, so the search uses it where the walks it saves
+row costs about 13 µs here against about 1 µs for FTS5's own, so the search uses it where the walks it saves
 cost more (`search._rank`).
 
 Python's sqlite3 cannot register an FTS5 auxiliary function, so this does it with ctypes, through the very
@@ -59,7 +59,7 @@ class _ExtensionApi(ctypes.Structure):
     ]
 
 
-_FUNCTION = ctypes.CFUNCTYPE(None, ctypes.POINTER(_ExtensionApi), _vp, _vp, _int, ctypes.POINTER(_vp))
+_FUNCTION = ctypes.CFUNCTYPE(None, _vp, _vp, _vp, _int, ctypes.POINTER(_vp))
 
 
 class _Fts5Api(ctypes.Structure):
@@ -93,22 +93,37 @@ _statements: dict[bytes, tuple[tuple[float, ...], list[float], float]] = {}
 
 
 class _Out(threading.local):
-    """Each thread's out-parameters (a thread may be switched out between a call and reading its result)."""
+    """Each thread's out-parameters (a thread may be switched out between a call and reading its result), with
+    their references made once: building them is a good share of a row's cost."""
 
     def __init__(self) -> None:
         self.n, self.total = _i64(), _i64()
         self.count, self.phrase, self.column, self.offset, self.size = _int(), _int(), _int(), _int(), _int()
+        self.refs = tuple(ctypes.byref(v) for v in (self.count, self.phrase, self.column, self.offset, self.size))
 
 
 _out = _Out()
 
 
-def _prepare(api: _ExtensionApi, fts: int, spec: bytes) -> tuple[tuple[float, ...], list[float], float]:
+class _Api:
+    """FTS5's extension API's calls, read once (FTS5 passes the same table to every call; reading a function
+    field of a ctypes structure makes a new object each time)."""
+
+    def __init__(self, address: int) -> None:
+        api = _ExtensionApi.from_address(address)
+        self.row_count, self.total_size = api.xRowCount, api.xColumnTotalSize
+        self.inst_count, self.inst, self.column_size = api.xInstCount, api.xInst, api.xColumnSize
+
+
+_apis: dict[int, _Api] = {}
+
+
+def _prepare(api: _Api, fts: int, spec: bytes) -> tuple[tuple[float, ...], list[float], float]:
     head, counts = spec.split(b";")[1:3]
     weights = tuple(float(w) for w in head.split(b",")) if head else ()
     out = _out
-    api.xRowCount(fts, ctypes.byref(out.n))
-    api.xColumnTotalSize(fts, -1, ctypes.byref(out.total))
+    api.row_count(fts, ctypes.byref(out.n))
+    api.total_size(fts, -1, ctypes.byref(out.total))
     rows = out.n.value
     idf = []
     for hits in (int(c) for c in counts.split(b",")):
@@ -121,25 +136,26 @@ def _prepare(api: _ExtensionApi, fts: int, spec: bytes) -> tuple[tuple[float, ..
     return facts
 
 
-def _bm25(p_api: Any, fts: int, ctx: int, n_values: int, values: Any) -> None:
+def _bm25(p_api: int, fts: int, ctx: int, n_values: int, values: Any) -> None:
     """FTS5's fts5Bm25Function, line for line, with the idf from the spec."""
     try:
-        api = p_api.contents
+        api = _apis.get(p_api) or _apis.setdefault(p_api, _Api(p_api))
         spec = _lib.sqlite3_value_text(values[0]) if n_values else None
         if not spec:
             raise ValueError("no spec")
         weights, idf, average = _statements.get(spec) or _prepare(api, fts, spec)
         out = _out
-        phrase, column, offset = out.phrase, out.column, out.offset
+        count_ref, phrase_ref, column_ref, offset_ref, size_ref = out.refs
+        phrase, column = out.phrase, out.column
         freq = [0.0] * len(idf)
-        api.xInstCount(fts, ctypes.byref(out.count))
-        inst = api.xInst
+        api.inst_count(fts, count_ref)
+        inst = api.inst
         columns = len(weights)
         for i in range(out.count.value):
-            inst(fts, i, ctypes.byref(phrase), ctypes.byref(column), ctypes.byref(offset))
+            inst(fts, i, phrase_ref, column_ref, offset_ref)
             c = column.value
             freq[phrase.value] += weights[c] if c < columns else 1.0
-        api.xColumnSize(fts, -1, ctypes.byref(out.size))
+        api.column_size(fts, -1, size_ref)
         norm = K1 * (1 - B + B * out.size.value / average)
         score = 0.0
         for weight, f in zip(idf, freq, strict=True):
