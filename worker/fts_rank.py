@@ -119,19 +119,23 @@ _apis: dict[int, _Api] = {}
 
 
 def _prepare(api: _Api, fts: int, spec: bytes) -> tuple[tuple[float, ...], list[float], float]:
-    head, counts = spec.split(b";")[1:3]
+    parts = spec.split(b";")
+    head, counts = parts[1:3]
     weights = tuple(float(w) for w in head.split(b",")) if head else ()
-    out = _out
-    api.row_count(fts, ctypes.byref(out.n))
-    api.total_size(fts, -1, ctypes.byref(out.total))
-    rows = out.n.value
+    if len(parts) > 3:  # another table's totals: bm25 as that table would give it
+        rows, total = (int(v) for v in parts[3].split(b","))
+    else:
+        out = _out
+        api.row_count(fts, ctypes.byref(out.n))
+        api.total_size(fts, -1, ctypes.byref(out.total))
+        rows, total = out.n.value, out.total.value
     idf = []
     for hits in (int(c) for c in counts.split(b",")):
         value = math.log((rows - hits + 0.5) / (hits + 0.5)) if rows else 0.0
         idf.append(value if value > 0.0 else 1e-6)  # as FTS5: a phrase in over half the rows still counts a little
     if len(_statements) > 256:
         _statements.clear()
-    facts = (weights, idf, (out.total.value / rows) if rows else 1.0)
+    facts = (weights, idf, (total / rows) if rows else 1.0)
     _statements[spec] = facts
     return facts
 
@@ -256,10 +260,36 @@ def register(conn: sqlite3.Connection) -> bool:
     return available() and _register(conn)
 
 
-def spec(counts: list[int], weights: tuple[float, ...]) -> str:
+def spec(counts: list[int], weights: tuple[float, ...], totals: tuple[int, int] | None = None) -> str:
     """`cm_bm25`'s argument: a statement number, the column weights, each phrase's row count (in the order
-    of the phrases in the MATCH expression)."""
-    return f"{next(_statement_numbers)};{','.join(map(str, weights))};{','.join(map(str, counts))}"
+    of the phrases in the MATCH expression), and optionally the (rows, tokens) `totals` of the table the counts
+    come from, when it is not the one searched: a project's own index scored as the store-wide one would be."""
+    text = f"{next(_statement_numbers)};{','.join(map(str, weights))};{','.join(map(str, counts))}"
+    return f"{text};{totals[0]},{totals[1]}" if totals else text
+
+
+def totals(conn: sqlite3.Connection, table: str) -> tuple[int, int]:
+    """An FTS5 table's row count and its rows' total length in tokens (all columns), as bm25 reads them: FTS5
+    keeps both in the averages record of its `_data` table (id 1: a varint row count, then a varint per column)."""
+    row = conn.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
+    values, blob, i = [], bytes(row[0]) if row else b"", 0
+    while i < len(blob):
+        value, i = _varint(blob, i)
+        values.append(value)
+    return (values[0], sum(values[1:])) if values else (0, 0)
+
+
+def _varint(blob: bytes, i: int) -> tuple[int, int]:
+    """SQLite's varint at blob[i]: 7 bits a byte, big-endian, high bit set but in the last; a ninth byte is whole."""
+    value = 0
+    for n in range(9):
+        byte = blob[i + n]
+        if n == 8:
+            return (value << 8) | byte, i + 9
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, i + n + 1
+    raise AssertionError("unreachable")
 
 
 # --- row counts -------------------------------------------------------------------------------------

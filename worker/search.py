@@ -365,6 +365,8 @@ class _Scope:
     size: int = 0  # how many rows pass the filters, when counted (a scope of at most SMALL_SCOPE rows)
     weights: tuple[float, ...] = ()  # its bm25's column weights
     last_rowid: int = 0  # the FTS table's highest rowid (its row count but for deletions)
+    store_table: str = ""  # with a project's own index: the store-wide index, whose counts weigh the words
+    store_last_rowid: int = 0
 
     def window(self, scan: int) -> int | None:
         """How many of the newest matches a newest-first walk may look at: `scan` for a small scope (few of the
@@ -378,8 +380,13 @@ class _Scope:
 
 def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     scope = _filtered(conn, kind, params)
-    last = conn.execute(f"SELECT max(rowid) FROM {scope.table}").fetchone()[0] or 0
-    return replace(scope, weights=WEIGHTS[kind], last_rowid=int(last))
+    if scope.table != FTS[kind][0]:  # a project's own index
+        scope = replace(scope, store_table=FTS[kind][0])
+    last, store_last = (
+        int(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0) if table else 0
+        for table in (scope.table, scope.store_table)
+    )
+    return replace(scope, weights=WEIGHTS[kind], last_rowid=last, store_last_rowid=store_last)
 
 
 def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
@@ -421,10 +428,16 @@ def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: i
     """The rank expression (and its arguments) for a statement matching `phrases`, in their order in its MATCH,
     that scores about `scored` rows: FTS5's bm25, or the same score from fts_rank's `cm_bm25` where walking
     the phrases' rows would cost more than scoring in Python. Both give the same number for a row."""
+    database = getattr(conn, "database", "")
+    if scope.store_table and getattr(conn, "ranks", False):
+        # A project's own index, its rows weighed by the store-wide index's counts and totals: each row's score
+        # is what the store-wide index gives it, so both rank alike (FTS5's bm25 here would weigh by the project).
+        counts = [fts_rank.rows_holding(conn, database, scope.store_table, p, scope.store_last_rowid) for p in phrases]
+        totals = fts_rank.totals(conn, scope.store_table)
+        return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec([c.rows for c in counts], scope.weights, totals),)
     words = sum(max(1, len(_WORD.findall(p))) for p in phrases)
     if not getattr(conn, "ranks", False) or words * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
         return scope.rank, ()  # FTS5's bm25 is cheaper even if every row held every word
-    database = getattr(conn, "database", "")
     # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
     # every later statement until the table has grown.
     counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
