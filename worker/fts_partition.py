@@ -7,13 +7,15 @@ words, checked 74k matches to find its newest 1,000, and such searches took 80-1
 each query word's whole doclist in the store to weigh it. In the project's own index both walks cover only its
 rows: keyword p99 at 1M went from 106 to 36 ms (bench_search.py, every project of 2,000+ rows with one).
 
-What it trades: bm25 then weighs a word by its rarity in the project, not in the store. A word in half of the
-project's rows (a name every turn of one speaker holds) counts for almost nothing there, while the store, where
-it is rare, weighs it well; the top 10 of a 1M store's searches changed by a third, and bench_retrieval.py with
-every conversation in its own index lost 2-3.5 points of R@5 (keyword 0.764 -> 0.729, hybrid 0.801 -> 0.779, by
-turns). Scoring the rows found there in the store-wide index keeps the ranking but brings the store-wide walks
-back (no faster than without, measured). Hence off by default; it is for stores where scoped search latency
-matters more. Its indexed text is stored a second time (+2.3 GB on a 3.4 GB store of 1M observations).
+How it ranks: every row found in a project's index is scored by fts_rank's `cm_bm25` with the store-wide index's
+word counts and totals (`search._rank`), which is the score the store-wide index gives the row: a project's own
+index changes how fast a scoped search is, not what it ranks first. Where fts_rank cannot register, FTS5's bm25
+on the partition weighs words by their rarity in the project instead (a word in half of the project's rows then
+counts for almost nothing): at 1M the top 10s changed by a third that way, and bench_retrieval.py with every
+conversation in its own index lost 2-3.5 points of R@5.
+
+What it costs: its indexed text is stored a second time (+2.3 GB on a 3.4 GB store of 1M observations), and each
+row a scoped search scores there is scored in Python (about 13 µs, against FTS5's 1 µs).
 
 Triggers keep each partition in step with `observations` (insert, delete, and the neighbours' `context`,
 exactly as migration 9's triggers keep `observations_fts`). The `FtsPartitioner` part creates a partition when a
