@@ -56,8 +56,8 @@ DEFAULTS: dict[str, str] = {
     "CLAUDE_MEM_VECTOR_PROCESS": "true",
     "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB": "500",
     # A project with more observations than this gets its own keyword index (fts_partition): searches scoped to it
-    # stay fast at a million observations, ranked by the project's own word statistics, for a second copy of its
-    # indexed text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).
+    # walk only its rows, ranked as the store-wide index ranks them (fts_rank), for a second copy of its indexed
+    # text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).
     "CLAUDE_MEM_PROJECT_INDEX_ROWS": "0",
     # A done event's raw text (the tool's input and output) is deleted this many days after it was posted; its
     # observations stay, failed and waiting events are kept (worker/event_retention.py); 0 = keep every event.
