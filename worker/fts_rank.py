@@ -303,7 +303,7 @@ class Count(NamedTuple):
 
 # (database file, table, phrase) -> its count
 _counts: dict[tuple[str, str, str], Count] = {}
-MAX_COUNTS = 200_000
+MAX_COUNTS = 20_000  # about 4 MB at most; a full cache starts over (each count is taken again once)
 
 
 def known(database: str, table: str, phrase: str, last_rowid: int) -> Count | None:
