@@ -734,6 +734,11 @@ def paired_keyword(conn: sqlite3.Connection, queries: list[Query], other: Path, 
         f" {pct(mine, 0.99):.1f} ms (mean {sum(mine) / len(mine) * 1000:.1f}); this one faster on {faster}/{len(mine)}",
         flush=True,
     )
+    n = len(queries)  # each query's fastest run on each side, and the 5 this code loses most on
+    best = [(min(mine[i::n]) * 1000, min(other_times[i::n]) * 1000) for i in range(n)]
+    for i in sorted(range(n), key=lambda i: best[i][1] - best[i][0])[:5]:
+        q = queries[i]
+        print(f"    slower here: {best[i][0]:.1f} vs {best[i][1]:.1f} ms, {q.kind} {q.text!r} project {q.project}")
 
 
 def bench_embeddings(sentences: list[str]) -> None:
