@@ -23,6 +23,7 @@ import ctypes
 import logging
 import math
 import sqlite3
+import sys
 import threading
 import time
 from typing import Any, NamedTuple
@@ -245,6 +246,10 @@ def available() -> bool:
     global _lib
     with _lock:
         if "ok" not in _state:
+            if sys.implementation.name != "cpython" or not (3, 11) <= sys.version_info[:2] <= (3, 14):
+                # `_handle` reads the connection object's first field: the layout of these versions only.
+                _state["ok"] = False
+                return False
             try:
                 _lib = _library()
                 ok = _lib.sqlite3_libversion().decode() == sqlite3.sqlite_version and _self_test()
