@@ -255,7 +255,7 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
     wait_for(indexed, timeout=30)
     state = w.get("/api/processing-status").json()["keywordIndexes"]
     segments = state.pop("segments")
-    assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": []}
+    assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": [], "cachedWordCounts": True}
     assert keyword_index_line(state) == "keyword index: 1 project(s) with their own (projects past 30 observations)"
     # Each store-wide index's segment count, read from the store (the merger keeps them at 1 once it has run).
     conn = storage.open_store(data / "claude-mem.db")
@@ -270,6 +270,10 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
     )
     assert keyword_index_line({"projectIndexRows": 2000, "projectIndexes": 3, "filling": ["web"]}) == (
         "keyword index: 3 project(s) with their own (projects past 2,000 observations); being filled: web"
+    )
+    assert keyword_index_line({**state, "cachedWordCounts": False}).endswith(
+        "; ranked by FTS5's own bm25 (fts_rank could not register on this Python's SQLite: keyword search is"
+        " slower on a big store, and project indexes weigh words by the project)"
     )
 
 

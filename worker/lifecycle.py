@@ -293,6 +293,11 @@ def keyword_index_line(state: dict[str, Any]) -> str | None:
         # FtsMerger keeps each index merged: many segments mean it is behind (every search walks each of them).
         counts = "/".join(str(n) for n in segments.values())
         line += f"; segments {counts} ({'/'.join(t.split('_fts')[0] for t in segments)}, 1 = fully merged, 0 = empty)"
+    if state.get("cachedWordCounts") is False:
+        line += (
+            "; ranked by FTS5's own bm25 (fts_rank could not register on this Python's SQLite: keyword search is"
+            " slower on a big store, and project indexes weigh words by the project)"
+        )
     return line
 
 

@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.response import Response
 
-from worker import event_retention, fts_partition, queue, usage
+from worker import event_retention, fts_partition, fts_rank, queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.fts_merge import FTS_TABLES, segment_count
@@ -211,6 +211,8 @@ async def processing_status(services: Services) -> ProcessingStatus:
             "projectIndexes": read.project_indexes[0],
             "filling": read.project_indexes[1],
             "segments": read.segments or {},
+            # FTS5's bm25 with cached word counts (worker/fts_rank.py); false: FTS5's own, slower at scale.
+            "cachedWordCounts": fts_rank.available(),
         },
         eventRetention={
             "days": services.settings.event_retention_days,
