@@ -257,9 +257,17 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
     segments = state.pop("segments")
     assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": [], "cachedWordCounts": True}
     assert keyword_index_line(state) == "keyword index: 1 project(s) with their own (projects past 30 observations)"
-    # Each store-wide index's segment count, read from the store (the merger keeps them at 1 once it has run).
-    conn = storage.open_store(data / "claude-mem.db")
-    assert segments == {t: segment_count(conn, t) for t in FTS_TABLES} and segments["observations_fts"] >= 1
+    # Each store-wide index's segment count, read from the store. The merger may merge between the two reads
+    # (it keeps them at 1 once it has run), so they are read again until both are taken between its steps.
+    conn = storage.connect_readonly(data / "claude-mem.db")
+
+    def agree() -> bool:
+        nonlocal segments
+        segments = w.get("/api/processing-status").json()["keywordIndexes"]["segments"]
+        return bool(segments == {t: segment_count(conn, t) for t in FTS_TABLES})
+
+    wait_for(agree, timeout=30)
+    assert segments["observations_fts"] >= 1
     conn.close()
     assert keyword_index_line({**state, "segments": {t: n for t, n in zip(FTS_TABLES, (1, 3, 1), strict=True)}}) == (
         "keyword index: 1 project(s) with their own (projects past 30 observations); segments 1/3/1"
