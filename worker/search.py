@@ -428,15 +428,15 @@ def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: i
     """The rank expression (and its arguments) for a statement matching `phrases`, in their order in its MATCH,
     that scores about `scored` rows: FTS5's bm25, or the same score from fts_rank's `cm_bm25` where walking
     the phrases' rows would cost more than scoring in Python. Both give the same number for a row."""
-    database = getattr(conn, "database", "")
-    if scope.store_table and getattr(conn, "ranks", False):
+    ranks, database = getattr(conn, "ranks", False), getattr(conn, "database", "")
+    if scope.store_table and ranks:
         # A project's own index, its rows weighed by the store-wide index's counts and totals: each row's score
         # is what the store-wide index gives it, so both rank alike (FTS5's bm25 here would weigh by the project).
         counts = [fts_rank.rows_holding(conn, database, scope.store_table, p, scope.store_last_rowid) for p in phrases]
         totals = fts_rank.totals(conn, scope.store_table)
         return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec([c.rows for c in counts], scope.weights, totals),)
     words = sum(max(1, len(_WORD.findall(p))) for p in phrases)
-    if not getattr(conn, "ranks", False) or words * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
+    if not ranks or words * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
         return scope.rank, ()  # FTS5's bm25 is cheaper even if every row held every word
     # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
     # every later statement until the table has grown.
