@@ -139,6 +139,8 @@ def test_search_finds_the_same_rows_with_the_same_scores_whichever_ranks(
     statement (as if it cost nothing) against FTS5's bm25 alone."""
     monkeypatch.setattr(search, "RARE_ROWS", 12)
     monkeypatch.setattr(search, "CANDIDATE_ROWS", 30)
+    monkeypatch.setattr(search, "SCOPED_RARE_ROWS", 8)
+    monkeypatch.setattr(search, "SCOPED_CANDIDATE_ROWS", 20)
     monkeypatch.setattr(search, "RECENT_ROWS", 40)
     used: list[str] = []
     conn.set_trace_callback(lambda sql: used.append(sql) if fts_rank.NAME in sql else None)
@@ -156,13 +158,13 @@ def test_search_finds_the_same_rows_with_the_same_scores_whichever_ranks(
 def test_the_cheaper_ranking_is_chosen(conn: sqlite3.Connection) -> None:
     """FTS5's bm25 where few rows hold the phrases or many rows are scored; cm_bm25 where the walks dominate."""
     scope = search._scope(conn, "observation", search.parse_params({"query": "cache", "mode": "keyword"}))
-    assert search._rank(conn, scope, ["cache"], 1000)[0] == scope.rank  # a small table: never worth it
+    assert search._rank(conn, scope, ["cache"], 1000).sql == scope.rank  # a small table: never worth it
     big = search.replace(scope, last_rowid=10_000_000)
     fts_rank.remember(conn.database, scope.table, "cache", fts_rank.Count(600_000, 0.030, 10_000_000))
     fts_rank.remember(conn.database, scope.table, "zygote", fts_rank.Count(3, 0.00001, 10_000_000))
-    assert search._rank(conn, big, ["cache"], 1000)[0].startswith(fts_rank.NAME)  # 30 ms of walk vs 13 ms
-    assert search._rank(conn, big, ["zygote"], 1000)[0] == scope.rank  # nothing to walk
-    assert search._rank(conn, big, ["cache"], 100_000)[0] == scope.rank  # scoring dominates
+    assert search._rank(conn, big, ["cache"], 1000).sql.startswith(fts_rank.NAME)  # 30 ms of walk vs 9 ms
+    assert search._rank(conn, big, ["zygote"], 1000).sql == scope.rank  # nothing to walk
+    assert search._rank(conn, big, ["cache"], 100_000).sql == scope.rank  # scoring dominates
 
 
 def test_a_row_count_is_counted_once_and_again_when_the_table_has_grown(conn: sqlite3.Connection) -> None:
@@ -224,6 +226,8 @@ def test_a_word_first_added_after_a_search_is_found_by_the_next(
     """Kept counts never hide a new row: a word no row held when counted is counted again."""
     monkeypatch.setattr(search, "RARE_ROWS", 12)
     monkeypatch.setattr(search, "CANDIDATE_ROWS", 30)
+    monkeypatch.setattr(search, "SCOPED_RARE_ROWS", 8)
+    monkeypatch.setattr(search, "SCOPED_CANDIDATE_ROWS", 20)
     monkeypatch.setattr(search, "RECENT_ROWS", 60)  # more than a page (50): no last-resort walk
     hits(conn, "zygote cache")  # counts both words: no row holds "zygote"
     last = conn.execute("SELECT max(rowid) FROM observations_fts").fetchone()[0]

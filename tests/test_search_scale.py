@@ -37,6 +37,8 @@ def small_bounds(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
     rows) and with an index lookup per match (a larger scope)."""
     monkeypatch.setattr(search, "RARE_ROWS", 3)
     monkeypatch.setattr(search, "CANDIDATE_ROWS", 6)
+    monkeypatch.setattr(search, "SCOPED_RARE_ROWS", 3)
+    monkeypatch.setattr(search, "SCOPED_CANDIDATE_ROWS", 6)
     monkeypatch.setattr(search, "RECENT_ROWS", 8)
     monkeypatch.setattr(search, "SMALL_SCOPE", 10_000 if request.param == "id list" else 0)
 
@@ -194,7 +196,7 @@ def test_migration_10_merges_each_keyword_index_into_one_segment_and_keeps_every
         before = {k: _segments(conn, search.FTS[k][0]) for k in storage.KINDS}
         scores = keyword(conn, "cache eviction entry")
         assert before["observation"] > 1 and before["prompt"] > 1
-        monkeypatch.setattr(storage, "MIGRATIONS", full)
+        monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] <= 10])  # (15 adds a column)
         storage.migrate(conn)
         after_segments = {k: _segments(conn, search.FTS[k][0]) for k in storage.KINDS}
         assert after_segments == {"observation": 1, "summary": 0, "prompt": 1}  # no summaries: an empty index

@@ -54,7 +54,7 @@ LOOK_SECONDS = 300.0  # how often projects are counted for new partitions
 BUSY_RETRY_SECONDS = 5.0  # when a partition could not be created for the write lock
 STEP_PAUSE_SECONDS = 0.05  # at least this between copy steps (hook posts get the write lock in between)
 FAILURES_BEFORE_NOT_READY = 3
-_COLUMNS = "title, subtitle, narrative, facts, concepts, files, context"
+_COLUMNS = "title, subtitle, narrative, facts, concepts, files, context, scope"  # observations_fts's (migration 15)
 
 
 def _literal(text: str) -> str:
@@ -73,7 +73,8 @@ def trigger_sql(table: str, project: str) -> list[str]:
             INSERT INTO {table}(rowid, {_COLUMNS})
             VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
                     new.files_read || ' ' || new.files_modified,
-                    {ctx("new.session_id", "new.id", storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)});
+                    {ctx("new.session_id", "new.id", storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)},
+                    {storage.scope_sql("new.project", "new.type")});
             UPDATE {table} SET context = {ctx("new.session_id", row, storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)}
             WHERE rowid IN ({around("new.session_id", "new.id", storage.CONTEXT_RADIUS)});
         END
@@ -97,7 +98,7 @@ def ready_partition(conn: sqlite3.Connection, project: str) -> str | None:
 def state(conn: sqlite3.Connection) -> tuple[int, list[str]]:
     """How many projects' own indexes are in use, and the projects whose index is still being filled."""
     rows = conn.execute("SELECT project, ready FROM fts_partitions ORDER BY project").fetchall()
-    return sum(1 for r in rows if r[1]), [str(r[0]) for r in rows if not r[1]]
+    return sum(1 for r in rows if r[1] == 1), [str(r[0]) for r in rows if r[1] != 1]
 
 
 def unfilled(conn: sqlite3.Connection) -> list[str]:
@@ -176,7 +177,7 @@ def copy_step(conn: sqlite3.Connection, copy: Copy, batch: int = COPY_BATCH) -> 
             # A row already there came through the triggers (an id reused after the newest row was deleted).
             conn.execute(
                 f"INSERT INTO {copy.name}(rowid, {_COLUMNS}) SELECT f.rowid, f.title, f.subtitle, f.narrative,"
-                f" f.facts, f.concepts, f.files, f.context FROM observations_fts f"
+                f" f.facts, f.concepts, f.files, f.context, f.scope FROM observations_fts f"
                 f" WHERE f.rowid IN (SELECT value FROM json_each(?))"
                 f" AND f.rowid NOT IN (SELECT rowid FROM {copy.name} WHERE rowid BETWEEN ? AND ?)",
                 (json.dumps(chunk), chunk[0], chunk[-1]),
@@ -198,15 +199,29 @@ def drop_all(conn: sqlite3.Connection) -> None:
     """Remove every partition with its triggers (benches comparing with and without; searches fall back to the
     store-wide index, which always holds every row)."""
     for name in partition_tables(conn):
-        with storage.Tx(conn):
-            conn.execute(f"DROP TRIGGER IF EXISTS {name}_ai")
-            conn.execute(f"DROP TRIGGER IF EXISTS {name}_ad")
-            conn.execute(f"DROP TABLE IF EXISTS {name}")
-            conn.execute("DELETE FROM fts_partitions WHERE name = ?", (name,))
+        _drop(conn, name)
+
+
+def _drop(conn: sqlite3.Connection, name: str) -> None:
+    with storage.Tx(conn):
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}_ai")
+        conn.execute(f"DROP TRIGGER IF EXISTS {name}_ad")
+        conn.execute(f"DROP TABLE IF EXISTS {name}")
+        conn.execute("DELETE FROM fts_partitions WHERE name = ?", (name,))
+
+
+def drop_stale(conn: sqlite3.Connection) -> None:
+    """Drop the partitions made before migration 15 (`ready` -1): they lack the `scope` column, so their rows'
+    lengths, and so their bm25 scores, differ from the store-wide index's. A project past the threshold gets a new
+    one."""
+    for (name,) in conn.execute("SELECT name FROM fts_partitions WHERE ready < 0").fetchall():
+        _drop(conn, name)
+        log.info("keyword index %s dropped: made before the scope column, it is made again if still due", name)
 
 
 def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[str]:
     """Create and fill every partition due, back to back (tests and benches; the worker's part paces it)."""
+    drop_stale(conn)
     names = [create(conn, p) for p in projects_to_partition(conn, rows)]
     for name in unfilled(conn):
         copy = start_copy(conn, name)
@@ -229,6 +244,7 @@ class FtsPartitioner(OwnConnectionPart):
         With `rows` 0 none is created (CLAUDE_MEM_PROJECT_INDEX_ROWS=0); those made before are kept current."""
         with self._lock:
             conn = self._connection()
+            drop_stale(conn)
             for project in projects_to_partition(conn, self.rows) if self.rows > 0 else []:
                 try:
                     create(conn, project)

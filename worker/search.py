@@ -265,11 +265,12 @@ def filter_sql(kind: str, params: SearchParams) -> tuple[str, str, list[Any]]:
 
 # Column weights of each kind's bm25. The observations' last column is `context` (storage.CONTEXT_RADIUS): the
 # neighbours' words count, at a quarter of a narrative's weight, so a reply is found by what it answers and the
-# row holding the words ranks above it.
+# row holding the words ranks above it. Each table's last column, `scope` (storage.SCOPE_COLUMN), names the row's
+# project and type for scoped searches and weighs nothing.
 WEIGHTS: dict[str, tuple[float, ...]] = {
-    "observation": (4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25),
-    "summary": (2.0, 1.0, 1.0, 1.0, 1.0, 1.0),
-    "prompt": (),
+    "observation": (4.0, 2.0, 1.0, 1.0, 1.0, 1.0, 0.25, 0.0),
+    "summary": (2.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0),
+    "prompt": (1.0, 0.0),
 }
 
 
@@ -347,6 +348,7 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
 RARE_ROWS = 2000  # a word in at most this many rows is rare: all its rows are scored
 CANDIDATE_ROWS = 5000  # rows the rare words may bring in together
 RECENT_ROWS = 1000  # newest matching rows scored by the common-word steps
+SCOPED_RARE_ROWS, SCOPED_CANDIDATE_ROWS = 500, 1500  # RARE_ROWS and CANDIDATE_ROWS within a project or types
 SCAN_ROWS = 10000  # matches looked at (newest first) to find those that pass the filters
 SMALL_SCOPE = 20000  # up to this many rows pass the filters: a match is checked against their id list
 # Columns a filter on them can be checked with, read from the covering index of migration 8 (id, project,
@@ -367,6 +369,14 @@ class _Scope:
     last_rowid: int = 0  # the FTS table's highest rowid (its row count but for deletions)
     store_table: str = ""  # with a project's own index: the store-wide index, whose counts weigh the words
     store_last_rowid: int = 0
+    head: str = ""  # scope phrases every MATCH starts with (the project, observation types): FTS5 applies them
+    head_phrases: int = 0  # how many phrases `head` holds (they come first in the MATCH; bm25 gives them no weight)
+    head_rows: int = 0  # how many rows of the table `head` matches (the rows in scope)
+    head_seconds: float = 0.0  # how long counting them took: what FTS5's bm25 walks for them in every statement
+
+    def match(self, expr: str) -> str:
+        """The FTS5 query for `expr` within the scope."""
+        return f"{self.head} AND ({expr})" if self.head else expr
 
     def window(self, scan: int) -> int | None:
         """How many of the newest matches a newest-first walk may look at: `scan` for a small scope (few of the
@@ -386,7 +396,11 @@ def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
         int(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0) if table else 0
         for table in (scope.table, scope.store_table)
     )
-    return replace(scope, weights=WEIGHTS[kind], last_rowid=last, store_last_rowid=store_last)
+    scope = replace(scope, weights=WEIGHTS[kind], last_rowid=last, store_last_rowid=store_last)
+    if scope.head:
+        count = fts_rank.matching(conn, getattr(conn, "database", ""), scope.table, scope.head, last)
+        scope = replace(scope, head_rows=count.rows, head_seconds=count.seconds)
+    return scope
 
 
 def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
@@ -398,7 +412,12 @@ def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Sco
         if own is not None:
             table, rank = own, rank.replace(FTS[kind][0], own)
             params = replace(params, project=None)
-    source, where, args = filter_sql(kind, params)
+    head, phrases = _head(kind, params) if table == FTS[kind][0] else ("", 0)
+    if head:
+        rest = replace(params, project=None, obs_types=())
+        if filter_sql(kind, rest)[1] == "1":  # FTS5 applies every filter: no match is looked up
+            return _Scope(table, rank, "", (), head=head, head_phrases=phrases)
+    source, where, args = filter_sql(kind, params)  # (the project and types too: a smaller id list)
     if where == "1":
         return _Scope(table, rank, "", ())
     if not params.concepts and not params.files:
@@ -410,40 +429,77 @@ def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Sco
         ).fetchone()[0]
         if small <= SMALL_SCOPE:
             check = f" AND +{{rowid}} IN (SELECT t.id FROM {source} WHERE {where})"
-            return _Scope(table, rank, check, tuple(args), max(1, int(small)))
+            return _Scope(table, rank, check, tuple(args), max(1, int(small)), head=head, head_phrases=phrases)
         index = _INDEXED_FILTER.get(kind)
         if index:
             source = f"{source} INDEXED BY {index}"
-    return _Scope(table, rank, f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})", tuple(args))
+    check = f" AND EXISTS (SELECT 1 FROM {source} WHERE t.id = {{rowid}} AND {where})"
+    return _Scope(table, rank, check, tuple(args), head=head, head_phrases=phrases)
+
+
+def _head(kind: str, params: SearchParams) -> tuple[str, int]:
+    """The scope phrases for the project and observation-type filters (storage.SCOPE_COLUMN), and their number."""
+    parts: list[str] = []
+    phrases = 0
+    if params.project:
+        parts.append(f'{storage.SCOPE_COLUMN} : "{storage.scope_token("p", params.project)}"')
+        phrases += 1
+    if kind == "observation" and params.obs_types:
+        types = " OR ".join(f'"{storage.scope_token("t", t)}"' for t in params.obs_types)
+        parts.append(f"{storage.SCOPE_COLUMN} : ({types})")
+        phrases += len(params.obs_types)
+    return " AND ".join(parts), phrases
 
 
 # What a statement's ranking costs: FTS5's bm25 walks every row holding each of the statement's phrases before it
 # scores (as long as counting them takes: fts_rank keeps each count's time; at most about WALK_US µs per row of
 # each of a phrase's words), then scores a row in about ROW_US µs; fts_rank's cm_bm25 takes the counts from its
-# cache and scores a row in about RANK_US µs (ctypes calls from Python). Measured at 1M rows.
-WALK_US, ROW_US, RANK_US = 0.1, 1.0, 14.0
+# cache and scores a row in about RANK_US µs (ctypes calls from Python, reading each phrase's position list).
+# Measured at 1M rows.
+WALK_US, ROW_US, RANK_US = 0.1, 1.5, 9.0
 
 
-def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: int) -> tuple[str, tuple[Any, ...]]:
+@dataclass(frozen=True)
+class _Ranking:
+    sql: str  # the rank expression
+    args: tuple[Any, ...]
+    micros: float  # about what ranking the statement costs
+
+
+def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: int, silent: int = 0) -> _Ranking:
     """The rank expression (and its arguments) for a statement matching `phrases`, in their order in its MATCH,
     that scores about `scored` rows: FTS5's bm25, or the same score from fts_rank's `cm_bm25` where walking
-    the phrases' rows would cost more than scoring in Python. Both give the same number for a row."""
+    the phrases' rows would cost more than scoring in Python. Both give the same number for a row. The last
+    `silent` phrases repeat earlier ones (to match rows without counting twice): only cm_bm25 can leave them out,
+    so it is the one chosen (the caller checks that the connection has it)."""
     ranks, database = getattr(conn, "ranks", False), getattr(conn, "database", "")
+    python = scored * RANK_US
     if scope.store_table and ranks:
         # A project's own index, its rows weighed by the store-wide index's counts and totals: each row's score
         # is what the store-wide index gives it, so both rank alike (FTS5's bm25 here would weigh by the project).
         counts = [fts_rank.rows_holding(conn, database, scope.store_table, p, scope.store_last_rowid) for p in phrases]
         totals = fts_rank.totals(conn, scope.store_table)
-        return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec([c.rows for c in counts], scope.weights, totals),)
+        spec = fts_rank.spec(_silenced([c.rows for c in counts], silent), scope.weights, totals)
+        return _Ranking(f"{fts_rank.NAME}({scope.table}, ?)", (spec,), python)
     words = sum(max(1, len(_WORD.findall(p))) for p in phrases)
-    if not ranks or words * scope.last_rowid * WALK_US <= scored * (RANK_US - ROW_US):
-        return scope.rank, ()  # FTS5's bm25 is cheaper even if every row held every word
+    table_rows = scope.last_rowid
+    if not silent and (not ranks or (words * table_rows + scope.head_rows) * WALK_US <= scored * (RANK_US - ROW_US)):
+        # FTS5's bm25 is cheaper even if every row held every word
+        return _Ranking(scope.rank, (), (words * table_rows + scope.head_rows) * WALK_US + scored * ROW_US)
     # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
     # every later statement until the table has grown.
     counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
-    if sum(c.seconds for c in counts) * 1e6 + scored * ROW_US <= scored * RANK_US:
-        return scope.rank, ()
-    return f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec([c.rows for c in counts], scope.weights),)
+    walks = (sum(c.seconds for c in counts) + scope.head_seconds) * 1e6 + scored * ROW_US
+    if not silent and walks <= python:
+        return _Ranking(scope.rank, (), walks)
+    # The scope's phrases come first in the MATCH; their column weighs nothing, so they are left out (-1).
+    rows = [-1] * scope.head_phrases + _silenced([c.rows for c in counts], silent)
+    return _Ranking(f"{fts_rank.NAME}({scope.table}, ?)", (fts_rank.spec(rows, scope.weights),), python)
+
+
+def _silenced(counts: list[int], silent: int) -> list[int]:
+    """cm_bm25's counts with the last `silent` phrases left out of every score (-1)."""
+    return counts[: len(counts) - silent] + [-1] * silent
 
 
 _WORD = re.compile(r"[^\W_]+")  # a token of FTS5's unicode61 tokenizer, near enough for a cost estimate
@@ -464,15 +520,18 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     table = scope.table
     walk = max(cap, SCAN_ROWS) if scope.check else cap  # with a filter: one walk decides both
     database = getattr(conn, "database", "")
-    count = fts_rank.known(database, table, term, scope.last_rowid)
+    # A count within the scope's phrases is kept apart from the table's (the word's count for bm25's weights).
+    match = scope.match(f'"{term}"')
+    key = match if scope.head else term
+    count = fts_rank.known(database, table, key, scope.last_rowid)
     if count is not None and count.rows > 0:  # (0 is counted again: a word just added must not be left out)
         found = min(count.rows, walk + 1)
     else:
         began = time.perf_counter()
-        found = _count_matches(conn, table, f'"{term}"', walk + 1)
+        found = _count_matches(conn, table, match, walk + 1)
         if found <= walk:  # the walk reached the end of the word's rows: a full count, kept for bm25's weights
             fts_rank.remember(
-                database, table, term, fts_rank.Count(found, time.perf_counter() - began, scope.last_rowid)
+                database, table, key, fts_rank.Count(found, time.perf_counter() - began, scope.last_rowid)
             )
     if not scope.check:
         return min(found, cap + 1)
@@ -483,7 +542,7 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     passing = conn.execute(
         f"SELECT count(*) FROM (SELECT 1 FROM (SELECT rowid AS rid FROM {table} WHERE {table} MATCH ?) f"
         f" WHERE 1{scope.passes('f.rid')} LIMIT ?)",
-        (f'"{term}"', *scope.args, cap + 1),
+        (match, *scope.args, cap + 1),
     ).fetchone()[0]
     return min(int(passing), cap + 1)
 
@@ -498,16 +557,23 @@ def _count_matches(conn: sqlite3.Connection, table: str, match: str, cap: int) -
 
 
 def _newest_scored(
-    conn: sqlite3.Connection, scope: _Scope, phrases: list[str], op: str, recent: int, window: int | None
+    conn: sqlite3.Connection,
+    scope: _Scope,
+    phrases: list[str],
+    op: str,
+    recent: int,
+    window: int | None,
+    limit: int,
 ) -> tuple[list[tuple[int, float]], bool]:
-    """(id, -bm25) of the newest `recent` matches that pass the filters, looked for among the newest `window`
-    matches; and whether older matches were left unseen (by the window or by `recent`).
+    """(id, -bm25) of the best `limit` of the newest `recent` matches that pass the filters, looked for among the
+    newest `window` matches; and whether older matches were left unseen (by the window or by `recent`).
 
     One statement walks the matches newest first, checks each against the filters and scores only those that
-    pass (bm25 counts its words' rows once per statement, so finding and scoring in one halves that cost).
+    pass (bm25 counts its words' rows once per statement, so finding and scoring in one halves that cost); only
+    the best `limit` come back to Python (a row past them cannot be on the page: `limit` rows outscore it).
     """
     table = scope.table
-    match = _quoted(phrases, op)
+    match = scope.match(_quoted(phrases, op))
     edge = None
     if window is not None:
         edge = conn.execute(
@@ -515,27 +581,33 @@ def _newest_scored(
             (match, window - 1),
         ).fetchone()
     bound, bound_args = (f" AND {table}.rowid >= ?", (edge[0],)) if edge else ("", ())
-    rank, rank_args = _rank(conn, scope, phrases, recent)
+    rank = _rank(conn, scope, phrases, recent)
     rows = conn.execute(
-        f"SELECT {table}.rowid AS id, {rank} AS rank FROM {table}"
-        f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY {table}.rowid DESC LIMIT ?",
-        (*rank_args, match, *bound_args, *scope.args, recent),
+        f"SELECT id, rank, count(*) OVER () AS n FROM (SELECT {table}.rowid AS id, {rank.sql} AS rank FROM {table}"
+        f" WHERE {table} MATCH ?{bound}{scope.passes()} ORDER BY {table}.rowid DESC LIMIT ?) ORDER BY rank LIMIT ?",
+        (*rank.args, match, *bound_args, *scope.args, recent, limit),
     ).fetchall()
-    cut = edge is not None or len(rows) >= recent
+    cut = edge is not None or (bool(rows) and rows[0]["n"] >= recent)
     return [(r["id"], -float(r["rank"])) for r in rows], cut
 
 
 def _scored(
-    conn: sqlite3.Connection, scope: _Scope, match: str, phrases: list[str], limit: int, scored: int
+    conn: sqlite3.Connection,
+    scope: _Scope,
+    match: str,
+    phrases: list[str],
+    limit: int,
+    scored: int,
+    rank: _Ranking | None = None,
 ) -> list[tuple[int, float]]:
     """(id, -bm25) of the best rows for one FTS5 query that pass the filters; `phrases` are the query's in their
     order in `match`, and `scored` is about how many rows match and pass (each is scored)."""
     table = scope.table
-    rank, rank_args = _rank(conn, scope, phrases, scored)
+    rank = rank or _rank(conn, scope, phrases, scored)
     rows = conn.execute(
-        f"SELECT {table}.rowid AS id, {rank} AS rank FROM {table}"
+        f"SELECT {table}.rowid AS id, {rank.sql} AS rank FROM {table}"
         f" WHERE {table} MATCH ?{scope.passes()} ORDER BY rank LIMIT ?",
-        (*rank_args, match, *scope.args, limit),
+        (*rank.args, scope.match(match), *scope.args, limit),
     ).fetchall()
     return [(r["id"], -float(r["rank"])) for r in rows]
 
@@ -545,12 +617,24 @@ def _scored_holding(
 ) -> list[tuple[int, float]]:
     """The full query's bm25 for the rows holding a rare word, and only those.
 
-    bm25 adds one term per phrase of the query that a row holds: `(rare) AND (common)` scores the rows holding
-    words of both kinds in full, `rare` alone the rows holding rare words only.
+    bm25 adds one term per phrase of the query that a row holds. With cm_bm25, one statement scores them all:
+    `(rare) AND (common OR rare)` matches exactly the rows holding a rare word, and the repeated rare phrases are
+    left out of the score. FTS5's bm25 would count them twice; with it, `(rare) AND (common)` scores the rows
+    holding words of both kinds in full, and `rare` alone the rows holding rare words only: two statements, two
+    walks of the rare words' rows, and the rows holding both kinds scored twice.
     """
     rare_q, common_q = _quoted(rare), _quoted(common)
-    scores = dict(_scored(conn, scope, rare_q, rare, CANDIDATE_ROWS, taken))
-    scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", rare + common, CANDIDATE_ROWS, taken))
+    if getattr(conn, "ranks", False):
+        single = _rank(conn, scope, rare + common + rare, taken, silent=len(rare))
+        first, second = _rank(conn, scope, rare, taken), _rank(conn, scope, rare + common, taken)
+        if single.micros <= first.micros + second.micros:
+            match = f"({rare_q}) AND ({common_q} OR {rare_q})"
+            found = _scored(conn, scope, match, rare + common + rare, limit, taken, single)
+            return sorted(found, key=lambda item: (-item[1], item[0]))
+    # (The best `limit` of each: a row holding both kinds has a partial score in the first, below its full one,
+    # so where the second leaves it out, `limit` rows outscore it.)
+    scores = dict(_scored(conn, scope, rare_q, rare, limit, taken))
+    scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", rare + common, limit, taken))
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
 
 
@@ -562,26 +646,30 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     scope = _scope(conn, kind, params)
     full = _quoted(terms)
     rows = scope.last_rowid
-    if rows <= CANDIDATE_ROWS:  # a small table: scoring every match is bounded already
+    if rows <= CANDIDATE_ROWS or (scope.head and scope.head_rows <= RECENT_ROWS):
+        # A small table (or scope): scoring every match is bounded already.
         return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, rows)]
-    counts = {t: _rows_with(conn, scope, t, RARE_ROWS) for t in terms}
+    # In a scope, a word rare there may be common in the table: its rows are scored in Python (cm_bm25) rather than
+    # by FTS5's bm25, which would walk all of the table's, so fewer of them are taken.
+    rare_rows, candidate_rows = (SCOPED_RARE_ROWS, SCOPED_CANDIDATE_ROWS) if scope.head else (RARE_ROWS, CANDIDATE_ROWS)
+    counts = {t: _rows_with(conn, scope, t, rare_rows) for t in terms}
     rare: list[str] = []
     taken = 0
     absent = {t for t in terms if counts[t] == 0}  # no row that passes holds it: it adds to no score
     for term in sorted(terms, key=lambda t: counts[t]):
-        if 0 < counts[term] <= RARE_ROWS and taken + counts[term] <= CANDIDATE_ROWS:
+        if 0 < counts[term] <= rare_rows and taken + counts[term] <= candidate_rows:
             rare.append(term)
             taken += counts[term]
     common = [t for t in terms if t not in rare and t not in absent]
     if not common:  # every word is rare (or absent): the plain query scores few rows
-        scored = sum(min(counts[t], RARE_ROWS) for t in terms)
+        scored = sum(min(counts[t], rare_rows) for t in terms)
         return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, scored)]
     scores: dict[int, float] = {}
     if rare:
         scores.update(_scored_holding(conn, scope, rare, common, limit, taken))
     if len(scores) < limit and len(common) > 1:
         # Rows holding every common word but no rare one: their score is the common words' alone.
-        found, _ = _newest_scored(conn, scope, common, "AND", RECENT_ROWS, scope.window(SCAN_ROWS))
+        found, _ = _newest_scored(conn, scope, common, "AND", RECENT_ROWS, scope.window(SCAN_ROWS), limit)
         for rid, score in found:
             scores.setdefault(rid, score)
     if len(scores) < limit:
@@ -590,7 +678,9 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
         window = scope.window(SCAN_ROWS)
         if window is not None:
             window = max(window, int(3 * limit * rows / scope.size))
-        found, cut = _newest_scored(conn, scope, terms, "OR", RECENT_ROWS, window)
+        # Rows holding a rare word were all scored above: the walk looks for the common words only (a rare phrase
+        # of common words, an identifier, costs the most to match), and scores them in full for the rows it finds.
+        found, cut = _newest_scored(conn, scope, common, "OR", RECENT_ROWS, window, limit)
         for rid, score in found:
             scores.setdefault(rid, score)
         if len(scores) < limit and cut:

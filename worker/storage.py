@@ -93,21 +93,38 @@ _MIGRATION_7 = f"""
         END;
 """
 _FTS_ROW = "observations_fts.rowid"
-_MIGRATION_9 = f"""
-        -- The keyword context widens to 2 neighbours on each side, 200 characters each; and a row's
-        -- vectors, which read its nearest neighbours, are made again when a neighbour comes or goes: its
-        -- vector_sync row stays (its documents are in Chroma) with synced_at 0, which the backfill sends again.
-        DROP TRIGGER observations_ai;
-        DROP TRIGGER observations_ad;
-        UPDATE observations_fts SET context = (
-            SELECT {context_sql("o.session_id", "o.id", 2, 200)} FROM observations o
-            WHERE o.id = observations_fts.rowid
-        );
+
+# Keyword search scoped to a project (or to observation types) walked the store's matches newest first and looked
+# up each one's row to check it: at 1M observations a project holding 6 % of them checked 17k matches (about
+# 4.6 µs each) to find its newest 1,000. Each FTS table gains `scope`, tokens naming its row's project and, for
+# observations, its type; a scoped search puts them in its MATCH, and FTS5 intersects doclists instead. A token is
+# the value's UTF-8 bytes in hex, between a letter and a '0' (one token whatever the value holds, which the porter
+# stemmer leaves alone: it ends in a digit). bm25 gives the column no weight (search.WEIGHTS). The tables are
+# rebuilt from their own text (FTS5 has no ADD COLUMN): at 1M observations about 85 s, once.
+SCOPE_COLUMN = "scope"
+
+
+def scope_sql(project: str, obs_type: str | None = None) -> str:
+    """SQL for a row's `scope` text from SQL expressions for its project and (observations) type."""
+    tokens = [f"'p' || hex({project}) || '0'"] + ([f"'t' || hex({obs_type}) || '0'"] if obs_type else [])
+    return " || ' ' || ".join(tokens)
+
+
+def scope_token(prefix: str, value: str) -> str:
+    """The token `scope_sql` writes for a value: prefix 'p' for a project, 't' for an observation type."""
+    return f"{prefix}{value.encode().hex().upper()}0"
+
+
+def _observation_triggers(scope: bool) -> str:
+    """observations' triggers keeping observations_fts (migration 9's, with `scope` from migration 15)."""
+    columns = f"{_OBS_FTS_COLUMNS}, {SCOPE_COLUMN}" if scope else _OBS_FTS_COLUMNS
+    scope_value = f", {scope_sql('new.project', 'new.type')}" if scope else ""
+    return f"""
         CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
-            INSERT INTO observations_fts(rowid, {_OBS_FTS_COLUMNS})
+            INSERT INTO observations_fts(rowid, {columns})
             VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
                     new.files_read || ' ' || new.files_modified,
-                    {context_sql("new.session_id", "new.id", 2, 200)});
+                    {context_sql("new.session_id", "new.id", 2, 200)}{scope_value});
             UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, 2, 200)}
             WHERE rowid IN ({neighbour_ids("new.session_id", "new.id", 2)});
             UPDATE vector_sync SET synced_at = 0
@@ -121,6 +138,98 @@ _MIGRATION_9 = f"""
                 AND row_id IN ({_prev_id("old.session_id", "old.id")}, {_next_id("old.session_id", "old.id")});
         END;
 """
+
+
+def _rebuilt_with_scope(table: str, columns: str, source: str, scope: str) -> str:
+    """Migration 15's rebuild of one FTS table with a `scope` column: a new table filled from the old one's text
+    (`source`: a FROM clause where `f` is the old table), merged into one segment, renamed into its place."""
+    new = f"{table}_new"
+    picked = ", ".join(f"f.{c.strip()}" for c in columns.split(","))
+    return f"""
+        CREATE VIRTUAL TABLE {new} USING fts5({columns}, {SCOPE_COLUMN}, tokenize='porter unicode61');
+        INSERT INTO {new}({new}, rank) VALUES ('automerge', 0);
+        INSERT INTO {new}(rowid, {columns}, {SCOPE_COLUMN}) SELECT f.rowid, {picked}, {scope} FROM {source};
+        INSERT INTO {new}({new}) VALUES ('optimize');
+        DROP TABLE {table};
+        ALTER TABLE {new} RENAME TO {table};
+"""
+
+
+_MIGRATION_9 = f"""
+        -- The keyword context widens to 2 neighbours on each side, 200 characters each; and a row's
+        -- vectors, which read its nearest neighbours, are made again when a neighbour comes or goes: its
+        -- vector_sync row stays (its documents are in Chroma) with synced_at 0, which the backfill sends again.
+        DROP TRIGGER observations_ai;
+        DROP TRIGGER observations_ad;
+        UPDATE observations_fts SET context = (
+            SELECT {context_sql("o.session_id", "o.id", 2, 200)} FROM observations o
+            WHERE o.id = observations_fts.rowid
+        );
+        {_observation_triggers(scope=False)}
+"""
+
+_SUMMARY_FTS_COLUMNS = "request, investigated, learned, completed, next_steps, notes"
+
+
+def _prompt_scope(row: str) -> str:
+    """A prompt's `scope`: its session's project (prompts have no project of their own)."""
+    return f"(SELECT {scope_sql('s.project')} FROM sessions s WHERE s.id = {row}.session_id)"
+
+
+_MIGRATION_15 = "".join(
+    [
+        """
+        -- Scoped keyword search through FTS5 (see SCOPE_COLUMN): every FTS table gains `scope`. Each table's
+        -- triggers are made again (ALTER TABLE checks every trigger that names a table).
+        DROP TRIGGER observations_ai;
+        DROP TRIGGER observations_ad;
+        DROP TRIGGER session_summaries_ai;
+        DROP TRIGGER session_summaries_ad;
+        DROP TRIGGER user_prompts_ai;
+        DROP TRIGGER user_prompts_ad;
+""",
+        _rebuilt_with_scope(
+            "observations_fts",
+            _OBS_FTS_COLUMNS,
+            "observations_fts f JOIN observations o ON o.id = f.rowid",
+            scope_sql("o.project", "o.type"),
+        ),
+        _observation_triggers(scope=True),
+        _rebuilt_with_scope(
+            "session_summaries_fts",
+            _SUMMARY_FTS_COLUMNS,
+            "session_summaries_fts f JOIN session_summaries o ON o.id = f.rowid",
+            scope_sql("o.project"),
+        ),
+        _rebuilt_with_scope(
+            "user_prompts_fts", "text", "user_prompts_fts f JOIN user_prompts o ON o.id = f.rowid", _prompt_scope("o")
+        ),
+        f"""
+        CREATE TRIGGER session_summaries_ai AFTER INSERT ON session_summaries BEGIN
+            INSERT INTO session_summaries_fts(rowid, {_SUMMARY_FTS_COLUMNS}, {SCOPE_COLUMN})
+            VALUES (new.id, new.request, new.investigated, new.learned, new.completed, new.next_steps, new.notes,
+                    {scope_sql("new.project")});
+        END;
+        CREATE TRIGGER session_summaries_ad AFTER DELETE ON session_summaries BEGIN
+            DELETE FROM session_summaries_fts WHERE rowid = old.id;
+        END;
+        CREATE TRIGGER user_prompts_ai AFTER INSERT ON user_prompts BEGIN
+            INSERT INTO user_prompts_fts(rowid, text, {SCOPE_COLUMN}) VALUES (new.id, new.text, {_prompt_scope("new")});
+        END;
+        CREATE TRIGGER user_prompts_ad AFTER DELETE ON user_prompts BEGIN
+            DELETE FROM user_prompts_fts WHERE rowid = old.id;
+        END;
+        -- A session's project is filled in after its first prompts when it was not known yet (ensure_session).
+        -- Per-project keyword indexes lack the column: fts_partition.drop_stale drops them, and makes them again.
+        UPDATE fts_partitions SET ready = -1;
+        CREATE TRIGGER sessions_project_scope AFTER UPDATE OF project ON sessions
+        WHEN old.project IS NOT new.project BEGIN
+            UPDATE user_prompts_fts SET {SCOPE_COLUMN} = {scope_sql("new.project")}
+            WHERE rowid IN (SELECT id FROM user_prompts WHERE session_id = new.id);
+        END;
+""",
+    ]
+)
 
 MIGRATIONS: list[tuple[int, str]] = [
     (
@@ -433,6 +542,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         INSERT INTO event_retention (id, pruned) VALUES (1, 0);
         """,
     ),
+    (15, _MIGRATION_15),
 ]
 
 
