@@ -6,8 +6,9 @@ single row is scored, in every statement of every search. `cm_bm25(table, spec)`
 the same per-row facts (each instance's column, the row's length, the table's row count and average length,
 all read from FTS5), but takes the phrases' row counts from `spec`, which the search fills from a cache here
 (`rows_holding`: counted once, with how long the count took, and counted again as the table grows). Scoring a
-row costs about 13 µs here against about 1 µs for FTS5's own, so the search uses it where the walks it saves
-cost more (`search._rank`).
+row costs about 9 µs here (a ctypes callback, one call per phrase for its position list, which is read in
+Python) against about 1-2 µs for FTS5's own, so the search uses it where the walks it saves cost more
+(`search._rank`).
 
 Python's sqlite3 cannot register an FTS5 auxiliary function, so this does it with ctypes, through the very
 SQLite library the sqlite3 module calls (the extension module's own symbols): the connection's `sqlite3 *`

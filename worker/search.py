@@ -334,8 +334,12 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
 # one term per query word, so the same row gets the same score whichever set finds it):
 #   1. every row holding one of the query's rare words (at most CANDIDATE_ROWS rows in all);
 #   2. when those do not fill the list: the newest RECENT_ROWS rows holding every common word;
-#   3. when still short: the newest RECENT_ROWS rows matching at all;
+#   3. when still short: the newest RECENT_ROWS rows holding a common word;
 #   4. when the filters left it short even so: the plain query (every match that passes the filters).
+# Each statement returns only its best `limit` rows (a row past them cannot be on the page). A project or type
+# filter is in every statement's MATCH (the `scope` column, storage.SCOPE_COLUMN): FTS5 walks only the scope's
+# rows, and words are rare or common there (SCOPED_RARE_ROWS and SCOPED_CANDIDATE_ROWS: a word rare in a project
+# may be common in the store, and then its rows are scored in Python, at about 9 µs a row).
 # Steps 2 and 3 each find and score their rows in one statement that walks the matches newest first (bm25 counts
 # each word's rows once per statement: finding and scoring apart paid that twice). A small scope's walk looks at
 # the newest SCAN_ROWS matches at most (step 3: as many as hold `limit` of its rows, by its share of the table),
@@ -481,11 +485,13 @@ def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: i
         totals = fts_rank.totals(conn, scope.store_table)
         spec = fts_rank.spec(_silenced([c.rows for c in counts], silent), scope.weights, totals)
         return _Ranking(f"{fts_rank.NAME}({scope.table}, ?)", (spec,), python)
-    words = sum(max(1, len(_WORD.findall(p))) for p in phrases)
-    table_rows = scope.last_rowid
-    if not silent and (not ranks or (words * table_rows + scope.head_rows) * WALK_US <= scored * (RANK_US - ROW_US)):
-        # FTS5's bm25 is cheaper even if every row held every word
-        return _Ranking(scope.rank, (), (words * table_rows + scope.head_rows) * WALK_US + scored * ROW_US)
+    # FTS5's walks: as long as the phrase's count took, where it was counted; at most every row for each word.
+    walk = scope.head_seconds * 1e6
+    for p in phrases:
+        known = fts_rank.known(database, scope.table, p, scope.last_rowid) if ranks else None
+        walk += known.seconds * 1e6 if known else max(1, len(_WORD.findall(p))) * scope.last_rowid * WALK_US
+    if not silent and (not ranks or walk <= scored * (RANK_US - ROW_US)):
+        return _Ranking(scope.rank, (), walk + scored * ROW_US)  # FTS5's bm25 is cheaper
     # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
     # every later statement until the table has grown.
     counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
