@@ -141,17 +141,20 @@ def _observation_triggers(scope: bool) -> str:
 
 
 def _rebuilt_with_scope(table: str, columns: str, source: str, scope: str) -> str:
-    """Migration 15's rebuild of one FTS table with a `scope` column: a new table filled from the old one's text
-    (`source`: a FROM clause where `f` is the old table), merged into one segment, renamed into its place."""
-    new = f"{table}_new"
+    """Migration 15's rebuild of one FTS table with a `scope` column, from the old one's text (`source`: a FROM
+    clause where `f` is the old table), merged into one segment. The text waits in a temporary table (outside the
+    store's file) while the old index is dropped, so the new one reuses its pages: the file does not grow by an
+    index's size."""
+    copy = f"temp.{table}_copy"
     picked = ", ".join(f"f.{c.strip()}" for c in columns.split(","))
     return f"""
-        CREATE VIRTUAL TABLE {new} USING fts5({columns}, {SCOPE_COLUMN}, tokenize='porter unicode61');
-        INSERT INTO {new}({new}, rank) VALUES ('automerge', 0);
-        INSERT INTO {new}(rowid, {columns}, {SCOPE_COLUMN}) SELECT f.rowid, {picked}, {scope} FROM {source};
-        INSERT INTO {new}({new}) VALUES ('optimize');
+        CREATE TABLE {copy} AS SELECT f.rowid AS id, {picked}, {scope} AS {SCOPE_COLUMN} FROM {source};
         DROP TABLE {table};
-        ALTER TABLE {new} RENAME TO {table};
+        CREATE VIRTUAL TABLE {table} USING fts5({columns}, {SCOPE_COLUMN}, tokenize='porter unicode61');
+        INSERT INTO {table}({table}, rank) VALUES ('automerge', 0);
+        INSERT INTO {table}(rowid, {columns}, {SCOPE_COLUMN}) SELECT id, {columns}, {SCOPE_COLUMN} FROM {copy};
+        DROP TABLE {copy};
+        INSERT INTO {table}({table}) VALUES ('optimize');
 """
 
 
@@ -179,8 +182,8 @@ def _prompt_scope(row: str) -> str:
 _MIGRATION_15 = "".join(
     [
         """
-        -- Scoped keyword search through FTS5 (see SCOPE_COLUMN): every FTS table gains `scope`. Each table's
-        -- triggers are made again (ALTER TABLE checks every trigger that names a table).
+        -- Scoped keyword search through FTS5 (see SCOPE_COLUMN): every FTS table gains `scope`, and its
+        -- triggers are made again.
         DROP TRIGGER observations_ai;
         DROP TRIGGER observations_ad;
         DROP TRIGGER session_summaries_ai;
