@@ -7,6 +7,7 @@ killed process (only a power cut can lose the last commits), which is the durabi
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 import uuid
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from worker import fts_rank
+
+log = logging.getLogger("claude_mem.storage")
 
 MAX_ID = 2**63 - 1  # SQLite's largest INTEGER: a row id (or anchor) past it cannot exist, and cannot be bound
 
@@ -589,6 +592,12 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+# Migrations whose time grows with the store, and what to expect (said in the log before they run).
+_SLOW_MIGRATIONS = {
+    15: "rebuilding the keyword indexes with a scope column (about 10 s per 100,000 observations, once)",
+}
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Apply the migrations not yet applied, each in its own transaction; safe to run at every start."""
     conn.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at REAL)")
@@ -596,6 +605,8 @@ def migrate(conn: sqlite3.Connection) -> int:
     for version, sql in MIGRATIONS:
         if version in applied:
             continue
+        if version in _SLOW_MIGRATIONS and applied:  # an upgrade, not a new store: say why the start takes a while
+            log.warning("store upgrade %d: %s", version, _SLOW_MIGRATIONS[version])
         conn.execute("BEGIN IMMEDIATE")
         try:
             for statement in _split_sql(sql):
