@@ -17,6 +17,11 @@ conversation in its own index lost 2-3.5 points of R@5.
 What it costs: its indexed text is stored a second time (+2.3 GB on a 3.4 GB store of 1M observations), and each
 row a scoped search scores there is scored in Python (about 13 µs, against FTS5's 1 µs).
 
+Since migration 15 the store-wide index filters a scoped search by itself (its `scope` column, storage.SCOPE_COLUMN):
+a scoped search no longer walks other projects' matches there, which is what these indexes were made for. They
+carry the `scope` column too, so their rows' lengths and scores equal the store-wide index's; those made before
+it are dropped and made again (`drop_stale`).
+
 Triggers keep each partition in step with `observations` (insert, delete, and the neighbours' `context`,
 exactly as migration 9's triggers keep `observations_fts`). The `FtsPartitioner` part creates a partition when a
 project crosses the threshold, copies the project's earlier rows across from `observations_fts` in short write
