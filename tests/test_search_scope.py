@@ -69,13 +69,19 @@ def scopes_are_right(conn: sqlite3.Connection) -> None:
             assert scopes[row[0]] == want, (table, row[0])
 
 
-def test_migration_15_rebuilds_every_index_with_its_rows_scopes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def store_before_15(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sqlite3.Connection, list]:
+    """A filled store as migration 14 left it, and the full list of migrations to upgrade it with."""
     full = storage.MIGRATIONS
     monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 15])
     conn = storage.open_store(tmp_path / "old.db")
     fill(conn)
+    return conn, full
+
+
+def test_migration_15_rebuilds_every_index_with_its_rows_scopes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn, full = store_before_15(tmp_path, monkeypatch)
     before = {k: conn.execute(f"SELECT count(*) FROM {search.FTS[k][0]}").fetchone()[0] for k in storage.KINDS}
     old_text = conn.execute("SELECT rowid, title, narrative, context FROM observations_fts ORDER BY rowid").fetchall()
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
@@ -178,10 +184,7 @@ def test_the_bounded_steps_in_a_scope_give_the_same_page_as_scoring_every_match(
 def test_a_partition_made_before_the_scope_column_is_made_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 15])
-    conn = storage.open_store(tmp_path / "old.db")
-    fill(conn)
+    conn, full = store_before_15(tmp_path, monkeypatch)
     # A partition as made before the column: the store-wide index's columns but `scope`.
     conn.execute(
         "INSERT INTO fts_partitions (project, name, ready, copy_to, created_at)"

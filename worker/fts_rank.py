@@ -198,24 +198,8 @@ def _instances(weights: tuple[float, ...], column: int, rest: bytes) -> float:
     starts another column (then its number, then a delta from offset 0)."""
     columns = len(weights)
     f = weights[column] if column < columns else 1.0
-    if not rest:
-        return f
-    if max(rest) < 0x80:  # every varint one byte (offsets less than 126 apart): the common case
-        i, n = 0, len(rest)
-        while i < n:
-            if rest[i] == 1:
-                column = rest[i + 1]
-                i += 3
-            else:
-                i += 1
-            f += weights[column] if column < columns else 1.0
-        return f
-    values, value = [], 0
-    for byte in rest:
-        value = (value << 7) | (byte & 0x7F)
-        if byte < 0x80:
-            values.append(value)
-            value = 0
+    # Every varint one byte (offsets less than 126 apart, the common case): the bytes are the values.
+    values: bytes | list[int] = rest if not rest or max(rest) < 0x80 else _varints(rest)
     i, n = 0, len(values)
     while i < n:
         if values[i] == 1:
@@ -225,6 +209,17 @@ def _instances(weights: tuple[float, ...], column: int, rest: bytes) -> float:
             i += 1
         f += weights[column] if column < columns else 1.0
     return f
+
+
+def _varints(blob: bytes) -> list[int]:
+    """SQLite varints (7 bits a byte, big-endian, the high bit set on all but the last byte) of a position list."""
+    values, value = [], 0
+    for byte in blob:
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            values.append(value)
+            value = 0
+    return values
 
 
 _lib: Any = None
