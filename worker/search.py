@@ -653,8 +653,10 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
     full = _quoted(terms)
     rows = scope.last_rowid
     if rows <= CANDIDATE_ROWS or (scope.head and scope.head_rows <= RECENT_ROWS):
-        # A small table (or scope): scoring every match is bounded already.
-        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, rows)]
+        # A small table (or scope): scoring every match is bounded already (by the scope's rows: the words' rows
+        # in the whole table would be FTS5's walk, so they are likely scored in Python).
+        scored = scope.head_rows if scope.head else rows
+        return [Ranked(kind, rid, score) for rid, score in _scored(conn, scope, full, terms, limit, scored)]
     # In a scope, a word rare there may be common in the table: its rows are scored in Python (cm_bm25) rather than
     # by FTS5's bm25, which would walk all of the table's, so fewer of them are taken.
     rare_rows, candidate_rows = (SCOPED_RARE_ROWS, SCOPED_CANDIDATE_ROWS) if scope.head else (RARE_ROWS, CANDIDATE_ROWS)
@@ -693,7 +695,7 @@ def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams,
             # Still short, and older matches are unseen: few of the newest matches pass the filters. The plain
             # query finds every match there is; filters apply before ranking, so bm25 runs only on rows that pass.
             # (Few rows pass, or this would not be reached: as many as the scope holds, when it was counted.)
-            scores.update(_scored(conn, scope, full, terms, limit, scope.size or rows))
+            scores.update(_scored(conn, scope, full, terms, limit, scope.size or scope.head_rows or rows))
     best = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
     return [Ranked(kind, rid, score) for rid, score in best]
 
