@@ -594,7 +594,8 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 
 # Migrations whose time grows with the store, and what to expect (said in the log before they run).
 _SLOW_MIGRATIONS = {
-    15: "rebuilding the keyword indexes with a scope column (about 10 s per 100,000 observations, once)",
+    15: "rebuilding the keyword indexes with a scope column (about 10 s and 160 MB of temporary space, in"
+    " SQLITE_TMPDIR or /var/tmp, per 100,000 observations; once)",
 }
 
 
