@@ -136,6 +136,25 @@ def test_failed_migration_rolls_back(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert 999 not in {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
 
 
+def test_a_migration_sqlite_rolled_back_itself_raises_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After some errors SQLite ends the transaction itself (a full disk or temp directory during an index
+    rebuild, here a trigger's RAISE(ROLLBACK)): the error raised is that one, not a failed ROLLBACK, and nothing
+    of the migration is kept."""
+    sql = (
+        "CREATE TABLE half_done (x);\n"
+        "CREATE TRIGGER half_done_ai AFTER INSERT ON half_done BEGIN SELECT RAISE(ROLLBACK, 'out of room'); END;\n"
+        "INSERT INTO half_done VALUES (1);"
+    )
+    monkeypatch.setattr(storage, "MIGRATIONS", [*storage.MIGRATIONS, (999, sql)])
+    with pytest.raises(sqlite3.IntegrityError, match="out of room"):
+        storage.open_store(tmp_path / "claude-mem.db")
+    c = sqlite3.connect(tmp_path / "claude-mem.db")
+    assert c.execute("SELECT name FROM sqlite_master WHERE name = 'half_done'").fetchone() is None
+    assert 999 not in {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
+
+
 # --- FTS ------------------------------------------------------------------------------------------
 
 

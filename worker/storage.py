@@ -615,7 +615,8 @@ def migrate(conn: sqlite3.Connection) -> int:
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # (SQLite has rolled back already after some errors: a full disk)
+                conn.execute("ROLLBACK")
             raise
     return max((v for v, _ in MIGRATIONS), default=0)
 
@@ -652,7 +653,10 @@ class Tx:
         return self.conn
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:  # (SQLite has rolled back already after some errors: a full disk)
+            self.conn.execute("ROLLBACK")
 
 
 # --- sessions -----------------------------------------------------------------------------------
