@@ -185,14 +185,12 @@ def _prompt_scope(row: str) -> str:
 _MIGRATION_15 = "".join(
     [
         """
-        -- Scoped keyword search through FTS5 (see SCOPE_COLUMN): every FTS table gains `scope`, and its
-        -- triggers are made again.
+        -- Scoped keyword search through FTS5 (see SCOPE_COLUMN): every FTS table gains `scope`, and the insert
+        -- triggers fill it (the delete triggers stay: they name the table, which is made again under its name).
         DROP TRIGGER observations_ai;
         DROP TRIGGER observations_ad;
         DROP TRIGGER session_summaries_ai;
-        DROP TRIGGER session_summaries_ad;
         DROP TRIGGER user_prompts_ai;
-        DROP TRIGGER user_prompts_ad;
 """,
         _rebuilt_with_scope(
             "observations_fts",
@@ -216,14 +214,8 @@ _MIGRATION_15 = "".join(
             VALUES (new.id, new.request, new.investigated, new.learned, new.completed, new.next_steps, new.notes,
                     {scope_sql("new.project")});
         END;
-        CREATE TRIGGER session_summaries_ad AFTER DELETE ON session_summaries BEGIN
-            DELETE FROM session_summaries_fts WHERE rowid = old.id;
-        END;
         CREATE TRIGGER user_prompts_ai AFTER INSERT ON user_prompts BEGIN
             INSERT INTO user_prompts_fts(rowid, text, {SCOPE_COLUMN}) VALUES (new.id, new.text, {_prompt_scope("new")});
-        END;
-        CREATE TRIGGER user_prompts_ad AFTER DELETE ON user_prompts BEGIN
-            DELETE FROM user_prompts_fts WHERE rowid = old.id;
         END;
         -- A session's project is filled in after its first prompts when it was not known yet (ensure_session).
         -- Per-project keyword indexes lack the column: fts_partition.drop_stale drops them, and makes them again.
@@ -608,16 +600,10 @@ def migrate(conn: sqlite3.Connection) -> int:
             continue
         if version in _SLOW_MIGRATIONS and applied:  # an upgrade, not a new store: say why the start takes a while
             log.warning("store upgrade %d: %s", version, _SLOW_MIGRATIONS[version])
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with Tx(conn):
             for statement in _split_sql(sql):
                 conn.execute(statement)
             conn.execute("INSERT INTO schema_migrations VALUES (?, ?)", (version, time.time()))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:  # (SQLite has rolled back already after some errors: a full disk)
-                conn.execute("ROLLBACK")
-            raise
     return max((v for v, _ in MIGRATIONS), default=0)
 
 
