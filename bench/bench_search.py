@@ -49,7 +49,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from worker import fts_partition, search, storage  # noqa: E402
+from worker import fts_counts, fts_partition, search, storage  # noqa: E402
 from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore, by_project  # noqa: E402
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
@@ -356,8 +356,9 @@ def fill_chroma(vsync: VectorSync, log: bool, lean: bool = False) -> tuple[int, 
 def compact(db: Path, project_index_rows: int = 0) -> None:
     """The store as the worker's parts keep a live one: with `project_index_rows`, each project past that many
     observations with its own keyword index (FtsPartitioner; without, none: a store with some from an earlier
-    run loses them), and each keyword index merged into one segment (FtsMerger; a bulk build leaves dozens:
-    FTS5's automerge is off since migration 12). Prints what it did; nothing when done before."""
+    run loses them), each keyword index merged into one segment (FtsMerger; a bulk build leaves dozens: FTS5's
+    automerge is off since migration 12), and its common words counted (FtsCounter). Prints what it did; nothing
+    when done before."""
     conn = storage.open_store(db)
     try:
         if project_index_rows:
@@ -375,6 +376,11 @@ def compact(db: Path, project_index_rows: int = 0) -> None:
                 conn.execute(f"INSERT INTO {table}({table}) VALUES ('optimize')")
                 took = time.perf_counter() - t0
                 print(f"  {table}: {before} segments merged into one in {took:.1f}s (as FtsMerger keeps it)")
+        for counted in fts_counts.count_now(conn):
+            print(
+                f"  {counted.table}: {counted.words:,} common words counted in {counted.seconds:.1f}s"
+                " (as FtsCounter keeps them)"
+            )
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     finally:
         conn.close()

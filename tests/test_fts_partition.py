@@ -252,11 +252,21 @@ def test_status_says_which_projects_have_their_own_index(start_worker: StartWork
     def indexed() -> bool:
         return bool(w.get("/api/processing-status").json()["keywordIndexes"]["projectIndexes"] == 1)
 
+    def counted() -> bool:  # FtsCounter, at start: each store-wide index's common words
+        return len(w.get("/api/processing-status").json()["keywordIndexes"]["wordCounts"]) == len(FTS_TABLES)
+
     wait_for(indexed, timeout=30)
+    wait_for(counted, timeout=30)
     state = w.get("/api/processing-status").json()["keywordIndexes"]
     segments = state.pop("segments")
+    word_counts = state.pop("wordCounts")
+    assert word_counts["observations_fts"]["lastRowid"] == 40 and word_counts["observations_fts"]["words"] == 0
     assert state == {"projectIndexRows": 30, "projectIndexes": 1, "filling": [], "cachedWordCounts": True}
     assert keyword_index_line(state) == "keyword index: 1 project(s) with their own (projects past 30 observations)"
+    assert keyword_index_line({**state, "wordCounts": word_counts}) == (
+        "keyword index: 1 project(s) with their own (projects past 30 observations); common words counted: 0"
+        f" (in {sum(c['seconds'] for c in word_counts.values()):.1f}s)"
+    )
     # Each store-wide index's segment count, read from the store. The merger may merge between the two reads
     # (it keeps them at 1 once it has run), so they are read again until both are taken between its steps.
     conn = storage.connect_readonly(data / "claude-mem.db")

@@ -17,7 +17,7 @@ from unittest import mock
 
 import pytest
 
-from worker import fts_rank, search, storage
+from worker import fts_counts, fts_rank, search, storage
 
 WORDS = (
     "cache eviction parser config file watcher token session retry socket timeout handler queue worker"
@@ -80,7 +80,7 @@ def test_it_is_registered_on_the_stores_connections(tmp_path: Path) -> None:
 def test_its_score_is_fts5s_bm25_for_every_kind(conn: sqlite3.Connection, phrases: list[str]) -> None:
     for kind in storage.KINDS:
         table, rank = search.FTS[kind]
-        counts = [fts_rank.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
+        counts = [fts_counts.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
         match = search._quoted(phrases)
         rows = conn.execute(
             f"SELECT rowid, {rank}, {fts_rank.NAME}({table}, ?) FROM {table} WHERE {table} MATCH ?",
@@ -97,7 +97,7 @@ def test_an_and_query_and_a_wrong_count_change_the_score(conn: sqlite3.Connectio
     (so the equality above is not the function ignoring its argument)."""
     table, rank = search.FTS["observation"]
     phrases = ["cache", "handled"]
-    counts = [fts_rank.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
+    counts = [fts_counts.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
     match = search._quoted(phrases, "AND")
     sql = f"SELECT {rank}, {fts_rank.NAME}({table}, ?) FROM {table} WHERE {table} MATCH ?"
     rows = conn.execute(sql, (fts_rank.spec(counts, search.WEIGHTS["observation"]), match)).fetchall()
@@ -160,8 +160,8 @@ def test_the_cheaper_ranking_is_chosen(conn: sqlite3.Connection) -> None:
     scope = search._scope(conn, "observation", search.parse_params({"query": "cache", "mode": "keyword"}))
     assert search._rank(conn, scope, ["cache"], 1000).sql == scope.rank  # a small table: never worth it
     big = search.replace(scope, last_rowid=10_000_000)
-    fts_rank.remember(conn.database, scope.table, "cache", fts_rank.Count(600_000, 0.030, 10_000_000))
-    fts_rank.remember(conn.database, scope.table, "zygote", fts_rank.Count(3, 0.00001, 10_000_000))
+    fts_counts.remember(conn.database, scope.table, "cache", fts_counts.Count(600_000, 0.030, 10_000_000))
+    fts_counts.remember(conn.database, scope.table, "zygote", fts_counts.Count(3, 0.00001, 10_000_000))
     assert search._rank(conn, big, ["cache"], 1000).sql.startswith(fts_rank.NAME)  # 30 ms of walk vs 9 ms
     assert search._rank(conn, big, ["zygote"], 1000).sql == scope.rank  # nothing to walk
     assert search._rank(conn, big, ["cache"], 100_000).sql == scope.rank  # scoring dominates
@@ -170,15 +170,15 @@ def test_the_cheaper_ranking_is_chosen(conn: sqlite3.Connection) -> None:
 def test_a_row_count_is_counted_once_and_again_when_the_table_has_grown(conn: sqlite3.Connection) -> None:
     table = "observations_fts"
     key = "growth-test"
-    first = fts_rank.rows_holding(conn, key, table, "cache", 240).rows
+    first = fts_counts.rows_holding(conn, key, table, "cache", 240).rows
     assert first == conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH 'cache'").fetchone()[0]
     with storage.Tx(conn):
         sid = storage.ensure_session(conn, "s-more", "p")["id"]
         for _ in range(200):
             storage.insert_observation(conn, sid, "p", {"type": "change", "title": "cache cache"}, 1)
-    assert fts_rank.rows_holding(conn, key, table, "cache", 241).rows == first  # within the growth allowed: cached
-    assert fts_rank.rows_holding(conn, key, table, "cache", 440).rows == first + 200  # past it: counted again
-    assert fts_rank.rows_holding(conn, key, table, "cache", 100).rows == first + 200  # shrunk (a rebuild): again
+    assert fts_counts.rows_holding(conn, key, table, "cache", 241).rows == first  # within the growth allowed: cached
+    assert fts_counts.rows_holding(conn, key, table, "cache", 440).rows == first + 200  # past it: counted again
+    assert fts_counts.rows_holding(conn, key, table, "cache", 100).rows == first + 200  # shrunk (a rebuild): again
 
 
 def test_it_gives_the_right_score_from_many_threads(tmp_path: Path, conn: sqlite3.Connection) -> None:
@@ -186,7 +186,7 @@ def test_it_gives_the_right_score_from_many_threads(tmp_path: Path, conn: sqlite
     path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
     table, rank = search.FTS["observation"]
     phrases = ["cache", "handled", "from_dict"]
-    counts = [fts_rank.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
+    counts = [fts_counts.rows_holding(conn, "x", table, p, 0).rows for p in phrases]
     errors: list[str] = []
     barrier = threading.Barrier(8)
 
@@ -231,7 +231,7 @@ def test_a_word_first_added_after_a_search_is_found_by_the_next(
     monkeypatch.setattr(search, "RECENT_ROWS", 60)  # more than a page (50): no last-resort walk
     hits(conn, "zygote cache")  # counts both words: no row holds "zygote"
     last = conn.execute("SELECT max(rowid) FROM observations_fts").fetchone()[0]
-    assert fts_rank.known(conn.database, "observations_fts", "zygote", last) == (0, mock.ANY, last)
+    assert fts_counts.known(conn, conn.database, "observations_fts", "zygote", last) == (0, mock.ANY, last)
     with storage.Tx(conn):
         sid = storage.ensure_session(conn, "s-new", "project-0")["id"]
         target = storage.insert_observation(conn, sid, "project-0", {"type": "change", "title": "zygote cache"}, 1)

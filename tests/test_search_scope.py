@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from worker import fts_partition, fts_rank, search, storage
+from worker import fts_counts, fts_partition, fts_rank, search, storage
 
 WORDS = "cache eviction parser config file watcher token session retry socket timeout handler queue".split()
 PROJECTS = ["alpha", "beta", "my-app", "my app", "q\"uote's", "naïve 項目", "x AND y : z", "p61"]
@@ -242,7 +242,7 @@ def test_cm_bm25_reads_long_rows_and_every_column_as_fts5_does(tmp_path: Path) -
     ):
         phrases = ["cache", "socket"] if match.find("cache") < match.find("socket") else ["socket", "cache"]
         rows = (counts or []) + [
-            fts_rank.rows_holding(conn, conn.database, "observations_fts", p, 60).rows for p in phrases
+            fts_counts.rows_holding(conn, conn.database, "observations_fts", p, 60).rows for p in phrases
         ]
         got = conn.execute(
             f"SELECT {search.FTS['observation'][1]}, {fts_rank.NAME}(observations_fts, ?) FROM observations_fts"

@@ -4,8 +4,8 @@ FTS5's `bm25()` weighs a phrase by its idf, and finds the phrase's row count by 
 it, once per statement (about 50 ns a row): at a million observations a common word costs 12-45 ms before a
 single row is scored, in every statement of every search. `cm_bm25(table, spec)` computes the same score from
 the same per-row facts (each instance's column, the row's length, the table's row count and average length,
-all read from FTS5), but takes the phrases' row counts from `spec`, which the search fills from a cache here
-(`rows_holding`: counted once, with how long the count took, and counted again as the table grows). Scoring a
+all read from FTS5), but takes the phrases' row counts from `spec`, which the search fills from the counts kept
+by worker/fts_counts.py (counted once, or read from the store, and counted again as the table grows). Scoring a
 row costs about 9 µs here (a ctypes callback, one call per phrase for its position list, which is read in
 Python) against about 1-2 µs for FTS5's own, so the search uses it where the walks it saves cost more
 (`search._rank`).
@@ -26,14 +26,12 @@ import math
 import sqlite3
 import sys
 import threading
-import time
-from typing import Any, NamedTuple, cast
+from typing import Any, cast
 
 log = logging.getLogger("claude_mem.fts_rank")
 
 NAME = "cm_bm25"
 K1, B = 1.2, 0.75  # FTS5's bm25 constants
-RECOUNT_GROWTH = 0.05  # a cached row count is counted again once its table has grown by this share
 
 _vp = ctypes.c_void_p
 _int, _i64 = ctypes.c_int, ctypes.c_int64
@@ -347,55 +345,3 @@ def _varint(blob: bytes, i: int) -> tuple[int, int]:
         if byte < 0x80:
             return value, i + n + 1
     raise AssertionError("unreachable")
-
-
-# --- row counts -------------------------------------------------------------------------------------
-
-
-class Count(NamedTuple):
-    rows: int  # rows of the table holding the phrase
-    seconds: float  # how long counting them took: what FTS5's bm25 spends on the phrase in every statement
-    last_rowid: int  # the table's last rowid when counted
-
-
-# (database file, table, phrase) -> its count
-_counts: dict[tuple[str, str, str], Count] = {}
-MAX_COUNTS = 20_000  # about 4 MB at most; a full cache starts over (each count is taken again once)
-
-
-def known(database: str, table: str, phrase: str, last_rowid: int) -> Count | None:
-    """The phrase's count, when one was taken since the table last grew by RECOUNT_GROWTH (and it has not
-    shrunk, as a rebuild would). Between recounts it may lag by the rows added since: a fraction of a percent
-    of a common word's weight."""
-    count = _counts.get((database, table, phrase))
-    if count is None or not count.last_rowid <= last_rowid <= count.last_rowid + max(
-        100, count.last_rowid * RECOUNT_GROWTH
-    ):
-        return None
-    return count
-
-
-def remember(database: str, table: str, phrase: str, count: Count) -> None:
-    """Keep a count taken elsewhere (a bounded walk that reached the end of the phrase's rows is a full count)."""
-    if len(_counts) >= MAX_COUNTS:
-        _counts.clear()
-    _counts[(database, table, phrase)] = count
-
-
-def rows_holding(conn: sqlite3.Connection, database: str, table: str, phrase: str, last_rowid: int) -> Count:
-    """How many rows of the table hold the phrase, and what counting them costs: what FTS5's bm25 counts in every
-    statement, counted here once and again when the table has grown (`known`)."""
-    return matching(conn, database, table, f'"{phrase}"', last_rowid, key=phrase)
-
-
-def matching(
-    conn: sqlite3.Connection, database: str, table: str, match: str, last_rowid: int, key: str | None = None
-) -> Count:
-    """How many rows of the table match an FTS5 query, counted once and again when the table has grown."""
-    count = known(database, table, key or match, last_rowid)
-    if count is None:
-        began = time.perf_counter()
-        rows = conn.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", (match,)).fetchone()[0]
-        count = Count(int(rows), time.perf_counter() - began, last_rowid)
-        remember(database, table, key or match, count)
-    return count

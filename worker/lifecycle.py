@@ -293,6 +293,14 @@ def keyword_index_line(state: dict[str, Any]) -> str | None:
         # FtsMerger keeps each index merged: many segments mean it is behind (every search walks each of them).
         counts = "/".join(str(n) for n in segments.values())
         line += f"; segments {counts} ({'/'.join(t.split('_fts')[0] for t in segments)}, 1 = fully merged, 0 = empty)"
+    counted = state.get("wordCounts")
+    if counted is not None:
+        # FtsCounter keeps common words' counts: until it has, a search's first use of one walks its rows.
+        if counted:
+            words, took = sum(c["words"] for c in counted.values()), sum(c["seconds"] for c in counted.values())
+            line += f"; common words counted: {words:,} (in {took:.1f}s)"
+        else:
+            line += "; common words not counted yet (a search's first use of one counts it)"
     if state.get("cachedWordCounts") is False:
         line += (
             "; ranked by FTS5's own bm25 (fts_rank could not register on this Python's SQLite: keyword search is"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from worker import fts_rank, storage
+from worker import fts_counts, fts_rank, storage
 from worker.chroma_store import SemanticHit
 from worker.fts_partition import ready_partition
 from worker.storage import KIND_RANK, KINDS
@@ -402,9 +402,20 @@ def _scope(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
     )
     scope = replace(scope, weights=WEIGHTS[kind], last_rowid=last, store_last_rowid=store_last)
     if scope.head:
-        count = fts_rank.matching(conn, getattr(conn, "database", ""), scope.table, scope.head, last)
+        database = getattr(conn, "database", "")
+        token = _head_token(kind, params) if scope.head_phrases == 1 else None
+        count = fts_counts.token_rows(conn, database, scope.table, token, last) if token else None
+        count = count or fts_counts.matching(conn, database, scope.table, scope.head, last)
         scope = replace(scope, head_rows=count.rows, head_seconds=count.seconds)
     return scope
+
+
+def _head_token(kind: str, params: SearchParams) -> str | None:
+    """The one scope token of a scope of one phrase, as FTS5 holds it (lower-cased): its count may be kept.
+    (Counted in any column: the scope column's hex tokens do not occur in text but by design.)"""
+    if params.project:
+        return storage.scope_token("p", params.project).lower()
+    return storage.scope_token("t", params.obs_types[0]).lower() if kind == "observation" else None
 
 
 def _filtered(conn: sqlite3.Connection, kind: str, params: SearchParams) -> _Scope:
@@ -456,11 +467,11 @@ def _head(kind: str, params: SearchParams) -> tuple[str, int]:
 
 
 # What a statement's ranking costs: FTS5's bm25 walks every row holding each of the statement's phrases before it
-# scores (as long as counting them takes: fts_rank keeps each count's time; at most about WALK_US µs per row of
+# scores (as long as counting them takes: fts_counts keeps each count's time; at most about WALK_US µs per row of
 # each of a phrase's words), then scores a row in about ROW_US µs; fts_rank's cm_bm25 takes the counts from its
 # cache and scores a row in about RANK_US µs (ctypes calls from Python, reading each phrase's position list).
 # Measured at 1M rows.
-WALK_US, ROW_US, RANK_US = 0.1, 1.5, 9.0
+WALK_US, ROW_US, RANK_US = fts_counts.WALK_SECONDS * 1e6, 1.5, 9.0
 
 
 @dataclass(frozen=True)
@@ -481,20 +492,21 @@ def _rank(conn: sqlite3.Connection, scope: _Scope, phrases: list[str], scored: i
     if scope.store_table and ranks:
         # A project's own index, its rows weighed by the store-wide index's counts and totals: each row's score
         # is what the store-wide index gives it, so both rank alike (FTS5's bm25 here would weigh by the project).
-        counts = [fts_rank.rows_holding(conn, database, scope.store_table, p, scope.store_last_rowid) for p in phrases]
+        store, last = scope.store_table, scope.store_last_rowid
+        counts = [fts_counts.rows_holding(conn, database, store, p, last) for p in phrases]
         totals = fts_rank.totals(conn, scope.store_table)
         spec = fts_rank.spec(_silenced([c.rows for c in counts], silent), scope.weights, totals)
         return _Ranking(f"{fts_rank.NAME}({scope.table}, ?)", (spec,), python)
     # FTS5's walks: as long as the phrase's count took, where it was counted; at most every row for each word.
     walk = scope.head_seconds * 1e6
     for p in phrases:
-        known = fts_rank.known(database, scope.table, p, scope.last_rowid) if ranks else None
+        known = fts_counts.known(conn, database, scope.table, p, scope.last_rowid) if ranks else None
         walk += known.seconds * 1e6 if known else max(1, len(_WORD.findall(p))) * scope.last_rowid * WALK_US
     if not silent and (not ranks or walk <= scored * (RANK_US - ROW_US)):
         return _Ranking(scope.rank, (), walk + scored * ROW_US)  # FTS5's bm25 is cheaper
     # A phrase not counted yet is counted now: the walk FTS5's bm25 would do in this statement anyway, once for
     # every later statement until the table has grown.
-    counts = [fts_rank.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
+    counts = [fts_counts.rows_holding(conn, database, scope.table, p, scope.last_rowid) for p in phrases]
     walks = (sum(c.seconds for c in counts) + scope.head_seconds) * 1e6 + scored * ROW_US
     if not silent and walks <= python:
         return _Ranking(scope.rank, (), walks)
@@ -529,15 +541,15 @@ def _rows_with(conn: sqlite3.Connection, scope: _Scope, term: str, cap: int) -> 
     # A count within the scope's phrases is kept apart from the table's (the word's count for bm25's weights).
     match = scope.match(f'"{term}"')
     key = match if scope.head else term
-    count = fts_rank.known(database, table, key, scope.last_rowid)
+    count = fts_counts.known(conn, database, table, key, scope.last_rowid)
     if count is not None and count.rows > 0:  # (0 is counted again: a word just added must not be left out)
         found = min(count.rows, walk + 1)
     else:
         began = time.perf_counter()
         found = _count_matches(conn, table, match, walk + 1)
         if found <= walk:  # the walk reached the end of the word's rows: a full count, kept for bm25's weights
-            fts_rank.remember(
-                database, table, key, fts_rank.Count(found, time.perf_counter() - began, scope.last_rowid)
+            fts_counts.remember(
+                database, table, key, fts_counts.Count(found, time.perf_counter() - began, scope.last_rowid)
             )
     if not scope.check:
         return min(found, cap + 1)

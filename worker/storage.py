@@ -541,6 +541,26 @@ MIGRATIONS: list[tuple[int, str]] = [
         """,
     ),
     (15, _MIGRATION_15),
+    (
+        16,
+        """
+        -- Word counts of the store-wide keyword indexes (worker/fts_counts.py): every word held by at least
+        -- fts_counts.MIN_ROWS rows, counted by FtsCounter as of a table's last rowid, read by every search.
+        CREATE TABLE fts_word_rows (
+            tbl TEXT NOT NULL,
+            term TEXT NOT NULL,
+            rows INTEGER NOT NULL,
+            PRIMARY KEY (tbl, term)
+        ) WITHOUT ROWID;
+        CREATE TABLE fts_word_counts (
+            tbl TEXT PRIMARY KEY,
+            last_rowid INTEGER NOT NULL,
+            words INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            counted_at REAL NOT NULL
+        );
+        """,
+    ),
 ]
 
 

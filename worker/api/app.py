@@ -45,6 +45,7 @@ from worker.api.viewer import (
 from worker.checkpoint import Checkpointer
 from worker.event_retention import EventPruner
 from worker.feed import FeedHub
+from worker.fts_counts import FtsCounter
 from worker.fts_merge import FtsMerger
 from worker.fts_partition import FtsPartitioner
 from worker.knowledge import CorpusError, KnowledgeAgent
@@ -106,6 +107,7 @@ def build_services(settings: Settings) -> Services:
         Checkpointer(conn, settings.db_path),
         FtsMerger(settings.db_path),
         FtsPartitioner(settings.db_path, settings.project_index_rows),
+        FtsCounter(settings.db_path),
         EventPruner(settings.db_path, settings.event_retention_days),
     ]
     vectors = VectorSync(settings) if settings.chroma_enabled else None

@@ -16,7 +16,7 @@ from litestar.exceptions import ValidationException
 from litestar.params import Parameter
 from litestar.response import Response
 
-from worker import event_retention, fts_partition, fts_rank, queue, usage
+from worker import event_retention, fts_counts, fts_partition, fts_rank, queue, usage
 from worker.api.auth import bearer_ok
 from worker.defaults import DEFAULTS, SECRET_SETTINGS
 from worker.fts_merge import FTS_TABLES, segment_count
@@ -159,6 +159,7 @@ class StoreStatus:
     project_indexes: tuple[int, list[str]] = (0, [])
     retention: tuple[int, float | None] = (0, None)
     segments: dict[str, int] | None = None
+    word_counts: dict[str, dict[str, float | int]] | None = None
 
 
 def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState | None) -> StoreStatus:
@@ -171,6 +172,7 @@ def store_status(conn: sqlite3.Connection, now: float, budget: usage.BudgetState
         project_indexes=fts_partition.state(conn),
         retention=event_retention.retention_state(conn),
         segments={table: segment_count(conn, table) for table in FTS_TABLES},
+        word_counts=fts_counts.state(conn),
     )
 
 
@@ -213,6 +215,8 @@ async def processing_status(services: Services) -> ProcessingStatus:
             "segments": read.segments or {},
             # FTS5's bm25 with cached word counts (worker/fts_rank.py); false: FTS5's own, slower at scale.
             "cachedWordCounts": fts_rank.available(),
+            # Each index's common words counted by FtsCounter (worker/fts_counts.py); {}: not counted yet.
+            "wordCounts": read.word_counts or {},
         },
         eventRetention={
             "days": services.settings.event_retention_days,
