@@ -118,6 +118,8 @@ class _Kept(NamedTuple):
 
 # (database file, table) -> when FtsCounter counted, and {token: rows}
 _kept: dict[tuple[str, str], tuple[_Kept, dict[str, int]]] = {}
+_looked: dict[tuple[str, str], float] = {}  # when each was last checked against the store
+LOOK_AGAIN_SECONDS = 1.0  # (a search looks words up several times; a recount is seen within this)
 
 
 def _count(kept: _Kept, rows: int) -> Count:
@@ -126,6 +128,11 @@ def _count(kept: _Kept, rows: int) -> Count:
 
 def _words(conn: sqlite3.Connection, database: str, table: str) -> tuple[_Kept, dict[str, int]] | None:
     """FtsCounter's last counts of the table's words, read again whenever it has counted since."""
+    held = _kept.get((database, table))
+    now = time.monotonic()
+    if now - _looked.get((database, table), -LOOK_AGAIN_SECONDS) < LOOK_AGAIN_SECONDS:
+        return held
+    _looked[(database, table)] = now
     try:
         row = conn.execute("SELECT last_rowid, counted_at FROM fts_word_counts WHERE tbl = ?", (table,)).fetchone()
     except sqlite3.OperationalError:  # a store before migration 16
@@ -133,7 +140,6 @@ def _words(conn: sqlite3.Connection, database: str, table: str) -> tuple[_Kept, 
     if row is None:
         return None
     state = _Kept(int(row[0]), float(row[1]))
-    held = _kept.get((database, table))
     if held is None or held[0] != state:
         rows = conn.execute("SELECT term, rows FROM fts_word_rows WHERE tbl = ?", (table,)).fetchall()
         held = (state, {str(r[0]): int(r[1]) for r in rows})
