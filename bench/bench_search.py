@@ -54,6 +54,7 @@ from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore, by_project  # noq
 from worker.context import build_context  # noqa: E402
 from worker.embeddings import default_embedder  # noqa: E402
 from worker.fts_merge import FTS_TABLES, segment_count  # noqa: E402
+from worker.server import SWITCH_INTERVAL  # noqa: E402
 from worker.settings import Settings, load_settings  # noqa: E402
 from worker.vectors import VectorSync, load_docs  # noqa: E402
 
@@ -823,6 +824,9 @@ def main() -> int:
         help="after timing, time keyword search against this other checkout's, query by query, alternating",
     )
     args = parser.parse_args()
+    # As the worker runs (server.run_foreground): a hybrid search's keyword half and its Chroma query share the GIL,
+    # and cm_bm25 takes it for every row it scores.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     corpus = load_corpus(args.cache)
     sentences = [s for srcs in corpus.values() for src in srcs for s in src.sentences]
