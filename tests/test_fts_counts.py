@@ -149,6 +149,31 @@ def test_due_after_half_the_growth_that_makes_a_count_stale(conn: sqlite3.Connec
     assert fts_counts.due(conn, "observations_fts")
 
 
+def test_due_after_deletions_and_a_recount_replaces_what_searches_read(
+    tmp_path: Path, conn: sqlite3.Connection
+) -> None:
+    """Deleted memory leaves the newest rowid where it was: the row count says the counts overstate FTS5's."""
+    fill(conn, 200, start=400)
+    table = "observations_fts"
+    fts_counts.count_words(conn, table, min_rows=30)
+    reader = storage.connect_readonly(tmp_path / "claude-mem.db")
+    try:
+        before = fts_counts.known(reader, reader.database, table, "cache", 600)
+        assert before is not None and before.rows == fts5_rows(conn, table, "cache")
+        with storage.Tx(conn):
+            conn.execute("DELETE FROM observations WHERE id <= 99")  # 99 rows: within max(100, 2.5 %)
+        assert not fts_counts.due(conn, table)
+        with storage.Tx(conn):
+            conn.execute("DELETE FROM observations WHERE id <= 300")
+        assert fts_counts.due(conn, table)
+        fts_counts.count_words(conn, table, min_rows=30)
+        fts_counts._looked.clear()  # (a search looks again within a second)
+        after = fts_counts.known(reader, reader.database, table, "cache", 600)
+        assert after is not None and after.rows == fts5_rows(conn, table, "cache") < before.rows
+    finally:
+        reader.close()
+
+
 def test_the_part_counts_every_index_and_gives_way_to_a_held_write_lock(
     tmp_path: Path, conn: sqlite3.Connection
 ) -> None:

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from worker import fts_rank
 from worker.checkpoint import FailureStreak
 from worker.own_connection import OwnConnectionPart, write_lock_taken
 
@@ -63,10 +64,8 @@ def known(conn: sqlite3.Connection, database: str, table: str, phrase: str, last
     (a word of one token) by FtsCounter. Between recounts it may lag by the rows added since: a fraction of a
     percent of a common word's weight."""
     count = _fresh(_counts.get((database, table, phrase)), last_rowid)
-    if count is None and table in TABLES:
+    if count is None and table in TABLES:  # (read there each time: a recount after deletions replaces it)
         count = _fresh(_stored(conn, database, table, phrase), last_rowid)
-        if count is not None:
-            remember(database, table, phrase, count)
     return count
 
 
@@ -188,13 +187,15 @@ class Counted(NamedTuple):
 
 def due(conn: sqlite3.Connection, table: str) -> bool:
     """Whether the table has grown by half of RECOUNT_GROWTH since FtsCounter counted it (or was never counted):
-    counted again then, the kept counts stay within `known`'s bound."""
+    counted again then, the kept counts stay within `known`'s bound. Or lost as many rows (deleted memory): its
+    words' counts then overstate what FTS5's own bm25 counts, and the two would weigh a word differently."""
     last = int(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0)
-    row = conn.execute("SELECT last_rowid FROM fts_word_counts WHERE tbl = ?", (table,)).fetchone()
+    row = conn.execute("SELECT last_rowid, table_rows FROM fts_word_counts WHERE tbl = ?", (table,)).fetchone()
     if row is None:
         return True
-    counted = int(row[0])
-    return last < counted or last > counted + max(100, counted * RECOUNT_GROWTH / 2)
+    counted, rows = int(row[0]), int(row[1])
+    shrunk = fts_rank.totals(conn, table)[0] < rows - max(100, rows * RECOUNT_GROWTH / 2)
+    return shrunk or last < counted or last > counted + max(100, counted * RECOUNT_GROWTH / 2)
 
 
 def count_words(conn: sqlite3.Connection, table: str, min_rows: int = MIN_ROWS) -> Counted:
@@ -206,6 +207,7 @@ def count_words(conn: sqlite3.Connection, table: str, min_rows: int = MIN_ROWS) 
     conn.execute("BEGIN")  # one snapshot: the counts are those of the table up to `last`
     try:
         last = int(conn.execute(f"SELECT max(rowid) FROM {table}").fetchone()[0] or 0)
+        rows = fts_rank.totals(conn, table)[0]
         words = conn.execute(f"SELECT term, doc FROM {vocab} WHERE doc >= ?", (min_rows,)).fetchall()
     finally:
         conn.execute("COMMIT")
@@ -215,8 +217,8 @@ def count_words(conn: sqlite3.Connection, table: str, min_rows: int = MIN_ROWS) 
         conn.execute("DELETE FROM fts_word_rows WHERE tbl = ?", (table,))
         conn.executemany("INSERT INTO fts_word_rows VALUES (?, ?, ?)", [(table, w[0], w[1]) for w in words])
         conn.execute(
-            "INSERT OR REPLACE INTO fts_word_counts VALUES (?, ?, ?, ?, ?)",
-            (table, last, len(words), seconds, time.time()),
+            "INSERT OR REPLACE INTO fts_word_counts VALUES (?, ?, ?, ?, ?, ?)",
+            (table, last, len(words), seconds, time.time(), rows),
         )
         conn.execute("COMMIT")
     except BaseException:

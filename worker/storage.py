@@ -545,7 +545,8 @@ MIGRATIONS: list[tuple[int, str]] = [
         16,
         """
         -- Word counts of the store-wide keyword indexes (worker/fts_counts.py): every word held by at least
-        -- fts_counts.MIN_ROWS rows, counted by FtsCounter as of a table's last rowid, read by every search.
+        -- fts_counts.MIN_ROWS rows, counted by FtsCounter as of a table's last rowid (and row count), read by
+        -- every search.
         CREATE TABLE fts_word_rows (
             tbl TEXT NOT NULL,
             term TEXT NOT NULL,
@@ -557,7 +558,8 @@ MIGRATIONS: list[tuple[int, str]] = [
             last_rowid INTEGER NOT NULL,
             words INTEGER NOT NULL,
             seconds REAL NOT NULL,
-            counted_at REAL NOT NULL
+            counted_at REAL NOT NULL,
+            table_rows INTEGER NOT NULL
         );
         """,
     ),
