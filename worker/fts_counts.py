@@ -34,7 +34,7 @@ log = logging.getLogger("claude_mem.fts_counts")
 
 RECOUNT_GROWTH = 0.05  # a count is taken again once its table has grown by this share
 MIN_ROWS = 1000  # a word in fewer rows is not kept in the store: counting it walks at most this many rows
-WALK_SECONDS = 0.1e-6  # about what FTS5 spends on each row of a word's doclist (its count, its bm25 weight)
+WALK_SECONDS = 0.07e-6  # what FTS5 spends on each row of a word's doclist (its count, its bm25 weight): 70-104 ns at 1M
 TABLES = ("observations_fts", "session_summaries_fts", "user_prompts_fts")  # the store-wide indexes
 TOKENIZER = "porter unicode61"  # theirs (storage's migrations)
 
