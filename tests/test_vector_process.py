@@ -7,12 +7,13 @@ import os
 import signal
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.fixtures.worker import HOLD_QUEUE, wait_for
 from tests.test_vectors import make_settings, seed
-from worker import storage
+from worker import storage, vector_process
 from worker.chroma_store import Doc
 from worker.vector_process import ChildChromaStore, VectorProcessError, rss_mb
 from worker.vectors import VectorSync
@@ -150,3 +151,41 @@ def test_vector_sync_uses_the_child_unless_turned_off(tmp_path: Path) -> None:
     off = VectorSync(make_settings(tmp_path / "b", CLAUDE_MEM_VECTOR_PROCESS="false"))
     assert isinstance(on.store, ChildChromaStore)
     assert not isinstance(off.store, ChildChromaStore)
+
+
+def test_a_call_that_opens_a_projects_collection_settles_the_child_instead_of_replacing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A project's collection loads its own index: at 1M observations each one took a child past the bound, and
+    it was replaced every few searches, reloading the store-wide index each time. Growth over calls to
+    collections already open (a leak, embedding buffers) still replaces it."""
+    store = ChildChromaStore(make_settings(tmp_path / "data"), max_mb=100)
+    sizes = iter([5500.0, 6000.0, 6010.0, 6100.0])
+    monkeypatch.setattr(vector_process, "rss_mb", lambda pid: next(sizes))
+    stopped: list[bool] = []
+
+    class Child:
+        proc = SimpleNamespace(pid=1)
+        calls, opened, dead = 0, set(), False
+
+        def busy(self) -> bool:
+            return False
+
+        def stop(self, grace: float = 0.0) -> None:
+            stopped.append(True)
+
+    child = Child()
+    store._child = child  # type: ignore[assignment]
+    for opened in ({"*"}, {"web"}, {"web"}, {"*"}):
+        child.calls += 1
+        store._bound(child, opened)  # type: ignore[arg-type]
+        if stopped:
+            break
+    # First call: 5,500 MB settles it; the project's first query: 6,000 settles it again (bound 6,050); the
+    # next on the same collection stays under; past the bound with nothing new opened, it is replaced.
+    assert store.settled_mb == 6000.0 and store.bound_mb == 6050.0
+    assert stopped == [True] and store.restarts == 1 and child.calls == 4
+    assert vector_process._collections("query", ("text", 5, None, "web")) == {"web"}
+    assert vector_process._collections("query", ("text", 5, None, None)) == {"*"}
+    docs = [Doc("a", "x", {"project": "web"}), Doc("b", "y", {"project": "api"})]
+    assert vector_process._collections("upsert", (docs,)) == {"*", "web", "api"}
