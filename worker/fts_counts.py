@@ -1,18 +1,19 @@
 """How many rows of a keyword index hold a phrase: bm25's weight for it, and the search's measure of its cost.
 
-Why: FTS5 learns a phrase's row count only by walking every row that holds it (about 50 ns a row). At a million
-observations a common word costs 10-45 ms to count, and the search needs the count of each of its words (to weigh
-it, and to tell rare words from common ones). Counts are kept in this process (`known`, `remember`) and counted
-again once the table has grown by RECOUNT_GROWTH; but a worker that has just started, or a word nobody searched
-for yet, paid that walk in the search itself: single searches at 1M reached 65-110 ms that way.
+Why: FTS5 learns a phrase's row count only by walking every row that holds it (70-104 ns a row at 1M). At a
+million observations a common word costs 10-45 ms to count, and the search needs the count of each of its words
+(to weigh it, and to tell rare words from common ones). Counts are kept in this process (`known`, `remember`)
+and counted again once the table has grown by RECOUNT_GROWTH; but a worker that has just started, or a word
+nobody searched for yet, paid that walk in the search itself: single searches at 1M reached 65-110 ms that way.
 
 So the `FtsCounter` part counts every word of the store-wide indexes held by at least MIN_ROWS rows, in one pass
-over FTS5's own vocabulary (fts5vocab: 5-11 s at 1M observations, in a thread), and keeps them in the store
-(`fts_word_rows`, migration 16) where every connection reads them, across restarts; it counts again when a table
-has grown by half of RECOUNT_GROWTH, so the kept counts never go stale. A search looks a word up there when this
-process has no count of its own: the query word is tokenized as FTS5 does (porter, unicode61: "crashes" is held
-as "crash"), and a word of one token is found by that token. A word in fewer rows than MIN_ROWS is not kept: its
-walk is short. Phrases (an identifier such as `to_dict` is the phrase "to dict") are counted as before.
+over FTS5's own vocabulary (fts5vocab: 5-8 s at 1M observations, in a thread), and keeps them in the store
+(`fts_word_rows`, migration 16) where every connection reads them, across restarts. It counts again when a table
+has grown, or lost rows to deletions, by half of RECOUNT_GROWTH, so the kept counts are always within `known`'s
+bound. A search looks a word up there when this process has no count of its own: the query word is tokenized as
+FTS5 does (porter, unicode61: "crashes" is held as "crash"), and a word of one token is found by that token. A
+word in fewer rows than MIN_ROWS is not kept: its walk is short. Phrases (an identifier such as `to_dict` is the
+phrase "to dict") are counted by a walk, once per process.
 """
 
 from __future__ import annotations
