@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from worker import fts_rank
+from worker import fts_rank, storage
 from worker.checkpoint import FailureStreak
 from worker.own_connection import OwnConnectionPart, write_lock_taken
 
@@ -102,10 +102,7 @@ def matching(
 
 def token_rows(conn: sqlite3.Connection, database: str, table: str, token: str, last_rowid: int) -> Count | None:
     """FtsCounter's count of one token as FTS5 holds it (a scope token: storage.scope_token, lower-cased)."""
-    words = _words(conn, database, table)
-    if words is None or token not in words[1]:
-        return None
-    return _fresh(_count(words[0], words[1][token]), last_rowid)
+    return _fresh(_kept_count(conn, database, table, token), last_rowid)
 
 
 # --- the counts FtsCounter keeps -------------------------------------------------------------------
@@ -122,8 +119,13 @@ _looked: dict[tuple[str, str], float] = {}  # when each was last checked against
 LOOK_AGAIN_SECONDS = 1.0  # (a search looks words up several times; a recount is seen within this)
 
 
-def _count(kept: _Kept, rows: int) -> Count:
-    return Count(rows, rows * WALK_SECONDS, kept.last_rowid)
+def _kept_count(conn: sqlite3.Connection, database: str, table: str, token: str) -> Count | None:
+    """FtsCounter's count of the token, with the walk FTS5 would take for it."""
+    words = _words(conn, database, table)
+    if words is None or token not in words[1]:
+        return None
+    rows = words[1][token]
+    return Count(rows, rows * WALK_SECONDS, words[0].last_rowid)
 
 
 def _words(conn: sqlite3.Connection, database: str, table: str) -> tuple[_Kept, dict[str, int]] | None:
@@ -151,10 +153,7 @@ def _stored(conn: sqlite3.Connection, database: str, table: str, phrase: str) ->
     found = tokens(phrase)
     if len(found) != 1:  # a phrase of several tokens (an identifier): only a walk counts it
         return None
-    words = _words(conn, database, table)
-    if words is None or found[0] not in words[1]:
-        return None
-    return _count(words[0], words[1][found[0]])
+    return _kept_count(conn, database, table, found[0])
 
 
 _tokenizer = threading.local()
@@ -213,19 +212,13 @@ def count_words(conn: sqlite3.Connection, table: str, min_rows: int = MIN_ROWS) 
     finally:
         conn.execute("COMMIT")
     seconds = time.perf_counter() - began
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with storage.Tx(conn):
         conn.execute("DELETE FROM fts_word_rows WHERE tbl = ?", (table,))
         conn.executemany("INSERT INTO fts_word_rows VALUES (?, ?, ?)", [(table, w[0], w[1]) for w in words])
         conn.execute(
             "INSERT OR REPLACE INTO fts_word_counts VALUES (?, ?, ?, ?, ?, ?)",
             (table, last, len(words), seconds, time.time(), rows),
         )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return Counted(table, len(words), last, seconds)
 
 
