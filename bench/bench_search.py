@@ -534,7 +534,7 @@ def plain_keyword_hits(conn: sqlite3.Connection, params: search.SearchParams, li
         # Every match of the index the search uses (a big project's own, else the store-wide one) scored.
         scope = search._scope(conn, kind, params)
         # (Rows scored: the whole table, which makes it FTS5's own bm25, the reference, whatever the counts.)
-        scored = search._scored(conn, scope, match, search.query_terms(params.query), limit, scope.last_rowid)
+        scored = search._scored(conn, scope, match, search.search_terms(params.query), limit, scope.last_rowid)
         hits.extend(search.Ranked(kind, rid, score) for rid, score in scored)
     hits.sort(key=lambda h: -h.score)
     return hits[:limit]

@@ -73,11 +73,13 @@ def trigger_sql(table: str, project: str) -> list[str]:
     ctx = storage.context_sql
     around = storage.neighbour_ids
     when = _literal(project)
+    # As the store-wide index's trigger writes them (migration 17): each text column with its identifiers' tokens.
+    columns = [f"new.{c}" for c in ("title", "subtitle", "narrative", "facts", "concepts")]
+    text = ", ".join(map(storage.indexed_sql, [*columns, "new.files_read || ' ' || new.files_modified"]))
     insert = f"""
         CREATE TRIGGER {table}_ai AFTER INSERT ON observations WHEN new.project = {when} BEGIN
             INSERT INTO {table}(rowid, {_COLUMNS})
-            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
-                    new.files_read || ' ' || new.files_modified,
+            VALUES (new.id, {text},
                     {ctx("new.session_id", "new.id", storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)},
                     {storage.scope_sql("new.project", "new.type")});
             UPDATE {table} SET context = {ctx("new.session_id", row, storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)}
@@ -216,12 +218,12 @@ def _drop(conn: sqlite3.Connection, name: str) -> None:
 
 
 def drop_stale(conn: sqlite3.Connection) -> None:
-    """Drop the partitions made before migration 15 (`ready` -1): they lack the `scope` column, so their rows'
-    lengths, and so their bm25 scores, differ from the store-wide index's. A project past the threshold gets a new
-    one."""
+    """Drop the partitions made before migration 15 or 17 (`ready` -1): they lack the `scope` column or the
+    identifiers' tokens, so their rows' lengths, and so their bm25 scores, differ from the store-wide index's (and
+    an identifier is not found in them). A project past the threshold gets a new one."""
     for (name,) in conn.execute("SELECT name FROM fts_partitions WHERE ready < 0").fetchall():
         _drop(conn, name)
-        log.info("keyword index %s dropped: made before the scope column, it is made again if still due", name)
+        log.info("keyword index %s dropped: made by an older version, it is made again if still due", name)
 
 
 def partition_now(conn: sqlite3.Connection, rows: int = PARTITION_ROWS) -> list[str]:

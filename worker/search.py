@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from worker import fts_counts, fts_rank, storage
+from worker import fts_counts, fts_rank, identifiers, storage
 from worker.chroma_store import SemanticHit
 from worker.fts_partition import ready_partition
 from worker.storage import KIND_RANK, KINDS
@@ -194,15 +194,22 @@ def query_terms(text: str) -> list[str]:
     return (content or words)[:MAX_TERMS]
 
 
-def fts_query(text: str) -> str | None:
-    """User text as a safe FTS5 query: content words quoted, OR-ed, ranked by bm25.
+def search_terms(text: str) -> list[str]:
+    """The phrases a keyword search looks for: `query_terms`, each identifier as its one token (identifiers.py:
+    `to_dict` is a single doclist, not the phrase "to dict")."""
+    return [identifiers.term(t) for t in query_terms(text)]
+
+
+def fts_query(text: str, terms: list[str] | None = None) -> str | None:
+    """User text as a safe FTS5 query: content words quoted, OR-ed, ranked by bm25 (`terms`: other phrases
+    for the same words, `search_terms` by default).
 
     Quoting makes operators (AND, NEAR, -, *, :, parentheses, quotes) plain words, so no input can
     raise an FTS syntax error; OR keeps natural-language queries from needing every word, and bm25's
     idf makes rows with the rarer words rank first. The porter tokenizer stems each quoted word, so
     "crashes" finds "crash" and "crashing".
     """
-    terms = query_terms(text)
+    terms = search_terms(text) if terms is None else terms
     return " OR ".join(f'"{t}"' for t in terms) if terms else None
 
 
@@ -300,7 +307,9 @@ _LIST_SEPARATOR = re.compile(r'"\s*,\s*"')
 
 
 def readable_snippet(text: str) -> str:
-    """Facts and concepts are indexed as JSON arrays; a snippet of one reads as the facts, "; "-separated."""
+    """Facts and concepts are indexed as JSON arrays; a snippet of one reads as the facts, "; "-separated (and
+    without the identifiers' tokens the index adds to each column)."""
+    text = identifiers.strip(text)
     if '"' not in text or ("[" not in text and '", "' not in text and "]" not in text):
         return text
     out = _LIST_SEPARATOR.sub("; ", text)
@@ -313,8 +322,9 @@ def add_snippets(conn: sqlite3.Connection, query: str, items: list[Ranked]) -> N
     """FTS snippets for the page only: computing them for every match costs more than the ranking.
 
     An observation's snippet comes from its own columns, never from its neighbours' words (`context`): a row
-    found only through them gets its own opening as the snippet (`describe`)."""
-    match = fts_query(query)
+    found only through them gets its own opening as the snippet (`describe`). An identifier is looked for as its
+    words (the phrase), so the snippet shows it where the text has it."""
+    match = fts_query(query, query_terms(query))
     if not match:
         return
     for item in items:
@@ -658,7 +668,7 @@ def _scored_holding(
 
 def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams, limit: int) -> list[Ranked]:
     """One kind's best keyword matches that pass the filters, best first; score = -bm25 (higher is better)."""
-    terms = query_terms(params.query)
+    terms = search_terms(params.query)
     if not terms:
         return []
     scope = _scope(conn, kind, params)

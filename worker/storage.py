@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from worker import fts_rank
+from worker import fts_rank, identifiers
 
 log = logging.getLogger("claude_mem.storage")
 
@@ -118,15 +118,24 @@ def scope_token(prefix: str, value: str) -> str:
     return f"{prefix}{value.encode().hex().upper()}0"
 
 
-def _observation_triggers(scope: bool) -> str:
-    """observations' triggers keeping observations_fts (migration 9's, with `scope` from migration 15)."""
+def indexed_sql(expr: str) -> str:
+    """SQL for a text column's value as the keyword indexes hold it since migration 17: with its identifiers'
+    tokens (worker/identifiers.py)."""
+    return f"{identifiers.SQL_FUNCTION}({expr})"
+
+
+def _observation_triggers(scope: bool, idents: bool = False) -> str:
+    """observations' triggers keeping observations_fts (migration 9's, with `scope` from migration 15 and
+    identifiers' tokens from migration 17)."""
     columns = f"{_OBS_FTS_COLUMNS}, {SCOPE_COLUMN}" if scope else _OBS_FTS_COLUMNS
     scope_value = f", {scope_sql('new.project', 'new.type')}" if scope else ""
+    text = [f"new.{c}" for c in ("title", "subtitle", "narrative", "facts", "concepts")]
+    text.append("new.files_read || ' ' || new.files_modified")
+    values = ", ".join(indexed_sql(t) if idents else t for t in text)
     return f"""
         CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
             INSERT INTO observations_fts(rowid, {columns})
-            VALUES (new.id, new.title, new.subtitle, new.narrative, new.facts, new.concepts,
-                    new.files_read || ' ' || new.files_modified,
+            VALUES (new.id, {values},
                     {context_sql("new.session_id", "new.id", 2, 200)}{scope_value});
             UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, 2, 200)}
             WHERE rowid IN ({neighbour_ids("new.session_id", "new.id", 2)});
@@ -145,17 +154,25 @@ def _observation_triggers(scope: bool) -> str:
 
 def _rebuilt_with_scope(table: str, columns: str, source: str, scope: str) -> str:
     """Migration 15's rebuild of one FTS table with a `scope` column, from the old one's text (`source`: a FROM
-    clause where `f` is the old table), merged into one segment. The text waits in a temporary table (outside the
-    store's file) while the old index is dropped, so the new one reuses its pages: the file does not grow by an
-    index's size."""
+    clause where `f` is the old table)."""
+    names = [c.strip() for c in columns.split(",")]
+    return _rebuilt(table, [*names, SCOPE_COLUMN], [*(f"f.{c}" for c in names), scope], source)
+
+
+def _rebuilt(table: str, names: list[str], values: list[str], source: str) -> str:
+    """An FTS table rebuilt with columns `names`, each row's from SQL `values` over `source` (a FROM clause where
+    `f` is the old table), merged into one segment. The text waits in a temporary table (outside the store's
+    file) while the old index is dropped, so the new one reuses its pages: the file does not grow by an index's
+    size."""
     copy = f"temp.{table}_copy"
-    picked = ", ".join(f"f.{c.strip()}" for c in columns.split(","))
+    columns = ", ".join(names)
+    picked = ", ".join(f"{v} AS {n}" for n, v in zip(names, values, strict=True))
     return f"""
-        CREATE TABLE {copy} AS SELECT f.rowid AS id, {picked}, {scope} AS {SCOPE_COLUMN} FROM {source};
+        CREATE TABLE {copy} AS SELECT f.rowid AS id, {picked} FROM {source};
         DROP TABLE {table};
-        CREATE VIRTUAL TABLE {table} USING fts5({columns}, {SCOPE_COLUMN}, tokenize='porter unicode61');
+        CREATE VIRTUAL TABLE {table} USING fts5({columns}, tokenize='porter unicode61');
         INSERT INTO {table}({table}, rank) VALUES ('automerge', 0);
-        INSERT INTO {table}(rowid, {columns}, {SCOPE_COLUMN}) SELECT id, {columns}, {SCOPE_COLUMN} FROM {copy};
+        INSERT INTO {table}(rowid, {columns}) SELECT id, {columns} FROM {copy};
         DROP TABLE {copy};
         INSERT INTO {table}({table}) VALUES ('optimize');
 """
@@ -180,6 +197,23 @@ _SUMMARY_FTS_COLUMNS = "request, investigated, learned, completed, next_steps, n
 def _prompt_scope(row: str) -> str:
     """A prompt's `scope`: its session's project (prompts have no project of their own)."""
     return f"(SELECT {scope_sql('s.project')} FROM sessions s WHERE s.id = {row}.session_id)"
+
+
+def _summary_prompt_triggers(idents: bool) -> str:
+    """The insert triggers of session_summaries_fts and user_prompts_fts (migration 15's; 17's with identifiers'
+    tokens)."""
+    text = [f"new.{c.strip()}" for c in _SUMMARY_FTS_COLUMNS.split(",")]
+    summary = ", ".join(indexed_sql(t) if idents else t for t in text)
+    prompt = indexed_sql("new.text") if idents else "new.text"
+    return f"""
+        CREATE TRIGGER session_summaries_ai AFTER INSERT ON session_summaries BEGIN
+            INSERT INTO session_summaries_fts(rowid, {_SUMMARY_FTS_COLUMNS}, {SCOPE_COLUMN})
+            VALUES (new.id, {summary}, {scope_sql("new.project")});
+        END;
+        CREATE TRIGGER user_prompts_ai AFTER INSERT ON user_prompts BEGIN
+            INSERT INTO user_prompts_fts(rowid, text, {SCOPE_COLUMN}) VALUES (new.id, {prompt}, {_prompt_scope("new")});
+        END;
+"""
 
 
 _MIGRATION_15 = "".join(
@@ -208,15 +242,8 @@ _MIGRATION_15 = "".join(
         _rebuilt_with_scope(
             "user_prompts_fts", "text", "user_prompts_fts f JOIN user_prompts o ON o.id = f.rowid", _prompt_scope("o")
         ),
+        _summary_prompt_triggers(idents=False),
         f"""
-        CREATE TRIGGER session_summaries_ai AFTER INSERT ON session_summaries BEGIN
-            INSERT INTO session_summaries_fts(rowid, {_SUMMARY_FTS_COLUMNS}, {SCOPE_COLUMN})
-            VALUES (new.id, new.request, new.investigated, new.learned, new.completed, new.next_steps, new.notes,
-                    {scope_sql("new.project")});
-        END;
-        CREATE TRIGGER user_prompts_ai AFTER INSERT ON user_prompts BEGIN
-            INSERT INTO user_prompts_fts(rowid, text, {SCOPE_COLUMN}) VALUES (new.id, new.text, {_prompt_scope("new")});
-        END;
         -- A session's project is filled in after its first prompts when it was not known yet (ensure_session).
         -- Per-project keyword indexes lack the column: fts_partition.drop_stale drops them, and makes them again.
         UPDATE fts_partitions SET ready = -1;
@@ -225,6 +252,39 @@ _MIGRATION_15 = "".join(
             UPDATE user_prompts_fts SET {SCOPE_COLUMN} = {scope_sql("new.project")}
             WHERE rowid IN (SELECT id FROM user_prompts WHERE session_id = new.id);
         END;
+""",
+    ]
+)
+
+
+def _with_identifiers(table: str, columns: str, text: str) -> str:
+    """Migration 17's rebuild of one FTS table: its `text` columns with identifiers' tokens, the rest as they are."""
+    names = [c.strip() for c in columns.split(",")] + [SCOPE_COLUMN]
+    wanted = {c.strip() for c in text.split(",")}
+    return _rebuilt(table, names, [indexed_sql(f"f.{n}") if n in wanted else f"f.{n}" for n in names], f"{table} f")
+
+
+_TEXT_COLUMNS = "title, subtitle, narrative, facts, concepts, files"  # observations_fts's but `context`
+_MIGRATION_17 = "".join(
+    [
+        """
+        -- Identifiers as one token each (worker/identifiers.py): every text column of the keyword indexes gains
+        -- its identifiers' tokens, from now on (the insert triggers) and for every row there is (a rebuild, as
+        -- migration 15's). Per-project indexes are made again from the store-wide one; FtsCounter counts again.
+        DROP TRIGGER observations_ai;
+        DROP TRIGGER observations_ad;
+        DROP TRIGGER session_summaries_ai;
+        DROP TRIGGER user_prompts_ai;
+""",
+        _with_identifiers("observations_fts", _OBS_FTS_COLUMNS, _TEXT_COLUMNS),
+        _observation_triggers(scope=True, idents=True),
+        _with_identifiers("session_summaries_fts", _SUMMARY_FTS_COLUMNS, _SUMMARY_FTS_COLUMNS),
+        _with_identifiers("user_prompts_fts", "text", "text"),
+        _summary_prompt_triggers(idents=True),
+        """
+        UPDATE fts_partitions SET ready = -1;
+        DELETE FROM fts_word_rows;
+        DELETE FROM fts_word_counts;
 """,
     ]
 )
@@ -563,6 +623,7 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (17, _MIGRATION_17),
 ]
 
 
@@ -577,6 +638,7 @@ class Connection(sqlite3.Connection):
 def _ranked(conn: Connection, path: Path) -> None:
     conn.database = str(path.absolute())
     conn.ranks = fts_rank.register(conn)
+    identifiers.register(conn)  # (the keyword indexes' insert triggers call it)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -610,6 +672,8 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 _SLOW_MIGRATIONS = {
     15: "rebuilding the keyword indexes with a scope column (about 10 s and 160 MB of temporary space, in"
     " SQLITE_TMPDIR or /var/tmp, per 100,000 observations; once)",
+    17: "rebuilding the keyword indexes with a token for each identifier (about 20 s and 170 MB of temporary"
+    " space, in SQLITE_TMPDIR or /var/tmp, per 100,000 observations; once)",
 }
 
 
