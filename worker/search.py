@@ -654,7 +654,8 @@ def _scored_holding(
     rare_q, common_q = _quoted(rare), _quoted(common)
     if getattr(conn, "ranks", False):
         single = _rank(conn, scope, rare + common + rare, taken, silent=len(rare))
-        first, second = _rank(conn, scope, rare, taken), _rank(conn, scope, rare + common, taken)
+        first = _rank(conn, scope, rare, taken)
+        second = _rank(conn, scope, rare + common, _holding_any(conn, scope, common, taken))
         if single.micros <= first.micros + second.micros:
             match = f"({rare_q}) AND ({common_q} OR {rare_q})"
             found = _scored(conn, scope, match, rare + common + rare, limit, taken, single)
@@ -664,6 +665,18 @@ def _scored_holding(
     scores = dict(_scored(conn, scope, rare_q, rare, limit, taken))
     scores.update(_scored(conn, scope, f"({rare_q}) AND ({common_q})", rare + common, limit, taken))
     return sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:limit]
+
+
+def _holding_any(conn: sqlite3.Connection, scope: _Scope, common: list[str], rows: int) -> int:
+    """About how many of `rows` rows (those holding a rare word) hold a common word too: what `(rare) AND
+    (common)` scores. Words taken as independent, each in its share of the table (its count where one is known,
+    else every row)."""
+    database, total = getattr(conn, "database", ""), max(1, scope.last_rowid)
+    missing = 1.0
+    for word in common:
+        count = fts_counts.known(conn, database, scope.table, word, scope.last_rowid)
+        missing *= 1.0 - min(1.0, count.rows / total) if count else 0.0
+    return max(1, round(rows * (1.0 - missing)))
 
 
 def kind_keyword_hits(conn: sqlite3.Connection, kind: str, params: SearchParams, limit: int) -> list[Ranked]:
