@@ -675,7 +675,7 @@ def _holding_any(conn: sqlite3.Connection, scope: _Scope, common: list[str], row
     missing = 1.0
     for word in common:
         count = fts_counts.known(conn, database, scope.table, word, scope.last_rowid)
-        missing *= 1.0 - min(1.0, count.rows / total) if count else 0.0
+        missing *= (1.0 - min(1.0, count.rows / total)) if count else 0.0
     return max(1, round(rows * (1.0 - missing)))
 
 
