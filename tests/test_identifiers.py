@@ -36,6 +36,12 @@ def test_which_words_are_identifiers_and_their_tokens() -> None:
     held = identifiers.indexed(text)
     assert held == f"{text} {TO_DICT} {TO_DICT} {identifiers.term('fts_counts')}"  # repeats kept: bm25's tf
     assert identifiers.strip(held or "") == text
+    # Each run of two or more of an identifier's words is held too, as the phrase matched inside it.
+    runs = identifiers.indexed("user_code_generator") or ""
+    assert runs.split()[1:] == [identifiers.term(w) for w in ("user_code", "user_code_generator", "code_generator")]
+    # A pasted blob adds a bounded number of tokens, in linear time.
+    blob = "_".join(["ab"] * 50_000) + " " + " ".join(["cd_ef"] * 50_000)
+    assert len((identifiers.indexed(blob) or "").split()) - len(blob.split()) == identifiers.MAX_TOKENS
 
 
 @pytest.fixture
@@ -101,6 +107,13 @@ def test_an_identifier_query_finds_the_identifier_scored_as_fts5_scores_it(conn:
             f"SELECT -{rank} FROM {table} WHERE {table} MATCH ? AND rowid = ?", (search.fts_query("to_dict"), ranked.id)
         ).fetchone()[0]
         assert ranked.score == pytest.approx(want, rel=1e-9)
+    # An identifier inside a longer one is found (as the phrase found it), and so is the longer one.
+    with storage.Tx(conn):
+        sid = storage.ensure_session(conn, "s-long", "alpha")["id"]
+        longer = storage.insert_observation(
+            conn, sid, "alpha", {"type": "change", "title": "Use user_code_generator"}, 1
+        )
+    assert [h.id for h in hits(conn, "user_code")] == [longer] == [h.id for h in hits(conn, "code_generator")]
     # Its words still find it (and 5, through its neighbours' text).
     assert {h.id for h in hits(conn, "dict") if h.kind == "observation"} >= {1, 2, 3, 4}
     assert {(h.kind, h.id) for h in hits(conn, "where is _to_dict defined", project="alpha")} >= {("observation", 2)}
