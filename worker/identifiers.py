@@ -15,8 +15,9 @@ counts with the other words. Its words stay in the text, so "dict" still finds `
 without the tokens (`strip`).
 
 What it changes: an identifier query finds the identifier, inside longer ones too, but not its words side by side
-in prose ("convert to dict"); and `_to_wire`, `to_wire` and `to__wire` are one identifier, as they were one phrase. The neighbours'
-text (`context`) holds no tokens: a row is found by an identifier its neighbours name only through its words.
+in prose ("convert to dict"); and `_to_wire`, `to_wire` and `to__wire` are one identifier, as they were one
+phrase. The neighbours' text (`context`) holds no tokens: a row is found by an identifier its neighbours name
+only through its words.
 """
 
 from __future__ import annotations
