@@ -672,7 +672,7 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
 _SLOW_MIGRATIONS = {
     15: "rebuilding the keyword indexes with a scope column (about 10 s and 160 MB of temporary space, in"
     " SQLITE_TMPDIR or /var/tmp, per 100,000 observations; once)",
-    17: "rebuilding the keyword indexes with a token for each identifier (about 20 s and 170 MB of temporary"
+    17: "rebuilding the keyword indexes with a token for each identifier (about 30 s and 180 MB of temporary"
     " space, in SQLITE_TMPDIR or /var/tmp, per 100,000 observations; once)",
 }
 
