@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.stores import store_before
 from worker import fts_counts, fts_partition, identifiers, search, storage
 
 TO_DICT = identifiers.term("to_dict")
@@ -141,9 +142,7 @@ def test_per_project_indexes_hold_the_tokens_too(conn: sqlite3.Connection) -> No
 def test_migration_17_gives_every_row_its_tokens_and_keeps_the_text(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 17])
-    conn = storage.open_store(tmp_path / "old.db")
+    conn, full = store_before(tmp_path / "old.db", monkeypatch, 17)
     fill(conn)
     fts_partition.partition_now(conn, rows=2)  # a per-project index without tokens
     fts_counts.count_now(conn)

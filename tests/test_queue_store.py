@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.fixtures.stores import store_before
 from tests.fixtures.worker import HOLD_QUEUE, StartWorker, open_db_readonly, run_cli, wait_for
 from worker import queue, storage
 from worker.queue import Event, ProcessingError, QueueRunner
@@ -458,9 +459,7 @@ def test_kept_counts_follow_every_state_change(conn: sqlite3.Connection) -> None
 
 def test_the_counts_migration_counts_what_is_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store from before migration 11 gets counts equal to its events'."""
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 11])
-    conn = storage.open_store(tmp_path / "claude-mem.db")
+    conn, full = store_before(tmp_path / "claude-mem.db", monkeypatch, 11)
     try:
         a = new_session(conn, "a")
         for n in range(5):

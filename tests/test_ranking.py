@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.stores import store_before
 from worker import search, storage
 from worker.chroma_store import EMBEDDING_SCHEME, ChromaStore
 from worker.embeddings import CHUNK_TOKENS, MiniLMEmbeddingFunction, default_embedder
@@ -219,9 +220,7 @@ def test_a_short_reply_is_found_by_what_it_answers(world: Any) -> None:
 def test_an_upgraded_store_gets_the_neighbour_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The migration that adds the context column fills it for the rows a store already holds."""
     path = tmp_path / "old.db"
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 7])
-    conn = storage.open_store(path)
+    conn, full = store_before(path, monkeypatch, 7)
     with storage.Tx(conn):
         sid = storage.ensure_session(conn, "s", "p")["id"]
         first = storage.insert_observation(conn, sid, "p", {"type": "discovery", "narrative": "Is the VPN down?"}, 1)

@@ -15,6 +15,7 @@ import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 
+from tests.fixtures.stores import store_before
 from worker import search, storage
 from worker.chroma_store import ChromaStore, StoreView, partition_name
 from worker.settings import Settings, load_settings
@@ -184,9 +185,7 @@ def _segments(conn: sqlite3.Connection, table: str) -> int:
 def test_migration_10_merges_each_keyword_index_into_one_segment_and_keeps_every_score(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 10])
-    conn = storage.open_store(tmp_path / "store.db")
+    conn, full = store_before(tmp_path / "store.db", monkeypatch, 10)
     try:
         for n in range(12):  # one transaction each: each adds a segment to the index
             add(conn, f"Cache eviction {n}", "The cache evicts the oldest entry" + " cache" * (n % 4))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fixtures.stores import store_before
 from worker import fts_counts, fts_partition, fts_rank, search, storage
 
 WORDS = "cache eviction parser config file watcher token session retry socket timeout handler queue".split()
@@ -71,9 +72,7 @@ def scopes_are_right(conn: sqlite3.Connection) -> None:
 
 def store_before_15(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[sqlite3.Connection, list]:
     """A filled store as migration 14 left it, and the full list of migrations to upgrade it with."""
-    full = storage.MIGRATIONS
-    monkeypatch.setattr(storage, "MIGRATIONS", [m for m in full if m[0] < 15])
-    conn = storage.open_store(tmp_path / "old.db")
+    conn, full = store_before(tmp_path / "old.db", monkeypatch, 15)
     fill(conn)
     return conn, full
 
