@@ -29,7 +29,7 @@ def test_which_words_are_identifiers_and_their_tokens() -> None:
     # are folded as unicode61 folds the words.
     assert identifiers.term("_to_wire") == identifiers.term("to__wire") == identifiers.term("To_Wire")
     assert identifiers.term("café_bar") == identifiers.term("cafe_bar")
-    for word in ("__init__", "plain", "x_", "crashes", "x" * 70 + "_y"):  # one word, or too long: as it was
+    for word in ("__init__", "plain", "x_", "crashes", "x" * 70 + "_y", "a_b_c_d_e_f_g_h_i"):  # one word, or too long
         assert identifiers.term(word) == word
     assert identifiers.indexed(None) is None and identifiers.indexed("") == ""
     assert identifiers.indexed("no identifier here") == "no identifier here"
@@ -40,6 +40,7 @@ def test_which_words_are_identifiers_and_their_tokens() -> None:
     # Each run of two or more of an identifier's words is held too, as the phrase matched inside it.
     runs = identifiers.indexed("user_code_generator") or ""
     assert runs.split()[1:] == [identifiers.term(w) for w in ("user_code", "user_code_generator", "code_generator")]
+    assert identifiers.term("a_b_c_d_e_f_g_h") in (identifiers.indexed("a_b_c_d_e_f_g_h_i") or "")  # 8 words: held
     # A pasted blob adds a bounded number of tokens, in linear time.
     blob = "_".join(["ab"] * 50_000) + " " + " ".join(["cd_ef"] * 50_000)
     assert len((identifiers.indexed(blob) or "").split()) - len(blob.split()) == identifiers.MAX_TOKENS
@@ -115,6 +116,9 @@ def test_an_identifier_query_finds_the_identifier_scored_as_fts5_scores_it(conn:
             conn, sid, "alpha", {"type": "change", "title": "Use user_code_generator"}, 1
         )
     assert [h.id for h in hits(conn, "user_code")] == [longer] == [h.id for h in hits(conn, "code_generator")]
+    with storage.Tx(conn):  # an identifier of more words than get a token is looked for as a phrase, and found
+        many = storage.insert_observation(conn, sid, "alpha", {"type": "change", "title": "Use a_b_c_d_e_f_g_h_i"}, 1)
+    assert hits(conn, "a_b_c_d_e_f_g_h_i")[0].id == many  # (then its neighbour, through its context)
     # Its words still find it (and 5, through its neighbours' text).
     assert {h.id for h in hits(conn, "dict") if h.kind == "observation"} >= {1, 2, 3, 4}
     assert {(h.kind, h.id) for h in hits(conn, "where is _to_dict defined", project="alpha")} >= {("observation", 2)}

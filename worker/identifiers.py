@@ -28,7 +28,7 @@ import unicodedata
 
 SQL_FUNCTION = "cm_indexed"  # what migration 17's triggers call on each text column (registered by `register`)
 MAX_CHARS = 64  # a longer identifier gets no token (the search looks for its words as a phrase, as before)
-MAX_WORDS = 8  # runs of at most this many words get a token
+MAX_WORDS = 8  # runs of at most this many words get a token (a longer identifier is looked for as a phrase too)
 MAX_TOKENS = 2000  # tokens added to one column's text at most (a 6,000-character narrative holds a few hundred)
 _IDENT = re.compile(r"[^\W_]+(?:_+[^\W_]+)+")  # words joined by underscores, without leading or trailing ones
 _RUNS = re.compile(r"_+")
@@ -51,7 +51,7 @@ def term(word: str) -> str:
     """What a search looks for, for one query word (search.query_terms): an identifier's token, or the word."""
     found = _IDENT.fullmatch(word.strip("_"))
     key = _key(found.group()) if found else None
-    return _token(key) if key else word
+    return _token(key) if key and key.count("_") < MAX_WORDS else word  # (as `_parts` holds them)
 
 
 def _parts(identifier: str) -> list[str]:
