@@ -7,13 +7,14 @@ and counted again once the table has grown by RECOUNT_GROWTH; but a worker that 
 nobody searched for yet, paid that walk in the search itself: single searches at 1M reached 65-110 ms that way.
 
 So the `FtsCounter` part counts every word of the store-wide indexes held by at least MIN_ROWS rows, in one pass
-over FTS5's own vocabulary (fts5vocab: 5-8 s at 1M observations, in a thread), and keeps them in the store
+over FTS5's own vocabulary (fts5vocab: 5-10 s at 1M observations, in a thread), and keeps them in the store
 (`fts_word_rows`, migration 16) where every connection reads them, across restarts. It counts again when a table
 has grown, or lost rows to deletions, by half of RECOUNT_GROWTH, so the kept counts are always within `known`'s
 bound. A search looks a word up there when this process has no count of its own: the query word is tokenized as
 FTS5 does (porter, unicode61: "crashes" is held as "crash"), and a word of one token is found by that token. A
-word in fewer rows than MIN_ROWS is not kept: its walk is short. Phrases (an identifier such as `to_dict` is the
-phrase "to dict") are counted by a walk, once per process.
+word in fewer rows than MIN_ROWS is not kept: its walk is short. An identifier such as `to_dict` is one token
+too (worker/identifiers.py), so a common one is kept; a phrase (an identifier too long for a token) is counted
+by a walk, once per process.
 """
 
 from __future__ import annotations
