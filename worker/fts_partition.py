@@ -73,13 +73,10 @@ def trigger_sql(table: str, project: str) -> list[str]:
     ctx = storage.context_sql
     around = storage.neighbour_ids
     when = _literal(project)
-    # As the store-wide index's trigger writes them (migration 17): each text column with its identifiers' tokens.
-    columns = [f"new.{c}" for c in ("title", "subtitle", "narrative", "facts", "concepts")]
-    text = ", ".join(map(storage.indexed_sql, [*columns, "new.files_read || ' ' || new.files_modified"]))
     insert = f"""
         CREATE TRIGGER {table}_ai AFTER INSERT ON observations WHEN new.project = {when} BEGIN
             INSERT INTO {table}(rowid, {_COLUMNS})
-            VALUES (new.id, {text},
+            VALUES (new.id, {storage.observation_text_sql("new")},
                     {ctx("new.session_id", "new.id", storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)},
                     {storage.scope_sql("new.project", "new.type")});
             UPDATE {table} SET context = {ctx("new.session_id", row, storage.CONTEXT_RADIUS, storage.CONTEXT_CHARS)}

@@ -124,18 +124,23 @@ def indexed_sql(expr: str) -> str:
     return f"{identifiers.SQL_FUNCTION}({expr})"
 
 
+def observation_text_sql(row: str, idents: bool = True) -> str:
+    """SQL for the text columns of an observation's keyword index row (title, subtitle, narrative, facts, concepts,
+    files) from its row `row` ("new" in a trigger); `idents`: with identifiers' tokens (migration 17)."""
+    text = [f"{row}.{c}" for c in ("title", "subtitle", "narrative", "facts", "concepts")]
+    text.append(f"{row}.files_read || ' ' || {row}.files_modified")
+    return ", ".join(indexed_sql(t) if idents else t for t in text)
+
+
 def _observation_triggers(scope: bool, idents: bool = False) -> str:
     """observations' triggers keeping observations_fts (migration 9's, with `scope` from migration 15 and
     identifiers' tokens from migration 17)."""
     columns = f"{_OBS_FTS_COLUMNS}, {SCOPE_COLUMN}" if scope else _OBS_FTS_COLUMNS
     scope_value = f", {scope_sql('new.project', 'new.type')}" if scope else ""
-    text = [f"new.{c}" for c in ("title", "subtitle", "narrative", "facts", "concepts")]
-    text.append("new.files_read || ' ' || new.files_modified")
-    values = ", ".join(indexed_sql(t) if idents else t for t in text)
     return f"""
         CREATE TRIGGER observations_ai AFTER INSERT ON observations BEGIN
             INSERT INTO observations_fts(rowid, {columns})
-            VALUES (new.id, {values},
+            VALUES (new.id, {observation_text_sql("new", idents)},
                     {context_sql("new.session_id", "new.id", 2, 200)}{scope_value});
             UPDATE observations_fts SET context = {context_sql("new.session_id", _FTS_ROW, 2, 200)}
             WHERE rowid IN ({neighbour_ids("new.session_id", "new.id", 2)});
