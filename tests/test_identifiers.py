@@ -41,7 +41,7 @@ def test_which_words_are_identifiers_and_their_tokens() -> None:
     runs = identifiers.indexed("user_code_generator") or ""
     assert runs.split()[1:] == [identifiers.term(w) for w in ("user_code", "user_code_generator", "code_generator")]
     assert identifiers.term("a_b_c_d_e_f_g_h") in (identifiers.indexed("a_b_c_d_e_f_g_h_i") or "")  # 8 words: held
-    # A pasted blob adds a bounded number of tokens, in linear time.
+    # A pasted blob adds a bounded number of tokens (MAX_TOKENS a column).
     blob = "_".join(["ab"] * 50_000) + " " + " ".join(["cd_ef"] * 50_000)
     assert len((identifiers.indexed(blob) or "").split()) - len(blob.split()) == identifiers.MAX_TOKENS
 

@@ -90,7 +90,7 @@ def indexed(text: str | None) -> str | None:
 
 def strip(snippet: str) -> str:
     """A snippet without the tokens `indexed` added (they may fall inside its window, at the column's end)."""
-    return _TOKEN.sub("", snippet) if "i" in snippet else snippet
+    return _TOKEN.sub("", snippet)
 
 
 def register(conn: sqlite3.Connection) -> None:
