@@ -546,7 +546,8 @@ def _search(settings: Settings, ns: argparse.Namespace) -> int:
         else:
             vsync = VectorSync(settings)
             try:
-                hits = vsync.query(request.text, request.n, request.where, request.project)
+                # A one-off search: it waits for the index to load, as there is nothing else to wait for.
+                hits = vsync.query(request.text, request.n, request.where, request.project, wait_for_index=True)
             except VectorsUnavailable as exc:
                 error = f"Chroma unreachable: {exc}"
     response = search.search(conn, params, hits, error)

@@ -55,6 +55,9 @@ DEFAULTS: dict[str, str] = {
     # above MAX_MB, so the worker itself stays small; false runs it inside the worker.
     "CLAUDE_MEM_VECTOR_PROCESS": "true",
     "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB": "500",
+    # Read the store-wide search index when the worker starts and a project's when one of its sessions starts, so a
+    # first semantic search does not wait for it (seconds at a million observations); false reads each at first use.
+    "CLAUDE_MEM_VECTOR_PRELOAD": "true",
     # A project with more observations than this gets its own keyword index (fts_partition): searches scoped to it
     # walk only its rows, ranked as the store-wide index ranks them (fts_rank), for a second copy of its indexed
     # text on disk; 0 (the default) = none (README: "Per-project keyword indexes" for the trade-off).

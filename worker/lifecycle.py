@@ -253,6 +253,8 @@ def status(settings: Settings) -> int:
             where = vectors.get("url") or vectors.get("path")
             state = {True: "reachable", False: "UNREACHABLE", None: "not checked yet"}[vectors.get("reachable")]
             print(f"vectors: chroma {vectors.get('mode')} at {where}, {state}; {synced} synced, {unsynced} waiting")
+            for line in index_lines(vectors.get("indexes") or {}):
+                print(line)
         elif vectors:
             print("vectors: chroma disabled (keyword search only)")
         line = keyword_index_line(body.get("keywordIndexes") or {})
@@ -274,6 +276,23 @@ def retention_line(state: dict[str, Any]) -> str | None:
     else:
         line = f"done events: deleted {days} day(s) after they were posted (CLAUDE_MEM_EVENT_RETENTION_DAYS)"
     return line + (f"; {pruned:,} deleted so far" if pruned else "")
+
+
+def index_lines(indexes: dict[str, Any]) -> list[str]:
+    """Search indexes being read (semantic searches of them answer with keyword results meanwhile, and say so)."""
+
+    def who(project: str | None) -> str:
+        return "all projects" if project is None else f"project {project!r}"
+
+    lines = [
+        f"vectors: reading the search index of {who(load.get('project'))} ({load.get('seconds', 0):.0f}s so far);"
+        " its semantic searches answer with keyword results until it is read"
+        for load in indexes.get("loading") or []
+    ]
+    last = indexes.get("lastLoad") or {}
+    if last.get("error"):
+        lines.append(f"vectors: reading the search index of {who(last.get('project'))} failed: {last['error']}")
+    return lines
 
 
 def keyword_index_line(state: dict[str, Any]) -> str | None:

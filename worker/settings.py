@@ -320,6 +320,14 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
         unit="MB",
     ),
     _spec(
+        "CLAUDE_MEM_VECTOR_PRELOAD",
+        "Read search indexes early",
+        "Read the store-wide vector index when the worker starts and a project's when one of its sessions starts,"
+        " so a first semantic search does not wait for it; off reads each at its first search (less memory when"
+        " few projects are searched).",
+        "boolean",
+    ),
+    _spec(
         "CLAUDE_MEM_EVENT_RETENTION_DAYS",
         "Keep done events",
         "A hook event's raw text (tool input and output) is deleted this many days after it was posted, once the"
@@ -404,6 +412,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     daily_token_budget: int
     vector_process: bool
     vector_process_max_mb: int
+    vector_preload: bool
     project_index_rows: int
     event_retention_days: int
     raw: dict[str, str]
@@ -665,6 +674,7 @@ def load_settings(directory: Path | None = None, environ: dict[str, str] | None 
         daily_token_budget=_int(raw, "CLAUDE_MEM_DAILY_TOKEN_BUDGET"),
         vector_process=_bool(raw, "CLAUDE_MEM_VECTOR_PROCESS"),
         vector_process_max_mb=_int(raw, "CLAUDE_MEM_VECTOR_PROCESS_MAX_MB"),
+        vector_preload=_bool(raw, "CLAUDE_MEM_VECTOR_PRELOAD"),
         project_index_rows=_int(raw, "CLAUDE_MEM_PROJECT_INDEX_ROWS"),
         event_retention_days=_int(raw, "CLAUDE_MEM_EVENT_RETENTION_DAYS"),
         raw=raw,

@@ -48,6 +48,12 @@ CALL_TIMEOUT = 600.0  # a rebuild's drop or a large upsert on a slow machine
 # Calls that may run long and are background work: their thread in the child runs at nice 10, as the sync
 # thread does in-process; searches keep the child's normal priority.
 BACKGROUND = frozenset({"upsert", "ids_of", "delete", "delete_rows", "drop", "count", "warm", "scheme"})
+# Reading a collection's index (`ChromaStore.load`, seconds at a million observations) has threads of its own, so
+# loads never hold up searches of collections already open, nor wait behind the sync's upserts.
+LOADS = frozenset({"load"})
+
+
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-process-spawn")
 
 
 class VectorProcessError(RuntimeError):
@@ -91,9 +97,11 @@ class _Child:
         from_child_r, from_child_w = os.pipe()
         cmd = [sys.executable, "-m", "worker.vector_process", "--in-fd", str(to_child_r), "--out-fd", str(from_child_w)]
         try:
-            self.proc = subprocess.Popen(
-                cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, close_fds=True
-            )
+            # Started from a thread that lives as long as the worker: Linux sends the parent-death signal when the
+            # *thread* that started a child ends, and the first call may come from a short-lived thread.
+            self.proc = _SPAWNER.submit(
+                subprocess.Popen, cmd, pass_fds=(to_child_r, from_child_w), stdin=subprocess.DEVNULL, close_fds=True
+            ).result()
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
@@ -246,6 +254,14 @@ class ChildChromaStore(ChromaStore):
     def warm(self) -> None:
         self._call("warm")
 
+    def load(self, project: str | None = None) -> None:
+        self._call("load", project)
+
+    def loaded(self, project: str | None = None) -> bool:
+        """Whether a call to the running child has opened the collection (a replaced child has opened none)."""
+        child = self._child
+        return child is not None and not child.dead and _key(project) in child.opened
+
     def reset(self) -> None:
         if self._child is not None and not self._child.dead:
             self._call("reset")
@@ -277,12 +293,19 @@ class ChildChromaStore(ChromaStore):
         return list(self._call("query", text, n, where, project))
 
 
+def _key(project: str | None) -> str:
+    return "*" if project is None else project
+
+
 def _collections(method: str, args: tuple[Any, ...]) -> set[str]:
     """The collections a call opens: a project's where it names one (an upsert: each of its chunks'), and the
-    store-wide one ("*") otherwise or as well."""
+    store-wide one ("*") otherwise or as well; none for the calls that read no index (loading the model, a
+    heartbeat, a collection's handle or metadata)."""
+    if method in ("warm", "heartbeat", "collection", "scheme", "reset"):
+        return set()
     if method == "upsert":
         return {"*", *by_project(args[0])}
-    if method in ("query", "ids_of", "delete") and args and args[-1]:
+    if method in ("query", "ids_of", "delete", "load") and args and args[-1] is not None:
         return {str(args[-1])}
     return {"*"}
 
@@ -324,17 +347,19 @@ def serve(store: ChromaStore, reader: BinaryIO, writer: BinaryIO) -> None:
 
     foreground = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vector-query")
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-sync")
+    loads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="vector-load")
     try:
         while True:
             try:
                 call_id, method, args, kwargs = _read(reader)
             except EOFError:
                 return
-            pool = background if method in BACKGROUND else foreground
+            pool = background if method in BACKGROUND else loads if method in LOADS else foreground
             pool.submit(run, call_id, method, args, kwargs)
     finally:
         foreground.shutdown(wait=True)
         background.shutdown(wait=True)
+        loads.shutdown(wait=True)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from litestar.params import Parameter
 from worker import search, storage
 from worker.chroma_store import SemanticHit
 from worker.services import Services
-from worker.vectors import VectorsUnavailable
+from worker.vectors import VectorsLoading, VectorsUnavailable
 from worker.wire_search import (
     BatchRequest,
     ByFileResponse,
@@ -56,6 +56,8 @@ async def chroma_hits(
         hits = await asyncio.wait_for(
             asyncio.to_thread(vsync.query, req.text, req.n, req.where, req.project), timeout=SEMANTIC_TIMEOUT_SECONDS
         )
+    except VectorsLoading as exc:
+        return None, str(exc)
     except VectorsUnavailable as exc:
         return None, f"Chroma unreachable: {exc}"
     except TimeoutError:

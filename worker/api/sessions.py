@@ -204,5 +204,9 @@ class HookController(Controller):
             raise ValidationException("project or projects is required", extra=[{"key": "project"}])
         if all(services.is_excluded(n) for n in names):
             return Response("", media_type="text/plain")
+        if services.vectors is not None and services.settings.vector_preload:
+            for name in names:  # a session starts: its searches come next
+                if not services.is_excluded(name):
+                    services.vectors.preload(name)
         text = await services.readers.run(build_context, services.settings, names)
         return Response(text, media_type="text/plain")

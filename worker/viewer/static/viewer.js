@@ -937,7 +937,10 @@
     const where = v.mode === "http" ? v.url : "embedded";
     const health = v.reachable === false ? `unreachable: ${v.lastError || "?"}` : v.reachable ? "ok" : "checking";
     const unsynced = sum(v.unsynced);
-    return `${where}, ${health}; ${sum(v.synced)} synced${unsynced ? `, ${unsynced} waiting` : ""}`;
+    const loading = ((v.indexes || {}).loading || []).map(
+      (l) => `reading the index of ${l.project == null ? "all projects" : l.project} (${Math.round(l.seconds)}s)`);
+    return `${where}, ${health}; ${sum(v.synced)} synced${unsynced ? `, ${unsynced} waiting` : ""}`
+      + (loading.length ? `; ${loading.join(", ")}` : "");
   }
 
   function hooksText(h) {

@@ -1,0 +1,184 @@
+"""Search indexes read ahead of searches: at a million observations Chroma took 8-30 s to read the store-wide
+index and up to 4 s for a project's, at the collection's first use. The worker reads the store-wide one when it
+starts and a project's when one of its sessions starts; a search whose index is still being read answers with
+keyword results at once and says so, and status says which index is being read."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.fixtures.worker import HOLD_QUEUE, wait_for
+from tests.test_vectors import make_settings, seed
+from worker import storage, vector_process
+from worker.lifecycle import index_lines
+from worker.vector_process import ChildChromaStore
+from worker.vectors import VectorsLoading, VectorSync
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(params=["child", "in-process"])
+def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorSync]:
+    """A store with two projects, synced to Chroma, then a fresh vector store (nothing read yet)."""
+    settings = make_settings(tmp_path / "data", CLAUDE_MEM_VECTOR_PROCESS=str(request.param == "child").lower())
+    conn = storage.open_store(settings.db_path)
+    seed(conn, "web", "s1")
+    seed(conn, "api", "s2")
+    conn.close()
+    first = VectorSync(settings)
+    try:
+        first.sync_now()
+    finally:
+        first.stop()
+        first.store.close()
+    vsync = VectorSync(settings)
+    yield vsync
+    vsync.stop()
+    vsync.store.close()
+
+
+def gate_loads(vsync: VectorSync, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Loads wait for the returned event before reading the index: a large index, as slow as we need it."""
+    gate = threading.Event()
+    real = vsync.store.load
+
+    def slow_load(project: str | None = None) -> None:
+        assert gate.wait(60)
+        real(project)
+
+    monkeypatch.setattr(vsync.store, "load", slow_load)
+    return gate
+
+
+def test_a_search_does_not_wait_for_an_index_being_read_and_says_why(
+    synced: VectorSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced.load_wait_seconds = 1.0
+    gate = gate_loads(synced, monkeypatch)
+    assert not synced.store.loaded("web")
+    started = time.monotonic()
+    with pytest.raises(VectorsLoading, match="search index of project 'web' is loading"):
+        synced.query("login crashes with an empty password", 5, None, "web")
+    assert 0.9 < time.monotonic() - started < 30  # it gave the read its time, then answered
+    assert synced.reachable is not False  # loading is not an outage: the sync and other searches go on
+    loading = synced.status()["indexes"]["loading"]
+    assert [entry["project"] for entry in loading] == ["web"]
+    assert "reading the search index of project 'web'" in index_lines(synced.status()["indexes"])[0]
+    # A search later in the same read starts no second read, and does not wait again: the read had its time.
+    started = time.monotonic()
+    with pytest.raises(VectorsLoading):
+        synced.query("login", 5, None, "web")
+    assert time.monotonic() - started < 0.5
+    assert len(synced.loads()) == 1
+
+    gate.set()
+    wait_for(lambda: synced.store.loaded("web"), timeout=60)
+    hits = synced.query("login crashes with an empty password", 5, None, "web")
+    assert hits and synced.status()["indexes"]["loading"] == []
+    last = synced.status()["indexes"]["lastLoad"]
+    assert last["project"] == "web" and last["error"] is None and last["seconds"] >= 1.0
+    # Only that project's index was read: the other project's first search would load its own.
+    assert not synced.store.loaded("api")
+
+
+def test_a_short_load_is_waited_for_and_a_one_off_search_waits_for_any(
+    synced: VectorSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced.load_wait_seconds = 120.0
+    assert synced.query("login crashes with an empty password", 5, None, "api")  # read, then searched
+    assert synced.store.loaded("api") and not synced.store.loaded(None)
+    gate = gate_loads(synced, monkeypatch)
+    threading.Timer(0.5, gate.set).start()
+    assert synced.query("login crashes", 5, None, None, wait_for_index=True)  # the CLI's search: it waits
+    assert synced.store.loaded(None)
+
+
+def test_preload_reads_in_the_background_and_a_failed_read_is_shown(
+    synced: VectorSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    load = synced.preload("web")
+    assert load is not None
+    assert load.done.wait(120) and load.error is None
+    assert synced.store.loaded("web") and synced.preload("web") is None  # read: nothing more to do
+
+    def broken(project: str | None = None) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(synced.store, "load", broken)
+    failed = synced.preload("api")
+    assert failed is not None and failed.done.wait(30)
+    assert failed.error == "OSError: disk gone"
+    assert synced.reachable is False and "disk gone" in (synced.last_error or "")
+    assert index_lines(synced.status()["indexes"]) == [
+        "vectors: reading the search index of project 'api' failed: OSError: disk gone"
+    ]
+    assert synced.preload("api") is None  # Chroma known down: no new read until the sync finds it back
+
+
+def test_a_replaced_child_has_read_nothing(tmp_path: Path) -> None:
+    """`loaded` answers for the running child: a child replaced for its memory bound reads its indexes again."""
+    settings = make_settings(tmp_path / "data")
+    conn = storage.open_store(settings.db_path)
+    seed(conn, "web", "s1")
+    conn.close()
+    vsync = VectorSync(settings)
+    try:
+        vsync.sync_now()
+        store = vsync.store
+        assert isinstance(store, ChildChromaStore)
+        store.load("web")
+        assert store.loaded("web")
+        assert store._child is not None and "web" in store._child.opened
+        store.close()
+        assert not store.loaded("web") and not store.loaded(None)
+        store.load(None)
+        assert store.loaded(None) and not store.loaded("web")
+        assert vector_process._collections("load", (None,)) == {"*"}
+        assert vector_process._collections("load", ("web",)) == {"web"}
+        assert vector_process._collections("load", ("",)) == {""}  # a session with no project has a collection
+    finally:
+        vsync.stop()
+        vsync.store.close()
+
+
+def test_the_worker_reads_the_store_wide_index_at_start_and_a_projects_when_its_session_starts(
+    start_worker, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    settings = make_settings(data)
+    conn = storage.open_store(settings.db_path)
+    seed(conn, "web", "s1")
+    seed(conn, "api", "s2")
+    conn.close()
+    first = VectorSync(settings)
+    first.sync_now()  # synced before the worker starts: its sync sends nothing, so opens no project's collection
+    first.stop()
+    first.store.close()
+    w = start_worker(data_dir=data, CLAUDE_MEM_CHROMA_ENABLED="true", **HOLD_QUEUE)
+
+    def last_load() -> dict[str, Any] | None:
+        return w.get("/api/processing-status").json()["vectors"]["indexes"]["lastLoad"]
+
+    wait_for(lambda: (last_load() or {}).get("seconds") is not None, timeout=120, interval=0.3)
+    assert last_load() == {"project": None, "seconds": last_load()["seconds"], "error": None}
+    r = w.get("/api/context/inject", params={"project": "web"})
+    assert r.status_code == 200
+    wait_for(lambda: (last_load() or {}).get("project") == "web", timeout=120, interval=0.3)
+    assert last_load()["error"] is None
+    r = w.get("/api/search", params={"query": "login page crash", "mode": "semantic", "project": "web"})
+    assert r.status_code == 200 and "unavailable" not in r.text and "Login page crashes" in r.text
+    w.stop()
+
+    off = start_worker(data_dir=data, CLAUDE_MEM_CHROMA_ENABLED="true", CLAUDE_MEM_VECTOR_PRELOAD="false", **HOLD_QUEUE)
+    off.get("/api/context/inject", params={"project": "web"})
+    time.sleep(2)
+    assert off.get("/api/processing-status").json()["vectors"]["indexes"]["lastLoad"] is None
+    r = off.get("/api/search", params={"query": "login page crash", "mode": "semantic", "project": "web"})
+    assert r.status_code == 200 and "Login page crashes" in r.text  # read at its first search instead
+    assert off.get("/api/processing-status").json()["vectors"]["indexes"]["lastLoad"]["project"] == "web"
