@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import chromadb
 import pytest
+from chromadb.config import Settings as ChromaSettings
 
 from tests.fixtures.worker import HOLD_QUEUE, wait_for
 from tests.test_vectors import make_settings, seed
 from worker import storage, vector_process
+from worker.chroma_store import StoreView
 from worker.lifecycle import index_lines
 from worker.vector_process import ChildChromaStore
 from worker.vectors import VectorsLoading, VectorSync
@@ -182,3 +185,39 @@ def test_the_worker_reads_the_store_wide_index_at_start_and_a_projects_when_its_
     r = off.get("/api/search", params={"query": "login page crash", "mode": "semantic", "project": "web"})
     assert r.status_code == 200 and "Login page crashes" in r.text  # read at its first search instead
     assert off.get("/api/processing-status").json()["vectors"]["indexes"]["lastLoad"]["project"] == "web"
+
+
+def test_a_deleted_row_leaves_every_collection_and_opens_only_its_projects(
+    synced: VectorSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete opens the collections it deletes from: deleting from every project's (as before) read all 40
+    indexes of a million-observation store for one row."""
+    conn = storage.open_store(synced.settings.db_path)
+    web, api = [
+        conn.execute("SELECT id FROM observations WHERE project = ? ORDER BY id", (p,)).fetchone()[0]
+        for p in ("web", "api")
+    ]
+    conn.close()
+    store = synced.store
+    assert store.projects_of("observation", [web]) == ["web"]
+    assert store.projects_of("observation", [web, api]) == ["api", "web"]
+    if isinstance(store, ChildChromaStore):
+        assert synced.delete_now("observation", web)
+        assert store._child is not None and "api" not in store._child.opened and "web" in store._child.opened
+    else:
+        opened: list[str] = []
+        real = store.partition
+
+        def spy(project: str) -> Any:
+            opened.append(project)
+            return real(project)
+
+        monkeypatch.setattr(store, "partition", spy)
+        assert synced.delete_now("observation", web)
+        assert opened == ["web"]
+    client = chromadb.PersistentClient(
+        path=str(synced.settings.data_dir / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    for where in (client.get_collection("claude_mem"), StoreView(client)):
+        found = {m["sqlite_id"] for m in where.get(where={"kind": "observation"})["metadatas"]}
+        assert web not in found and api in found

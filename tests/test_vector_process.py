@@ -166,7 +166,7 @@ def test_a_call_that_opens_a_projects_collection_settles_the_child_instead_of_re
 
     class Child:
         proc = SimpleNamespace(pid=1)
-        calls, opened, dead = 0, set(), False
+        calls, opened, dead, active = 0, set(), False, 0
 
         def busy(self) -> bool:
             return False
@@ -178,6 +178,7 @@ def test_a_call_that_opens_a_projects_collection_settles_the_child_instead_of_re
     store._child = child  # type: ignore[assignment]
     for opened in ({"*"}, {"web"}, {"web"}, {"*"}):
         child.calls += 1
+        child.active += 1  # as `_call` counts it in flight
         store._bound(child, opened)  # type: ignore[arg-type]
         if stopped:
             break
@@ -189,3 +190,32 @@ def test_a_call_that_opens_a_projects_collection_settles_the_child_instead_of_re
     assert vector_process._collections("query", ("text", 5, None, None)) == {"*"}
     docs = [Doc("a", "x", {"project": "web"}), Doc("b", "y", {"project": "api"})]
     assert vector_process._collections("upsert", (docs,)) == {"*", "web", "api"}
+
+
+def test_a_call_ending_beside_an_index_read_does_not_replace_the_child(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 1M a heartbeat that ended while a project's index was being read found the child past its bound (the read
+    had grown it) and replaced it, throwing away the 5.4 GB store-wide index just read. A call is in flight until
+    it is bounded, so the read settles the child first."""
+    store = ChildChromaStore(make_settings(tmp_path / "data"), max_mb=500)
+    sizes = iter([5463.0, 6148.0, 6148.0])
+    monkeypatch.setattr(vector_process, "rss_mb", lambda pid: next(sizes))
+    stopped: list[bool] = []
+
+    class Child:
+        proc = SimpleNamespace(pid=1)
+        calls, opened, dead, active = 1, set(), False, 1
+
+        def stop(self, grace: float = 0.0) -> None:
+            stopped.append(True)
+
+    child = Child()
+    store._child = child  # type: ignore[assignment]
+    store._bound(child, {"*"})  # type: ignore[arg-type]  # the store-wide read: 5,463 MB settles it
+    assert store.bound_mb == 5713.0
+    child.calls, child.active = 2, 2  # a project's read is in flight, a heartbeat is sent
+    store._bound(child, set())  # type: ignore[arg-type]  # the heartbeat ends first, the child at 6,148 MB
+    assert not stopped and store._child is child
+    store._bound(child, {"web"})  # type: ignore[arg-type]  # then the read: it settles the child
+    assert not stopped and store.settled_mb == 6148.0 and child.active == 0

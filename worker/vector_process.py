@@ -47,7 +47,7 @@ _HEADER = struct.Struct("!I")
 CALL_TIMEOUT = 600.0  # a rebuild's drop or a large upsert on a slow machine
 # Calls that may run long and are background work: their thread in the child runs at nice 10, as the sync
 # thread does in-process; searches keep the child's normal priority.
-BACKGROUND = frozenset({"upsert", "ids_of", "delete", "delete_rows", "drop", "count", "warm", "scheme"})
+BACKGROUND = frozenset({"upsert", "ids_of", "projects_of", "delete", "delete_rows", "drop", "count", "warm", "scheme"})
 # Reading a collection's index (`ChromaStore.load`, seconds at a million observations) has threads of its own, so
 # loads never hold up searches of collections already open, nor wait behind the sync's upserts.
 LOADS = frozenset({"load"})
@@ -113,6 +113,7 @@ class _Child:
         self.ids = itertools.count(1)
         self.dead = False
         self.calls = 0  # completed calls
+        self.active = 0  # calls sent and not yet bounded (ChildChromaStore._bound), under its lock
         self.opened: set[str] = set()  # the collections its calls have opened ("*": the store-wide one)
         # The first frame is the worker's own settings, so the child's store is the one the worker would
         # open (settings given in code or the environment, not only those in settings.json).
@@ -184,6 +185,7 @@ class ChildChromaStore(ChromaStore):
         self.max_mb = settings.vector_process_max_mb if max_mb is None else max_mb
         self._child: _Child | None = None
         self._child_lock = threading.Lock()
+        self._bound_lock = threading.Lock()
         self.restarts = 0  # children replaced for exceeding the memory bound
         self.peak_child_mb = 0.0
         self.settled_mb = 0.0  # the largest RSS a fresh child had after its first call (model + index)
@@ -194,12 +196,13 @@ class ChildChromaStore(ChromaStore):
         return child.proc.pid if child is not None and not child.dead else None
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        with self._child_lock:
+        with self._bound_lock, self._child_lock:  # the order `_bound` takes them in
             if self._child is None or self._child.dead:
                 if self._child is not None:
                     self._child.stop(grace=2.0)
                 self._child = _Child(self.settings)
             child = self._child
+            child.active += 1
         try:
             result = child.call(method, args, kwargs)
             child.calls += 1
@@ -216,23 +219,31 @@ class ChildChromaStore(ChromaStore):
         """Replace a child whose memory grew past the bound, once no other call is using it; a call that opened a
         collection first (its index loaded) settles it instead."""
         used = rss_mb(child.proc.pid)
-        self.peak_child_mb = max(self.peak_child_mb, used)
-        first = bool(opened - child.opened)
-        child.opened |= opened
-        if self.max_mb <= 0:
-            return
-        if (child.calls == 1 or first) and used > self.settled_mb:
-            before = self.bound_mb
-            self.settled_mb = used
-            if self.bound_mb > before:
-                log.info("vector process settles at %.0f MB (model and index): bound now %.0f MB", used, self.bound_mb)
-            return
-        if used <= self.bound_mb or child.busy():
-            return
-        with self._child_lock:
-            if self._child is not child or child.busy():
+        # One call at a time, and a call counts as in flight until it is bounded here: a call that ends just after
+        # one that read an index must not replace the child before that one settles it (at 1M, a heartbeat ending
+        # beside a project's read, or the sync's count beside the store-wide preload, replaced the child with the
+        # 5.4 GB index it had just read).
+        with self._bound_lock:
+            child.active -= 1
+            self.peak_child_mb = max(self.peak_child_mb, used)
+            first = bool(opened - child.opened)
+            child.opened |= opened
+            if self.max_mb <= 0:
                 return
-            self._child = None
+            if (child.calls == 1 or first) and used > self.settled_mb:
+                before = self.bound_mb
+                self.settled_mb = used
+                if self.bound_mb > before:
+                    log.info(
+                        "vector process settles at %.0f MB (model and index): bound now %.0f MB", used, self.bound_mb
+                    )
+                return
+            if used <= self.bound_mb or child.active:
+                return
+            with self._child_lock:
+                if self._child is not child or child.active:
+                    return
+                self._child = None
         log.info("vector process at %.0f MB (bound %.0f MB): replacing it", used, self.bound_mb)
         self.restarts += 1
         child.stop()
@@ -279,9 +290,14 @@ class ChildChromaStore(ChromaStore):
         if ids:
             self._call("delete", ids, project)
 
-    def delete_rows(self, kind: str, row_ids: list[int]) -> None:
+    def projects_of(self, kind: str, row_ids: list[int]) -> list[str]:
+        return list(self._call("projects_of", kind, row_ids))
+
+    def delete_rows(self, kind: str, row_ids: list[int], projects: list[str] | None = None) -> None:
         if row_ids:
-            self._call("delete_rows", kind, row_ids)
+            # Two calls, so the bound knows which projects' collections the delete opens.
+            found = self.projects_of(kind, row_ids) if projects is None else projects
+            self._call("delete_rows", kind, row_ids, found)
 
     def count(self) -> int:
         return int(self._call("count"))
@@ -307,6 +323,8 @@ def _collections(method: str, args: tuple[Any, ...]) -> set[str]:
         return {"*", *by_project(args[0])}
     if method in ("query", "ids_of", "delete", "load") and args and args[-1] is not None:
         return {str(args[-1])}
+    if method == "delete_rows" and len(args) > 2:
+        return {"*", *args[2]}
     return {"*"}
 
 

@@ -46,8 +46,8 @@ class VectorsLoading(VectorsUnavailable):
 
 
 # How long searches wait for a collection's index, from the start of its read, before they answer without vectors.
-# At a million observations on 2 cores a project's index was read in 0.2-4 s, the store-wide one in 8-30 s.
-LOAD_WAIT_SECONDS = 5.0
+# At a million observations on 2 cores a project's index was read in 0.2-3 s, the store-wide one in 8-30 s.
+LOAD_WAIT_SECONDS = 3.0
 
 
 # Reads in flight at once; more wait their turn (the vector child reads two at a time too).
