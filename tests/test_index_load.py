@@ -18,7 +18,7 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.worker import HOLD_QUEUE, wait_for
 from tests.test_vectors import make_settings, seed
 from worker import storage, vector_process
-from worker.chroma_store import StoreView
+from worker.chroma_store import StoreView, partition_name
 from worker.lifecycle import index_lines
 from worker.vector_process import ChildChromaStore
 from worker.vectors import VectorsLoading, VectorSync
@@ -221,3 +221,17 @@ def test_a_deleted_row_leaves_every_collection_and_opens_only_its_projects(
     for where in (client.get_collection("claude_mem"), StoreView(client)):
         found = {m["sqlite_id"] for m in where.get(where={"kind": "observation"})["metadatas"]}
         assert web not in found and api in found
+
+
+def test_reads_of_a_project_with_no_memory_create_no_collection(synced: VectorSync) -> None:
+    """A session start or a search may name any project (a new one, a typo, a careless client's loop): reads never
+    create its collection, so Chroma does not fill with empty ones."""
+    load = synced.preload("no-such-project")
+    assert load is not None and load.done.wait(120) and load.error is None
+    assert synced.query("login crashes", 5, None, "no-such-project") == []
+    client = chromadb.PersistentClient(
+        path=str(synced.settings.data_dir / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    names = {c.name for c in client.list_collections()}
+    assert partition_name("claude_mem", "no-such-project") not in names
+    assert partition_name("claude_mem", "web") in names

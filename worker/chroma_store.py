@@ -41,8 +41,6 @@ HTTP_TIMEOUT_SECONDS = 30.0
 # Query vectors kept for repeated searches (paging, a viewer re-running its search box, an agent asking
 # twice, timeline?query after search): embedding is about a third of a hybrid search's CPU.
 QUERY_CACHE_SIZE = 256
-# What `load` searches for to make Chroma read an index (its answer is not used).
-LOAD_QUERY = "memory"
 # Collections are listed again (another worker on a shared Chroma server may have added projects) at most this often.
 PARTITION_LIST_SECONDS = 10.0
 
@@ -215,6 +213,30 @@ class ChromaStore:
                 found = self._partitions[name] = self._create(name, {"project": project})
             return found
 
+    def existing_partition(self, project: str) -> Collection | None:
+        """The project's collection if it exists: reads (searches, index loads) never create one, so a search or
+        a session start naming any project leaves no empty collection behind."""
+        self.collection()
+        name = partition_name(self.collection_name, project)
+        with self._lock:
+            found = self._partitions.get(name)
+            if found is not None:
+                return found
+            from chromadb.errors import NotFoundError
+
+            from worker.embeddings import MiniLMEmbeddingFunction
+
+            assert self._client is not None
+            try:
+                found = self._client.get_collection(
+                    name,
+                    embedding_function=MiniLMEmbeddingFunction(self._embedder or _default_embedder()),  # type: ignore[arg-type]
+                )
+            except NotFoundError:
+                return None
+            self._partitions[name] = found
+            return found
+
     def partitions(self, refresh: bool = False) -> list[Collection]:
         """Every project's collection (listed again now and then: another worker may have added one)."""
         self.collection()
@@ -255,9 +277,13 @@ class ChromaStore:
         """Read a collection's search index into memory now (None: the store-wide one). Chroma reads an index at
         the collection's first use: at a million observations that took 8 s for the store-wide one on 2 cores (30 s
         beside other work), and a search should not be the call that waits for it."""
-        place = self.partition(project) if project is not None else self.collection()
-        if place.count():  # chromadb 1.x reads the index here already; the query makes sure of it
-            place.query(query_embeddings=[self.query_vector(LOAD_QUERY)], n_results=1, include=[])  # type: ignore[arg-type, list-item]
+        place = self.existing_partition(project) if project is not None else self.collection()
+        # chromadb 1.x reads the index at `count` already; a search for a stored vector makes sure of it.
+        if place is not None and place.count():
+            stored = place.get(limit=1, include=["embeddings"])  # type: ignore[list-item]
+            vectors = stored.get("embeddings")
+            if vectors is not None and len(vectors):
+                place.query(query_embeddings=[list(vectors[0])], n_results=1, include=[])  # type: ignore[arg-type, list-item]
         with self._lock:
             self._loaded.add(project)
 
@@ -384,7 +410,10 @@ class ChromaStore:
         """The n nearest documents: in the project's collection, or in the store-wide one without a project."""
         if n <= 0:
             return []
-        place = self.partition(project) if project is not None else self.collection()
+        place = self.existing_partition(project) if project is not None else self.collection()
+        if place is None:  # no document of that project was ever stored
+            self._loaded.add(project)
+            return []
         result = place.query(
             query_embeddings=[self.query_vector(text)],  # type: ignore[arg-type]
             n_results=n,
