@@ -323,8 +323,8 @@ SETTINGS_CATALOGUE: tuple[SettingSpec, ...] = (
         "CLAUDE_MEM_VECTOR_PRELOAD",
         "Read search indexes early",
         "Read the store-wide vector index when the worker starts and a project's when one of its sessions starts,"
-        " so a first semantic search does not wait for it; off reads each at its first search (less memory when"
-        " few projects are searched).",
+        " so a first semantic search does not wait for it; off reads each at its first use (a search, or the"
+        " project's next memory).",
         "boolean",
     ),
     _spec(
