@@ -275,7 +275,7 @@ class ChromaStore:
 
     def load(self, project: str | None = None) -> None:
         """Read a collection's search index into memory now (None: the store-wide one). Chroma reads an index at
-        the collection's first use: at a million observations that took 8 s for the store-wide one on 2 cores (30 s
+        the collection's first use: at a million observations that took 8-15 s for the store-wide one on 2 cores (30 s
         beside other work), and a search should not be the call that waits for it."""
         place = self.existing_partition(project) if project is not None else self.collection()
         # chromadb 1.x reads the index at `count` already; a search for a stored vector makes sure of it.
@@ -412,7 +412,6 @@ class ChromaStore:
             return []
         place = self.existing_partition(project) if project is not None else self.collection()
         if place is None:  # no document of that project was ever stored
-            self._loaded.add(project)
             return []
         result = place.query(
             query_embeddings=[self.query_vector(text)],  # type: ignore[arg-type]
