@@ -20,10 +20,21 @@ from tests.test_vectors import make_settings, seed
 from worker import storage, vector_process
 from worker.chroma_store import StoreView, partition_name
 from worker.lifecycle import index_lines
+from worker.settings import Settings
 from worker.vector_process import ChildChromaStore
 from worker.vectors import VectorsLoading, VectorSync
 
 pytestmark = pytest.mark.timeout(300)
+
+
+def sync_once(settings: Settings) -> None:
+    """Everything in Chroma, by a sync that then goes away with its vector child (and what it had read)."""
+    first = VectorSync(settings)
+    try:
+        first.sync_now()
+    finally:
+        first.stop()
+        first.store.close()
 
 
 @pytest.fixture(params=["child", "in-process"])
@@ -34,12 +45,7 @@ def synced(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorSyn
     seed(conn, "web", "s1")
     seed(conn, "api", "s2")
     conn.close()
-    first = VectorSync(settings)
-    try:
-        first.sync_now()
-    finally:
-        first.stop()
-        first.store.close()
+    sync_once(settings)
     vsync = VectorSync(settings)
     yield vsync
     vsync.stop()
@@ -159,10 +165,7 @@ def test_the_worker_reads_the_store_wide_index_at_start_and_a_projects_when_its_
     seed(conn, "web", "s1")
     seed(conn, "api", "s2")
     conn.close()
-    first = VectorSync(settings)
-    first.sync_now()  # synced before the worker starts: its sync sends nothing, so opens no project's collection
-    first.stop()
-    first.store.close()
+    sync_once(settings)  # synced before the worker starts: its sync sends nothing, so opens no project's collection
     w = start_worker(data_dir=data, CLAUDE_MEM_CHROMA_ENABLED="true", **HOLD_QUEUE)
 
     def last_load() -> dict[str, Any] | None:
@@ -235,3 +238,38 @@ def test_reads_of_a_project_with_no_memory_create_no_collection(synced: VectorSy
     names = {c.name for c in client.list_collections()}
     assert partition_name("claude_mem", "no-such-project") not in names
     assert partition_name("claude_mem", "web") in names
+
+
+def test_through_a_chroma_server_reads_create_nothing_and_a_delete_opens_one_project(
+    chroma_factory: Any, tmp_path: Path
+) -> None:
+    """The compose stack's way: the same reads, preloads and deletes against a real Chroma server."""
+    server = chroma_factory()
+    settings = make_settings(tmp_path / "data", CLAUDE_MEM_CHROMA_URL=server.url)
+    conn = storage.open_store(settings.db_path)
+    seed(conn, "web", "s1")
+    api = seed(conn, "api", "s2")["obs"][0]
+    conn.close()
+    sync_once(settings)
+    vsync = VectorSync(settings)  # a fresh child: it has read no index yet
+    try:
+        for project in ("web", "no-such-project", None):
+            load = vsync.preload(project)
+            assert load is not None and load.done.wait(120) and load.error is None, project
+        assert vsync.query("login crashes", 5, None, "no-such-project") == []
+        assert vsync.query("login page crashes on an empty password", 5, None, "web")
+        client = chromadb.HttpClient(
+            host="127.0.0.1", port=server.port, settings=ChromaSettings(anonymized_telemetry=False)
+        )
+        names = {c.name for c in client.list_collections()}
+        assert partition_name("claude_mem", "no-such-project") not in names
+        assert vsync.store.projects_of("observation", [api]) == ["api"]
+        assert vsync.delete_now("observation", api)
+        store = vsync.store
+        assert isinstance(store, ChildChromaStore) and store._child is not None
+        assert "api" in store._child.opened and store.restarts == 0
+        for where in (client.get_collection("claude_mem"), StoreView(client)):
+            assert api not in {m["sqlite_id"] for m in where.get(where={"kind": "observation"})["metadatas"]}
+    finally:
+        vsync.stop()
+        vsync.store.close()
