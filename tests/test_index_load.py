@@ -5,10 +5,12 @@ keyword results at once and says so, and status says which index is being read."
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import chromadb
@@ -18,8 +20,10 @@ from chromadb.config import Settings as ChromaSettings
 from tests.fixtures.worker import HOLD_QUEUE, wait_for
 from tests.test_vectors import make_settings, seed
 from worker import storage, vector_process
+from worker.api.search import chroma_hits
 from worker.chroma_store import StoreView, partition_name
 from worker.lifecycle import index_lines
+from worker.search import SemanticRequest
 from worker.settings import Settings
 from worker.vector_process import ChildChromaStore
 from worker.vectors import VectorsLoading, VectorSync
@@ -273,3 +277,37 @@ def test_through_a_chroma_server_reads_create_nothing_and_a_delete_opens_one_pro
     finally:
         vsync.stop()
         vsync.store.close()
+
+
+def test_a_search_held_up_by_another_index_read_answers_in_bounded_time(
+    synced: VectorSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chroma holds up searches of collections already read while it reads another's index (at 1M a search of an
+    open project waited 7 s behind the store-wide read). Such a search answers as one waiting for its own index
+    would, and says which read held it up."""
+    synced.load_wait_seconds = 0.5
+    assert synced.query("login crashes", 5, None, "api", wait_for_index=True)  # its index is read
+    gate = gate_loads(synced, monkeypatch)
+    real_query = synced.store.query
+
+    def held_up(*args: Any) -> Any:
+        assert gate.wait(60)  # the other read holds Chroma up
+        return real_query(*args)
+
+    monkeypatch.setattr(synced.store, "query", held_up)
+    synced.preload("web")
+    request = SemanticRequest(text="login crashes", n=5, where=None, project="api")
+    services = SimpleNamespace(vectors=synced)
+    loop = asyncio.new_event_loop()  # the worker's loop outlives a search's thread; asyncio.run would wait for it
+    try:
+        started = time.monotonic()
+        hits, error = loop.run_until_complete(chroma_hits(services, request))  # type: ignore[arg-type]
+        assert time.monotonic() - started < 5
+        assert hits is None
+        assert error == "Chroma did not answer within 1.0s while reading the search index of project 'web'"
+        gate.set()
+        hits, error = loop.run_until_complete(chroma_hits(services, request))  # type: ignore[arg-type]
+        assert hits and error is None
+    finally:
+        gate.set()
+        loop.close()

@@ -295,6 +295,9 @@ class VectorSync:
             os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
         except (AttributeError, OSError):
             pass
+        # Counted from SQLite before the first pass, which at a million observations waits seconds for Chroma to
+        # read its index: status then says what is synced, not "0 synced".
+        self._refresh_counts()
         while not self._stop.is_set():
             self._wake.clear()
             ok = self.run_pass()
@@ -311,8 +314,11 @@ class VectorSync:
         """Deletes, then unsynced rows; False (and the error kept for status) when Chroma failed."""
         with self._work_lock:
             try:
+                self.store.collection()
+                # Connected. The model may still take a moment to load, and the first pass's count waits for Chroma
+                # to read the store-wide index (15 s at a million observations): reachable is true meanwhile.
+                self._mark_ok()
                 self._ensure_collection()
-                self._mark_ok()  # connected; the model may still take a moment to load
                 report = SyncReport()
                 self._apply_tombstones(report)
                 self._drain_notified()

@@ -52,15 +52,22 @@ async def chroma_hits(
     vsync = services.vectors
     if vsync is None:
         return None, "Chroma is disabled (CLAUDE_MEM_CHROMA_ENABLED=false)"
+    # While Chroma reads an index it holds up searches of collections already read as well (at 1M, one stalled
+    # 7 s behind the store-wide read): such a search gets no longer than one waiting for its own index.
+    reading = vsync.loads()
+    timeout = vsync.load_wait_seconds + 0.5 if reading else SEMANTIC_TIMEOUT_SECONDS
     try:
         hits = await asyncio.wait_for(
-            asyncio.to_thread(vsync.query, req.text, req.n, req.where, req.project), timeout=SEMANTIC_TIMEOUT_SECONDS
+            asyncio.to_thread(vsync.query, req.text, req.n, req.where, req.project), timeout=timeout
         )
     except VectorsLoading as exc:
         return None, str(exc)
     except VectorsUnavailable as exc:
         return None, f"Chroma unreachable: {exc}"
     except TimeoutError:
+        if reading:
+            indexes = ", ".join(load.describe() for load in reading)
+            return None, f"Chroma did not answer within {timeout:.1f}s while reading the search index of {indexes}"
         return None, f"Chroma did not answer within {SEMANTIC_TIMEOUT_SECONDS:.0f}s"
     return hits, None
 
