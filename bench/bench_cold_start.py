@@ -171,7 +171,8 @@ def main() -> int:
             had += ok
         print(
             f"warm semantic searches (half of all projects, half of those projects): {len(warm)},"
-            f" p50 {statistics.median(warm):.1f} ms, p99 {pct(warm, 0.99):.1f} ms, {had} with vectors",
+            f" p50 {statistics.median(warm):.1f} ms, p99 {pct(warm, 0.99):.1f} ms, max {max(warm):.1f} ms,"
+            f" {sum(1 for m in warm if m > 50)} over 50 ms, {had} with vectors",
             flush=True,
         )
         child = [p for p in descendants(worker.pid) if _is_vector_process(p)]
