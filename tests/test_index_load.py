@@ -83,6 +83,7 @@ def test_a_search_does_not_wait_for_an_index_being_read_and_says_why(
     loading = synced.status()["indexes"]["loading"]
     assert [entry["project"] for entry in loading] == ["web"]
     assert "reading the search index of project 'web'" in index_lines(synced.status()["indexes"])[0]
+    assert (synced.readiness_problem() or "").endswith("not checked yet: reading the search index of project 'web'")
     # A search later in the same read starts no second read, and does not wait again: the read had its time.
     started = time.monotonic()
     with pytest.raises(VectorsLoading):

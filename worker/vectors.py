@@ -583,7 +583,10 @@ class VectorSync:
         if self.reachable:
             return None
         if self.reachable is None:
-            return f"chroma ({self.store.mode}, {self.store.location}) not checked yet"
+            reading = ", ".join(load.describe() for load in self.loads())
+            # chromadb holds the GIL while it reads an index: the vector child answers nothing until it is read.
+            why = f": reading the search index of {reading}" if reading else ""
+            return f"chroma ({self.store.mode}, {self.store.location}) not checked yet{why}"
         return f"chroma ({self.store.mode}, {self.store.location}) unreachable: {self.last_error}"
 
     # --- reads and direct deletes (called from request threads) ---------------------------------
