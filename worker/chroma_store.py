@@ -216,45 +216,40 @@ class ChromaStore:
     def existing_partition(self, project: str) -> Collection | None:
         """The project's collection if it exists: reads (searches, index loads) never create one, so a search or
         a session start naming any project leaves no empty collection behind."""
+        from chromadb.errors import NotFoundError
+
         self.collection()
         name = partition_name(self.collection_name, project)
         with self._lock:
             found = self._partitions.get(name)
-            if found is not None:
-                return found
-            from chromadb.errors import NotFoundError
-
-            from worker.embeddings import MiniLMEmbeddingFunction
-
-            assert self._client is not None
-            try:
-                found = self._client.get_collection(
-                    name,
-                    embedding_function=MiniLMEmbeddingFunction(self._embedder or _default_embedder()),  # type: ignore[arg-type]
-                )
-            except NotFoundError:
-                return None
-            self._partitions[name] = found
+            if found is None:
+                try:
+                    found = self._partitions[name] = self._existing(name)
+                except NotFoundError:
+                    return None
             return found
+
+    def _existing(self, name: str) -> Collection:
+        """A collection that exists (chromadb's NotFoundError otherwise), with the store's embedding function."""
+        from worker.embeddings import MiniLMEmbeddingFunction
+
+        assert self._client is not None
+        return self._client.get_collection(
+            name,
+            embedding_function=MiniLMEmbeddingFunction(self._embedder or _default_embedder()),  # type: ignore[arg-type]
+        )
 
     def partitions(self, refresh: bool = False) -> list[Collection]:
         """Every project's collection (listed again now and then: another worker may have added one)."""
         self.collection()
         with self._lock:
             if refresh or time.monotonic() - self._listed_at > PARTITION_LIST_SECONDS:
-                from worker.embeddings import MiniLMEmbeddingFunction
-
                 assert self._client is not None
                 prefix = f"{self.collection_name}-p"
                 names = [c.name for c in self._client.list_collections() if c.name.startswith(prefix)]
                 for name in names:
                     if name not in self._partitions:
-                        self._partitions[name] = self._client.get_collection(
-                            name,
-                            embedding_function=MiniLMEmbeddingFunction(  # type: ignore[arg-type]
-                                self._embedder or _default_embedder()
-                            ),
-                        )
+                        self._partitions[name] = self._existing(name)
                 for name in set(self._partitions) - set(names):
                     del self._partitions[name]
                 self._listed_at = time.monotonic()
