@@ -1,7 +1,8 @@
 """Search indexes read ahead of searches: at a million observations Chroma took 8-30 s to read the store-wide
 index and up to 4 s for a project's, at the collection's first use. The worker reads the store-wide one when it
-starts and a project's when one of its sessions starts; a search whose index is still being read answers with
-keyword results at once and says so, and status says which index is being read."""
+starts and a project's when one of its sessions starts; a search whose index is still being read waits at most
+a few seconds from the read's start, then answers with keyword results and says so, and status says which index
+is being read."""
 
 from __future__ import annotations
 
