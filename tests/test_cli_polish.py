@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
-from tests.fixtures.worker import run_cli, write_settings
+from tests.fixtures.worker import CLAUDE_MEM, clean_env, run_cli, write_settings
 from worker import __version__, storage
 
 
@@ -71,3 +73,25 @@ def test_keyword_search_prints_facts_as_text_and_points_to_show(tmp_path: Path) 
     assert not re.search(r'\["|", "|"\]', snippet), snippet
     assert "Fixed by always writing coupon" in snippet or "serialize_cart" in snippet
     assert "claude-mem show ID" in r.stdout
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path: Path) -> None:
+    """`claude-mem status | head -1`, `claude-mem search ... | head`: the pipe closes before the command is done
+    writing. The command ends quietly instead of printing Python's BrokenPipeError traceback."""
+    data = tmp_path / "data"
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has already gone: the first write fails
+    try:
+        done = subprocess.run(
+            [CLAUDE_MEM, "context", "--project", "demo"],
+            env=clean_env(data),
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            cwd=str(tmp_path),
+        )
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in done.stderr and "BrokenPipeError" not in done.stderr, done.stderr
+    assert done.returncode == 1

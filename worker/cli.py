@@ -27,7 +27,17 @@ def main(argv: list[str] | None = None) -> int:
         return hook_main(args[1:])
     ns = _parser().parse_args(args)
     func: Command = ns.func
-    return func(ns)
+    try:
+        code = func(ns)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader left early (`claude-mem search ... | head`): end quietly, as Python's signal docs advise,
+        # instead of a traceback; stdout goes to /dev/null so the interpreter's last flush fails no more.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _with_settings(command: Callable[[Settings, argparse.Namespace], int]) -> Command:
