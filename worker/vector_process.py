@@ -49,7 +49,8 @@ CALL_TIMEOUT = 600.0  # a rebuild's drop or a large upsert on a slow machine
 # thread does in-process; searches keep the child's normal priority.
 BACKGROUND = frozenset({"upsert", "ids_of", "projects_of", "delete", "delete_rows", "drop", "count", "warm", "scheme"})
 # Reading a collection's index (`ChromaStore.load`, seconds at a million observations) has threads of its own, so
-# loads never hold up searches of collections already open, nor wait behind the sync's upserts.
+# loads take none of the search threads and do not wait behind the sync's upserts. chromadb holds the GIL while
+# it reads an index, though: the child answers no other call meanwhile (VectorSync bounds how long searches wait).
 LOADS = frozenset({"load"})
 
 

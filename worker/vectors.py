@@ -315,8 +315,9 @@ class VectorSync:
         with self._work_lock:
             try:
                 self.store.collection()
-                # Connected. The model may still take a moment to load, and the first pass's count waits for Chroma
-                # to read the store-wide index (15 s at a million observations): reachable is true meanwhile.
+                # Connected: reachable from here, though the first pass's count may wait for Chroma to read the
+                # store-wide index (15 s at a million observations). In the vector child that read holds every call,
+                # this one too, so there status says "checking" and readiness names the read until it ends.
                 self._mark_ok()
                 self._ensure_collection()
                 report = SyncReport()
